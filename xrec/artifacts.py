@@ -1,0 +1,124 @@
+"""Atomic writes and checked manifests for every artifact xrec saves.
+
+An artifact is a directory holding data files plus ``manifest.json``. The manifest records the
+format version, the kind of artifact, free-form fields (encoder fingerprint, dimension, counts)
+and a SHA-256 checksum of every file, so that loading detects truncation, corruption and
+artifacts made by another model. Directories and files appear atomically: they are written
+under a temporary name beside the target and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from xrec.errors import ArtifactError
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield an empty temporary directory that replaces ``path`` only if the block succeeds.
+
+    An existing ``path`` stays intact until the new directory is complete; a failure inside the
+    block leaves it untouched and removes the temporary directory.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_manifest(directory: str | os.PathLike[str], kind: str, format_version: int,
+                   fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Write ``manifest.json`` for every other file in ``directory`` (call last, inside atomic_dir)."""
+    root = Path(directory)
+    files = {
+        p.relative_to(root).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+        for p in sorted(root.rglob("*")) if p.is_file() and p.name != MANIFEST
+    }
+    manifest = {"kind": kind, "format_version": format_version, **fields, "files": files}
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: int,
+                  expect: Mapping[str, Any] | None = None, verify: bool = True) -> dict[str, Any]:
+    """Read and check an artifact's manifest; raise :class:`ArtifactError` naming what is wrong.
+
+    ``expect`` maps manifest fields (e.g. ``encoder_fingerprint``, ``dim``) to required values.
+    ``verify`` recomputes every file's checksum.
+    """
+    root = Path(directory)
+    path = root / MANIFEST
+    if not root.is_dir():
+        raise ArtifactError(f"{root}: not a directory (expected a saved {kind})")
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing; {root} is not a complete {kind} (interrupted write?)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
+    if manifest.get("kind") != kind:
+        raise ArtifactError(f"{path}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
+    if manifest.get("format_version") != format_version:
+        raise ArtifactError(
+            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}")
+    for field, wanted in (expect or {}).items():
+        if wanted is not None and manifest.get(field) != wanted:
+            raise ArtifactError(
+                f"{path}: field {field!r} is {manifest.get(field)!r}, expected {wanted!r}")
+    for name, meta in manifest.get("files", {}).items():
+        file = root / name
+        if not file.is_file():
+            raise ArtifactError(f"{file}: listed in the manifest but missing")
+        if file.stat().st_size != meta["bytes"]:
+            raise ArtifactError(f"{file}: {file.stat().st_size} bytes, manifest says {meta['bytes']} (truncated?)")
+        if verify and sha256_file(file) != meta["sha256"]:
+            raise ArtifactError(f"{file}: checksum mismatch (corrupted)")
+    return manifest

@@ -1,0 +1,1 @@
+"""The ``xrec`` command line: thin layers over the public API."""

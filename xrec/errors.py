@@ -1,0 +1,17 @@
+"""Exceptions raised by xrec. Every message names the file, row, column or field at fault."""
+
+
+class XrecError(Exception):
+    """Base class of every error xrec raises on purpose."""
+
+
+class DataError(XrecError, ValueError):
+    """Input data is malformed: a missing column, a bad row, a duplicate id, an unknown value."""
+
+
+class ArtifactError(XrecError):
+    """A saved artifact is missing, truncated, corrupted, or made for another model or dimension."""
+
+
+class ModelError(XrecError):
+    """A model directory or weights file cannot be read or is of the wrong format."""
