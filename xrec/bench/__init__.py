@@ -1,0 +1,1 @@
+"""Speed measurements against named peers, side by side in one run."""

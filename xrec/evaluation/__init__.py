@@ -1,0 +1,1 @@
+"""Evaluation protocols on real data: bitext and parallel retrieval, recommendations, topics."""
