@@ -19,9 +19,10 @@ if ! .venv/bin/python -c 'import torch' 2>/dev/null; then
   if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
     "${pip[@]}" install -q "torch>=2.4"
   else
-    "${pip[@]}" install -q "torch==2.13.0" \
-      --index-url "${XREC_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}" \
-      --extra-index-url "${PIP_INDEX_URL:-https://pypi.org/simple}"
+    # The CPU index's "+cpu" build outranks PyPI's CUDA build of the same version; where that
+    # index is unreachable, pip warns once (--retries 0) and takes a CPU wheel it finds locally.
+    "${pip[@]}" install -q --retries 0 "torch==2.13.0" \
+      --extra-index-url "${XREC_TORCH_INDEX:-https://download.pytorch.org/whl/cpu}"
   fi
 fi
 "${pip[@]}" install -q -e ".${extras:+[$extras]}"
