@@ -1,0 +1,110 @@
+"""Embedding store and ``xrec embed``: real encoder, real sample items."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from xrec.cli.main import main
+from xrec.errors import ArtifactError, DataError
+from xrec.store import embed_items, read_embeddings, write_embeddings
+from xrec.tables import read_table, validate_items
+
+
+@pytest.fixture(scope="module")
+def items(data_dir) -> pl.DataFrame:
+    """Twelve real SIB-200 sentences in several languages and scripts."""
+    rows = [json.loads(line) for line in gzip.open(data_dir / "sib200" / "dev.jsonl.gz", "rt", encoding="utf-8")]
+    picked = [r for r in rows if r["index_id"] == rows[0]["index_id"]][:12]
+    return pl.DataFrame({"item_id": [f"{r['lang']}-{r['index_id']}" for r in picked],
+                         "text": [r["text"] for r in picked], "lang": [r["lang"] for r in picked]})
+
+
+class CountingEncoder:
+    """Wraps the real encoder and records how many texts it was asked to embed."""
+
+    def __init__(self, inner):
+        self.inner, self.dim, self.fingerprint, self.name = inner, inner.dim, inner.fingerprint, inner.name
+        self.calls: list[int] = []
+
+    def encode(self, texts, kind="passage", *, batch_size=None, progress=None):
+        self.calls.append(len(texts))
+        return self.inner.encode(texts, kind, batch_size=batch_size, progress=progress)
+
+
+def test_second_run_embeds_only_new_or_changed(encoder, items, tmp_path):
+    store = tmp_path / "emb.parquet"
+    counting = CountingEncoder(encoder)
+    first = embed_items(counting, items["item_id"].to_list(), items["text"].to_list(), store=store)
+    assert counting.calls == [len(items)]
+    np.testing.assert_allclose(np.linalg.norm(first, axis=1), 1.0, atol=1e-5)
+
+    ids = items["item_id"].to_list() + ["new-item"]
+    texts = items["text"].to_list() + ["Ein ganz neuer Artikel über Fußball."]
+    texts[0] = texts[0] + " (edited)"
+    second = embed_items(counting, ids, texts, store=store)
+    assert counting.calls == [len(items), 2]  # the edited item and the new one
+    np.testing.assert_array_equal(second[1:len(items)], first[1:])
+    assert not np.allclose(second[0], first[0])
+
+    stored = read_embeddings(store, expect_fingerprint=encoder.fingerprint)
+    assert stored.ids == ids and stored.vectors.shape == (len(ids), encoder.dim)
+
+
+def test_store_refuses_other_encoder_and_truncation(encoder, items, tmp_path):
+    store = tmp_path / "emb.parquet"
+    write_embeddings(store, [1, 2], np.eye(2, 4, dtype=np.float32), "some-other-model")
+    with pytest.raises(ArtifactError, match="some-other-model"):
+        read_embeddings(store, expect_fingerprint=encoder.fingerprint)
+    # embed_items never trusts another encoder's vectors: it re-embeds and replaces the file
+    vectors = embed_items(encoder, [1, 2], ["a", "b"], store=store)
+    assert vectors.shape == (2, encoder.dim)
+    assert read_embeddings(store).fingerprint == encoder.fingerprint
+
+    data = store.read_bytes()
+    store.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ArtifactError, match="truncated"):
+        read_embeddings(store)
+
+
+def test_bad_items_name_row_and_column(encoder, tmp_path):
+    with pytest.raises(DataError, match="row 1: duplicate item_id 'a'"):
+        embed_items(encoder, ["a", "a"], ["x", "y"])
+    with pytest.raises(DataError, match="row 1"):
+        embed_items(encoder, ["a", "b"], ["x", None])
+    frame = pl.DataFrame({"item_id": [1, 2, 3], "text": ["a", None, "c"]})
+    with pytest.raises(DataError, match=r"row 1 \(item_id 2\): text is null"):
+        validate_items(frame, "items.csv")
+    path = tmp_path / "items.csv"
+    pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(path)
+    with pytest.raises(DataError, match=r"items.csv: missing column\(s\) \['text'\]"):
+        read_table(path, required=["item_id", "text"])
+
+
+def test_empty_strings_are_embedded_not_dropped(encoder):
+    vectors = embed_items(encoder, [1, 2], ["", "hello"])
+    assert vectors.shape == (2, encoder.dim) and np.isfinite(vectors).all()
+
+
+def test_embed_cli_writes_input_order(items, tmp_path, capsys):
+    src = tmp_path / "items.jsonl"
+    items.write_ndjson(src)
+    out = tmp_path / "out.parquet"
+    assert main(["embed", str(src), "--out", str(out)]) == 0
+    written = pl.read_parquet(out)
+    assert written["item_id"].to_list() == items["item_id"].to_list()
+    assert written.columns[:2] == ["item_id", "embedding"]
+    vectors = np.asarray(written["embedding"].to_list(), dtype=np.float32)
+    # parallel sentences: every translation is closer to its siblings than to unrelated text
+    assert (vectors @ vectors.T).min() > 0.7
+
+
+def test_embed_cli_reports_bad_input(tmp_path, capsys):
+    src = tmp_path / "items.csv"
+    pl.DataFrame({"item_id": [1, 1], "text": ["a", "b"]}).write_csv(src)
+    assert main(["embed", str(src), "--out", str(tmp_path / "o.parquet")]) == 2
+    assert "duplicate item_id 1" in capsys.readouterr().err

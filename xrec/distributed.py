@@ -1,0 +1,104 @@
+"""Scale-out on Ray: the embedding and batch-recommendation stages as Ray Data jobs.
+
+Ray is an optional extra (``pip install xrec[ray]``). :class:`RayEncoder` is an
+:class:`~xrec.encoders.Encoder` whose ``encode`` runs on a Ray cluster (one encoder per actor,
+on GPUs where the cluster has them), so every caller of the encoder interface, the embedding store
+included, scales out unchanged. :func:`ray_map_batches` runs any picklable batch function over
+rows with actors, keeping the input order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from xrec.encoders.base import Encoder, TextKind, check_texts
+from xrec.errors import XrecError
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
+    """Connect to the Ray cluster at ``address`` (``None``: start a local instance); returns ``ray``."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise XrecError("the Ray engine needs the optional extra: pip install 'xrec[ray]'") from exc
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus if address is None else None,
+                 include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    return ray
+
+
+def cluster_gpus() -> int:
+    """Number of GPUs the connected Ray cluster offers."""
+    import ray
+
+    return int(ray.cluster_resources().get("GPU", 0))
+
+
+class _EmbedActor:
+    """Ray Data actor: loads the encoder once, embeds each batch of texts."""
+
+    def __init__(self, model: str, precision: str, batch_size: int, kind: str) -> None:
+        from xrec.encoders import load_encoder
+
+        self.encoder = load_encoder(model, precision=precision, batch_size=batch_size)
+        self.kind = kind
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        vectors = self.encoder.encode(list(batch["text"]), kind=self.kind, progress=False)
+        return {"row": batch["row"], "vector": vectors}
+
+
+class RayEncoder(Encoder):
+    """The encoder ``model`` run by Ray Data actors; same vectors and fingerprint as the local one."""
+
+    def __init__(self, model: str = "bundled", *, precision: str = "auto", batch_size: int = 32,
+                 rows_per_task: int = 1024, actors: int | None = None) -> None:
+        from xrec.encoders import load_encoder
+
+        local = load_encoder(model, precision=precision, batch_size=batch_size, device="cpu")
+        self.dim, self.fingerprint, self.name = local.dim, local.fingerprint, local.name
+        self.model, self.precision, self.batch_size = str(model), precision, batch_size
+        self.rows_per_task, self.actors = rows_per_task, actors
+
+    def encode(self, texts: Sequence[str], kind: TextKind = "passage", *,
+               batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
+        """Embed ``texts`` on the cluster, in input order."""
+        texts = check_texts(texts)
+        if not texts:
+            return np.empty((0, self.dim), dtype=np.float32)
+        rows = ray_map_batches(
+            _EmbedActor, {"row": np.arange(len(texts)), "text": np.asarray(texts, dtype=object)},
+            constructor_kwargs={"model": self.model, "precision": self.precision,
+                                "batch_size": batch_size or self.batch_size, "kind": kind},
+            rows_per_task=self.rows_per_task, actors=self.actors, use_gpus=True)
+        return np.asarray(rows["vector"], dtype=np.float32).reshape(len(texts), self.dim)
+
+
+def ray_map_batches(actor_class: Callable[..., Any], columns: dict[str, np.ndarray], *,
+                    constructor_kwargs: dict[str, Any], rows_per_task: int = 1024,
+                    actors: int | None = None, use_gpus: bool = False) -> dict[str, np.ndarray]:
+    """Run ``actor_class(**constructor_kwargs)(batch)`` over ``columns`` with Ray Data actors.
+
+    ``columns`` must hold an integer ``row`` column; the result is sorted back into row order.
+    With ``use_gpus`` and GPUs in the cluster, each actor takes one GPU.
+    """
+    import ray
+
+    n = len(columns["row"])
+    gpus = cluster_gpus() if use_gpus else 0
+    pool = actors or max(1, min(gpus or int(ray.cluster_resources().get("CPU", 1)), -(-n // rows_per_task)))
+    dataset = ray.data.from_items([{k: v[i] for k, v in columns.items()} for i in range(n)],
+                                  override_num_blocks=max(1, -(-n // rows_per_task)))
+    mapped = dataset.map_batches(actor_class, fn_constructor_kwargs=constructor_kwargs,
+                                 batch_size=rows_per_task, batch_format="numpy", concurrency=pool,
+                                 num_gpus=1 if gpus else 0)
+    out: dict[str, list[np.ndarray]] = {}
+    for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
+        for name, values in batch.items():
+            out.setdefault(name, []).append(values)
+    merged = {name: np.concatenate(parts) for name, parts in out.items()}
+    order = np.argsort(merged["row"], kind="stable")
+    return {name: values[order] for name, values in merged.items()}

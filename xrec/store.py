@@ -1,0 +1,141 @@
+"""Embedding store: item vectors in parquet, keyed by item id, text hash and encoder fingerprint.
+
+One file format serves as the output of ``xrec embed`` and as the cache of every pipeline stage
+that embeds items: columns ``item_id``, ``embedding`` (fixed-size list of float32) and
+``text_hash``; the parquet schema metadata is the manifest (format version, encoder fingerprint,
+dimension, count). :func:`embed_items` reuses the stored vector of every item whose id and text are
+unchanged and embeds only the rest, so a second run over a grown catalogue is cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xrec.artifacts import atomic_file
+from xrec.encoders.base import Encoder, TextKind, check_texts
+from xrec.errors import ArtifactError, DataError
+
+FORMAT_VERSION = 1
+KIND = "xrec.embeddings"
+_META_KEY = b"xrec"
+
+
+@dataclass(frozen=True)
+class StoredEmbeddings:
+    """Vectors read from a store file, in file order."""
+
+    ids: list[int] | list[str]
+    vectors: np.ndarray
+    text_hashes: list[str]
+    fingerprint: str
+
+
+def text_hash(text: str, kind: TextKind = "passage") -> str:
+    """Short stable hash of a text and the role it is embedded in."""
+    return hashlib.sha256(f"{kind}\0{text}".encode()).hexdigest()[:24]
+
+
+def write_embeddings(path: str | os.PathLike[str], ids: Sequence[int] | Sequence[str],
+                     vectors: np.ndarray, fingerprint: str,
+                     text_hashes: Sequence[str] | None = None) -> None:
+    """Write vectors atomically as a store file (parquet with the manifest in its metadata)."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != len(ids):
+        raise DataError(f"{path}: {len(ids)} ids but vectors of shape {vectors.shape}")
+    dim = vectors.shape[1]
+    flat = pa.array(vectors.reshape(-1), type=pa.float32())
+    columns = {
+        "item_id": pa.array(list(ids)),
+        "embedding": pa.FixedSizeListArray.from_arrays(flat, dim),
+        "text_hash": pa.array(list(text_hashes) if text_hashes is not None else [""] * len(ids),
+                              type=pa.string()),
+    }
+    manifest = {"kind": KIND, "format_version": FORMAT_VERSION, "encoder_fingerprint": fingerprint,
+                "dim": dim, "count": len(ids)}
+    table = pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(manifest).encode()})
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_embeddings(path: str | os.PathLike[str],
+                    expect_fingerprint: str | None = None) -> StoredEmbeddings:
+    """Read a store file, checking its manifest; raises :class:`ArtifactError` naming the problem."""
+    file = Path(path)
+    try:
+        table = pq.read_table(file)
+    except FileNotFoundError as exc:
+        raise ArtifactError(f"{file}: no such embeddings file") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise ArtifactError(f"{file}: unreadable or truncated parquet ({exc})") from exc
+    raw = (table.schema.metadata or {}).get(_META_KEY)
+    if raw is None:
+        raise ArtifactError(f"{file}: not an xrec embeddings file (no manifest in its metadata)")
+    manifest = json.loads(raw)
+    if manifest.get("kind") != KIND or manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{file}: format {manifest.get('kind')!r} v{manifest.get('format_version')}, "
+                            f"expected {KIND!r} v{FORMAT_VERSION}")
+    if expect_fingerprint is not None and manifest["encoder_fingerprint"] != expect_fingerprint:
+        raise ArtifactError(f"{file}: made by encoder {manifest['encoder_fingerprint']}, "
+                            f"expected {expect_fingerprint}")
+    if table.num_rows != manifest["count"]:
+        raise ArtifactError(f"{file}: {table.num_rows} rows, manifest says {manifest['count']}")
+    embedding = table.column("embedding").combine_chunks()
+    dim = manifest["dim"]
+    if not pa.types.is_fixed_size_list(embedding.type) or embedding.type.list_size != dim:
+        raise ArtifactError(f"{file}: column 'embedding' is {embedding.type}, expected {dim} float32s")
+    vectors = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return StoredEmbeddings(ids=table.column("item_id").to_pylist(),
+                            vectors=vectors.reshape(table.num_rows, dim),
+                            text_hashes=table.column("text_hash").to_pylist(),
+                            fingerprint=manifest["encoder_fingerprint"])
+
+
+def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Sequence[str], *,
+                store: str | os.PathLike[str] | None = None, kind: TextKind = "passage",
+                batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
+    """Embed items in input order, reusing ``store`` for items whose id and text are unchanged.
+
+    ``store`` (optional) is a store file; it is rewritten atomically to hold exactly these items.
+    A store made by another encoder, or unreadable, is ignored and replaced, never trusted.
+    """
+    texts = check_texts(texts)
+    if len(ids) != len(texts):
+        raise DataError(f"{len(ids)} ids but {len(texts)} texts")
+    if len(set(ids)) != len(ids):
+        seen: set = set()
+        row = next(r for r, i in enumerate(ids) if i in seen or seen.add(i))
+        raise DataError(f"row {row}: duplicate item_id {ids[row]!r}")
+    hashes = [text_hash(t, kind) for t in texts]
+    vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    todo = list(range(len(texts)))
+    unchanged = False
+    if store is not None and Path(store).exists():
+        try:
+            old = read_embeddings(store, expect_fingerprint=encoder.fingerprint)
+        except ArtifactError:
+            old = None
+        if old is not None:
+            known = {(i, h): row for row, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
+            todo = []
+            for row, key in enumerate(zip(ids, hashes)):
+                hit = known.get(key)
+                if hit is None:
+                    todo.append(row)
+                else:
+                    vectors[row] = old.vectors[hit]
+            unchanged = not todo and old.ids == list(ids)
+    if todo:
+        vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
+                                       batch_size=batch_size, progress=progress)
+    if store is not None and not unchanged:
+        write_embeddings(store, ids, vectors, encoder.fingerprint, hashes)
+    return vectors
