@@ -37,3 +37,38 @@ def test_ray_encoder_equals_local_encoder(local_ray, encoder, sentences):
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=2e-5)
     assert remote.encode([], kind="query").shape == (0, encoder.dim)
+
+
+@pytest.fixture(scope="module")
+def small_ranker(data_dir, encoder):
+    """A hybrid ranker fitted on 40 real MovieLens users and their 300 most-rated movies."""
+    import polars as pl
+
+    from xrec.datasets.movielens import load_movielens
+    from xrec.ranking.content import item_vectors, prepare_items
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions
+
+    ml = load_movielens(data_dir / "movielens")
+    ratings = ml.ratings.filter(pl.col("user_id") <= 40)
+    top = ratings.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False]).head(300)
+    ratings = ratings.join(top.select("item_id"), on="item_id")
+    items = prepare_items(ml.items().join(top.select("item_id"), on="item_id").sort("item_id"))
+    interactions = Interactions.build(ratings, items["item_id"])
+    return HybridRanker.fit(interactions, item_vectors(items, encoder))
+
+
+def test_ray_batch_recommendations_equal_local(local_ray, small_ranker, tmp_path):
+    import polars as pl
+
+    from xrec.distributed import ray_recommend_to_parquet
+    from xrec.ranking.batch import recommend_to_parquet
+
+    users = list(small_ranker.users.ids) + [999_999]  # an unknown user gets the popular items
+    local = recommend_to_parquet(small_ranker, users, 7, tmp_path / "local.parquet", batch_size=16)
+    remote = ray_recommend_to_parquet(small_ranker, users, 7, tmp_path / "ray.parquet", batch_size=16)
+    want, got = pl.read_parquet(local), pl.read_parquet(remote)
+    assert want.height == 7 * len(users)
+    assert got.columns == want.columns
+    assert got.select("user_id", "rank", "item_id").equals(want.select("user_id", "rank", "item_id"))
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)

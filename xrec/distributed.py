@@ -9,7 +9,9 @@ rows with actors, keeping the input order.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,3 +104,45 @@ def ray_map_batches(actor_class: Callable[..., Any], columns: dict[str, np.ndarr
     merged = {name: np.concatenate(parts) for name, parts in out.items()}
     order = np.argsort(merged["row"], kind="stable")
     return {name: values[order] for name, values in merged.items()}
+
+
+class _RecommendActor:
+    """Ray Data actor: holds the fitted ranker, recommends for each batch of users."""
+
+    def __init__(self, ranker_ref: list[Any], k: int) -> None:
+        import ray
+
+        self.ranker = ray.get(ranker_ref[0])
+        self.k = k
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        frame = self.ranker.recommend(list(batch["user_id"]), self.k)
+        position = {user: row for user, row in zip(batch["user_id"].tolist(), batch["row"].tolist())}
+        columns = {name: frame[name].to_numpy() for name in frame.columns}
+        columns["row"] = np.asarray([position[u] for u in frame["user_id"].to_list()], dtype=np.int64)
+        return columns
+
+
+def ray_recommend_to_parquet(ranker: Any, user_ids: Sequence[Any], k: int, out: str | os.PathLike[str], *,
+                             batch_size: int = 256, actors: int | None = None) -> Path:
+    """Top-``k`` of ``ranker.recommend`` for every user, computed by Ray actors, written atomically.
+
+    The output has the rows and columns of :func:`xrec.ranking.batch.recommend_to_parquet` in the
+    same order (users in input order, then rank).
+    """
+    import polars as pl
+    import ray
+
+    from xrec.artifacts import atomic_file
+
+    users = list(user_ids)
+    result = ray_map_batches(_RecommendActor, {"row": np.arange(len(users)),
+                                               "user_id": np.asarray(users)},
+                             constructor_kwargs={"ranker_ref": [ray.put(ranker)], "k": k},
+                             rows_per_task=batch_size, actors=actors)
+    result.pop("row")
+    frame = pl.DataFrame(result)
+    path = Path(out)
+    with atomic_file(path) as tmp:
+        frame.write_parquet(tmp)
+    return path

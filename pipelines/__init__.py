@@ -1,0 +1,1 @@
+"""Batch jobs composed from xrec's public API (see ``main_job``)."""
