@@ -54,6 +54,12 @@ def test_second_run_embeds_only_new_or_changed(encoder, items, tmp_path):
     stored = read_embeddings(store, expect_fingerprint=encoder.fingerprint)
     assert stored.ids == ids and stored.vectors.shape == (len(ids), encoder.dim)
 
+    # another version of the catalogue (other ids, same texts) reuses the first store's vectors
+    other = embed_items(counting, [f"v2-{i}" for i in ids], texts, store=tmp_path / "v2.parquet",
+                        reuse=[store])
+    assert counting.calls == [len(items), 2]
+    np.testing.assert_array_equal(other, second)
+
 
 def test_store_refuses_other_encoder_and_truncation(encoder, items, tmp_path):
     store = tmp_path / "emb.parquet"

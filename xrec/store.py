@@ -1,10 +1,11 @@
-"""Embedding store: item vectors in parquet, keyed by item id, text hash and encoder fingerprint.
+"""Embedding store: item vectors in parquet, with their text hashes and the encoder fingerprint.
 
 One file format serves as the output of ``xrec embed`` and as the cache of every pipeline stage
 that embeds items: columns ``item_id``, ``embedding`` (fixed-size list of float32) and
 ``text_hash``; the parquet schema metadata is the manifest (format version, encoder fingerprint,
-dimension, count). :func:`embed_items` reuses the stored vector of every item whose id and text are
-unchanged and embeds only the rest, so a second run over a grown catalogue is cheap.
+dimension, count). :func:`embed_items` reuses the stored vector of every text it has seen before
+(by hash of the text and its kind) and embeds only the rest, so a second run over a grown or
+edited catalogue is cheap.
 """
 
 from __future__ import annotations
@@ -101,11 +102,14 @@ def read_embeddings(path: str | os.PathLike[str],
 
 def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Sequence[str], *,
                 store: str | os.PathLike[str] | None = None, kind: TextKind = "passage",
-                batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:
-    """Embed items in input order, reusing ``store`` for items whose id and text are unchanged.
+                reuse: Sequence[str | os.PathLike[str]] = (), batch_size: int | None = None,
+                progress: bool | None = None) -> np.ndarray:
+    """Embed items in input order, reusing stored vectors of unchanged texts.
 
     ``store`` (optional) is a store file; it is rewritten atomically to hold exactly these items.
-    A store made by another encoder, or unreadable, is ignored and replaced, never trusted.
+    Vectors are looked up by text (and kind) in ``store`` and in the further store files ``reuse``
+    (e.g. another version of the same catalogue), so only new or changed texts are embedded. A
+    store made by another encoder, or unreadable, is ignored (and ``store`` replaced), never trusted.
     """
     texts = check_texts(texts)
     if len(ids) != len(texts):
@@ -116,23 +120,26 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
         raise DataError(f"row {row}: duplicate item_id {ids[row]!r}")
     hashes = [text_hash(t, kind) for t in texts]
     vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    todo = list(range(len(texts)))
+    known: dict[str, np.ndarray] = {}
     unchanged = False
-    if store is not None and Path(store).exists():
+    for source in ([store] if store is not None else []) + list(reuse):
+        if not Path(source).exists():
+            continue
         try:
-            old = read_embeddings(store, expect_fingerprint=encoder.fingerprint)
+            old = read_embeddings(source, expect_fingerprint=encoder.fingerprint)
         except ArtifactError:
-            old = None
-        if old is not None:
-            known = {(i, h): row for row, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
-            todo = []
-            for row, key in enumerate(zip(ids, hashes)):
-                hit = known.get(key)
-                if hit is None:
-                    todo.append(row)
-                else:
-                    vectors[row] = old.vectors[hit]
-            unchanged = not todo and old.ids == list(ids)
+            continue
+        for row, digest in enumerate(old.text_hashes):
+            known.setdefault(digest, old.vectors[row])
+        if source == store:
+            unchanged = old.ids == list(ids) and old.text_hashes == hashes
+    todo = []
+    for row, digest in enumerate(hashes):
+        hit = known.get(digest)
+        if hit is None:
+            todo.append(row)
+        else:
+            vectors[row] = hit
     if todo:
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
                                        batch_size=batch_size, progress=progress)
