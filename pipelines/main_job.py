@@ -135,7 +135,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from pipelines.stages import topics_stage
 
-        return topics_stage(tmp, sib_dir, train_lang, labels, encoder, sib_test, sib_ids, sib_vectors)
+        return topics_stage(tmp, sib_dir, train_lang, encoder, sib_test, store_dir / "topics")
 
     topics_dir, topics_summary = runner.run(
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,

@@ -51,3 +51,58 @@ def neighbours_stage(out: Path, items: pl.DataFrame, ids: list[str], vectors: np
     return {"items": len(ids), "languages": len(set(langs)), "k": k,
             "top1_is_translation": float(top1["is_translation"].mean()),
             "top1_is_translation_by_lang": dict(zip(per_lang["lang"], per_lang["is_translation"]))}
+
+
+def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: int,
+                  seed: int = 0) -> dict[str, Any]:
+    """Retrieval latency and recall of ``kinds`` against numpy and hnswlib on real vectors.
+
+    ``n_queries`` random rows are held out of ``vectors`` as queries; the rest is the corpus.
+    Writes ``latency.json`` and ``latency_vs_recall.png``.
+    """
+    from xrec.bench.retrieval import run_retrieval_bench
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(vectors))
+    n_queries = min(n_queries, len(vectors) // 10)
+    np.save(out / "queries.npy", vectors[order[:n_queries]], allow_pickle=False)
+    np.save(out / "corpus.npy", vectors[order[n_queries:]], allow_pickle=False)
+    payload = run_retrieval_bench(vectors=str(out / "corpus.npy"), query_vectors=str(out / "queries.npy"),
+                                  kinds=kinds, n_single=min(200, n_queries), json_path=out / "latency.json",
+                                  plot_path=out / "latency_vs_recall.png")
+    (out / "queries.npy").unlink()
+    (out / "corpus.npy").unlink()
+    return {"n": payload["n"], "dim": payload["dim"], "queries": payload["queries"],
+            "results": [{key: r[key] for key in ("name", "build_s", "p50_ms", "p99_ms", "qps", "recall_at_10",
+                                                 "memory_mb")} for r in payload["results"]],
+            "summary": payload["summary"]}
+
+
+def topics_stage(out: Path, sib_dir: Path, train_lang: str, encoder: Any, items: pl.DataFrame,
+                 cache: Path) -> dict[str, Any]:
+    """Train a topic head on ``train_lang`` labels only, tag ``items`` of every language, and
+    measure per-language accuracy on the test split -> ``tags.parquet``, ``topics.json``,
+    ``accuracy_by_language.png`` and the saved model in ``model/``."""
+    import json
+
+    from xrec.datasets.sib200 import load_labels, load_split
+    from xrec.evaluation.topics import evaluate_topics, plot_accuracy
+    from xrec.topics.data import sample_per_language
+    from xrec.topics.tagging import tag_items, train_topics
+
+    labels = load_labels(sib_dir)
+    train = load_split(sib_dir, "train")
+    classifier = train_topics(
+        encoder, train.filter(pl.col("lang") == train_lang), labels,
+        dev=load_split(sib_dir, "dev", [train_lang]),
+        unlabelled=sample_per_language(train.filter(pl.col("lang") != train_lang), 100).select("lang", "text"),
+        source=f"{sib_dir}/train ({train_lang})", progress=True)
+    classifier.save(out / "model")
+    tagged = tag_items(classifier, encoder, items.drop("category"), progress=True)
+    tagged.write_parquet(out / "tags.parquet")
+    result = evaluate_topics(sib_dir, train_lang, encoder, cache_dir=cache)
+    (out / "topics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    plot_accuracy(result, out / "accuracy_by_language.png")
+    return {"train_lang": train_lang, "method": result["method"], "mean_accuracy": result["mean_accuracy"],
+            "train_lang_accuracy": result["train_lang_accuracy"],
+            "accuracy_by_lang": {lang: v["accuracy"] for lang, v in result["languages"].items()}}
