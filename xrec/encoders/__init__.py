@@ -7,5 +7,6 @@ a hub is reachable, works the same way.
 
 from xrec.encoders.base import Encoder, TextKind
 from xrec.encoders.loading import load_encoder
+from xrec.encoders.transformers_encoder import TransformersEncoder
 
-__all__ = ["Encoder", "TextKind", "load_encoder"]
+__all__ = ["Encoder", "TextKind", "TransformersEncoder", "load_encoder"]

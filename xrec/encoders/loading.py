@@ -6,12 +6,35 @@ import os
 
 from xrec.encoders.base import Encoder
 
+BUNDLED = "bundled"
+
 
 def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | None = None,
                  precision: str = "auto", batch_size: int = 32, threads: int | None = None) -> Encoder:
     """Load ``bundled`` (the embedded multilingual-e5-small), a local HF directory or a hub id.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU).
+    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU); it does not change
+    the fingerprint (bf16 vectors stay comparable with fp32 ones). ``threads``: torch intra-op
+    threads (``None``: torch's default, all cores). The bundled model is materialised once as a
+    Hugging Face directory under ``$XREC_CACHE_DIR`` (default ``~/.cache/xrec``); loading is offline.
     """
-    raise NotImplementedError("being built: see issue 2")
+    from xrec.encoders.transformers_encoder import TransformersEncoder
+
+    if str(model) == BUNDLED:
+        from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, WEIGHTS, TOKENIZER, bundled_model_dir
+
+        directory, manifest = bundled_model_dir()
+        files = manifest["files"]
+        hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
+        encoder = TransformersEncoder(
+            directory, device=device, precision=precision, batch_size=batch_size, threads=threads,
+            query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
+            max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
+        if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
+            from xrec.errors import ModelError
+
+            raise ModelError(f"{directory}: fingerprint differs from its manifest; delete the folder")
+        return encoder
+    return TransformersEncoder(model, device=device, precision=precision, batch_size=batch_size,
+                               threads=threads)
