@@ -1,0 +1,106 @@
+"""The main job end to end on a small real slice of data/, and its bad-input behaviour."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipelines.config import load_config
+from pipelines.main_job import run
+from xrec.errors import DataError
+
+
+def _write_jsonl_gz(rows: list[dict], path: Path) -> None:
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+@pytest.fixture(scope="module")
+def small_data(data_dir, tmp_path_factory) -> Path:
+    """40 MovieLens users with their 300 most-rated movies; SIB-200 in three languages (subsets)."""
+    root = tmp_path_factory.mktemp("data")
+    ml = root / "movielens"
+    ml.mkdir()
+    ratings = pl.read_csv(data_dir / "movielens" / "ratings.csv.gz").filter(pl.col("userId") <= 40)
+    top = ratings.group_by("movieId").len().sort(["len", "movieId"], descending=[True, False]).head(300)
+    ratings.join(top.select("movieId"), on="movieId").write_csv(ml / "ratings.csv")
+    pl.read_csv(data_dir / "movielens" / "movies.csv.gz").join(top.select("movieId"), on="movieId") \
+        .write_csv(ml / "movies.csv")
+    sib = root / "sib200"
+    sib.mkdir()
+    langs = {"eng_Latn", "deu_Latn", "zho_Hans"}
+    for split, per_lang in (("train", 120), ("dev", 30), ("test", 40)):
+        rows = [json.loads(line) for line in gzip.open(data_dir / "sib200" / f"{split}.jsonl.gz", "rt",
+                                                       encoding="utf-8")]
+        keep = sorted({r["index_id"] for r in rows})[:per_lang]
+        _write_jsonl_gz([r for r in rows if r["lang"] in langs and r["index_id"] in set(keep)],
+                        sib / f"{split}.jsonl.gz")
+    (sib / "labels.txt").write_text((data_dir / "sib200" / "labels.txt").read_text(encoding="utf-8"))
+    return root
+
+
+def _config(data: Path, out: Path) -> dict:
+    return load_config(None, [f"output.dir={out}", f"recommend.movielens={data / 'movielens'}",
+                              f"topics.sib200={data / 'sib200'}", "recommend.batch_size=16",
+                              'recommend.evaluate_models=["popularity", "als", "content", "hybrid"]',
+                              'latency.kinds=["exact", "hnsw"]', "latency.queries=40"])
+
+
+def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
+    out = tmp_path / "out"
+    run(_config(small_data, out))
+    recs = pl.read_parquet(out / "recommendations.parquet")
+    assert recs["user_id"].n_unique() == 40
+    assert recs.group_by("user_id").len()["len"].max() == 10
+    seen = pl.read_csv(small_data / "movielens" / "ratings.csv").select(
+        pl.col("userId").alias("user_id"), pl.col("movieId").alias("item_id"))
+    assert recs.join(seen, on=["user_id", "item_id"]).height == 0  # never recommends a seen item
+
+    neighbours = pl.read_parquet(out / "neighbours.parquet")
+    assert (neighbours["lang"] != neighbours["neighbour_lang"]).all()
+    tags = pl.read_parquet(out / "topic_tags.parquet")
+    labels = set((small_data / "sib200" / "labels.txt").read_text().split("\n")) - {""}
+    assert tags.height == 120 and set(tags["topic"].unique()) <= labels
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for section in ("## Recommendations", "## Recommendation quality", "## Topic tags",
+                    "## Cross-language neighbours", "## Retrieval latency"):
+        assert section in report
+    for png in ("metrics_by_model.png", "accuracy_by_language.png", "latency_vs_recall.png"):
+        assert (out / png).stat().st_size > 1000
+
+    summary = json.loads((out / "stages" / "neighbours" / "manifest.json").read_text())["summary"]
+    assert summary["top1_is_translation"] > 0.8  # parallel sentences find their translations
+
+    # a second run reuses every stage and gives the same recommendations
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
+    run(_config(small_data, out))
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()} == before
+    assert pl.read_parquet(out / "recommendations.parquet").equals(recs)
+    assert "| recommendations |" in (out / "report.md").read_text() and "| yes |" in (out / "report.md").read_text()
+
+
+def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="does not exist"):
+        run(load_config(None, [f"output.dir={out}", "recommend.movielens=/nonexistent/movielens"]))
+    assert not out.exists()
+
+    broken = tmp_path / "broken"
+    (broken / "movielens").mkdir(parents=True)
+    ratings = pl.read_csv(small_data / "movielens" / "ratings.csv")
+    ratings.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(999_999_999).otherwise(pl.col("movieId"))
+                         .alias("movieId")).write_csv(broken / "movielens" / "ratings.csv")
+    (broken / "movielens" / "movies.csv").write_bytes((small_data / "movielens" / "movies.csv").read_bytes())
+    config = _config(small_data, out)
+    config["recommend"]["movielens"] = str(broken / "movielens")
+    with pytest.raises(DataError, match="999999999"):
+        run(config)
+    assert not (out / "stages").exists()
+
+    with pytest.raises(DataError, match="expected section.key=value"):
+        load_config(None, ["k=3"])
