@@ -1,0 +1,146 @@
+"""``xrec recommend``, resumable batch output and ``xrec evaluate recs`` on small real samples."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from xrec.cli.main import main
+from xrec.errors import ArtifactError
+from xrec.ranking.batch import parts_dir, recommend_to_parquet
+
+
+def _sample(data_dir, n_items=200, n_cold=30, max_user=60):
+    from xrec.datasets.movielens import load_movielens
+
+    ml = load_movielens(data_dir / "movielens")
+    top = ml.ratings.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
+    keep = top["item_id"].head(n_items)
+    cold = ml.movies.filter(~pl.col("item_id").is_in(ml.ratings["item_id"].unique().implode()))["item_id"]
+    ids = pl.concat([keep, cold.head(n_cold)])
+    ratings = ml.ratings.filter(pl.col("item_id").is_in(keep.implode()) & (pl.col("user_id") <= max_user))
+    return ml, ids, ratings
+
+
+@pytest.fixture(scope="module")
+def files(data_dir, tmp_path_factory, encoder):
+    ml, ids, ratings = _sample(data_dir)
+    root = tmp_path_factory.mktemp("rec")
+    ml.items().filter(pl.col("item_id").is_in(ids.implode())).write_parquet(root / "items.parquet")
+    ratings.write_csv(root / "inter.csv")
+    return root
+
+
+def test_recommend_cli_writes_k_unseen_per_user(files, capsys):
+    out = files / "recs.parquet"
+    rc = main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
+               str(files / "inter.csv"), "--users", "all", "--k", "7", "--out", str(out),
+               "--batch-size", "16", "--store", str(files / "store.parquet")])
+    assert rc == 0
+    recs = pl.read_parquet(out)
+    inter = pl.read_csv(files / "inter.csv")
+    assert set(recs.columns) >= {"user_id", "rank", "item_id", "score", "cf_score", "content_score"}
+    assert recs.group_by("user_id").len()["len"].unique().to_list() == [7]
+    assert recs["user_id"].n_unique() == inter["user_id"].n_unique()
+    assert recs.join(inter, on=["user_id", "item_id"], how="inner").height == 0
+    assert not parts_dir(out).exists()
+    text = capsys.readouterr().out
+    assert "fusion: learned" in text
+
+
+def test_recommend_cli_users_file_unknown_items_and_k(files, capsys):
+    inter = pl.read_csv(files / "inter.csv")
+    bad = pl.concat([inter, inter.head(2).with_columns(pl.lit(-1, dtype=pl.Int64).alias("item_id"))])
+    bad.write_csv(files / "bad.csv")
+    (files / "users.txt").write_text("1\n2\n777777\n")
+    args = ["recommend", "--items", str(files / "items.parquet"), "--interactions", str(files / "bad.csv"),
+            "--users", str(files / "users.txt"), "--k", "1000", "--out", str(files / "u.parquet"),
+            "--store", str(files / "store.parquet")]
+    assert main(args) == 2
+    assert "2 row(s) name items not in the catalogue" in capsys.readouterr().err
+    assert main(args + ["--drop-unknown"]) == 0
+    text = capsys.readouterr().out
+    assert "2 naming unknown items" in text and "exceeds the catalogue" in text and "1 of 3 users" in text
+    recs = pl.read_parquet(files / "u.parquet")
+    n_items = pl.read_parquet(files / "items.parquet").height
+    seen_1 = inter.filter(pl.col("user_id") == 1).height
+    assert recs.filter(pl.col("user_id") == 1).height == n_items - seen_1
+    assert recs.filter(pl.col("user_id") == 777777).height == n_items  # no history: popular order
+
+
+class _Counting:
+    """Wraps a ranker and counts the users it was asked about."""
+
+    def __init__(self, ranker):
+        self.ranker, self.calls = ranker, 0
+
+    def fingerprint(self):
+        return self.ranker.fingerprint()
+
+    def recommend(self, users, k):
+        self.calls += len(users)
+        return self.ranker.recommend(users, k)
+
+
+def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
+    from xrec.ranking.cf import fit_als
+    from xrec.ranking.content import item_vectors, load_items
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions
+
+    items = load_items(files / "items.parquet")
+    inter = Interactions.build(pl.read_csv(files / "inter.csv"), items["item_id"])
+    ranker = HybridRanker.fit(inter, item_vectors(items, encoder, store=files / "store.parquet"),
+                              cf_fit=lambda m: fit_als(m, factors=8)[0])
+    users = inter.users.ids
+    out = tmp_path / "recs.parquet"
+    first = _Counting(ranker)
+    assert recommend_to_parquet(first, users, 5, out, batch_size=10, stop_after=2) is None  # "killed"
+    assert not out.exists() and len(list(parts_dir(out).glob("part-*.parquet"))) == 2
+    (parts_dir(out) / ".part-000002.parquet.x.tmp").write_bytes(b"half a file")  # torn write
+    with pytest.raises(ArtifactError, match="different run"):
+        recommend_to_parquet(ranker, users, 6, out, batch_size=10)
+    second = _Counting(ranker)
+    assert recommend_to_parquet(second, users, 5, out, batch_size=10) == out
+    assert second.calls == len(users) - 20  # finished batches were not redone
+    whole = tmp_path / "whole.parquet"
+    recommend_to_parquet(ranker, users, 5, whole, batch_size=1000)
+    assert pl.read_parquet(out).equals(pl.read_parquet(whole))
+    assert not parts_dir(out).exists()
+
+
+def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
+    ml, ids, ratings = _sample(data_dir, n_items=80, n_cold=10, max_user=30)
+    movies = ml.movies.filter(pl.col("item_id").is_in(ids.implode()))
+    with gzip.open(tmp_path / "movies.csv.gz", "wt") as f:
+        f.write(movies.rename({"item_id": "movieId"}).write_csv())
+    r = ratings.rename({"user_id": "userId", "item_id": "movieId", "weight": "rating"})
+    with gzip.open(tmp_path / "ratings.csv.gz", "wt") as f:
+        f.write(r.write_csv())
+    out = tmp_path / "recs.json"
+    rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out),
+               "--models", "popularity,als,content,hybrid"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"popularity", "als", "content", "hybrid"}
+    for m in report["models"].values():
+        assert set(m) == {"recall@10", "recall@20", "ndcg@10", "map@10", "coverage@10", "cold_items"}
+        assert 0 <= m["ndcg@10"] <= 1 and set(m["cold_items"]) >= {"n", "recall@20", "auc"}
+    assert report["protocol"]["test_ratings"] == sum(
+        int(np.ceil(n * 0.2)) for n in ratings.group_by("user_id").len()["len"])
+    assert report["models"]["als"]["ndcg@10"] > 0
+    assert (tmp_path / "recs.png").stat().st_size > 1000
+    assert "full ranking" in capsys.readouterr().out
+    # an explicit test file: all of DIR trains
+    test = r.head(30).with_columns(pl.col("timestamp") + 10**9)
+    test.write_csv(tmp_path / "test.csv")
+    rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out), "--test",
+               str(tmp_path / "test.csv"), "--models", "popularity,als"])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["protocol"]["train_ratings"] == ratings.height
+    assert report["protocol"]["test_rows_already_rated_in_training"] == 30

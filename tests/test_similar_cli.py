@@ -1,0 +1,115 @@
+"""``xrec similar`` and ``xrec bench retrieval`` end to end, on real SIB-200 sentences."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from xrec.cli.main import main
+from xrec.datasets.sib200 import load_split
+from xrec.errors import DataError
+from xrec.index import VectorIndex
+from xrec.index.similar import ItemSpace, similar_items, similar_texts
+
+
+@pytest.fixture(scope="module")
+def items(data_dir, tmp_path_factory):
+    """15 sentences in each of 3 languages (translations of one another) as an items table."""
+    frame = load_split(data_dir / "sib200", "test")
+    langs = sorted(frame["lang"].unique().to_list())[:3]
+    frame = frame.filter(pl.col("lang").is_in(langs)).group_by("lang", maintain_order=True).head(15)
+    frame = frame.with_row_index("item_id").with_columns(pl.col("item_id").cast(pl.Int64))
+    path = tmp_path_factory.mktemp("items") / "items.parquet"
+    frame.select("item_id", "text", "lang", "index_id").write_parquet(path)
+    return frame, path
+
+
+@pytest.fixture(scope="module")
+def space(items, encoder):
+    frame, _ = items
+    vectors = encoder.encode(frame["text"].to_list(), kind="passage")
+    index = VectorIndex.build(vectors, frame["item_id"].to_list(), frame["lang"].to_list(),
+                              kind="exact", fingerprint=encoder.fingerprint)
+    return ItemSpace(index, dict(zip(frame["item_id"].to_list(), frame["text"].to_list())),
+                     encoder=encoder)
+
+
+def test_similar_items_other_languages_finds_translations(items, space):
+    frame, _ = items
+    result = similar_items([0, 1, 2], k=4, other_languages=True, space=space)
+    translations = 0
+    for entry in result["queries"]:
+        own = frame.filter(pl.col("item_id") == entry["id"])
+        hits = entry["neighbours"]
+        assert len(hits) == 4 and all(h["lang"] != own["lang"][0] for h in hits)
+        assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+        top = frame.filter(pl.col("item_id") == hits[0]["id"])
+        translations += top["index_id"][0] == own["index_id"][0]
+    assert translations >= 2  # the nearest other-language item is usually the translation
+
+
+def test_similar_text_with_language_filter(items, space):
+    frame, _ = items
+    lang = frame["lang"][20]
+    result = similar_texts([frame["text"][20]], k=3, languages=[lang], space=space)
+    hits = result["queries"][0]["neighbours"]
+    assert hits[0]["id"] == frame["item_id"][20] and {h["lang"] for h in hits} == {lang}
+    other = similar_texts([frame["text"][20]], k=3, other_languages=True, query_lang=lang, space=space)
+    assert all(h["lang"] != lang for h in other["queries"][0]["neighbours"])
+    assert similar_texts(["x"], k=3, languages=["no_such"], space=space)["queries"][0]["neighbours"] == []
+    with pytest.raises(DataError, match="needs --lang"):
+        similar_texts(["x"], other_languages=True, space=space)
+    with pytest.raises(DataError, match="not in the index"):
+        similar_items([10_000], space=space)
+    with pytest.raises(DataError, match="integer ids"):
+        similar_items(["abc"], space=space)
+
+
+def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
+    frame, path = items
+    assert main(["similar", "--items", str(path), "--ids", "0", "--k", "3", "--other-languages",
+                 "--save-index", str(tmp_path / "idx"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["queries"][0]["id"] == 0 and len(out["queries"][0]["neighbours"]) == 3
+    assert all(h["lang"] != frame["lang"][0] for h in out["queries"][0]["neighbours"])
+    # the saved index answers free text without re-embedding the items; plain-text output
+    assert main(["similar", "--index", str(tmp_path / "idx"), "--text", frame["text"][0],
+                 "--k", "2"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("# ") and " 0\n" in text.splitlines()[1] + "\n"
+    assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "999", "--k", "2"]) == 2
+    assert "not in the index" in capsys.readouterr().err
+
+
+def test_cli_bench_retrieval_small(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "retrieval", "--n", "600", "--dim", "16", "--queries", "20", "--single", "10",
+                 "--kinds", "exact", "hnsw", "--json", str(out)]) == 0
+    payload = json.loads(out.read_text())
+    assert payload["n"] == 600 and payload["dim"] == 16
+    names = [r["name"] for r in payload["results"]]
+    assert any("numpy" in n for n in names) and any("hnswlib" in n for n in names)
+    for row in payload["results"]:
+        assert {"name", "build_s", "p50_ms", "p99_ms", "qps", "recall_at_10", "memory_mb"} <= set(row)
+        assert 0 <= row["recall_at_10"] <= 1 and row["p50_ms"] > 0
+    exact = next(r for r in payload["results"] if r["name"] == "xrec exact")
+    assert exact["recall_at_10"] == 1.0
+    assert (tmp_path / "bench.png").stat().st_size > 1000
+    assert "recall@10" in capsys.readouterr().out
+
+
+def test_cli_bench_on_user_vectors_and_bad_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "c.npy", rng.standard_normal((300, 8)).astype(np.float32))
+    np.save(tmp_path / "q.npy", rng.standard_normal((10, 8)).astype(np.float32))
+    np.save(tmp_path / "bad.npy", np.zeros((10, 9), np.float32))
+    assert main(["bench", "retrieval", "--vectors", str(tmp_path / "c.npy"), "--query-vectors",
+                 str(tmp_path / "q.npy"), "--kinds", "exact", "--single", "5",
+                 "--json", str(tmp_path / "b.json")]) == 0
+    assert json.loads((tmp_path / "b.json").read_text())["n"] == 300
+    assert main(["bench", "retrieval", "--vectors", str(tmp_path / "c.npy"), "--query-vectors",
+                 str(tmp_path / "bad.npy"), "--json", str(tmp_path / "x.json")]) == 2
+    assert "dimension" in capsys.readouterr().err

@@ -1,0 +1,316 @@
+"""Retrieval benchmark: VectorIndex kinds against numpy exact search and hnswlib, in one run.
+
+For each case: build time, single-query p50/p99 latency (queries issued one at a time),
+batched throughput (all queries in one call), recall@k against exact ground truth, and memory
+(serialised index size; raw float32 matrix for numpy). Approximate kinds are measured at several
+query-time operating points (``ef_search`` / ``nprobe``), so recall can be traded for latency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import faiss
+import numpy as np
+
+from xrec.bench.synthetic import embedding_like
+from xrec.errors import DataError
+from xrec.index import VectorIndex
+
+DEFAULT_KINDS = ("exact", "hnsw", "ivf", "ivfpq")
+HNSW_EFS = (16, 20, 24, 32, 64, 128, 256)
+IVF_NPROBES = (8, 16, 32, 64, 128, 256)
+
+
+@dataclass
+class Result:
+    """One operating point of one case (the JSON ``results`` entries, plus ``family``)."""
+
+    name: str
+    family: str
+    build_s: float
+    p50_ms: float
+    p99_ms: float
+    qps: float
+    recall_at_10: float
+    memory_mb: float
+    params: dict
+
+
+def exact_numpy(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Peer: exact top-k by matmul + argpartition (+ sort of the k)."""
+    sims = queries @ corpus.T
+    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
+def ground_truth(corpus: np.ndarray, queries: np.ndarray, k: int, batch: int = 256) -> np.ndarray:
+    """Exact top-k row numbers of every query (batched to bound memory)."""
+    return np.vstack([exact_numpy(corpus, queries[s:s + batch], k)
+                      for s in range(0, len(queries), batch)])
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of the true top-k found (row-wise set overlap / k)."""
+    k = truth.shape[1]
+    return float(np.mean([len(set(f[:k].tolist()) & set(t.tolist())) / k for f, t in zip(found, truth)]))
+
+
+def time_single(search: Callable[[np.ndarray], Any], queries: np.ndarray, n: int) -> tuple[float, float]:
+    """p50 and p99 latency (ms) of ``search`` over single queries (after 10 warm-up calls)."""
+    rows = [queries[i:i + 1] for i in range(min(n, len(queries)))]
+    for row in rows[:10]:
+        search(row)
+    times = np.empty(len(rows))
+    for i, row in enumerate(rows):
+        start = time.perf_counter_ns()
+        search(row)
+        times[i] = time.perf_counter_ns() - start
+    return float(np.percentile(times, 50) / 1e6), float(np.percentile(times, 99) / 1e6)
+
+
+def time_batch(search: Callable[[np.ndarray], Any], queries: np.ndarray, repeat: int = 2) -> tuple[float, Any]:
+    """Queries per second of one batched call (best of ``repeat``) and its result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        out = search(queries)
+        best = min(best, time.perf_counter() - start)
+    return len(queries) / best, out
+
+
+def index_mb(index: VectorIndex) -> float:
+    """Serialised size of a VectorIndex's FAISS index plus its id/language arrays, in MB."""
+    raw = faiss.serialize_index(index._index)
+    extra = index._slot_ids.nbytes + index._slot_lang.nbytes + index._alive.nbytes
+    return (len(raw) + extra) / 2**20
+
+
+def measure_numpy(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
+                  n_single: int) -> list[Result]:
+    start = time.perf_counter()
+    matrix = np.ascontiguousarray(corpus, dtype=np.float32)
+    build = time.perf_counter() - start
+    p50, p99 = time_single(lambda q: exact_numpy(matrix, q, k), queries, n_single)
+    qps, found = time_batch(lambda q: exact_numpy(matrix, q, k), queries)
+    return [Result("numpy exact (matmul+argpartition)", "numpy", build, p50, p99, qps,
+                   recall(found, truth), matrix.nbytes / 2**20, {})]
+
+
+def measure_hnswlib(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
+                    n_single: int, m: int = 32, ef_construction: int = 80,
+                    efs: Iterable[int] = HNSW_EFS) -> list[Result]:
+    try:
+        import hnswlib
+    except ImportError:  # hnswlib is a dev extra
+        return []
+    start = time.perf_counter()
+    index = hnswlib.Index(space="ip", dim=corpus.shape[1])
+    index.init_index(max_elements=len(corpus), ef_construction=ef_construction, M=m)
+    index.add_items(corpus, np.arange(len(corpus)))
+    build = time.perf_counter() - start
+    with tempfile.TemporaryDirectory() as tmp:
+        index.save_index(os.path.join(tmp, "h.bin"))
+        memory = os.path.getsize(os.path.join(tmp, "h.bin")) / 2**20
+    out = []
+    for ef in efs:
+        index.set_ef(max(ef, k))
+        p50, p99 = time_single(lambda q: index.knn_query(q, k), queries, n_single)
+        qps, (found, _) = time_batch(lambda q: index.knn_query(q, k), queries)
+        out.append(Result(f"hnswlib M={m} ef={ef}", "hnswlib", build, p50, p99, qps,
+                          recall(found, truth), memory, {"M": m, "ef": ef}))
+    return out
+
+
+def measure_kind(kind: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
+                 n_single: int, **knobs: int) -> list[Result]:
+    ids = np.arange(len(corpus))
+    start = time.perf_counter()
+    index = VectorIndex.build(corpus, ids, kind=kind, device="cpu", normalize=False, **knobs)
+    build = time.perf_counter() - start
+    memory = index_mb(index)
+    if kind == "hnsw" or (kind not in DEFAULT_KINDS and "HNSW" in kind):
+        points = [{"ef_search": ef} for ef in HNSW_EFS]
+    elif kind in ("ivf", "ivfpq") or "IVF" in kind:
+        points = [{"nprobe": p} for p in IVF_NPROBES]
+    else:
+        points = [{}]
+    out = []
+    for point in points:
+        if point:
+            index.set_knobs(**point)
+        p50, p99 = time_single(lambda q: index.search(q, k), queries, n_single)
+        qps, (found, _) = time_batch(lambda q: index.search(q, k), queries)
+        label = " ".join(f"{key}={value}" for key, value in point.items())
+        out.append(Result(f"xrec {kind}" + (f" {label}" if label else ""), f"xrec {kind}", build,
+                          p50, p99, qps, recall(found, truth), memory,
+                          {"factory": index.factory, **index.knobs}))
+    return out
+
+
+def interleaved_qps_ratio(ours: Callable[[np.ndarray], Any], peer: Callable[[np.ndarray], Any],
+                          queries: np.ndarray, rounds: int = 3) -> float:
+    """Batched throughput of ``ours`` over ``peer``, timed alternately (A, B, A, B, ...) and
+    best-of-``rounds`` each, so that load from other processes hits both alike."""
+    best_ours = best_peer = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        ours(queries)
+        best_ours = min(best_ours, time.perf_counter() - start)
+        start = time.perf_counter()
+        peer(queries)
+        best_peer = min(best_peer, time.perf_counter() - start)
+    return best_peer / best_ours
+
+
+def load_vectors(path: str | os.PathLike[str], what: str) -> np.ndarray:
+    """A float32 ``[n, d]`` .npy (no pickles), rows L2-normalised."""
+    try:
+        x = np.load(path, allow_pickle=False, mmap_mode="r")
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot read {what} as a .npy array ({exc})") from exc
+    if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
+        raise DataError(f"{path}: {what} must be a float array [n, d], got {x.dtype} {x.shape}")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"{path}: {what} hold NaN or infinite values")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1
+    return x / norms
+
+
+def summarize(results: list[Result], min_recall: float = 0.95) -> dict:
+    """Ratios against the peers: the issue's goals as measured numbers."""
+    by = {}
+    numpy_r = next((r for r in results if r.family == "numpy"), None)
+    exact = next((r for r in results if r.family == "xrec exact"), None)
+    approx = [r for r in results if r.family.startswith("xrec") and r.family != "xrec exact"
+              and r.recall_at_10 >= min_recall]
+    hnswlib_ok = [r for r in results if r.family == "hnswlib" and r.recall_at_10 >= min_recall]
+    if numpy_r and exact:
+        by["exact_qps_vs_numpy"] = exact.qps / numpy_r.qps
+    if approx:
+        best = min(approx, key=lambda r: r.p50_ms)
+        by["best_approx"] = {"name": best.name, "p50_ms": best.p50_ms, "recall_at_10": best.recall_at_10}
+        if numpy_r:
+            by["best_approx_speedup_vs_numpy_p50"] = numpy_r.p50_ms / best.p50_ms
+    if hnswlib_ok and approx:
+        peer = min(hnswlib_ok, key=lambda r: r.p50_ms)
+        ours = [r for r in approx if r.recall_at_10 >= peer.recall_at_10]
+        by["hnswlib_best"] = {"name": peer.name, "p50_ms": peer.p50_ms, "recall_at_10": peer.recall_at_10}
+        if ours:
+            mine = min(ours, key=lambda r: r.p50_ms)
+            by["p50_vs_hnswlib_at_equal_or_better_recall"] = mine.p50_ms / peer.p50_ms
+            by["compared"] = mine.name
+    return by
+
+
+def plot(results: list[Result], path: str | os.PathLike[str], title: str) -> None:
+    """Recall@10 against single-query p50 latency, one line per family."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for family in dict.fromkeys(r.family for r in results):
+        pts = sorted((r.p50_ms, r.recall_at_10) for r in results if r.family == family)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=family)
+    ax.set_xscale("log")
+    ax.set_xlabel("single-query p50 latency (ms, log)")
+    ax.set_ylabel("recall@10")
+    ax.axhline(0.95, color="grey", lw=0.8, ls=":")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def table(results: list[Result]) -> str:
+    lines = [f"{'name':34s} {'build_s':>8s} {'p50_ms':>8s} {'p99_ms':>8s} {'qps':>9s} "
+             f"{'recall@10':>9s} {'mem_MB':>8s}"]
+    for r in results:
+        lines.append(f"{r.name[:34]:34s} {r.build_s:8.2f} {r.p50_ms:8.3f} {r.p99_ms:8.3f} "
+                     f"{r.qps:9.0f} {r.recall_at_10:9.3f} {r.memory_mb:8.1f}")
+    return "\n".join(lines)
+
+
+def run_retrieval_bench(n: int = 100_000, dim: int = 384, n_queries: int = 1000, *,
+                        vectors: str | None = None, query_vectors: str | None = None,
+                        kinds: Iterable[str] | None = None, k: int = 10, n_single: int = 300,
+                        seed: int = 0, json_path: str | os.PathLike[str] | None = None,
+                        plot_path: str | os.PathLike[str] | None = None,
+                        out: TextIO | None = None, knobs: dict[str, dict] | None = None,
+                        peers: bool = True) -> dict:
+    """Run every case; write JSON (and a PNG plot beside it) and print a table to ``out``."""
+    if (vectors is None) != (query_vectors is None):
+        raise DataError("give both --vectors and --query-vectors, or neither")
+    if vectors is not None:
+        corpus = load_vectors(vectors, "corpus vectors")
+        queries = load_vectors(query_vectors, "query vectors")
+        if corpus.shape[1] != queries.shape[1]:
+            raise DataError(f"corpus dimension {corpus.shape[1]} != query dimension {queries.shape[1]}")
+        source = f"vectors from {vectors} and {query_vectors}"
+    else:
+        if n <= 0 or dim <= 0 or n_queries <= 0:
+            raise DataError("--n, --dim and --queries must be positive")
+        corpus, queries = embedding_like(n, dim, n_queries, seed=seed)
+        source = "synthetic embedding-like vectors (xrec.bench.synthetic, seed %d)" % seed
+    if k <= 0 or k > len(corpus):
+        raise DataError(f"k={k} must be in 1..{len(corpus)}")
+    truth = ground_truth(corpus, queries, k)
+    results: list[Result] = []
+    if peers:
+        results += measure_numpy(corpus, queries, truth, k, n_single)
+        results += measure_hnswlib(corpus, queries, truth, k, n_single)
+    for kind in kinds or DEFAULT_KINDS:
+        results += measure_kind(kind, corpus, queries, truth, k, n_single, **(knobs or {}).get(kind, {}))
+    summary = summarize(results)
+    if peers and "exact" in (kinds or DEFAULT_KINDS):
+        exact = VectorIndex.build(corpus, np.arange(len(corpus)), kind="exact", device="cpu",
+                                  normalize=False)
+        summary["exact_qps_vs_numpy_interleaved"] = interleaved_qps_ratio(
+            lambda q: exact.search(q, k), lambda q: exact_numpy(corpus, q, k), queries)
+    payload = {"n": int(len(corpus)), "dim": int(corpus.shape[1]), "queries": int(len(queries)),
+               "k": k, "source": source, "hardware": hardware(),
+               "results": [{key: value for key, value in asdict(r).items() if key not in ("family", "params")}
+                           | {"params": r.params} for r in results],
+               "summary": summary,
+               "raw_float32_mb": corpus.nbytes / 2**20}
+    if json_path is not None:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        if plot_path is None:
+            plot_path = Path(json_path).with_suffix(".png")
+    if plot_path is not None:
+        plot(results, plot_path, f"n={len(corpus)} d={corpus.shape[1]} k={k}; {payload['hardware']['cpu']}")
+    if out is not None:
+        print(f"# {source}; n={len(corpus)} d={corpus.shape[1]} queries={len(queries)} k={k}", file=out)
+        print(f"# {payload['hardware']}", file=out)
+        print(table(results), file=out)
+        print("# summary: " + json.dumps(payload["summary"]), file=out)
+    return payload
+
+
+def hardware() -> dict:
+    """CPU model, core count and library versions, to go beside every number."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "faiss": faiss.__version__,
+            "numpy": np.__version__, "faiss_threads": faiss.omp_get_max_threads(),
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}

@@ -1,0 +1,122 @@
+"""``xrec recommend``, ``xrec evaluate recs`` and ``xrec bench recommend``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(commands, evaluate, bench) -> None:
+    """Add the recommendation commands to the ``xrec`` parser."""
+    p = commands.add_parser("recommend", help="batch hybrid recommendations to parquet")
+    p.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
+    p.add_argument("--interactions", required=True, help="user_id, item_id[, weight][, timestamp]")
+    p.add_argument("--users", default="all", help="'all' (every user with interactions) or a file of user ids")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
+    p.add_argument("--encoder", default="bundled")
+    p.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
+    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
+    p.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"))
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=run_recommend)
+
+    e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens-layout ratings")
+    e.add_argument("--data", required=True, help="directory in the MovieLens layout")
+    e.add_argument("--json", required=True, help="where to write the report")
+    e.add_argument("--test", help="test ratings (same columns as ratings.csv.gz); default: last 20%% per user")
+    e.add_argument("--plot", help="PNG plot (default: next to --json)")
+    e.add_argument("--models", default=",".join(_models()), help="comma-separated subset")
+    e.add_argument("--encoder", default="bundled")
+    e.add_argument("--store", help="embedding store file reused across runs")
+    e.add_argument("--drop-unknown", action="store_true")
+    e.add_argument("--threads", type=int, default=2)
+    e.set_defaults(func=run_evaluate)
+
+    b = bench.add_parser("recommend", help="hybrid vs implicit's batched recommend, top-100 for every user")
+    b.add_argument("--data", default="data/movielens", help="MovieLens-layout directory ('' to skip)")
+    b.add_argument("--synthetic", default="100000x100000", help="USERSxITEMS synthetic scale ('' to skip)")
+    b.add_argument("--k", type=int, default=100)
+    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--encoder", default="bundled")
+    b.add_argument("--store", help="embedding store for the MovieLens items")
+    b.add_argument("--sample-users", type=int, help="time the synthetic run on this many random users")
+    b.add_argument("--json", help="write the results here")
+    b.set_defaults(func=run_bench)
+
+
+def _models() -> tuple[str, ...]:
+    from xrec.evaluation.recs import MODELS
+    return MODELS
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from xrec.encoders import load_encoder
+    from xrec.errors import DataError
+    from xrec.ranking.batch import read_users, recommend_to_parquet
+    from xrec.ranking.content import item_vectors, load_items
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions, read_interactions
+
+    if args.k < 1:
+        raise DataError(f"--k {args.k}: must be at least 1")
+    items = load_items(args.items)
+    inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
+                               source=args.interactions, drop_unknown=args.drop_unknown,
+                               duplicates=args.duplicates)
+    print(f"interactions: {inter.report.summary()}")
+    if args.k > len(inter.items):
+        print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
+    encoder = load_encoder(args.encoder, threads=args.threads)
+    vectors = item_vectors(items, encoder, store=args.store)
+    from xrec.ranking.cf import fit_als
+
+    ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, threads=args.threads)[0])
+    print(f"fusion: {ranker.fusion.kind}")
+    users = inter.users.ids if args.users == "all" else read_users(args.users)
+    unknown = int((inter.users.index(users) < 0).sum())
+    if unknown:
+        print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
+    out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size)
+    print(f"wrote {out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from xrec.artifacts import atomic_file
+    from xrec.encoders import load_encoder
+    from xrec.evaluation.recs import evaluate_recs, format_report, movielens_split, plot_report
+    from xrec.ranking.content import item_vectors, prepare_items
+
+    split = movielens_split(args.data, args.test, drop_unknown=args.drop_unknown)
+    encoder = load_encoder(args.encoder, threads=args.threads)
+    vectors = item_vectors(prepare_items(split.items, "movies"), encoder, store=args.store)
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    report = evaluate_recs(split, vectors, names, threads=args.threads)
+    report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
+    with atomic_file(args.json) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    plot = Path(args.plot) if args.plot else Path(args.json).with_suffix(".png")
+    plot_report(report, plot)
+    print(format_report(report))
+    print(f"\nwrote {args.json} and {plot}")
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from xrec.bench.recommend import format_results, run
+
+    results = run(data=args.data or None, synthetic=args.synthetic or None, k=args.k,
+                  threads=args.threads, encoder_name=args.encoder, store=args.store,
+                  sample_users=args.sample_users)
+    print(format_results(results))
+    if args.json:
+        from xrec.artifacts import atomic_file
+        with atomic_file(args.json) as tmp:
+            tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    return 0

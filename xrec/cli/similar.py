@@ -1,0 +1,168 @@
+"""``xrec similar``, ``xrec evaluate bitext|parallel`` and ``xrec bench retrieval``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from xrec.errors import DataError
+
+
+def register(commands: Any, evaluate: Any, bench: Any) -> None:
+    """Add this module's subcommands to the ``xrec`` parser."""
+    p = commands.add_parser(
+        "similar", help="nearest items of given items or of free text, optionally across languages",
+        description="The k nearest items of items (--ids) or of free text (--text). Items come from "
+                    "a saved index (--index DIR) or an items table (--items FILE with item_id, text "
+                    "and optional lang; embedded with --model, cached with --store).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--index", help="a saved VectorIndex directory")
+    src.add_argument("--items", help="items table (parquet/CSV/JSONL): item_id, text[, lang]")
+    query = p.add_mutually_exclusive_group(required=True)
+    query.add_argument("--ids", nargs="+", help="item ids to find neighbours of")
+    query.add_argument("--text", nargs="+", help="free text(s), embedded as queries")
+    p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    langs = p.add_mutually_exclusive_group()
+    langs.add_argument("--languages", nargs="+", help="only items in these languages")
+    langs.add_argument("--other-languages", action="store_true",
+                       help="only items in languages other than the query item's (or --lang)")
+    p.add_argument("--lang", help="language of --text queries (for --other-languages)")
+    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    p.add_argument("--store", help="embedding store file to reuse/update when embedding --items")
+    p.add_argument("--kind", default="auto", help="index kind when building from --items (default auto)")
+    p.add_argument("--save-index", help="also save the index built from --items to this directory")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run_similar)
+
+    b = evaluate.add_parser("bitext", help="cross-language top-1 lookup on Tatoeba-format bitext")
+    b.add_argument("--data", required=True, help="pairs file (lang, pair_id, text, eng), JSONL(.gz)")
+    b.add_argument("--json", required=True, help="write the results here")
+    b.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    b.add_argument("--languages", nargs="+",
+                   help="only these languages, evaluated in this order (the JSON is rewritten "
+                        "after each language, with complete=false until the end)")
+    b.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
+    b.add_argument("--text-kind", default="query", choices=("query", "passage"),
+                   help="encoder role for both sides (e5 uses query: for symmetric tasks)")
+    b.add_argument("--cache", help="embedding store file reused between runs")
+    b.add_argument("--batch-size", type=int, default=None)
+    b.set_defaults(func=run_bitext)
+
+    q = evaluate.add_parser("parallel", help="lookup against a pivot language on SIB-200-format data")
+    q.add_argument("--data", required=True, help="split file (lang, index_id, text), JSONL(.gz)")
+    q.add_argument("--pivot", default="eng_Latn", help="pivot language (default eng_Latn)")
+    q.add_argument("--json", required=True, help="write the results here")
+    q.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    q.add_argument("--languages", nargs="+", help="only these languages (the pivot is always kept)")
+    q.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
+    q.add_argument("--text-kind", default="query", choices=("query", "passage"))
+    q.add_argument("--cache", help="embedding store file reused between runs")
+    q.add_argument("--batch-size", type=int, default=None)
+    q.set_defaults(func=run_parallel)
+
+    r = bench.add_parser("retrieval", help="index kinds vs numpy exact and hnswlib: latency, recall, memory")
+    r.add_argument("--n", type=int, default=100_000, help="synthetic corpus size (default 100000)")
+    r.add_argument("--dim", type=int, default=384, help="synthetic dimension (default 384)")
+    r.add_argument("--queries", type=int, default=1000, help="number of queries (default 1000)")
+    r.add_argument("--vectors", help="corpus vectors, float32 .npy [n, d]")
+    r.add_argument("--query-vectors", help="query vectors, float32 .npy [q, d]")
+    r.add_argument("--kinds", nargs="+", default=None,
+                   help="index kinds or FAISS factory strings (default: exact hnsw ivf ivfpq)")
+    r.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
+    r.add_argument("--single", type=int, default=300, help="single queries timed per case")
+    r.add_argument("--json", required=True, help="write the results here")
+    r.add_argument("--plot", help="recall-vs-latency PNG (default: beside --json)")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(func=run_bench)
+
+
+# ---------------------------------------------------------------------- similar
+def run_similar(args: argparse.Namespace) -> int:
+    from xrec.index.similar import similar_items, similar_texts
+
+    if args.k <= 0:
+        raise DataError(f"--k must be positive, got {args.k}")
+    if args.text is not None:
+        result = similar_texts(args.text, k=args.k, index_dir=args.index, items=args.items,
+                               model=args.model, store=args.store, kind=args.kind,
+                               languages=args.languages, other_languages=args.other_languages,
+                               query_lang=args.lang, save_index=args.save_index)
+    else:
+        result = similar_items(args.ids, k=args.k, index_dir=args.index, items=args.items,
+                               model=args.model, store=args.store, kind=args.kind,
+                               languages=args.languages, other_languages=args.other_languages,
+                               save_index=args.save_index)
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+        return 0
+    for entry in result["queries"]:
+        head = " ".join(str(entry[key]) for key in ("id", "text") if entry.get(key) is not None)
+        print(f"# {head[:100]}" + (f" [{entry['lang']}]" if entry.get("lang") else ""))
+        for rank, hit in enumerate(entry["neighbours"], 1):
+            text = f"  {hit['text'][:70]}" if hit.get("text") else ""
+            lang = hit.get("lang") or "-"
+            print(f"{rank:3d}  {hit['score']:.4f}  {lang:10s} {hit['id']}{text}")
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluation
+def _write_json(path: str, payload: dict) -> None:
+    from xrec.artifacts import atomic_file
+
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def run_bitext(args: argparse.Namespace) -> int:
+    from xrec.datasets.tatoeba import load_pairs
+    from xrec.encoders import load_encoder
+    from xrec.evaluation.bitext import evaluate_bitext
+
+    pairs = load_pairs(args.data, args.languages)
+    encoder = load_encoder(args.model, precision=args.precision)
+    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.cache,
+                             batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                             languages=args.languages,
+                             on_language=lambda partial: _write_json(args.json, partial))
+    _write_json(args.json, result)
+    print(f"{'lang':8s} {'n':>5s} {'xx2en':>7s} {'en2xx':>7s}")
+    for lang, row in result["languages"].items():
+        print(f"{lang:8s} {row['n']:5d} {row['xx2en']:7.3f} {row['en2xx']:7.3f}")
+    print(f"{'mean':8s} {'':5s} {result['mean_xx2en']:7.3f} {result['mean_en2xx']:7.3f}")
+    return 0
+
+
+def run_parallel(args: argparse.Namespace) -> int:
+    from xrec.datasets.sib200 import load_file
+    from xrec.encoders import load_encoder
+    from xrec.evaluation.parallel import evaluate_parallel
+
+    languages = None if args.languages is None else sorted(set(args.languages) | {args.pivot})
+    frame = load_file(args.data, languages)
+    encoder = load_encoder(args.model, precision=args.precision)
+    result = evaluate_parallel(frame, encoder, pivot=args.pivot, kind=args.text_kind,
+                               cache=args.cache, batch_size=args.batch_size,
+                               progress=sys.stderr.isatty())
+    _write_json(args.json, result)
+    print(f"{'lang':10s} {'n':>5s} {'xx2pivot':>9s} {'pivot2xx':>9s}")
+    for lang, row in result["languages"].items():
+        print(f"{lang:10s} {row['n']:5d} {row['xx2pivot']:9.3f} {row['pivot2xx']:9.3f}")
+    print(f"{'mean':10s} {'':5s} {result['mean_xx2pivot']:9.3f} {result['mean_pivot2xx']:9.3f}")
+    bias = result["language_bias"]
+    print(f"own-language share of top-{bias['k']} in one pool: {bias['own_language_share']:.3f} "
+          f"(unbiased space: {bias['unbiased_share']:.3f})")
+    return 0
+
+
+# ---------------------------------------------------------------------- bench
+def run_bench(args: argparse.Namespace) -> int:
+    from xrec.bench.retrieval import run_retrieval_bench
+
+    result = run_retrieval_bench(n=args.n, dim=args.dim, n_queries=args.queries,
+                                 vectors=args.vectors, query_vectors=args.query_vectors,
+                                 kinds=args.kinds, k=args.k, n_single=args.single, seed=args.seed,
+                                 json_path=args.json, plot_path=args.plot, out=sys.stdout)
+    return 0 if result["results"] else 1

@@ -1,0 +1,178 @@
+"""``xrec topics train``, ``xrec tag`` and ``xrec evaluate topics``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import polars as pl
+
+from xrec.artifacts import atomic_file
+from xrec.errors import DataError
+
+
+def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParsersAction,
+             bench: argparse._SubParsersAction) -> None:
+    """Add ``topics train``, ``tag`` and ``evaluate topics``."""
+    from xrec.topics.transfer import DEFAULT_METHOD, METHODS
+
+    topics = commands.add_parser("topics", help="train topic classifiers").add_subparsers(
+        dest="topics_command", metavar="WHAT", required=True)
+    train = topics.add_parser(
+        "train", help="train a cross-lingual topic classifier",
+        description="Train on DATA: a table (text, category[, lang]) or a SIB-200-style folder "
+                    "(train/dev/test.jsonl.gz + labels.txt). With a folder, --train-lang picks the "
+                    "labelled languages; the other languages' train text is used unlabelled.")
+    train.add_argument("--data", required=True, help="labelled table or SIB-200-style folder")
+    train.add_argument("--out", required=True, help="model directory to write")
+    train.add_argument("--labels", help="label set file, one per line (default: labels.txt of a "
+                                        "folder, else the categories found in DATA)")
+    train.add_argument("--train-lang", nargs="+", help="languages whose labels are used (folder or "
+                                                       "table with a lang column; default: all)")
+    train.add_argument("--dev", help="labelled dev table for model selection and calibration")
+    train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
+    train.add_argument("--unlabelled-per-lang", type=int, default=100,
+                       help="unlabelled texts sampled per language (default 100)")
+    train.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+    train.add_argument("--threshold", type=float, default=0.5,
+                       help="probability below which `xrec tag --abstain` says unknown")
+    _model_args(train)
+    train.set_defaults(func=run_train)
+
+    tag = commands.add_parser("tag", help="add topic and topic_score to each item",
+                              description="Tag ITEMS (a table with text[, lang]) with a trained "
+                                          "topic model; writes OUT (parquet, CSV or JSONL).")
+    tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
+    tag.add_argument("--model", required=True, help="topic model directory (xrec topics train)")
+    tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
+    tag.add_argument("--abstain", action="store_true",
+                     help="write 'unknown' where the probability is below the model's threshold")
+    tag.add_argument("--encoder", default=None,
+                     help="encoder (default: the one the model was trained with)")
+    tag.add_argument("--device", default=None)
+    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tag.set_defaults(func=run_tag)
+
+    ev = evaluate.add_parser(
+        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)")
+    ev.add_argument("--data", required=True, help="SIB-200-style folder")
+    ev.add_argument("--train-lang", required=True, help="the one labelled language, e.g. eng_Latn")
+    ev.add_argument("--json", required=True, help="where to write the result JSON")
+    ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
+    ev.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+    ev.add_argument("--unlabelled-per-lang", type=int, default=100)
+    ev.add_argument("--cache", help="folder caching vectors per split and language")
+    _model_args(ev)
+    ev.set_defaults(func=run_evaluate)
+
+
+def _model_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+
+
+def _write_table(frame: pl.DataFrame, path: str) -> None:
+    name = path.lower()
+    with atomic_file(path) as tmp:
+        if name.endswith(".parquet"):
+            frame.write_parquet(tmp)
+        elif name.endswith(".csv"):
+            frame.write_csv(tmp)
+        elif name.endswith((".jsonl", ".ndjson")):
+            frame.write_ndjson(tmp)
+        else:
+            raise DataError(f"{path}: unknown output format; use .parquet, .csv or .jsonl")
+
+
+def _training_tables(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame | None,
+                                                        pl.DataFrame | None, list[str]]:
+    from xrec.tables import read_table
+    from xrec.topics.data import sample_per_language, select_languages
+
+    data = Path(args.data)
+    if data.is_dir():
+        from xrec.datasets.sib200 import load_labels, load_split
+
+        labels = load_labels(data) if not args.labels else _read_labels(args.labels)
+        every = load_split(data, "train")
+        train = select_languages(every, args.train_lang, f"{data}/train")
+        dev = load_split(data, "dev", args.train_lang) if args.dev is None else read_table(args.dev)
+        rest = every.filter(~pl.col("lang").is_in(train["lang"].unique().to_list()))
+        unlabelled = sample_per_language(rest, args.unlabelled_per_lang).select("lang", "text")
+    else:
+        train = select_languages(read_table(data, required=["text", "category"]), args.train_lang,
+                                 str(data))
+        labels = (_read_labels(args.labels) if args.labels
+                  else sorted(train["category"].drop_nulls().cast(pl.String).unique().to_list()))
+        dev = read_table(args.dev, required=["text", "category"]) if args.dev else None
+        unlabelled = None
+    if args.unlabelled:
+        table = read_table(args.unlabelled, required=["text"])
+        if "lang" in table.columns:
+            table = sample_per_language(table, args.unlabelled_per_lang)
+        unlabelled = table
+    return train, dev, unlabelled, labels
+
+
+def _read_labels(path: str) -> list[str]:
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: no such label file")
+    labels = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise DataError(f"{file}: needs at least two distinct labels, found {labels}")
+    return labels
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train and save a topic model."""
+    from xrec.encoders import load_encoder
+    from xrec.topics.tagging import train_topics
+
+    train, dev, unlabelled, labels = _training_tables(args)
+    encoder = load_encoder(args.model, device=args.device, precision=args.precision)
+    classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
+                              method=args.method, threshold=args.threshold, source=args.data)
+    classifier.save(args.out)
+    print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
+          f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_tag(args: argparse.Namespace) -> int:
+    """Tag an items table with a saved topic model."""
+    from xrec.encoders import load_encoder
+    from xrec.tables import read_table
+    from xrec.topics.head import TopicClassifier
+    from xrec.topics.tagging import tag_items
+
+    items = read_table(args.items, required=["text"])
+    classifier = TopicClassifier.load(args.model)
+    encoder = load_encoder(args.encoder or classifier.encoder_name or "bundled", device=args.device,
+                           precision=args.precision)
+    tagged = tag_items(classifier, encoder, items, abstain=args.abstain, source=args.items)
+    _write_table(tagged, args.out)
+    print(f"tagged {tagged.height} items -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Run the per-language evaluation, write JSON and the plot, print a summary."""
+    from xrec.encoders import load_encoder
+    from xrec.evaluation.topics import evaluate_topics, plot_accuracy
+
+    encoder = load_encoder(args.model, device=args.device, precision=args.precision)
+    result = evaluate_topics(args.data, args.train_lang, encoder, method=args.method,
+                             unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
+    plot = args.plot or str(Path(args.json).with_suffix(".png"))
+    result["plot"] = str(plot_accuracy(result, plot))
+    with atomic_file(args.json) as tmp:
+        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"{args.train_lang}: {result['train_lang_accuracy']:.3f}; mean over "
+          f"{len(result['languages']) - (args.train_lang in result['languages'])} other languages "
+          f"{result['mean_accuracy']:.3f}; weakest quarter {result['weakest_quarter_accuracy']:.3f} "
+          f"({result['method']}) -> {args.json}, {plot}")
+    return 0

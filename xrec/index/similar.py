@@ -1,0 +1,141 @@
+"""Nearest items of items or of free text: the library behind ``xrec similar``.
+
+Items come from a saved :class:`VectorIndex` directory or from an items table (``item_id``,
+``text``, optional ``lang``) embedded as passages with the encoder (reusing an embedding store
+file when given). Free-text queries are embedded as queries. Results leave out padding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from xrec.errors import DataError
+from xrec.index.vector_index import VectorIndex
+
+
+class ItemSpace:
+    """A VectorIndex with, where known, each item's text, and the encoder for text queries."""
+
+    def __init__(self, index: VectorIndex, texts: dict[Any, str] | None = None,
+                 model: str = "bundled", encoder: Any = None) -> None:
+        self.index = index
+        self.texts = texts or {}
+        self.model = model
+        self._encoder = encoder
+
+    @classmethod
+    def open(cls, index_dir: str | os.PathLike[str] | None = None,
+             items: str | os.PathLike[str] | None = None, *, model: str = "bundled",
+             store: str | os.PathLike[str] | None = None, kind: str = "auto",
+             save_index: str | os.PathLike[str] | None = None) -> ItemSpace:
+        """Load ``index_dir``, or embed and index the ``items`` table (exactly one of them)."""
+        if (index_dir is None) == (items is None):
+            raise DataError("give exactly one of an index directory or an items table")
+        if index_dir is not None:
+            return cls(VectorIndex.load(index_dir), model=model)
+        from xrec.encoders import load_encoder
+        from xrec.store import embed_items
+        from xrec.tables import read_table, validate_items
+
+        frame = validate_items(read_table(items, required=["item_id", "text"]), str(items))
+        encoder = load_encoder(model)
+        ids = frame["item_id"].to_list()
+        texts = frame["text"].to_list()
+        langs = frame["lang"].to_list() if "lang" in frame.columns else None
+        vectors = embed_items(encoder, ids, texts, store=store, kind="passage")
+        index = VectorIndex.build(vectors, ids, langs, kind=kind, fingerprint=encoder.fingerprint)
+        if save_index is not None:
+            index.save(save_index)
+        return cls(index, dict(zip(ids, texts)), model=model, encoder=encoder)
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from xrec.encoders import load_encoder
+
+            self._encoder = load_encoder(self.model)
+            fp = self.index.fingerprint
+            if fp is not None and fp != self._encoder.fingerprint:
+                raise DataError(f"the index was built with encoder {fp!r}, but --model "
+                                f"{self.model!r} is {self._encoder.fingerprint!r}")
+        return self._encoder
+
+    def parse_ids(self, raw: Sequence[Any]) -> list[Any]:
+        """Ids from the command line converted to the index's id type; DataError if unknown."""
+        out = []
+        int_ids = self.index.pad_id is not None
+        for item in raw:
+            if int_ids and isinstance(item, str):
+                try:
+                    item = int(item)
+                except ValueError:
+                    raise DataError(f"id {item!r}: this index has integer ids") from None
+            if item not in self.index:
+                raise DataError(f"id {item!r} is not in the index")
+            out.append(item)
+        return out
+
+    def neighbours(self, vector: np.ndarray, k: int, *, languages: Sequence[str] | None,
+                   exclude_languages: Sequence[str] | None, exclude: Sequence[Any] = ()) -> list[dict]:
+        ids, scores = self.index.search(vector[None, :], k, languages=languages,
+                                        exclude_languages=exclude_languages,
+                                        exclude_ids=list(exclude) or None)
+        langs = self.index.language_of([i for i in ids[0] if i != self.index.pad_id]) \
+            if np.isfinite(scores[0]).any() else []
+        out = []
+        for item, score, lang in zip(ids[0], scores[0], langs):
+            hit = {"id": item.item() if isinstance(item, np.generic) else item, "lang": lang,
+                   "score": round(float(score), 6)}
+            if item in self.texts:
+                hit["text"] = self.texts[item]
+            out.append(hit)
+        return out
+
+
+def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, items: Any = None,
+                  model: str = "bundled", store: Any = None, kind: str = "auto",
+                  languages: Sequence[str] | None = None, other_languages: bool = False,
+                  save_index: Any = None, space: ItemSpace | None = None) -> dict:
+    """The ``k`` nearest other items of each of ``ids``; JSON-ready.
+
+    ``other_languages`` keeps only items in languages other than the query item's (an item
+    without a language gets no such filter).
+    """
+    space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
+                                    save_index=save_index)
+    wanted = space.parse_ids(ids)
+    vectors = space.index.vectors_of(wanted)
+    queries = []
+    for item, vector, lang in zip(wanted, vectors, space.index.language_of(wanted)):
+        excl = [lang] if other_languages and lang is not None else None
+        hits = space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=[item])
+        entry = {"id": item, "lang": lang, "neighbours": hits}
+        if item in space.texts:
+            entry["text"] = space.texts[item]
+        queries.append(entry)
+    return {"k": k, "queries": queries}
+
+
+def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, items: Any = None,
+                  model: str = "bundled", store: Any = None, kind: str = "auto",
+                  languages: Sequence[str] | None = None, other_languages: bool = False,
+                  query_lang: str | None = None, save_index: Any = None,
+                  space: ItemSpace | None = None) -> dict:
+    """The ``k`` nearest items of each free text (embedded as a query); JSON-ready.
+
+    ``other_languages`` needs ``query_lang`` (the language of the texts).
+    """
+    if other_languages and not query_lang:
+        raise DataError("--other-languages with --text needs --lang (the language of the text)")
+    space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
+                                    save_index=save_index)
+    vectors = space.encoder.encode(list(texts), kind="query")
+    excl = [query_lang] if other_languages else None
+    return {"k": k, "queries": [
+        {"text": text, "lang": query_lang,
+         "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl)}
+        for text, vector in zip(texts, vectors)]}

@@ -1,0 +1,140 @@
+"""Streamed batch recommendation with bounded memory and resumable, atomic parquet output.
+
+Users are scored ``batch_size`` at a time. Each finished batch is written atomically as
+``<out>.parts/part-NNNNNN.parquet`` next to a ``job.json`` that pins the run (k, batch size, a
+hash of the user list and of the ranker). When every part exists they are streamed into ``out``
+(one parquet file written under a temporary name and renamed into place) and the parts folder is
+removed. A killed run leaves only complete parts behind; running the same job again skips them.
+A parts folder from a different job is refused rather than mixed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from xrec.artifacts import atomic_file
+from xrec.errors import ArtifactError, DataError
+
+log = logging.getLogger(__name__)
+
+JOB = "job.json"
+
+
+def parts_dir(out: str | os.PathLike[str]) -> Path:
+    """Where the finished batches of ``out`` are kept until the run completes."""
+    out = Path(out)
+    return out.with_name(out.name + ".parts")
+
+
+def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
+    digest = hashlib.sha256()
+    digest.update(str(user_ids.dtype).encode())
+    for chunk in user_ids.cast(pl.String).to_list():
+        digest.update(chunk.encode() + b"\0")
+    model = getattr(ranker, "fingerprint", None)
+    return {"k": k, "batch_size": batch_size, "users": len(user_ids), "users_sha256": digest.hexdigest(),
+            "ranker": model() if callable(model) else None}
+
+
+def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,
+                         batch_size: int = 1024, progress: bool | None = None,
+                         stop_after: int | None = None) -> Path | None:
+    """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
+
+    ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
+    :class:`~xrec.ranking.hybrid.HybridRanker`). ``stop_after`` stops after that many new batches
+    (for tests of resumption); returns ``out`` when complete, ``None`` when stopped early.
+    """
+    if batch_size < 1:
+        raise DataError(f"batch_size={batch_size}: must be at least 1")
+    ids = pl.Series("user_id", user_ids)
+    if ids.is_duplicated().any():
+        raise DataError(f"users: duplicate user_id {ids.filter(ids.is_duplicated())[0]!r}")
+    out = Path(out)
+    parts = parts_dir(out)
+    job = _job(ranker, ids, k, batch_size)
+    if parts.exists():
+        try:
+            old = json.loads((parts / JOB).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = None
+        if old != job:
+            raise ArtifactError(f"{parts}: left by a different run (other users, k, batch size or model); "
+                                "remove it to start over")
+    else:
+        parts.mkdir(parents=True)
+        with atomic_file(parts / JOB) as tmp:
+            tmp.write_text(json.dumps(job, indent=2), encoding="utf-8")
+    n_batches = (len(ids) + batch_size - 1) // batch_size
+    names = [parts / f"part-{b:06d}.parquet" for b in range(n_batches)]
+    todo = [b for b in range(n_batches) if not names[b].is_file()]
+    if len(todo) < n_batches:
+        log.info("resuming: %d of %d batches already done", n_batches - len(todo), n_batches)
+    done_now = 0
+    with tqdm(total=n_batches, initial=n_batches - len(todo), unit="batch", desc="recommend",
+              disable=(not _tty()) if progress is None else not progress) as bar:
+        for b in todo:
+            if stop_after is not None and done_now >= stop_after:
+                return None
+            frame = ranker.recommend(ids[b * batch_size:(b + 1) * batch_size], k)
+            with atomic_file(names[b]) as tmp:
+                frame.write_parquet(tmp)
+            done_now += 1
+            bar.update(1)
+    _concat(names, out)
+    shutil.rmtree(parts, ignore_errors=True)
+    return out
+
+
+def _concat(names: list[Path], out: Path) -> None:
+    """Stream the parts into one parquet file, atomically (one part in memory at a time)."""
+    with atomic_file(out) as tmp:
+        writer = None
+        try:
+            for name in names:
+                table = pq.read_table(name)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
+        finally:
+            if writer is not None:
+                writer.close()
+        if writer is None:
+            pl.DataFrame(schema={"user_id": pl.Int64, "rank": pl.Int32, "item_id": pl.Int64,
+                                 "score": pl.Float32}).write_parquet(tmp)
+
+
+def _tty() -> bool:
+    import sys
+    return sys.stderr.isatty()
+
+
+def read_users(path: str | os.PathLike[str]) -> pl.Series:
+    """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list."""
+    from xrec.tables import read_table
+
+    file = Path(path)
+    if file.suffix.lower() == ".txt":
+        if not file.is_file():
+            raise DataError(f"{file}: no such file")
+        lines = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        series = pl.Series("user_id", lines)
+        try:
+            return series.cast(pl.Int64)
+        except Exception:
+            return series
+    frame = read_table(file, required=["user_id"])
+    if frame["user_id"].null_count():
+        raise DataError(f"{file}: user_id is null in row {int(frame['user_id'].is_null().arg_true()[0])}")
+    return frame["user_id"].unique(maintain_order=True)
+

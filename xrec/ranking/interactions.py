@@ -1,0 +1,263 @@
+"""Interactions: validation, id mapping to a user x item CSR matrix, and the temporal split.
+
+Rules (each documented result is tested):
+
+* ``weight`` is optional (default 1.0); it must be finite and >= 0, else :class:`DataError`
+  naming the row.
+* Duplicate ``(user_id, item_id)`` rows are aggregated: ``duplicates="sum"`` (default; weights
+  add up, the latest timestamp is kept), ``"last"`` (the latest row by timestamp wins, file order
+  breaks ties), ``"max"`` or ``"error"``.
+* Interactions naming items that are not in the catalogue are counted in the
+  :class:`InteractionReport`; they raise :class:`DataError` unless ``drop_unknown=True`` drops
+  them. The same holds for users when a user universe is given.
+* Row order does not matter: the temporal split sorts by ``(timestamp, item_id)`` per user.
+  A temporal split needs a ``timestamp`` column without nulls, else :class:`DataError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from xrec.errors import DataError
+from xrec.tables import first_row_where, read_table, require_columns
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_RULES = ("sum", "last", "max", "error")
+
+
+@dataclass
+class InteractionReport:
+    """What validation found and did."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    duplicates: int = 0  #: rows merged into another row of the same (user, item)
+    unknown_items: int = 0  #: rows naming an item outside the catalogue
+    unknown_users: int = 0  #: rows naming a user outside the given user universe
+    dropped: int = 0  #: rows dropped because of unknown ids (only with drop_unknown=True)
+    examples: dict[str, list] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.rows_in} rows in, {self.rows_out} out; {self.duplicates} duplicate rows merged; "
+                f"{self.unknown_items} naming unknown items, {self.unknown_users} naming unknown users; "
+                f"{self.dropped} dropped")
+
+
+class IdMap:
+    """Maps external ids (int or string) to dense 0-based indices and back."""
+
+    def __init__(self, ids: Sequence | np.ndarray | pl.Series, name: str = "id"):
+        series = pl.Series(name, ids) if not isinstance(ids, pl.Series) else ids.alias(name)
+        if series.null_count():
+            raise DataError(f"{name}: null id at position {first_row_where(series.to_frame(), series.is_null())}")
+        if series.is_duplicated().any():
+            dup = series.filter(series.is_duplicated())[0]
+            raise DataError(f"{name}: duplicate id {dup!r}")
+        self.name = name
+        self.ids = series
+        self._frame = pl.DataFrame({"__id": series, "__idx": np.arange(len(series), dtype=np.int64)})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def index(self, ids: Sequence | np.ndarray | pl.Series, missing: int = -1) -> np.ndarray:
+        """Indices of ``ids`` (``missing`` where an id is unknown), int64."""
+        query = pl.Series("__id", ids)
+        if len(query) and query.dtype != self.ids.dtype:
+            try:
+                query = query.cast(self.ids.dtype)
+            except Exception:
+                return np.full(len(query), missing, dtype=np.int64)
+        out = (query.to_frame().join(self._frame, on="__id", how="left", maintain_order="left")
+               ["__idx"].fill_null(missing))
+        return out.to_numpy().astype(np.int64, copy=False)
+
+    def to_ids(self, index: np.ndarray) -> np.ndarray:
+        """External ids at ``index`` (as a numpy array)."""
+        return self.ids.to_numpy()[np.asarray(index)]
+
+
+def read_interactions(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """Read an interactions table (parquet, CSV or JSONL) with at least ``user_id`` and ``item_id``."""
+    return read_table(path, required=["user_id", "item_id"])
+
+
+def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
+                          item_ids: Sequence | pl.Series | None = None,
+                          user_ids: Sequence | pl.Series | None = None,
+                          drop_unknown: bool = False, duplicates: str = "sum",
+                          ) -> tuple[pl.DataFrame, InteractionReport]:
+    """Check and normalise an interactions table; returns ``(frame, report)``.
+
+    The result has ``user_id, item_id, weight`` (Float64) and ``timestamp`` when given. See the
+    module docstring for the rules.
+    """
+    require_columns(frame, ["user_id", "item_id"], source)
+    if duplicates not in DUPLICATE_RULES:
+        raise DataError(f"duplicates={duplicates!r}: use one of {DUPLICATE_RULES}")
+    report = InteractionReport(rows_in=frame.height)
+    cols = ["user_id", "item_id"] + [c for c in ("weight", "timestamp") if c in frame.columns]
+    frame = frame.select(cols)
+    for col in ("user_id", "item_id"):
+        if frame[col].null_count():
+            raise DataError(f"{source}: row {first_row_where(frame, frame[col].is_null())}: {col} is null")
+    if "weight" in frame.columns:
+        try:
+            weight = frame["weight"].cast(pl.Float64)
+        except Exception as exc:
+            raise DataError(f"{source}: column 'weight' must be numeric ({exc})") from exc
+        bad = weight.is_null() | weight.is_nan() | weight.is_infinite() | (weight < 0)
+        if bad.any():
+            row = first_row_where(frame, bad)
+            raise DataError(f"{source}: row {row} (user {frame['user_id'][row]!r}, item "
+                            f"{frame['item_id'][row]!r}): weight {frame['weight'][row]!r} is "
+                            f"{'negative' if (weight[row] or 0) < 0 else 'missing or not finite'}; "
+                            "weights must be finite and >= 0")
+        frame = frame.with_columns(weight=weight)
+    else:
+        frame = frame.with_columns(weight=pl.lit(1.0, dtype=pl.Float64))
+    if "timestamp" in frame.columns and frame["timestamp"].dtype.is_temporal():
+        frame = frame.with_columns(pl.col("timestamp").dt.epoch("s"))
+
+    keep = pl.Series(np.ones(frame.height, dtype=bool))
+    for col, universe, attr in (("item_id", item_ids, "unknown_items"), ("user_id", user_ids, "unknown_users")):
+        if universe is None:
+            continue
+        known = IdMap(universe, col).index(frame[col]) >= 0
+        unknown = ~pl.Series(known)
+        setattr(report, attr, int(unknown.sum()))
+        if unknown.any():
+            report.examples[col] = frame[col].filter(unknown).unique(maintain_order=True).head(5).to_list()
+            keep = keep & ~unknown
+    n_unknown = int((~keep).sum())
+    if n_unknown:
+        msg = (f"{source}: {report.unknown_items} row(s) name items not in the catalogue "
+               f"(e.g. {report.examples.get('item_id', [])}), {report.unknown_users} name unknown users "
+               f"(e.g. {report.examples.get('user_id', [])})")
+        if not drop_unknown:
+            raise DataError(msg + "; pass drop_unknown=True (CLI: --drop-unknown) to drop them")
+        log.warning("%s; dropped", msg)
+        report.dropped = n_unknown
+        frame = frame.filter(keep)
+
+    frame = _aggregate(frame, source, duplicates, report)
+    report.rows_out = frame.height
+    return frame, report
+
+
+def _aggregate(frame: pl.DataFrame, source: str, rule: str, report: InteractionReport) -> pl.DataFrame:
+    dup = frame.select(pl.struct("user_id", "item_id").is_duplicated()).to_series()
+    n_groups = frame.select(pl.struct("user_id", "item_id").n_unique()).item() if frame.height else 0
+    report.duplicates = frame.height - n_groups
+    if not report.duplicates:
+        return frame
+    if rule == "error":
+        row = first_row_where(frame, dup)
+        raise DataError(f"{source}: row {row}: duplicate interaction (user {frame['user_id'][row]!r}, "
+                        f"item {frame['item_id'][row]!r})")
+    has_ts = "timestamp" in frame.columns
+    ordered = frame.with_row_index("__row")
+    if has_ts:
+        ordered = ordered.sort(["timestamp", "__row"], nulls_last=False)
+    aggs = {"sum": pl.col("weight").sum(), "max": pl.col("weight").max(), "last": pl.col("weight").last()}
+    exprs = [aggs[rule]]
+    if has_ts:
+        exprs.append(pl.col("timestamp").max())
+    exprs.append(pl.col("__row").min())
+    out = ordered.group_by(["user_id", "item_id"]).agg(exprs).sort("__row").drop("__row")
+    return out.select(frame.columns)
+
+
+@dataclass
+class Interactions:
+    """Validated interactions with id maps and the user x item CSR matrix (float32 weights).
+
+    Items are the catalogue's (in catalogue order), so matrix columns line up with item vectors.
+    Users are those with at least one interaction, in first-seen order, unless given.
+    """
+
+    frame: pl.DataFrame
+    users: IdMap
+    items: IdMap
+    matrix: sp.csr_matrix
+    report: InteractionReport
+
+    @classmethod
+    def build(cls, frame: pl.DataFrame, item_ids: Sequence | pl.Series, *, source: str = "interactions",
+              user_ids: Sequence | pl.Series | None = None, drop_unknown: bool = False,
+              duplicates: str = "sum") -> Interactions:
+        """Validate ``frame`` against the catalogue ``item_ids`` and build the matrix."""
+        frame, report = validate_interactions(frame, source, item_ids=item_ids, user_ids=user_ids,
+                                              drop_unknown=drop_unknown, duplicates=duplicates)
+        items = IdMap(item_ids, "item_id")
+        users = IdMap(user_ids if user_ids is not None else frame["user_id"].unique(maintain_order=True),
+                      "user_id")
+        rows = users.index(frame["user_id"])
+        cols = items.index(frame["item_id"])
+        weights = frame["weight"].to_numpy().astype(np.float32)
+        matrix = sp.csr_matrix((weights, (rows, cols)), shape=(len(users), len(items)), dtype=np.float32)
+        matrix.sort_indices()
+        return cls(frame=frame, users=users, items=items, matrix=matrix, report=report)
+
+    @property
+    def has_timestamps(self) -> bool:
+        return "timestamp" in self.frame.columns and not self.frame["timestamp"].null_count()
+
+    def item_counts(self) -> np.ndarray:
+        """Number of interactions per item (catalogue order)."""
+        return np.diff(self.matrix.tocsc().indptr).astype(np.int64)
+
+    def timestamp_matrix(self) -> sp.csr_matrix:
+        """User x item CSR of timestamps (seconds), same sparsity as ``matrix``."""
+        require_timestamps(self.frame, "interactions")
+        rows = self.users.index(self.frame["user_id"])
+        cols = self.items.index(self.frame["item_id"])
+        ts = self.frame["timestamp"].cast(pl.Float64).to_numpy()
+        out = sp.csr_matrix((ts, (rows, cols)), shape=self.matrix.shape, dtype=np.float64)
+        out.sort_indices()
+        return out
+
+
+def require_timestamps(frame: pl.DataFrame, source: str) -> None:
+    """Raise :class:`DataError` unless ``frame`` has a ``timestamp`` column without nulls."""
+    if "timestamp" not in frame.columns:
+        raise DataError(f"{source}: a temporal split needs a 'timestamp' column; found {frame.columns}")
+    ts = frame["timestamp"]
+    if ts.null_count() or (ts.dtype.is_float() and ts.is_nan().any()):
+        row = first_row_where(frame, ts.is_null() | (ts.is_nan() if ts.dtype.is_float() else ts.is_null()))
+        raise DataError(f"{source}: row {row} (user {frame['user_id'][row]!r}): timestamp is missing; "
+                        "a temporal split needs every timestamp")
+
+
+def temporal_split(frame: pl.DataFrame, fraction: float = 0.2, *, source: str = "interactions",
+                   min_test: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out the last ``fraction`` of each user's interactions by time: ``(train, test)``.
+
+    Per user, rows are sorted by ``(timestamp, item_id)`` (file order does not matter); the last
+    ``ceil(fraction * n)`` rows, at least ``min_test``, go to ``test``. A user with a single
+    interaction keeps it in ``train`` only when ``min_test`` is 0.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"fraction={fraction}: must be in [0, 1)")
+    require_timestamps(frame, source)
+    ordered = frame.sort(["user_id", "timestamp", "item_id"]).with_columns(
+        pl.int_range(pl.len()).over("user_id").alias("__pos"), pl.len().over("user_id").alias("__n"))
+    n_test = (pl.col("__n").cast(pl.Float64) * fraction).ceil().cast(pl.Int64).clip(lower_bound=min_test)
+    is_test = pl.col("__pos") >= pl.col("__n") - n_test
+    train = ordered.filter(~is_test).drop("__pos", "__n")
+    test = ordered.filter(is_test).drop("__pos", "__n")
+    return train, test
+
+
+def ceil_fraction(n: int, fraction: float) -> int:
+    """``ceil(n * fraction)``, as the split uses it."""
+    return math.ceil(n * fraction)

@@ -1,0 +1,150 @@
+"""Cross-lingual transfer methods: from source-language labels to a classifier for any language.
+
+Every method works on frozen encoder vectors (the encoder is not fine-tuned; see the report of
+issue 5 for why) and returns a :class:`~xrec.topics.head.TopicClassifier`:
+
+- ``linear``: a linear head on the raw vectors (the plain baseline).
+- ``centered``: each language centred by its own mean vector (from unlabelled text), then a
+  linear head; removes language identity from the space.
+- ``mlp``: centring plus a one-hidden-layer head.
+- ``self-train``: ``centered``, then pseudo-labels on unlabelled target-language text above a
+  confidence (never target labels) added to the training set and the head refitted.
+- ``fusion``: the logit average of the ``centered``, ``self-train`` and ``mlp`` heads.
+
+Model selection (the L2 strength) and temperature scaling use the source-language dev split.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from xrec.errors import DataError
+from xrec.topics.centering import LanguageCentering
+from xrec.topics.head import (HeadConfig, TopicClassifier, TopicHead, fit_head, fit_temperature,
+                              single_thread)
+
+log = logging.getLogger(__name__)
+
+METHODS = ("linear", "centered", "mlp", "self-train", "fusion")
+DEFAULT_METHOD = "centered"
+L2_GRID = (1.4e-4, 5e-4, 2e-3)
+MLP_CONFIG = HeadConfig(hidden=256, l2=1e-3, dropout=0.2, epochs=200, lr=0.003)
+
+
+@dataclass(frozen=True)
+class SelfTraining:
+    """Pseudo-labelling settings: keep predictions with probability >= ``confidence``."""
+
+    confidence: float = 0.9
+    weight: float = 1.0
+    rounds: int = 1
+
+
+@dataclass
+class TopicVectors:
+    """Vectors with their language codes (and integer labels where known)."""
+
+    vectors: np.ndarray
+    langs: list[str]
+    y: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.vectors) != len(self.langs) or (self.y is not None and len(self.y) != len(self.langs)):
+            raise DataError(f"{len(self.vectors)} vectors, {len(self.langs)} languages"
+                            + ("" if self.y is None else f", {len(self.y)} labels"))
+
+
+def _logits(heads: Sequence[TopicHead], x: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.no_grad(), single_thread():
+        t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
+        return torch.stack([h(t) for h in heads]).mean(0).numpy()
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _select(x: np.ndarray, y: np.ndarray, n_classes: int, dev: tuple[np.ndarray, np.ndarray] | None,
+            base: HeadConfig) -> tuple[TopicHead, HeadConfig]:
+    """Fit one head per L2 strength in :data:`L2_GRID`; keep the best on dev (ties: stronger L2)."""
+    if dev is None:
+        return fit_head(x, y, n_classes, base), base
+    best = None
+    for l2 in L2_GRID:
+        config = replace(base, l2=l2)
+        head = fit_head(x, y, n_classes, config)
+        acc = float((_logits([head], dev[0]).argmax(1) == dev[1]).mean())
+        log.info("l2=%g: dev accuracy %.4f", l2, acc)
+        if best is None or acc >= best[0]:
+            best = (acc, head, config)
+    return best[1], best[2]
+
+
+def _pseudo_label(heads: Sequence[TopicHead], x_unl: np.ndarray,
+                  settings: SelfTraining) -> tuple[np.ndarray, np.ndarray]:
+    proba = _softmax(_logits(heads, x_unl))
+    keep = proba.max(axis=1) >= settings.confidence
+    return x_unl[keep], proba.argmax(axis=1)[keep]
+
+
+def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: TopicVectors | None = None,
+                         unlabelled: TopicVectors | None = None, method: str = DEFAULT_METHOD,
+                         encoder_fingerprint: str, encoder_name: str = "", text_kind: str = "query",
+                         threshold: float = 0.5, self_training: SelfTraining = SelfTraining(),
+                         seed: int = 0) -> TopicClassifier:
+    """Train a topic classifier on labelled source vectors with one of :data:`METHODS`.
+
+    ``unlabelled`` (text vectors of any languages, no labels) gives the language means used
+    for centring and the pool ``self-train`` pseudo-labels. ``dev`` (labelled, source language)
+    selects the L2 strength and fits the temperature.
+    """
+    if method not in METHODS:
+        raise DataError(f"unknown topic transfer method {method!r}; choose one of {METHODS}")
+    if train.y is None:
+        raise DataError("training vectors need labels")
+    n_classes = len(labels)
+    if len(np.unique(train.y)) < 2:
+        raise DataError("training data has one class only; a topic classifier needs at least two")
+    centering = LanguageCentering(enabled=method != "linear")
+    if centering.enabled:
+        if unlabelled is not None and len(unlabelled.langs):
+            centering.update(unlabelled.vectors, unlabelled.langs)
+        centering.update(train.vectors, train.langs)  # the labelled source text is the best estimate
+    x = centering.transform(train.vectors, train.langs)
+    dev_xy = None
+    if dev is not None and dev.y is not None and len(dev.y):
+        dev_xy = (centering.transform(dev.vectors, dev.langs), dev.y)
+    base = HeadConfig(seed=seed)
+    linear, linear_config = _select(x, train.y, n_classes, dev_xy, base)
+    heads, configs = [linear], [linear_config]
+    if method in ("mlp", "fusion"):
+        mlp = fit_head(x, train.y, n_classes, replace(MLP_CONFIG, seed=seed))
+        heads, configs = ([mlp], [MLP_CONFIG]) if method == "mlp" else (heads + [mlp], configs + [MLP_CONFIG])
+    if method in ("self-train", "fusion") and unlabelled is not None and len(unlabelled.langs):
+        x_unl = centering.transform(unlabelled.vectors, unlabelled.langs)
+        student = [linear]
+        for round_ in range(self_training.rounds):
+            xp, yp = _pseudo_label(student, x_unl, self_training)
+            log.info("self-training round %d: %d of %d unlabelled texts pseudo-labelled",
+                     round_ + 1, len(yp), len(x_unl))
+            weights = np.concatenate([np.ones(len(train.y)), np.full(len(yp), self_training.weight)])
+            student = [fit_head(np.concatenate([x, xp]), np.concatenate([train.y, yp]), n_classes,
+                                linear_config, weights)]
+        if method == "self-train":
+            heads, configs = student, [linear_config]
+        else:
+            heads, configs = heads + student, configs + [linear_config]
+    temperature = 1.0
+    if dev_xy is not None:
+        temperature = fit_temperature(_logits(heads, dev_xy[0]), dev_xy[1])
+    return TopicClassifier(labels, heads, centering=centering, encoder_fingerprint=encoder_fingerprint,
+                           encoder_name=encoder_name, text_kind=text_kind, temperature=temperature,
+                           threshold=threshold, method=method, configs=configs)
