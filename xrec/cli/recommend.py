@@ -18,7 +18,7 @@ def register(commands, evaluate, bench) -> None:
     p.add_argument("--users", default="all", help="'all' (every user with interactions) or a file of user ids")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    p.add_argument("--encoder", default="bundled")
+    p.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     p.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
     p.add_argument("--batch-size", type=int, default=1024)
     p.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
@@ -32,7 +32,7 @@ def register(commands, evaluate, bench) -> None:
     e.add_argument("--test", help="test ratings (same columns as ratings.csv.gz); default: last 20%% per user")
     e.add_argument("--plot", help="PNG plot (default: next to --json)")
     e.add_argument("--models", default=",".join(_models()), help="comma-separated subset")
-    e.add_argument("--encoder", default="bundled")
+    e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     e.add_argument("--store", help="embedding store file reused across runs")
     e.add_argument("--drop-unknown", action="store_true")
     e.add_argument("--threads", type=int, default=2)
@@ -43,7 +43,7 @@ def register(commands, evaluate, bench) -> None:
     b.add_argument("--synthetic", default="100000x100000", help="USERSxITEMS synthetic scale ('' to skip)")
     b.add_argument("--k", type=int, default=100)
     b.add_argument("--threads", type=int, default=2)
-    b.add_argument("--encoder", default="bundled")
+    b.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     b.add_argument("--store", help="embedding store for the MovieLens items")
     b.add_argument("--sample-users", type=int, help="time the synthetic run on this many random users")
     b.add_argument("--json", help="write the results here")
@@ -72,7 +72,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     print(f"interactions: {inter.report.summary()}")
     if args.k > len(inter.items):
         print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
-    encoder = load_encoder(args.encoder, threads=args.threads)
+    encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(items, encoder, store=args.store)
     from xrec.ranking.cf import fit_als
 
@@ -94,7 +94,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.ranking.content import item_vectors, prepare_items
 
     split = movielens_split(args.data, args.test, drop_unknown=args.drop_unknown)
-    encoder = load_encoder(args.encoder, threads=args.threads)
+    encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(prepare_items(split.items, "movies"), encoder, store=args.store)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     report = evaluate_recs(split, vectors, names, threads=args.threads)
@@ -112,7 +112,7 @@ def run_bench(args: argparse.Namespace) -> int:
     from xrec.bench.recommend import format_results, run
 
     results = run(data=args.data or None, synthetic=args.synthetic or None, k=args.k,
-                  threads=args.threads, encoder_name=args.encoder, store=args.store,
+                  threads=args.threads, encoder_name=args.model, store=args.store,
                   sample_users=args.sample_users)
     print(format_results(results))
     if args.json:

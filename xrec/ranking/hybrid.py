@@ -61,9 +61,6 @@ class Fusion:
     kind: str = "fallback"  #: "learned", "learned-trees" or "fallback"
     model: object | None = None  #: the fitted trees of "learned-trees"
     cold_model: object | None = None  #: trees that rank cold items among themselves
-    #: quantiles (cold model, main model) on the cold rows: a cold item's cold-model score is mapped
-    #: to the main model's score at the same quantile (keeps the cold order and the main scale)
-    cold_map: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def fallback(cls) -> Fusion:
@@ -101,9 +98,8 @@ class Fusion:
 
         One model ranks the candidates (rows where ``cold_rows`` is False). With enough cold rows
         (every cold item of users with a cold validation positive), a second model ranks cold
-        items among themselves; its scores are mapped onto the first model's scale quantile by
-        quantile over the cold rows (a monotone map: the cold order is kept, the scale is the
-        main model's).
+        items among themselves: per user, the cold candidates keep the main model's set of scores
+        (so how many reach the top is the main model's call) re-assigned in the cold model's order.
         """
         from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -118,10 +114,6 @@ class Fusion:
         yc = labels[cold_rows]
         if yc.sum() >= 20 and yc.sum() < len(yc):
             out.cold_model = trees(features[cold_rows], yc)
-            q = np.linspace(0.0, 1.0, 201)
-            sc = np.quantile(out.cold_model.decision_function(features[cold_rows]), q)
-            sw = np.quantile(out.model.decision_function(features[cold_rows]), q)
-            out.cold_map = (np.maximum.accumulate(sc), np.maximum.accumulate(sw))
         return out
 
     def score(self, features: np.ndarray) -> np.ndarray:
@@ -129,12 +121,17 @@ class Fusion:
         if self.model is not None:
             shape = features.shape[:-1]
             flat = features.reshape(-1, features.shape[-1])
-            out = self.model.decision_function(flat)
-            if self.cold_model is not None:
-                cold = flat[:, FEATURES.index("cold")] > 0
+            out = self.model.decision_function(flat).reshape(shape)
+            if self.cold_model is not None and features.ndim == 3:
+                cold = features[..., FEATURES.index("cold")] > 0
                 if cold.any():
-                    src, dst = self.cold_map
-                    out[cold] = np.interp(self.cold_model.decision_function(flat[cold]), src, dst)
+                    cs = np.zeros(shape)
+                    cs[cold] = self.cold_model.decision_function(features[cold])
+                    for j in np.flatnonzero(cold.sum(axis=1) > 1):
+                        # the user's cold candidates keep the main model's scores as a set (so
+                        # their place among warm items is unchanged) in the cold model's order
+                        idx = np.flatnonzero(cold[j])
+                        out[j, idx[np.argsort(cs[j, idx], kind="stable")]] = np.sort(out[j, idx])
             return out.reshape(shape).astype(np.float32)
         w = self.coef / self.scale
         return features @ w - float(self.mean @ w)
@@ -142,9 +139,8 @@ class Fusion:
     def as_dict(self) -> dict:
         if self.model is not None:
             return {"kind": self.kind, "features": list(FEATURES),
-                    "cold_map": None if self.cold_map is None else [m.tolist() for m in self.cold_map],
-                    "trees": self.model.n_iter_,
-                    "cold_trees": None if self.cold_model is None else self.cold_model.n_iter_}
+                    "cold_trees": None if self.cold_model is None else self.cold_model.n_iter_,
+                    "trees": self.model.n_iter_}
         return {"kind": self.kind, "features": list(FEATURES), "mean": self.mean.tolist(),
                 "scale": self.scale.tolist(), "coef": self.coef.tolist()}
 
