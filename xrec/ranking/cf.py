@@ -152,11 +152,14 @@ def fit_als(matrix: sp.csr_matrix, *, factors: int = 32, regularization: float =
     import implicit.als
     import implicit.gpu
 
+    from threadpoolctl import threadpool_limits
+
     gpu = implicit.gpu.HAS_CUDA if use_gpu is None else use_gpu
-    model = implicit.als.AlternatingLeastSquares(
-        factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
-        num_threads=threads, random_state=seed, use_gpu=gpu, calculate_training_loss=False)
-    model.fit(confidence(matrix, weighting), show_progress=False)
+    with threadpool_limits(1, "blas"):  # implicit parallelises itself; nested BLAS threads slow it
+        model = implicit.als.AlternatingLeastSquares(
+            factors=factors, regularization=regularization, alpha=alpha, iterations=iterations,
+            num_threads=threads, random_state=seed, use_gpu=gpu, calculate_training_loss=False)
+        model.fit(confidence(matrix, weighting), show_progress=False)
     out = from_implicit(model, name="als")
     _zero_cold(out, matrix)
     return out, model
