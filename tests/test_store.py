@@ -114,3 +114,36 @@ def test_embed_cli_reports_bad_input(tmp_path, capsys):
     pl.DataFrame({"item_id": [1, 1], "text": ["a", "b"]}).write_csv(src)
     assert main(["embed", str(src), "--out", str(tmp_path / "o.parquet")]) == 2
     assert "duplicate item_id 1" in capsys.readouterr().err
+
+
+def test_atomic_writes_keep_ordinary_permissions(tmp_path):
+    import os
+
+    from xrec.artifacts import atomic_dir, atomic_file
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_file(tmp_path / "f.txt") as tmp:
+            tmp.write_text("x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "a").write_text("y")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "f.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_failed_atomic_writes_leave_the_old_artifact_intact(tmp_path):
+    from xrec.artifacts import atomic_dir, atomic_file
+
+    (tmp_path / "f.txt").write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(tmp_path / "f.txt") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed midway")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a").write_text("old")
+    with pytest.raises(RuntimeError), atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "a").write_text("half")
+        raise RuntimeError("killed midway")
+    assert (tmp_path / "f.txt").read_text() == "old" and (tmp_path / "d" / "a").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "f.txt"]  # no temporary leftovers
