@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from pipelines.config import resolve
+from xrec.errors import DataError
 from xrec.stages import StageRunner, file_digest
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     items = prepare_items(movielens.items(), f"{movielens_dir}/movies")
     interactions = Interactions.build(movielens.ratings, items["item_id"], source=f"{movielens_dir}/ratings")
     sib_test = load_split(sib_dir, "test")
-    labels = load_labels(sib_dir)
+    load_labels(sib_dir)  # validated here, used by the topics stage
     if sib_test.height == 0:
-        raise ValueError(f"{sib_dir}: the test split is empty")
+        raise DataError(f"{sib_dir}: the test split is empty")
 
     out.mkdir(parents=True, exist_ok=True)
     runner = StageRunner(out / "stages")
@@ -196,7 +197,7 @@ def _encoder(cfg: dict[str, Any], engine: str, address: str | None):
         init_ray(address)
         return RayEncoder(model, precision=precision, batch_size=batch_size)
     if engine != "local":
-        raise ValueError(f"engine {engine!r}: expected 'local' or 'ray'")
+        raise DataError(f"engine {engine!r}: expected 'local' or 'ray'")
     from xrec.encoders import load_encoder
 
     return load_encoder(model, precision=precision, batch_size=batch_size)
