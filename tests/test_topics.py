@@ -7,11 +7,12 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.topics import evaluate_topics, macro_f1, plot_accuracy
-from xrec.topics import UNKNOWN, LanguageCentering, TopicClassifier
+from xrec.topics import UNKNOWN, KernelHead, LanguageCentering, TopicClassifier
 from xrec.topics.data import labelled, select_languages
 from xrec.topics.tagging import TEXT_KIND, tag_items, train_topics
 from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier
@@ -136,6 +137,50 @@ def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, en
     (path / "heads.safetensors").write_bytes(b"x" * 10)
     with pytest.raises(ArtifactError):
         TopicClassifier.load(path)
+
+
+def test_kernel_head_votes_and_chunks():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 16)).astype(np.float32)
+    y = np.arange(30) % 3
+    head = KernelHead.fit(x, y, 3, tau=0.05)
+    with torch.no_grad():
+        logits = head(torch.as_tensor(x)).numpy()
+        assert np.array_equal(logits.argmax(1), y)  # each stored row votes for its own label
+        head.chunk = 7
+        np.testing.assert_allclose(head(torch.as_tensor(x)).numpy(), logits, rtol=1e-5, atol=1e-5)
+        assert head(torch.zeros((0, 16))).shape == (0, 3)
+    soft = KernelHead.from_targets(x, np.full((30, 3), 1 / 3, dtype=np.float32), tau=0.05)
+    with torch.no_grad():
+        flat = soft(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(flat - flat[:, :1], 0, atol=1e-4)  # uniform targets: no preference
+    with pytest.raises(DataError, match="30 vectors but 2 target rows"):
+        KernelHead.from_targets(x, np.ones((2, 3), dtype=np.float32), tau=0.05)
+
+
+def test_default_kernel_stores_labelled_and_unlabelled_rows(classifier, vectors):
+    kernel, linear = classifier.heads
+    assert isinstance(kernel, KernelHead) and kernel.tau > 0
+    assert kernel.memory.shape[0] == len(vectors["train"].langs) + len(vectors["unlabelled"].langs)
+    n_train = len(vectors["train"].langs)
+    np.testing.assert_allclose(kernel.targets[:n_train].sum(1).numpy(), 1.0)  # one-hot labels
+    assert float(kernel.targets[n_train:].sum(1).max()) < 1.0  # down-weighted pseudo-labels
+    assert classifier.weights[0] > classifier.weights[1] and sum(classifier.weights) == pytest.approx(1)
+
+
+def test_linear_model_roundtrips_and_old_manifest_loads(vectors, sib, encoder, tmp_path):
+    clf = fit(vectors, sib[1], encoder, "centered")
+    path = clf.save(tmp_path / "centered")
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["head_weights"] == [1.0]
+    del manifest["head_weights"]  # written before heads had weights: equal weights
+    for head in manifest["heads"]:
+        del head["kernel_tau"]
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    loaded = TopicClassifier.load(path)
+    test = vectors["test"]
+    np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
+                               clf.predict_proba(test.vectors, test.langs), atol=1e-6)
 
 
 def test_tag_items_text_api(classifier, encoder, frames, tmp_path):

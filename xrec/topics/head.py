@@ -2,10 +2,12 @@
 
 A :class:`TopicClassifier` maps encoder vectors (any language) to one of a fixed label set with
 calibrated probabilities (temperature scaling on held-out source-language data) and abstains
-(:data:`UNKNOWN`) below a threshold when asked. Vectors are first centred by their language's
-mean (:class:`~xrec.topics.centering.LanguageCentering`), which removes language identity from
-the space. Saved as a directory: ``heads.safetensors`` (weights, language means) plus the
-manifest (labels, threshold, temperature, encoder fingerprint, dimension).
+(:data:`UNKNOWN`) below a threshold when asked. A head is linear, a small MLP or a kernel head
+(a soft nearest-neighbour vote over the stored, centred training vectors). Vectors are first
+centred by their language's mean (:class:`~xrec.topics.centering.LanguageCentering`), which
+removes language identity from the space. Saved as a directory: ``heads.safetensors``
+(weights, kernel memories, language means) plus the manifest (labels, threshold, temperature,
+encoder fingerprint, dimension, head settings and weights).
 """
 
 from __future__ import annotations
@@ -40,9 +42,12 @@ class HeadConfig:
     A linear head (``hidden=0``) is multinomial logistic regression fitted by L-BFGS on the mean
     cross-entropy plus ``0.5 * l2 * ||W||^2`` (``l2=1.4e-4`` matches scikit-learn's ``C=10`` on
     701 rows). An MLP head (``hidden>0``) is trained full-batch with AdamW for ``epochs`` steps.
+    A kernel head (``kernel_tau>0``) stores the training vectors and scores class ``c`` by
+    ``log sum_j [y_j = c] exp((cos(x, x_j) - 1) / kernel_tau)``; it has nothing to train.
     """
 
     hidden: int = 0
+    kernel_tau: float = 0.0
     l2: float = 1.4e-4
     dropout: float = 0.1
     epochs: int = 200
@@ -64,6 +69,60 @@ class TopicHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+class KernelHead(nn.Module):
+    """Soft nearest-neighbour vote over stored (unit) training vectors: logits are the log of
+    each class's summed ``exp((cos - 1) / tau)``, i.e. log class probabilities up to a constant."""
+
+    hidden = 0
+    chunk = 1024  # rows per block: a block holds [chunk, n_memory] floats
+
+    def __init__(self, dim: int, n_classes: int, n_memory: int, tau: float) -> None:
+        super().__init__()
+        if tau <= 0:
+            raise ValueError(f"kernel tau must be > 0, got {tau}")
+        self.dim, self.n_classes, self.tau = dim, n_classes, float(tau)
+        self.register_buffer("memory", torch.zeros(n_memory, dim))
+        self.register_buffer("targets", torch.zeros(n_memory, n_classes))
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, n_classes: int, tau: float,
+            sample_weight: np.ndarray | None = None) -> KernelHead:
+        """Store ``x`` (L2-normalised here) with one-hot ``y`` (scaled by ``sample_weight``)."""
+        targets = np.eye(n_classes, dtype=np.float32)[np.asarray(y, dtype=np.int64)]
+        if sample_weight is not None:
+            targets *= np.asarray(sample_weight, dtype=np.float32)[:, None]
+        return cls.from_targets(x, targets, tau)
+
+    @classmethod
+    def from_targets(cls, x: np.ndarray, targets: np.ndarray, tau: float) -> KernelHead:
+        """Store ``x`` with soft class weights ``targets`` ``[n, n_classes]`` (rows of labelled
+        data are one-hot; rows of pseudo-labelled data hold down-weighted probabilities)."""
+        if len(x) != len(targets):
+            raise DataError(f"{len(x)} vectors but {len(targets)} target rows")
+        head = cls(x.shape[1], targets.shape[1], len(x), tau)
+        xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+        head.memory.copy_(xt / xt.norm(dim=1, keepdim=True).clamp(min=1e-12))
+        head.targets.copy_(torch.as_tensor(np.ascontiguousarray(targets), dtype=torch.float32))
+        return head.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
+        parts = []
+        for start in range(0, len(x), self.chunk):  # bounded memory for large batches
+            z = (x[start:start + self.chunk] @ self.memory.T - 1.0) / self.tau  # cosine - 1 <= 0
+            top = z.max(dim=1, keepdim=True).values
+            votes = torch.exp(z - top) @ self.targets
+            parts.append(torch.log(votes.clamp(min=1e-30)) + top)
+        return torch.cat(parts) if parts else x.new_zeros((0, self.n_classes))
+
+
+def build_head(config: HeadConfig, dim: int, n_classes: int, n_memory: int = 0) -> nn.Module:
+    """An untrained head of the kind ``config`` describes (a kernel head needs ``n_memory``)."""
+    if config.kernel_tau > 0:
+        return KernelHead(dim, n_classes, n_memory, config.kernel_tau)
+    return TopicHead(dim, n_classes, config.hidden, config.dropout)
 
 
 @contextlib.contextmanager
@@ -143,16 +202,23 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 class TopicClassifier:
     """Topic prediction for encoder vectors: centring, an ensemble of heads, a temperature.
 
-    ``heads`` are averaged in logit space; ``temperature`` scales the averaged logits;
+    ``heads`` are averaged in logit space (weighted by ``weights``, default equal);
+    ``temperature`` scales the averaged logits;
     ``threshold`` is the probability below which :meth:`predict` abstains when asked.
     """
 
-    def __init__(self, labels: Sequence[str], heads: Sequence[TopicHead], *,
+    def __init__(self, labels: Sequence[str], heads: Sequence[TopicHead | KernelHead], *,
                  centering: LanguageCentering, encoder_fingerprint: str, encoder_name: str = "",
                  text_kind: str = "query", temperature: float = 1.0, threshold: float = 0.5,
-                 method: str = "", configs: Sequence[HeadConfig] = ()) -> None:
+                 method: str = "", configs: Sequence[HeadConfig] = (),
+                 weights: Sequence[float] = ()) -> None:
         if not heads:
             raise ValueError("a TopicClassifier needs at least one head")
+        weights = [float(w) for w in weights] or [1.0] * len(heads)
+        if len(weights) != len(heads) or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"need one non-negative weight per head, got {weights} "
+                             f"for {len(heads)} heads")
+        self.weights = [w / sum(weights) for w in weights]
         self.labels = list(labels)
         self.heads = list(heads)
         self.centering = centering
@@ -162,7 +228,9 @@ class TopicClassifier:
         self.temperature = float(temperature)
         self.threshold = float(threshold)
         self.method = method
-        self.configs = list(configs) or [HeadConfig(hidden=h.hidden) for h in self.heads]
+        self.configs = list(configs) or [
+            HeadConfig(kernel_tau=h.tau) if isinstance(h, KernelHead)
+            else HeadConfig(hidden=h.hidden) for h in self.heads]
         self.dim = self.heads[0].dim
 
     def logits(self, vectors: np.ndarray, langs: Sequence[str] | None = None) -> np.ndarray:
@@ -172,7 +240,7 @@ class TopicClassifier:
             raise DataError(f"vectors of shape {vectors.shape}; this classifier takes [n, {self.dim}]")
         x = torch.as_tensor(self.centering.transform(vectors, langs))
         with torch.no_grad(), single_thread():
-            return torch.stack([h(x) for h in self.heads]).mean(0).numpy()
+            return sum(w * h(x) for w, h in zip(self.weights, self.heads)).numpy()
 
     def predict_proba(self, vectors: np.ndarray, langs: Sequence[str] | None = None) -> np.ndarray:
         """Calibrated probabilities ``[n, n_labels]`` (columns in the order of ``labels``)."""
@@ -205,6 +273,7 @@ class TopicClassifier:
                 "temperature": self.temperature, "encoder_fingerprint": self.encoder_fingerprint,
                 "encoder_name": self.encoder_name, "dim": self.dim, "text_kind": self.text_kind,
                 "method": self.method, "heads": [asdict(c) for c in self.configs],
+                "head_weights": self.weights,
                 "centering": {"languages": langs, **self.centering.settings()},
             })
         return Path(path)
@@ -225,9 +294,10 @@ class TopicClassifier:
             configs = [HeadConfig(**c) for c in manifest["heads"]]
             heads = []
             for i, config in enumerate(configs):
-                head = TopicHead(manifest["dim"], len(manifest["labels"]), config.hidden,
-                                 config.dropout)
                 prefix = f"head{i}."
+                memory = tensors.get(prefix + "memory")
+                head = build_head(config, manifest["dim"], len(manifest["labels"]),
+                                  0 if memory is None else memory.shape[0])
                 head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items()
                                       if k.startswith(prefix)})
                 head.eval()
@@ -235,10 +305,14 @@ class TopicClassifier:
             centering = LanguageCentering.from_arrays(
                 manifest["centering"]["languages"], tensors["centering.means"].numpy(),
                 **{k: v for k, v in manifest["centering"].items() if k != "languages"})
-        except (KeyError, TypeError, RuntimeError, json.JSONDecodeError) as exc:
+        except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{root}: malformed topic model ({exc})") from exc
-        return cls(manifest["labels"], heads, centering=centering,
-                   encoder_fingerprint=manifest["encoder_fingerprint"],
-                   encoder_name=manifest.get("encoder_name", ""), text_kind=manifest["text_kind"],
-                   temperature=manifest["temperature"], threshold=manifest["threshold"],
-                   method=manifest.get("method", ""), configs=configs)
+        try:
+            return cls(manifest["labels"], heads, centering=centering,
+                       encoder_fingerprint=manifest["encoder_fingerprint"],
+                       encoder_name=manifest.get("encoder_name", ""),
+                       text_kind=manifest["text_kind"], temperature=manifest["temperature"],
+                       threshold=manifest["threshold"], method=manifest.get("method", ""),
+                       configs=configs, weights=manifest.get("head_weights", ()))
+        except (TypeError, ValueError) as exc:
+            raise ArtifactError(f"{root}: malformed topic model ({exc})") from exc

@@ -13,10 +13,20 @@ text, and a fine-tuned encoder is a new encoder with its own fingerprint.)
 - ``self-train``: ``centered``, then pseudo-labels on unlabelled target-language text above a
   confidence (never target labels) added to the training set and the head refitted.
 - ``fusion``: the logit average of the ``centered``, ``self-train`` and ``mlp`` heads.
+- ``kernel`` (default): centring, then a soft nearest-neighbour vote
+  (:class:`~xrec.topics.head.KernelHead`, width :data:`KERNEL_TAU`) over the centred labelled
+  vectors plus the unlabelled vectors, each carrying its own kernel-predicted class
+  probabilities down-weighted by :data:`KERNEL_UNLABELLED_WEIGHT` (one step of label
+  propagation); its logits are mixed with the ``centered`` linear head's (weight
+  :data:`KERNEL_WEIGHT` for the kernel).
 
 Model selection (the L2 strength) and temperature scaling use the source-language dev split.
-The default, ``centered``, is the best method measured on SIB-200 (English labels only) per
-second of training; ``self-train``, ``mlp`` and ``fusion`` did not beat it reliably.
+``kernel`` became the default because it transferred best on SIB-200's dev splits of the 136
+other languages (English labels only): English 0.919, mean 0.755, weakest quarter 0.597, against
+0.869 / 0.693 / 0.520 for ``centered`` (the kernel alone: 0.899 / 0.750 / 0.581). Mean-pooled
+middle layers, removing the principal directions of the language means, per-language whitening,
+class-balanced self-training, per-language prior matching and per-language prototypes were
+measured on the same dev splits and did not help.
 """
 
 from __future__ import annotations
@@ -29,13 +39,21 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.topics.centering import LanguageCentering
-from xrec.topics.head import (HeadConfig, TopicClassifier, TopicHead, fit_head, fit_temperature,
-                              single_thread)
+from xrec.topics.head import (HeadConfig, KernelHead, TopicClassifier, TopicHead, fit_head,
+                              fit_temperature, single_thread)
 
 log = logging.getLogger(__name__)
 
-METHODS = ("linear", "centered", "mlp", "self-train", "fusion")
-DEFAULT_METHOD = "centered"
+METHODS = ("linear", "centered", "mlp", "self-train", "fusion", "kernel")
+DEFAULT_METHOD = "kernel"
+#: Kernel width of the ``kernel`` method (chosen on the other languages' SIB-200 dev splits).
+KERNEL_TAU = 0.05
+#: Weight of each unlabelled vector's pseudo-label distribution in the kernel vote (labelled: 1).
+KERNEL_UNLABELLED_WEIGHT = 0.1
+#: Weight of the kernel head against the linear head in the ``kernel`` method's logit mix.
+KERNEL_WEIGHT = 0.7
+#: At most this many vectors are stored by a kernel head (a seeded random subset of each part).
+KERNEL_MAX_MEMORY = 50_000
 L2_GRID = (1.4e-4, 5e-4, 2e-3)
 MLP_CONFIG = HeadConfig(hidden=256, l2=1e-3, dropout=0.2, epochs=200, lr=0.003)
 
@@ -63,12 +81,14 @@ class TopicVectors:
                             + ("" if self.y is None else f", {len(self.y)} labels"))
 
 
-def _logits(heads: Sequence[TopicHead], x: np.ndarray) -> np.ndarray:
+def _logits(heads: Sequence[TopicHead | KernelHead], x: np.ndarray,
+            weights: Sequence[float] | None = None) -> np.ndarray:
     import torch
 
+    weights = [1.0] * len(heads) if weights is None else weights
     with torch.no_grad(), single_thread():
         t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-        return torch.stack([h(t) for h in heads]).mean(0).numpy()
+        return (sum(w * h(t) for w, h in zip(weights, heads)) / sum(weights)).numpy()
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -93,7 +113,29 @@ def _select(x: np.ndarray, y: np.ndarray, n_classes: int, dev: tuple[np.ndarray,
     return best[1], best[2]
 
 
-def _pseudo_label(heads: Sequence[TopicHead], x_unl: np.ndarray,
+def _subset(n: int, cap: int, seed: int) -> np.ndarray:
+    """All of ``range(n)``, or a sorted seeded random ``cap`` of them."""
+    if n <= cap:
+        return np.arange(n)
+    log.info("kernel head: storing %d of %d vectors", cap, n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def _kernel(x: np.ndarray, y: np.ndarray, x_unl: np.ndarray | None, n_classes: int,
+            seed: int) -> KernelHead:
+    """A kernel head over the centred labelled vectors and, when given, the centred unlabelled
+    vectors with their (down-weighted) pseudo-label distributions from the labelled-only kernel."""
+    keep = _subset(len(y), KERNEL_MAX_MEMORY, seed)
+    head = KernelHead.fit(x[keep], y[keep], n_classes, KERNEL_TAU)
+    if x_unl is None or len(x_unl) == 0 or len(keep) >= KERNEL_MAX_MEMORY:
+        return head
+    x_unl = x_unl[_subset(len(x_unl), KERNEL_MAX_MEMORY - len(keep), seed + 1)]
+    soft = _softmax(_logits([head], x_unl)) * KERNEL_UNLABELLED_WEIGHT
+    return KernelHead.from_targets(np.concatenate([x[keep], x_unl]),
+                                   np.concatenate([head.targets.numpy(), soft]), KERNEL_TAU)
+
+
+def _pseudo_label(heads: Sequence[TopicHead | KernelHead], x_unl: np.ndarray,
                   settings: SelfTraining) -> tuple[np.ndarray, np.ndarray]:
     proba = _softmax(_logits(heads, x_unl))
     keep = proba.max(axis=1) >= settings.confidence
@@ -129,7 +171,14 @@ def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: Top
         dev_xy = (centering.transform(dev.vectors, dev.langs), dev.y)
     base = HeadConfig(seed=seed)
     linear, linear_config = _select(x, train.y, n_classes, dev_xy, base)
-    heads, configs = [linear], [linear_config]
+    heads, configs, mix = [linear], [linear_config], []  # mix: head weights, [] = equal
+    if method == "kernel":
+        x_unl = None
+        if unlabelled is not None and len(unlabelled.langs):
+            x_unl = centering.transform(unlabelled.vectors, unlabelled.langs)
+        heads = [_kernel(x, train.y, x_unl, n_classes, seed), linear]
+        configs = [HeadConfig(kernel_tau=KERNEL_TAU), linear_config]
+        mix = [KERNEL_WEIGHT, 1.0 - KERNEL_WEIGHT]
     if method in ("mlp", "fusion"):
         mlp = fit_head(x, train.y, n_classes, replace(MLP_CONFIG, seed=seed))
         heads, configs = ([mlp], [MLP_CONFIG]) if method == "mlp" else (heads + [mlp], configs + [MLP_CONFIG])
@@ -149,7 +198,7 @@ def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: Top
             heads, configs = heads + student, configs + [linear_config]
     temperature = 1.0
     if dev_xy is not None:
-        temperature = fit_temperature(_logits(heads, dev_xy[0]), dev_xy[1])
+        temperature = fit_temperature(_logits(heads, dev_xy[0], mix or None), dev_xy[1])
     return TopicClassifier(labels, heads, centering=centering, encoder_fingerprint=encoder_fingerprint,
                            encoder_name=encoder_name, text_kind=text_kind, temperature=temperature,
-                           threshold=threshold, method=method, configs=configs)
+                           threshold=threshold, method=method, configs=configs, weights=mix)
