@@ -192,6 +192,25 @@ def test_threads_and_settings(encoder):
         TransformersEncoder(bundled_model_dir()[0], precision="int3")
 
 
+def test_concurrent_encode_calls_restore_torch_threads(encoder):
+    """Encode calls from several Python threads: same vectors, torch's thread count restored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    before, threads = torch.get_num_threads(), encoder.threads
+    try:
+        encoder.threads = 2
+        want = encoder.encode(TEXTS, batch_size=2)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            got = list(pool.map(lambda _: encoder.encode(TEXTS, batch_size=2), range(3)))
+    finally:
+        encoder.threads = threads
+    for vectors in got:
+        np.testing.assert_allclose(vectors, want, atol=1e-5)
+    assert torch.get_num_threads() == before
+
+
 def test_bundled_directory_is_an_ordinary_hf_model(encoder):
     from tokenizers import Tokenizer
 

@@ -215,6 +215,20 @@ def test_auto_kind_and_factory_strings(data):
         VectorIndex.build(x, ids, kind="hnsw", efsearch=3)
 
 
+def test_large_add_goes_in_chunks_and_keeps_every_id(monkeypatch):
+    from xrec.index import vector_index
+
+    monkeypatch.setattr(vector_index, "ADD_CHUNK", 1000)
+    x = clustered(3500, 16, seed=3)
+    ids = np.arange(3500, dtype=np.int64)[::-1].copy()
+    idx = VectorIndex.build(x, ids, kind="hnsw", m=8)
+    got, _ = idx.search(x[::50], 1)
+    assert len(idx) == 3500 and (got[:, 0] == ids[::50]).mean() >= 0.95
+    idx.add(clustered(1500, 16, seed=4), np.arange(3500, 5000))
+    got, _ = idx.search(x[::50], 1)
+    assert len(idx) == 5000 and (got[:, 0] == ids[::50]).mean() >= 0.95
+
+
 def test_query_knobs_change_hnsw_effort(data):
     x, ids, _ = data
     idx = VectorIndex.build(x, ids, kind="hnsw", m=4, ef_construction=8)

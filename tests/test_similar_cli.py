@@ -97,6 +97,11 @@ def test_cli_bench_retrieval_small(tmp_path, capsys):
         assert 0 <= row["recall_at_10"] <= 1 and row["p50_ms"] > 0
     exact = next(r for r in payload["results"] if r["name"] == "xrec exact")
     assert exact["recall_at_10"] == 1.0
+    summary = payload["summary"]
+    if "compared" in summary:  # both HNSWs reached recall 0.95: re-timed side by side
+        pair = summary["interleaved"]
+        assert pair["ours"] == summary["compared"] and pair["ours_p50_ms"] > 0 and pair["hnswlib_p50_ms"] > 0
+        assert summary["p50_vs_hnswlib_interleaved"] == pair["ours_p50_ms"] / pair["hnswlib_p50_ms"]
     assert (tmp_path / "bench.png").stat().st_size > 1000
     assert "recall@10" in capsys.readouterr().out
 

@@ -24,9 +24,10 @@ import numpy as np
 from xrec.bench.synthetic import embedding_like
 from xrec.errors import DataError
 from xrec.index import VectorIndex
+from xrec.index.kinds import QUERY_KNOBS
 
 DEFAULT_KINDS = ("exact", "hnsw", "ivf", "ivfpq")
-HNSW_EFS = (16, 20, 24, 32, 64, 128, 256)
+HNSW_EFS = (16, 20, 24, 32, 40, 48, 64, 128, 256)
 IVF_NPROBES = (8, 16, 32, 64, 128, 256)
 
 
@@ -108,11 +109,11 @@ def measure_numpy(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k:
 
 def measure_hnswlib(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
                     n_single: int, m: int = 32, ef_construction: int = 80,
-                    efs: Iterable[int] = HNSW_EFS) -> list[Result]:
+                    efs: Iterable[int] = HNSW_EFS) -> tuple[list[Result], Any]:
     try:
         import hnswlib
     except ImportError:  # hnswlib is a dev extra
-        return []
+        return [], None
     start = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=corpus.shape[1])
     index.init_index(max_elements=len(corpus), ef_construction=ef_construction, M=m)
@@ -128,11 +129,11 @@ def measure_hnswlib(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, 
         qps, (found, _) = time_batch(lambda q: index.knn_query(q, k), queries)
         out.append(Result(f"hnswlib M={m} ef={ef}", "hnswlib", build, p50, p99, qps,
                           recall(found, truth), memory, {"M": m, "ef": ef}))
-    return out
+    return out, index
 
 
 def measure_kind(kind: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
-                 n_single: int, **knobs: int) -> list[Result]:
+                 n_single: int, **knobs: int) -> tuple[list[Result], VectorIndex]:
     ids = np.arange(len(corpus))
     start = time.perf_counter()
     index = VectorIndex.build(corpus, ids, kind=kind, device="cpu", normalize=False, **knobs)
@@ -154,7 +155,26 @@ def measure_kind(kind: str, corpus: np.ndarray, queries: np.ndarray, truth: np.n
         out.append(Result(f"xrec {kind}" + (f" {label}" if label else ""), f"xrec {kind}", build,
                           p50, p99, qps, recall(found, truth), memory,
                           {"factory": index.factory, **index.knobs}))
-    return out
+    return out, index
+
+
+def interleaved_p50(ours: Callable[[np.ndarray], Any], peer: Callable[[np.ndarray], Any],
+                    queries: np.ndarray, n: int) -> tuple[float, float]:
+    """Single-query p50 latency (ms) of ``ours`` and ``peer``, timed query by query in
+    alternating order, so that load from other processes hits both alike."""
+    rows = [queries[i:i + 1] for i in range(min(n, len(queries)))]
+    for row in rows[:10]:
+        ours(row)
+        peer(row)
+    times = np.empty((len(rows), 2))
+    for i, row in enumerate(rows):
+        for j in ((0, 1) if i % 2 == 0 else (1, 0)):
+            search = ours if j == 0 else peer
+            start = time.perf_counter_ns()
+            search(row)
+            times[i, j] = time.perf_counter_ns() - start
+    p50 = np.percentile(times, 50, axis=0) / 1e6
+    return float(p50[0]), float(p50[1])
 
 
 def interleaved_qps_ratio(ours: Callable[[np.ndarray], Any], peer: Callable[[np.ndarray], Any],
@@ -214,6 +234,23 @@ def summarize(results: list[Result], min_recall: float = 0.95) -> dict:
     return by
 
 
+def _interleaved_vs_hnswlib(results: list[Result], summary: dict, indexes: dict[str, VectorIndex],
+                            peer_index: Any, queries: np.ndarray, k: int, n_single: int) -> dict:
+    """Re-time the compared operating points of :func:`summarize` (ours and hnswlib's, both at
+    recall >= 0.95) query by query in alternating order: the sweeps run one after the other,
+    so load that changes between them skews their ratio; this one is not skewed."""
+    mine = next(r for r in results if r.name == summary["compared"])
+    peer = next(r for r in results if r.name == summary["hnswlib_best"]["name"])
+    index = indexes[mine.family]
+    index.set_knobs(**{key: value for key, value in mine.params.items() if key in QUERY_KNOBS})
+    peer_index.set_ef(max(peer.params["ef"], k))
+    p50_ours, p50_peer = interleaved_p50(lambda q: index.search(q, k),
+                                         lambda q: peer_index.knn_query(q, k), queries, n_single)
+    return {"interleaved": {"ours": mine.name, "ours_p50_ms": p50_ours, "hnswlib": peer.name,
+                            "hnswlib_p50_ms": p50_peer},
+            "p50_vs_hnswlib_interleaved": p50_ours / p50_peer}
+
+
 def plot(results: list[Result], path: str | os.PathLike[str], title: str) -> None:
     """Recall@10 against single-query p50 latency, one line per family."""
     import matplotlib
@@ -271,12 +308,19 @@ def run_retrieval_bench(n: int = 100_000, dim: int = 384, n_queries: int = 1000,
         raise DataError(f"k={k} must be in 1..{len(corpus)}")
     truth = ground_truth(corpus, queries, k)
     results: list[Result] = []
+    peer_index = None
     if peers:
         results += measure_numpy(corpus, queries, truth, k, n_single)
-        results += measure_hnswlib(corpus, queries, truth, k, n_single)
+        found, peer_index = measure_hnswlib(corpus, queries, truth, k, n_single)
+        results += found
+    indexes = {}
     for kind in kinds or DEFAULT_KINDS:
-        results += measure_kind(kind, corpus, queries, truth, k, n_single, **(knobs or {}).get(kind, {}))
+        found, indexes[f"xrec {kind}"] = measure_kind(kind, corpus, queries, truth, k, n_single,
+                                                      **(knobs or {}).get(kind, {}))
+        results += found
     summary = summarize(results)
+    if peer_index is not None and "compared" in summary:
+        summary.update(_interleaved_vs_hnswlib(results, summary, indexes, peer_index, queries, k, n_single))
     if peers and "exact" in (kinds or DEFAULT_KINDS):
         exact = VectorIndex.build(corpus, np.arange(len(corpus)), kind="exact", device="cpu",
                                   normalize=False)

@@ -13,6 +13,14 @@ spectrum in a random rotation (variances 0.11, 0.065 and 0.075, see :data:`LEVEL
 L2-normalised. A "sentence" has 1-5 "variants" (like its translations); queries are further
 variants of sentences whose other variants are in the corpus, so each query has true close
 neighbours, as a text query against a catalogue has.
+
+Measured beside 100,000 real vectors (Tatoeba and SIB-200 sentences in 137 languages through
+the bundled encoder), 100,000 synthetic ones have the same mean cosine (0.80 vs 0.78) and
+neighbour cosines (rank 1: 0.95 vs 0.94, rank 10: 0.91 vs 0.91, rank 100: 0.89 vs 0.88), but
+they are harder for partition-based indexes: with 1,024 k-means cells, the share of the true
+top-10 inside the 32 cells nearest the query is 0.77 against 0.93 for the real set, whose
+items come in large translation groups. IVF figures on synthetic vectors are therefore
+pessimistic; graph indexes (HNSW) are affected less.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,8 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", 
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json")
 E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Serialises the CPU side-by-side batching sections (they set torch's process-wide thread count).
+_SIDE_BY_SIDE = threading.Lock()
 
 
 def fingerprint_from_hashes(file_hashes: Mapping[str, str], pooling: str, query_prefix: str,
@@ -285,13 +288,14 @@ class TransformersEncoder(Encoder):
                 return
             from concurrent.futures import ThreadPoolExecutor
 
-            before = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xrec-encode") as pool:
-                    results = list(pool.map(one, batches))
-            finally:
-                torch.set_num_threads(before)
+            with _SIDE_BY_SIDE:  # torch's thread count is process-wide: one such section at a time
+                before = torch.get_num_threads()
+                torch.set_num_threads(1)
+                try:
+                    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="xrec-encode") as pool:
+                        results = list(pool.map(one, batches))
+                finally:
+                    torch.set_num_threads(before)
             yield from results
         finally:
             bar.close()

@@ -39,6 +39,8 @@ ITEMS_FILE = "items.parquet"
 SUBSET_FRACTION = 4
 #: batches of at most this many queries search on one thread
 SINGLE_THREAD_BELOW = 4
+#: Adds of more vectors than this go in chunks of this size, with a progress bar.
+ADD_CHUNK = 65_536
 
 
 class VectorIndex:
@@ -130,7 +132,7 @@ class VectorIndex:
         start = len(self._slot_ids)
         slots = np.arange(start, start + n, dtype=np.int64)
         if n:
-            self._index.add_with_ids(matrix, slots)
+            self._add_chunked(matrix, slots)
         codes = np.array([self._lang_code(lang) for lang in langs], dtype=np.int32)
         id_array = np.array(ids, dtype=np.int64) if self._id_type == "int" else _object_array(ids)
         self._slot_ids = np.concatenate([self._slot_ids, id_array])
@@ -139,6 +141,17 @@ class VectorIndex:
         self._slot_of.update(zip(ids, slots.tolist()))
         self._gpu = None
         self._flat = None
+
+    def _add_chunked(self, matrix: np.ndarray, slots: np.ndarray) -> None:
+        """``add_with_ids`` in chunks of :data:`ADD_CHUNK`, with a progress bar when there are
+        several (graph indexes at a million vectors take minutes)."""
+        from tqdm.auto import tqdm
+
+        starts = range(0, len(matrix), ADD_CHUNK)
+        for start in tqdm(starts, desc=f"index {self.kind}", unit="chunk", disable=len(starts) < 2,
+                          leave=False):
+            chunk = np.ascontiguousarray(matrix[start:start + ADD_CHUNK])
+            self._index.add_with_ids(chunk, np.ascontiguousarray(slots[start:start + ADD_CHUNK]))
 
     def remove(self, ids: Iterable[int | str]) -> int:
         """Remove items by id; raises :class:`DataError` naming ids not in the index.
