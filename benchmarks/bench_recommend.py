@@ -40,20 +40,14 @@ def setup(request):
         inter = Interactions.build(ml.ratings, items["item_id"])
         vectors = item_vectors(items, load_encoder("bundled", threads=2),
                                store=os.environ.get("XREC_BENCH_STORE"))
-        kind, learned = "auto", True
     else:
         n_users, n_items = (int(x) for x in request.param.split("-")[1].split("x"))
         inter, vectors = make_synthetic(n_users, n_items)
-        kind, learned = "ivf", False
     _, model = fit_als(inter.matrix, threads=2)
     cf = from_implicit(model, name="als")
     cf.item_factors[inter.item_counts() == 0] = 0.0
-    config = HybridConfig(index_kind=kind)
-    if learned:
-        ranker = HybridRanker.fit(inter, vectors, cf=cf, cf_fit=lambda m: fit_als(m, threads=2)[0],
-                                  config=config)
-    else:
-        ranker = HybridRanker(inter, vectors, cf, None, config)
+    ranker = HybridRanker.fit(inter, vectors, cf=cf, cf_fit=lambda m: fit_als(m, threads=2)[0],
+                              config=HybridConfig(threads=2))
     return request.param, inter, model, ranker
 
 

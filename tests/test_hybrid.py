@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from xrec.errors import DataError
+from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.content import item_vectors, prepare_items
 from xrec.ranking.hybrid import FEATURES, HybridConfig, HybridRanker
@@ -54,17 +54,30 @@ def test_learned_fusion_and_recommendations(ranker):
     assert recs["content_score"].is_not_nan().all() and recs["cf_score"].is_not_nan().all()
 
 
-def test_cold_items_are_candidates_and_scored_by_content(ranker):
+def test_cold_items_are_scored_by_content(ranker):
     cold = ranker.cold_items
     assert len(cold) == 40
     rows = np.arange(30)
-    cand = ranker.candidates(rows)
-    assert np.isin(cand, cold).any(axis=1).all()  # every user gets cold candidates
+    full = ranker.recommend_rows(rows, len(ranker.items))
+    assert np.isin(full.items, cold).any(axis=1).all()  # the whole catalogue is ranked, cold items too
     scores = ranker.score_items(rows, np.broadcast_to(cold, (30, len(cold))).copy())
     assert np.isfinite(scores).all() and scores.std() > 0
     feats = ranker.features(rows, np.broadcast_to(cold, (30, len(cold))).copy())
     assert (feats[..., FEATURES.index("cf")] == 0).all()
-    assert (feats[..., FEATURES.index("content")] != 0).any()
+    assert (feats[..., FEATURES.index("cold_recent_content")] != 0).any()
+    # the folded query/key product is the fused sum of the features
+    np.testing.assert_allclose(scores, feats @ ranker.fusion.weights, rtol=1e-3, atol=1e-3)
+
+
+def test_top_k_matches_full_scoring(ranker):
+    rows = np.arange(25)
+    recs = ranker.recommend_rows(rows, 10)
+    every = np.broadcast_to(np.arange(len(ranker.items)), (len(rows), len(ranker.items))).copy()
+    dense = ranker.score_items(rows, every)
+    dense[ranker.history[rows].nonzero()] = -np.inf
+    best = -np.sort(-dense, axis=1)[:, :10]
+    np.testing.assert_allclose(recs.scores, best, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.take_along_axis(dense, recs.items, 1), recs.scores, rtol=1e-4, atol=1e-4)
 
 
 def test_users_without_history_get_popular_items(ranker):
@@ -122,3 +135,18 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
     inter = Interactions.build(ratings, items["item_id"])
     with pytest.raises(DataError, match="item vectors of shape"):
         HybridRanker(inter, vectors[:-1], None, config=HybridConfig())
+
+
+def test_save_and_load_round_trip(ranker, tmp_path):
+    path = ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
+    loaded = HybridRanker.load(path, encoder_fingerprint="fp")
+    users = ranker.users.ids.head(15)
+    assert loaded.recommend(users, k=10).equals(ranker.recommend(users, k=10))
+    assert loaded.fusion.kind == ranker.fusion.kind and loaded.fingerprint() == ranker.fingerprint()
+    with pytest.raises(ArtifactError, match="encoder_fingerprint"):
+        HybridRanker.load(path, encoder_fingerprint="other")
+    (path / "item_vectors.npy").write_bytes(b"broken")
+    with pytest.raises(ArtifactError, match="item_vectors.npy"):
+        HybridRanker.load(path, encoder_fingerprint="fp")
+    with pytest.raises(ArtifactError, match="not a directory"):
+        HybridRanker.load(tmp_path / "missing")

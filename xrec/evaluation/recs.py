@@ -76,7 +76,7 @@ class RankerScorer(Scorer):
         self.ranker = ranker
 
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
-        return self.ranker.recommend_rows(rows, k).items
+        return self.ranker.recommend_rows(rows, k, components=False).items
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.ranker.score_items(rows, items)

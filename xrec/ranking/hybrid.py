@@ -1,165 +1,141 @@
-"""The hybrid ranker: CF and content candidates, fused by a small learned model.
+"""The hybrid ranker: CF factors and content vectors fused into one factorised linear score.
 
-For each user, candidates are the CF model's top ``n_cf`` items, the content search's top
-``n_content`` items (profile vector -> item vectors) and the top ``n_cold`` cold items (no
-interactions) by content. Every candidate gets features (see :data:`FEATURES`) and one fused
-score. Items the user has already seen are never returned.
+Every feature of the fusion (:data:`FEATURES`) is a dot product of a *user view* and an *item
+view*: CF user factors with CF item factors and with content-predicted CF factors, the user's
+recent-items profile with item vectors (reduced once, at construction, to ``content_dims``
+principal components; the long-term profile is reported as ``content_score`` but did not pay its
+way as a feature), popularity, predicted popularity and item recency ``r``
+(when the item was first seen, or predicted from content for cold items; user view = 1), and
+``t * r`` with the time ``t`` of the user's latest interaction (with the ``r**2`` bias this is a
+learned preference for items from around the user's time, ``-(t - r)**2`` up to a per-user shift).
+Cold-item and history-length variants multiply the item or user view. A weighted sum of such
+features is itself one dot product, so the fused scores of a batch of users over the *whole*
+catalogue are a single matrix product of a folded user matrix and a folded item matrix, and
+top-k runs through implicit's own ``topk`` (the same blocked GEMM + heap selection as implicit's
+``recommend``, with the users' histories filtered). No candidate step: ranking is exact.
 
 Fusion. :meth:`HybridRanker.fit` cuts a validation slice by time out of the training data (the
-last ``validation_fraction`` of each user's interactions), fits the CF model on the rest, and
-learns the fusion there: gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier)
-that tell the validation items apart from the other candidates, plus a second model that ranks
-cold items among themselves, mapped onto the first one's scale (``fusion_model="linear"``: a
-logistic regression on per-user-centred features instead). The CF model is then refitted on all
-the training data and served with that fusion. **Fallback** (no timestamps, fewer than
-``min_validation_positives`` validation positives, or a pre-trained CF model without ``cf_fit``):
-a fixed sum of the CF score and content scores (:data:`FALLBACK`), where cold items, whose CF
-score is 0, are scored by content only.
+last ``validation_fraction`` of each user's interactions), fits the CF model on the rest and
+learns one weight per feature by maximising the softmax likelihood of the validation items over
+the catalogue (L-BFGS; a uniform sample of items stands for the catalogue above
+``max_fit_items``). The CF model is then refitted on all the training data and served with those
+weights. **Fallback** (no timestamps, fewer than ``min_validation_positives`` validation
+positives, or a pre-trained CF model without ``cf_fit``): fixed weights (:data:`FALLBACK`): the
+CF score plus half the recent-items content score, cold items (CF score 0) by content only.
 
 Cold items have a zero CF score and are reached through content; users the CF model has not
 seen get a least-squares fold-in of their history; users with no history get the most popular
-items (``score`` = log(1 + interactions), component scores NaN).
+items (``score`` = log(1 + interactions), component scores NaN). Seen items are never returned.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from xrec.errors import DataError
+from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import FactorModel, fit_als
 from xrec.ranking.interactions import IdMap, Interactions, temporal_split
 from xrec.ranking.profiles import history_weights, user_profiles
 
 log = logging.getLogger(__name__)
 
-#: Per-candidate features of the fusion, in order.
-FEATURES = ("cf", "cf_gap", "content", "history_max", "history_top", "popularity", "cold",
-            "cold_x_content", "cold_x_history", "history_len", "cf_recent", "popularity_recent",
-            "item_age", "cf_content", "cold_x_cf_content", "popularity_content", "cold_x_popularity_content",
-            "age_content", "cold_x_age_content", "cf_rank", "content_rank")
-#: Window of ``popularity_recent``: interactions in the 90 days up to the user's latest one.
-RECENT_DAYS = 90.0
-#: ``cf_recent`` compares candidates with the user's last few items in CF item space.
+#: Features of the fusion, in order: ``name -> (user view, item view)``; each is a dot product.
+FEATURE_VIEWS = {
+    "cf": ("cf", "cf"), "cf_content": ("cf", "cf_content"), "cold_cf_content": ("cf", "cold_cf_content"),
+    "recent_content": ("recent", "content"), "cold_recent_content": ("recent", "cold_content"),
+    "cf_recent": ("cf_recent", "cf_unit"),
+    "popularity": ("one", "popularity"), "cold": ("one", "cold"),
+    "popularity_content": ("one", "popularity_content"), "cold_popularity_content": ("one", "cold_popularity_content"),
+    "recency": ("one", "recency"), "recency_sq": ("one", "recency_sq"), "time_x_recency": ("time", "recency"),
+    "cold_recency_content": ("one", "cold_recency_content"),
+    "cold_recency_content_sq": ("one", "cold_recency_content_sq"),
+    "time_x_cold_recency_content": ("time", "cold_recency_content"),
+    "len_x_cf": ("cf_len", "cf"), "len_x_cf_content": ("cf_len", "cf_content"),
+    "len_x_popularity": ("one_len", "popularity"), "len_x_cold": ("one_len", "cold"),
+}
+FEATURES = tuple(FEATURE_VIEWS)
+#: ``recent_content`` / ``cf_recent`` use the user's last few items.
 RECENT_ITEMS = 5
 #: Fallback weights on the raw features (see module docstring).
-FALLBACK = {"cf": 1.0, "content": 0.5, "history_max": 0.5, "cold_x_content": 1.0, "cold_x_history": 1.0}
+#: Saved rankers: artifact kind and format version.
+KIND, FORMAT_VERSION = "hybrid-ranker", 1
+FALLBACK = {"cf": 1.0, "recent_content": 0.5, "cold_recent_content": 1.0}
 
 
 @dataclass
 class Fusion:
-    """Linear fusion on standardised features: ``((x - mean) / scale) @ coef``."""
+    """One weight per feature of :data:`FEATURES`: ``score = features @ weights``."""
 
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    kind: str = "fallback"  #: "learned", "learned-trees" or "fallback"
-    model: object | None = None  #: the fitted trees of "learned-trees"
-    cold_model: object | None = None  #: trees that rank cold items among themselves
+    weights: np.ndarray
+    kind: str = "fallback"  #: "learned" or "fallback"
 
     @classmethod
     def fallback(cls) -> Fusion:
-        coef = np.array([FALLBACK.get(n, 0.0) for n in FEATURES], dtype=np.float32)
-        return cls(np.zeros(len(FEATURES), np.float32), np.ones(len(FEATURES), np.float32), coef)
+        return cls(np.array([FALLBACK.get(n, 0.0) for n in FEATURES], dtype=np.float32))
 
     @classmethod
-    def learn(cls, features: np.ndarray, labels: np.ndarray, groups: np.ndarray | None = None,
-              c: float = 1.0, seed: int = 0) -> Fusion:
-        """Logistic regression of ``labels`` (0/1) on ``features`` ``[n, len(FEATURES)]``.
+    def learn(cls, features: np.ndarray, positives: np.ndarray, excluded: np.ndarray, *,
+              log_weight: np.ndarray | None = None, l2: float = 1e-2, max_iter: int = 200) -> Fusion:
+        """Softmax likelihood of the positives over each user's items, L2-penalised, by L-BFGS.
 
-        With ``groups`` (user of each row) features are centred per user before fitting, so the
-        model learns what ranks items within a user rather than which users have positives
-        (scoring needs no centring: a per-user shift does not change a user's ranking).
+        ``features`` ``[users, items, len(FEATURES)]``; ``positives`` and ``excluded`` (seen
+        items) ``[users, items]`` bool; ``log_weight`` ``[items]`` is added to the logits (the
+        log of how many catalogue items each sampled item stands for). Features are standardised
+        for the fit; the returned weights apply to the raw features.
         """
-        from sklearn.linear_model import LogisticRegression
+        from scipy.optimize import minimize
 
-        x = features.astype(np.float64)
-        if groups is not None:
-            _, inv = np.unique(groups, return_inverse=True)
-            sums = np.zeros((inv.max() + 1, x.shape[1]))
-            np.add.at(sums, inv, x)
-            x = x - (sums / np.bincount(inv)[:, None])[inv]
-        mean = x.mean(axis=0)
-        scale = x.std(axis=0) + 1e-6
-        model = LogisticRegression(C=c, max_iter=1000, random_state=seed)
-        model.fit((x - mean) / scale, labels)
-        return cls(mean.astype(np.float32), scale.astype(np.float32),
-                   model.coef_[0].astype(np.float32), "learned")
+        u, n, f = features.shape
+        flat = features.reshape(-1, f)
+        mean = flat.mean(axis=0, dtype=np.float64)
+        scale = flat.std(axis=0, dtype=np.float64) + 1e-6
+        x = ((features - mean.astype(np.float32)) / scale.astype(np.float32)).astype(np.float32)
+        pos = positives.astype(np.float32)
+        pos /= np.maximum(pos.sum(axis=1, keepdims=True), 1.0)
+        offset = np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None]).astype(np.float32)
+        xf = x.reshape(-1, f)
 
-    @classmethod
-    def learn_trees(cls, features: np.ndarray, labels: np.ndarray, cold_rows: np.ndarray | None = None,
-                    seed: int = 0) -> Fusion:
-        """Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier).
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            s = (xf @ w.astype(np.float32)).reshape(u, n) + offset
+            top = s.max(axis=1, keepdims=True)
+            e = np.exp(s - top)
+            z = e.sum(axis=1, keepdims=True)
+            s_pos = np.where(pos > 0, s, 0.0)
+            value = float(np.mean(np.log(z[:, 0]) + top[:, 0] - (s_pos * pos).sum(axis=1))) + l2 * float(w @ w)
+            grad = xf.T @ ((e / z - pos) / u).reshape(-1)
+            return value, grad.astype(np.float64) + 2 * l2 * w
 
-        One model ranks the candidates (rows where ``cold_rows`` is False). With enough cold rows
-        (every cold item of users with a cold validation positive), a second model ranks cold
-        items among themselves: per user, the cold candidates keep the main model's set of scores
-        (so how many reach the top is the main model's call) re-assigned in the cold model's order.
-        """
-        from sklearn.ensemble import HistGradientBoostingClassifier
-
-        def trees(x: np.ndarray, y: np.ndarray):
-            return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.1, max_leaf_nodes=31,
-                                                  min_samples_leaf=50, random_state=seed).fit(x, y)
-
-        cold_rows = np.zeros(len(labels), dtype=bool) if cold_rows is None else cold_rows
-        n = len(FEATURES)
-        out = cls(np.zeros(n, np.float32), np.ones(n, np.float32), np.zeros(n, np.float32),
-                  "learned-trees", trees(features[~cold_rows], labels[~cold_rows]))
-        yc = labels[cold_rows]
-        if yc.sum() >= 20 and yc.sum() < len(yc):
-            out.cold_model = trees(features[cold_rows], yc)
-        return out
-
-    def score(self, features: np.ndarray) -> np.ndarray:
-        """Fused score of each feature row (any leading shape)."""
-        if self.model is not None:
-            shape = features.shape[:-1]
-            flat = features.reshape(-1, features.shape[-1])
-            out = self.model.decision_function(flat).reshape(shape)
-            if self.cold_model is not None and features.ndim == 3:
-                cold = features[..., FEATURES.index("cold")] > 0
-                if cold.any():
-                    cs = np.zeros(shape)
-                    cs[cold] = self.cold_model.decision_function(features[cold])
-                    for j in np.flatnonzero(cold.sum(axis=1) > 1):
-                        # the user's cold candidates keep the main model's scores as a set (so
-                        # their place among warm items is unchanged) in the cold model's order
-                        idx = np.flatnonzero(cold[j])
-                        out[j, idx[np.argsort(cs[j, idx], kind="stable")]] = np.sort(out[j, idx])
-            return out.reshape(shape).astype(np.float32)
-        w = self.coef / self.scale
-        return features @ w - float(self.mean @ w)
+        res = minimize(loss, np.zeros(f), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        return cls((res.x / scale).astype(np.float32), "learned")
 
     def as_dict(self) -> dict:
-        if self.model is not None:
-            return {"kind": self.kind, "features": list(FEATURES),
-                    "cold_trees": None if self.cold_model is None else self.cold_model.n_iter_,
-                    "trees": self.model.n_iter_}
-        return {"kind": self.kind, "features": list(FEATURES), "mean": self.mean.tolist(),
-                "scale": self.scale.tolist(), "coef": self.coef.tolist()}
+        return {"kind": self.kind, "weights": dict(zip(FEATURES, map(float, self.weights)))}
 
 
 @dataclass
 class HybridConfig:
     """Knobs of the hybrid ranker (defaults tuned on a validation slice of MovieLens training data)."""
 
-    n_cf: int = 200
-    n_content: int = 50
-    n_cold: int = 50
-    max_history: int = 50  #: most recent history items used for item-item content similarity
+    content_dims: int | None = 32  #: principal components of the item vectors (None: keep all)
+    max_history: int = 50  #: most recent history items kept per user
     half_life_days: float | None = 365.0
     validation_fraction: float = 0.2
     min_validation_positives: int = 50
-    fusion_c: float = 1.0
-    cold_rows: bool = True  #: add all cold items of users with a cold validation positive
-    fusion_model: str = "hgb"  #: "hgb" (gradient-boosted trees) or "linear" (logistic regression)
-    index_kind: str = "auto"  #: kind of the content indexes (xrec.index kinds; auto = exact when small)
+    l2: float = 1e-2  #: L2 penalty of the fusion fit (on standardised features)
+    max_fit_users: int = 1000  #: validation users sampled for the fusion fit
+    max_fit_items: int = 5000  #: catalogue sample of the fusion fit's softmax
+    threads: int = 0  #: threads of the top-k search (0: all cores)
+    seed: int = 0
 
 
 @dataclass
@@ -179,14 +155,25 @@ def default_cf_fit(matrix: sp.csr_matrix) -> FactorModel:
     return fit_als(matrix)[0]
 
 
+def _unit(a: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a, dtype=np.float32), where=norms > 0).astype(np.float32)
+
+
+def content_basis(item_vectors: np.ndarray, dims: int | None, sample: int = 20000) -> np.ndarray | None:
+    """``[dim, dims]`` top principal directions of the item vectors (None when not reducing)."""
+    if dims is None or dims >= item_vectors.shape[1] or item_vectors.shape[0] <= dims:
+        return None
+    x = item_vectors[:: max(1, len(item_vectors) // sample)].astype(np.float64)
+    _, _, vt = np.linalg.svd(x - x.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
 class HybridRanker:
     """Fuses a :class:`FactorModel` with content vectors; see the module docstring."""
 
     def __init__(self, interactions: Interactions, item_vectors: np.ndarray, cf: FactorModel | None,
-                 fusion: Fusion | None = None, config: HybridConfig | None = None, *,
-                 content_index=None):
-        """``content_index``: a :class:`~xrec.index.VectorIndex` over ``item_vectors`` whose ids are
-        item row numbers (default: an exact one is built); cold items get their own exact index."""
+                 fusion: Fusion | None = None, config: HybridConfig | None = None):
         n_items = len(interactions.items)
         item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
         if item_vectors.ndim != 2 or item_vectors.shape[0] != n_items:
@@ -197,6 +184,7 @@ class HybridRanker:
         self.users: IdMap = interactions.users
         self.items: IdMap = interactions.items
         self.history = interactions.matrix.tocsr()
+        self.history.sort_indices()
         self.item_vectors = item_vectors
         self.fusion = fusion or Fusion.fallback()
         counts = interactions.item_counts()
@@ -208,13 +196,10 @@ class HybridRanker:
         self.profiles = user_profiles(weights, item_vectors)
         self._recent = self._recent_history(ts)
         self._time_index(ts)
-        kind = self.config.index_kind
-        self.content_index = content_index if content_index is not None else _index(
-            item_vectors, np.arange(n_items), kind)
-        self.cold_index = _index(item_vectors[self.cold_items], self.cold_items, kind) \
-            if len(self.cold_items) else None
         self.cf = self._prepare_cf(cf)
         self._content_projections()
+        self._views()
+        self._fold()
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -231,68 +216,51 @@ class HybridRanker:
         elif not interactions.has_timestamps:
             log.warning("interactions have no timestamps: no validation slice, fallback fusion")
         else:
-            fusion = cls._fit_fusion(interactions, item_vectors, cf_fit, config)
+            data = cls.validation_data(interactions, item_vectors, cf_fit, config)
+            if data is not None:
+                fusion = Fusion.learn(*data[:3], log_weight=data[3], l2=config.l2)
         if cf is None:
             cf = cf_fit(interactions.matrix)
         return cls(interactions, item_vectors, cf, fusion, config)
 
     @classmethod
-    def _fit_fusion(cls, interactions: Interactions, item_vectors: np.ndarray, cf_fit: CFFit,
-                    config: HybridConfig) -> Fusion | None:
-        data = cls.validation_data(interactions, item_vectors, cf_fit, config)
-        if data is None:
-            return None
-        x, y, groups, cold_rows = data
-        if config.fusion_model == "hgb":
-            return Fusion.learn_trees(x, y, cold_rows)
-        return Fusion.learn(x[~cold_rows], y[~cold_rows], groups[~cold_rows], c=config.fusion_c)
-
-    @classmethod
     def validation_data(cls, interactions: Interactions, item_vectors: np.ndarray, cf_fit: CFFit,
                         config: HybridConfig
-                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-        """Features, 0/1 labels, user of each row and a cold-rows mask on the validation slice.
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None] | None:
+        """Features ``[users, items, f]``, positives, seen items and item log-weights of the fit.
 
-        Rows are every candidate of every validation user, plus (``cold_rows``) every cold item
-        of the users with a cold validation positive (mask True)."""
+        Users: (up to ``max_fit_users`` of) those with validation items; items: the whole
+        catalogue, or above ``max_fit_items`` every validation item plus a uniform sample."""
         train, val = temporal_split(interactions.frame, config.validation_fraction, min_test=0)
         sub = Interactions.build(train, interactions.items.ids, user_ids=interactions.users.ids)
         ranker = cls(sub, item_vectors, cf_fit(sub.matrix), None, config)
         rows = sub.users.index(val["user_id"])
         cols = sub.items.index(val["item_id"])
         truth = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=sub.matrix.shape)
-        users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        truth = truth - truth.multiply(sub.matrix != 0)  # items seen in training are no positives
+        truth.eliminate_zeros()
         if truth.nnz < config.min_validation_positives:
             log.warning("%d validation positives (< %d): fallback fusion", truth.nnz,
                         config.min_validation_positives)
             return None
-        feats, labels, groups, extra = [], [], [], []
-        for start in range(0, len(users), 256):
-            batch = users[start:start + 256]
-            cand = ranker.candidates(batch)
-            x = ranker.features(batch, cand)
-            valid = cand >= 0
-            dense = truth[batch].toarray()
-            y = np.take_along_axis(dense, np.where(valid, cand, 0), 1) > 0
-            feats.append(x[valid])
-            labels.append(y[valid])
-            groups.append(np.broadcast_to(batch[:, None], cand.shape)[valid])
-            extra.append(np.zeros(int(valid.sum()), dtype=bool))
-            if config.cold_rows and len(ranker.cold_items):
-                # every cold item for users with a cold validation positive: teaches cold ranking
-                has_cold = dense[:, ranker.cold_items].any(axis=1)
-                cu = batch[has_cold]
-                if len(cu):
-                    ci = np.broadcast_to(ranker.cold_items, (len(cu), len(ranker.cold_items)))
-                    feats.append(ranker.features(cu, ci).reshape(-1, len(FEATURES)))
-                    labels.append((dense[has_cold][:, ranker.cold_items] > 0).reshape(-1))
-                    groups.append(np.repeat(cu, len(ranker.cold_items)))
-                    extra.append(np.ones(len(cu) * len(ranker.cold_items), dtype=bool))
-        x, y = np.concatenate(feats), np.concatenate(labels).astype(np.int8)
-        if y.sum() < config.min_validation_positives or y.sum() == len(y):
-            log.warning("%d validation positives among candidates: fallback fusion", int(y.sum()))
-            return None
-        return x, y, np.concatenate(groups), np.concatenate(extra)
+        rng = np.random.default_rng(config.seed)
+        users = np.flatnonzero(np.diff(truth.indptr) > 0)
+        if len(users) > config.max_fit_users:
+            users = np.sort(rng.choice(users, config.max_fit_users, replace=False))
+        n = len(ranker.items)
+        items, log_weight = np.arange(n), None
+        if n > config.max_fit_items:
+            positive = np.unique(truth[users].indices)
+            others = np.setdiff1d(np.arange(n), positive)
+            sample = np.sort(rng.choice(others, min(config.max_fit_items, len(others)), replace=False))
+            items = np.concatenate([positive, sample])
+            log_weight = np.concatenate([np.zeros(len(positive)),
+                                         np.full(len(sample), np.log(len(others) / len(sample)))])
+        x = np.concatenate([ranker.features(batch, np.broadcast_to(items, (len(batch), len(items))))
+                            for batch in np.array_split(users, max(1, -(-len(users) // 256)))])
+        pos = truth[users][:, items].toarray() > 0
+        seen = sub.matrix.tocsr()[users][:, items].toarray() != 0
+        return x, pos, seen, None if log_weight is None else log_weight.astype(np.float32)
 
     def _prepare_cf(self, cf: FactorModel | None) -> FactorModel | None:
         if cf is None:
@@ -302,9 +270,6 @@ class HybridRanker:
         elif cf.item_factors.shape[0] != len(self.items) or cf.user_factors.shape[0] != len(self.users):
             raise DataError(f"CF model has {cf.user_factors.shape[0]} users x {cf.item_factors.shape[0]} "
                             f"items, the data {len(self.users)} x {len(self.items)}; pass the model's ids")
-        norms = np.linalg.norm(cf.item_factors, axis=1, keepdims=True)
-        self._cf_item_unit = np.divide(cf.item_factors, norms, out=np.zeros_like(cf.item_factors),
-                                       where=norms > 0)
         missing = ~cf.user_factors.any(axis=1) & (np.diff(self.history.indptr) > 0)
         if missing.any():  # users the model has not seen: fold their history in
             cf.user_factors[missing] = cf.fold_in(self.history[np.flatnonzero(missing)])
@@ -322,24 +287,22 @@ class HybridRanker:
         if self.cf is not None:
             targets.append(self.cf.item_factors[warm].astype(np.float64))
         y = np.hstack(targets)
-        y_mean = y.mean(axis=0)
+        y_mean = y.mean(axis=0) if len(warm) else np.zeros(y.shape[1])
         gram = x.T @ x + ridge * np.eye(x.shape[1])
         w = np.linalg.solve(gram, x.T @ (y - y_mean)) if len(warm) else np.zeros((x.shape[1], y.shape[1]))
         pred = (self.item_vectors @ w + y_mean).astype(np.float32)
         self._pop_content = pred[:, 0]
         self._first_content = pred[:, 1] if self._user_last is not None else None
-        self._cf_content = pred[:, -self.cf.dim:] if self.cf is not None else None
+        self._cf_content = np.ascontiguousarray(pred[:, -self.cf.dim:]) if self.cf is not None else None
 
     def _time_index(self, ts: sp.csr_matrix | None) -> None:
-        """Per-user latest timestamp and item event keys for ``popularity_recent`` / ``item_age``."""
+        """Per-user latest timestamp and per-item first one."""
         self._user_last = None
         if ts is None or not ts.nnz:
             return
         coo = ts.tocoo()
         t0 = float(coo.data.min())
-        self._span = float(coo.data.max()) - t0 + 2 * RECENT_DAYS * 86400 + 2
         self._t0 = t0
-        self._events = np.sort(coo.col.astype(np.float64) * self._span + (coo.data - t0))
         last = np.full(ts.shape[0], t0)
         np.maximum.at(last, coo.row, coo.data)
         self._user_last = last
@@ -351,16 +314,83 @@ class HybridRanker:
         """``[n_users, max_history]`` most recent (or heaviest) history items, -1 padded."""
         m = self.config.max_history
         out = np.full((self.history.shape[0], m), -1, dtype=np.int64)
-        key = ts if ts is not None else self.history
-        key = key.tocsr()
+        key = (ts if ts is not None else self.history).tocsr()
         key.sort_indices()
         for row in range(self.history.shape[0]):
             lo, hi = key.indptr[row], key.indptr[row + 1]
             idx = key.indices[lo:hi]
-            if len(idx) > m:
+            if len(idx) > 1:
                 idx = idx[np.argsort(-key.data[lo:hi], kind="stable")[:m]]
             out[row, :len(idx)] = idx
         return out
+
+    def _views(self) -> None:
+        """User views ``[n_users, d]`` and item views ``[n_items, d]`` of :data:`FEATURE_VIEWS`."""
+        n_users, n_items = len(self.users), len(self.items)
+        basis = content_basis(self.item_vectors, self.config.content_dims)
+        self.content_basis = basis
+        x = _unit(self.item_vectors @ basis) if basis is not None else self.item_vectors
+        profile = _unit(self.profiles @ basis) if basis is not None else self.profiles
+        cold = self.cold.astype(np.float32)[:, None]
+        if self.cf is not None:
+            u, v, c = self.cf.user_factors, self.cf.item_factors, self._cf_content
+        else:
+            u, v, c = np.zeros((n_users, 1), np.float32), np.zeros((n_items, 1), np.float32), \
+                np.zeros((n_items, 1), np.float32)
+        v_unit = _unit(v)
+        recent = self._recent[:, :RECENT_ITEMS]
+        r = np.zeros((n_users, x.shape[1]), np.float32)
+        rc = np.zeros((n_users, v.shape[1]), np.float32)
+        for j in range(recent.shape[1]):
+            ok = recent[:, j] >= 0
+            r[ok] += x[recent[ok, j]]
+            rc[ok] += v_unit[recent[ok, j]]
+        rc /= np.maximum((recent >= 0).sum(axis=1), 1)[:, None]
+        n_hist = np.diff(self.history.indptr)
+        length = np.log1p(n_hist).astype(np.float32)
+        has = n_hist > 0
+        if has.any():
+            length = np.where(has, (length - length[has].mean()) / (length[has].std() + 1e-6), 0.0)
+        length = length.astype(np.float32)[:, None]
+        recency, recency_content, time = self._recency()
+        ones = np.ones((n_users, 1), np.float32)
+        self._user_views = {"cf": u, "profile": profile, "recent": _unit(r), "cf_recent": rc, "one": ones,
+                            "time": time[:, None], "cf_len": u * length, "one_len": length}
+        self._item_views = {"cf": v, "cf_content": c, "cold_cf_content": c * cold, "content": x,
+                            "cold_content": x * cold, "cf_unit": v_unit, "popularity": self.popularity[:, None],
+                            "cold": cold, "popularity_content": self._pop_content[:, None],
+                            "cold_popularity_content": (self._pop_content * self.cold)[:, None],
+                            "recency": recency[:, None], "recency_sq": recency[:, None] ** 2,
+                            "cold_recency_content": (recency_content * self.cold)[:, None],
+                            "cold_recency_content_sq": (recency_content ** 2 * self.cold)[:, None]}
+
+    def _recency(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Years from the latest interaction back to each item's first one (0 for cold items),
+        the same predicted from content, and back to each user's latest one (zeros without
+        timestamps)."""
+        n = len(self.items)
+        if self._user_last is None:
+            return np.zeros(n, np.float32), np.zeros(n, np.float32), np.zeros(len(self.users), np.float32)
+        latest = (self._user_last.max() - self._t0) / 86400.0
+        first = np.where(self.cold, latest, (self._item_first - self._t0) / 86400.0)
+        years = lambda days: ((days - latest) / 365.0).astype(np.float32)  # noqa: E731
+        return years(first), years(self._first_content), years((self._user_last - self._t0) / 86400.0)
+
+    def _fold(self) -> None:
+        """``query [n_users, d]`` and ``keys [n_items, d]``: ``query @ keys.T`` = fused scores."""
+        queries, keys = [], []
+        w = dict(zip(FEATURES, self.fusion.weights))
+        for user_view, vectors in self._user_views.items():
+            used = [(w[name], item_view) for name, (uv, item_view) in FEATURE_VIEWS.items()
+                    if uv == user_view and w[name] != 0]
+            if not used:
+                continue
+            queries.append(vectors)
+            keys.append(sum(weight * self._item_views[item_view] for weight, item_view in used))
+        if not queries:
+            queries, keys = [np.zeros((len(self.users), 1))], [np.zeros((len(self.items), 1))]
+        self.query = np.ascontiguousarray(np.hstack(queries), dtype=np.float32)
+        self.keys = np.ascontiguousarray(np.hstack(keys), dtype=np.float32)
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the output (data shapes, config, fusion, factors)."""
@@ -370,134 +400,106 @@ class HybridRanker:
         h = hashlib.sha256(json.dumps({"config": self.config.__dict__, "fusion": self.fusion.as_dict(),
                                        "shape": list(self.history.shape), "nnz": int(self.history.nnz)},
                                       sort_keys=True, default=str).encode())
-        for arr in (self.item_vectors, self.history.data, self.history.indices,
-                    *(() if self.cf is None else (self.cf.user_factors, self.cf.item_factors))):
+        for arr in (self.item_vectors, self.history.data, self.history.indices, self.query, self.keys):
             h.update(np.ascontiguousarray(arr).tobytes())
         return h.hexdigest()[:32]
 
+    # ------------------------------------------------------------------ artifact
+    def save(self, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> Path:
+        """Write the ranker as an artifact directory (atomically, no pickle).
+
+        Holds the interactions (parquet), user and item ids (parquet), item vectors and CF factors
+        (``.npy``), the fusion weights and config (JSON) and a manifest; :meth:`load` rebuilds the
+        same ranker from them without refitting anything."""
+        with atomic_dir(path) as tmp:
+            self.interactions.frame.write_parquet(tmp / "interactions.parquet")
+            pl.DataFrame({"user_id": self.users.ids}).write_parquet(tmp / "users.parquet")
+            pl.DataFrame({"item_id": self.items.ids}).write_parquet(tmp / "items.parquet")
+            np.save(tmp / "item_vectors.npy", self.item_vectors, allow_pickle=False)
+            cf = None
+            if self.cf is not None:
+                np.save(tmp / "cf_user_factors.npy", self.cf.user_factors, allow_pickle=False)
+                np.save(tmp / "cf_item_factors.npy", self.cf.item_factors, allow_pickle=False)
+                cf = {"name": self.cf.name, "regularization": self.cf.regularization}
+            (tmp / "ranker.json").write_text(json.dumps(
+                {"fusion": self.fusion.as_dict(), "config": asdict(self.config), "cf": cf}, indent=2) + "\n",
+                encoding="utf-8")
+            write_manifest(tmp, KIND, FORMAT_VERSION, {
+                "encoder_fingerprint": encoder_fingerprint, "dim": int(self.item_vectors.shape[1]),
+                "users": len(self.users), "items": len(self.items), "interactions": int(self.history.nnz),
+                "features": list(FEATURES)})
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> HybridRanker:
+        """Read a ranker written by :meth:`save`; :class:`ArtifactError` names what is wrong."""
+        root = Path(path)
+        manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": encoder_fingerprint})
+        if manifest.get("features") != list(FEATURES):
+            raise ArtifactError(f"{root}: saved with features {manifest.get('features')}, this xrec uses "
+                                f"{list(FEATURES)}; refit the ranker")
+        meta = json.loads((root / "ranker.json").read_text(encoding="utf-8"))
+        weights = np.array([meta["fusion"]["weights"][n] for n in FEATURES], dtype=np.float32)
+        config = HybridConfig(**meta["config"])
+        inter = Interactions.build(pl.read_parquet(root / "interactions.parquet"),
+                                   pl.read_parquet(root / "items.parquet")["item_id"], source=str(root),
+                                   user_ids=pl.read_parquet(root / "users.parquet")["user_id"])
+        vectors = np.load(root / "item_vectors.npy", allow_pickle=False)
+        cf = None
+        if meta["cf"] is not None:
+            cf = FactorModel(np.load(root / "cf_user_factors.npy", allow_pickle=False),
+                             np.load(root / "cf_item_factors.npy", allow_pickle=False),
+                             name=meta["cf"]["name"], regularization=meta["cf"]["regularization"])
+        for what, n in (("users", len(inter.users)), ("items", len(inter.items)),
+                        ("interactions", int(inter.matrix.nnz))):
+            if manifest.get(what) != n:
+                raise ArtifactError(f"{root}: manifest says {manifest.get(what)} {what}, the files hold {n}")
+        return cls(inter, vectors, cf, Fusion(weights, meta["fusion"]["kind"]), config)
+
     # ------------------------------------------------------------------ scoring
-    def _seen(self, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        sub = self.history[rows]
-        out = np.zeros(cand.shape, dtype=bool)
-        for j in range(len(rows)):
-            seen = sub.indices[sub.indptr[j]:sub.indptr[j + 1]]
-            if len(seen):
-                out[j] = np.isin(cand[j], seen)
-        return out
-
-    @staticmethod
-    def _top(scores: np.ndarray, k: int) -> np.ndarray:
-        k = min(k, scores.shape[1])
-        if k <= 0:
-            return np.zeros((scores.shape[0], 0), dtype=np.int64)
-        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        return part
-
-    def candidates(self, rows: np.ndarray) -> np.ndarray:
-        """``[len(rows), c]`` unseen candidate item indices, -1 padded (deduplicated)."""
+    def features(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """``[len(rows), c, len(FEATURES)]`` float32 features of ``items`` ``[len(rows), c]``."""
         rows = np.asarray(rows, dtype=np.int64)
-        c = self.config
-        parts = []
-        seen = self.history[rows]
-        if self.cf is not None and c.n_cf:
-            s = self.cf.user_factors[rows] @ self.cf.item_factors.T
-            s[:, self.cold] = -np.inf  # cold items come from content
-            s[seen.nonzero()] = -np.inf
-            top = self._top(s, c.n_cf)
-            parts.append(np.where(np.isfinite(np.take_along_axis(s, top, 1)), top, -1))
-        prof = self.profiles[rows]
-        if c.n_content:
-            excl = [seen.indices[seen.indptr[j]:seen.indptr[j + 1]] for j in range(len(rows))]
-            ids, _ = self.content_index.search(prof, c.n_content, exclude_ids=excl)
-            parts.append(np.asarray(ids, dtype=np.int64))
-        if c.n_cold and self.cold_index is not None:
-            ids, _ = self.cold_index.search(prof, min(c.n_cold, len(self.cold_items)))
-            parts.append(np.asarray(ids, dtype=np.int64))
-        cand = np.sort(np.concatenate(parts, axis=1), axis=1)
-        dup = np.zeros(cand.shape, dtype=bool)
-        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        cand[dup] = -1
-        return cand
-
-    def features(self, rows: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """``[len(rows), c, len(FEATURES)]`` float32 features of candidates (-1 entries ignored)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        safe = np.where(cand >= 0, cand, 0)
-        out = np.zeros(cand.shape + (len(FEATURES),), dtype=np.float32)
-        if self.cf is not None:
-            cf = np.einsum("bd,bcd->bc", self.cf.user_factors[rows], self.cf.item_factors[safe])
-            cf_valid = np.where(cand >= 0, cf, -np.inf)
-            best = cf_valid.max(axis=1, keepdims=True)
-            out[..., 0] = cf
-            out[..., 1] = np.where(np.isfinite(best), cf - best, 0.0)
-        vecs = self.item_vectors[safe]  # [b, c, d]
-        out[..., 2] = np.einsum("bd,bcd->bc", self.profiles[rows], vecs)
-        hist = self._recent[rows]  # [b, m]
-        hv = self.item_vectors[np.where(hist >= 0, hist, 0)]  # [b, m, d]
-        sims = np.matmul(hv, vecs.transpose(0, 2, 1))  # [b, m, c]
-        sims[np.broadcast_to((hist < 0)[:, :, None], sims.shape)] = -1.0
-        has = (hist >= 0).any(axis=1)[:, None]
-        top = np.sort(np.partition(sims, sims.shape[1] - 3, axis=1)[:, -3:, :], axis=1) \
-            if sims.shape[1] > 3 else np.sort(sims, axis=1)
-        out[..., 3] = np.where(has, top[:, -1, :], 0.0)
-        out[..., 4] = np.where(has, np.where(top > -1.0, top, 0).mean(axis=1), 0.0)
-        out[..., 5] = self.popularity[safe]
-        cold = self.cold[safe].astype(np.float32)
-        out[..., 6] = cold
-        out[..., 7] = cold * out[..., 2]
-        out[..., 8] = cold * out[..., 3]
-        out[..., 9] = np.log1p(np.diff(self.history.indptr)[rows])[:, None]
-        if self.cf is not None:
-            recent = hist[:, :RECENT_ITEMS]
-            norms = self._cf_item_unit
-            rv = norms[np.where(recent >= 0, recent, 0)]  # [b, r, d]
-            sims = np.matmul(rv, norms[safe].transpose(0, 2, 1))  # [b, r, c]
-            sims[np.broadcast_to((recent < 0)[:, :, None], sims.shape)] = -1.0
-            out[..., 10] = np.where(has, sims.max(axis=1), 0.0)
-        if self._user_last is not None:
-            last = (self._user_last[rows] - self._t0)[:, None]
-            base = safe.astype(np.float64) * self._span
-            hi = np.searchsorted(self._events, base + last, side="right")
-            lo = np.searchsorted(self._events, base + last - RECENT_DAYS * 86400, side="left")
-            out[..., 11] = np.log1p(hi - lo)
-            age = (self._user_last[rows][:, None] - self._item_first[safe]) / 86400.0
-            out[..., 12] = np.log1p(np.clip(np.nan_to_num(age, neginf=0.0, posinf=0.0), 0.0, None))
-            age_c = (self._user_last[rows] - self._t0)[:, None] / 86400.0 - self._first_content[safe]
-            out[..., 17] = np.sign(age_c) * np.log1p(np.abs(age_c))
-        if self._cf_content is not None:
-            out[..., 13] = np.einsum("bd,bcd->bc", self.cf.user_factors[rows], self._cf_content[safe])
-        out[..., 15] = self._pop_content[safe]
-        out[..., 14] = cold * out[..., 13]
-        out[..., 16] = cold * out[..., 15]
-        out[..., 18] = cold * out[..., 17]
-        for src, dst in ((0, 19), (2, 20)):
-            v = np.where(cand >= 0, out[..., src], -np.inf)
-            out[..., dst] = np.argsort(np.argsort(-v, axis=1), axis=1) / max(cand.shape[1], 1)
-        out[cand < 0] = 0.0
+        items = np.asarray(items, dtype=np.int64)
+        out = np.empty(items.shape + (len(FEATURES),), dtype=np.float32)
+        for k, (user_view, item_view) in enumerate(FEATURE_VIEWS.values()):
+            out[..., k] = np.einsum("bd,bcd->bc", self._user_views[user_view][rows],
+                                    self._item_views[item_view][items])
         return out
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Fused scores of given items ``[len(rows), c]`` (no exclusion, no candidate step)."""
-        return self.fusion.score(self.features(rows, np.asarray(items, dtype=np.int64)))
-
-    def recommend_rows(self, rows: np.ndarray, k: int) -> Recommendations:
-        """Top-``k`` unseen items for user rows (indices into ``self.users``)."""
+        """Fused scores of given items ``[len(rows), c]`` (no exclusion)."""
         rows = np.asarray(rows, dtype=np.int64)
-        cand = self.candidates(rows)
-        x = self.features(rows, cand)
-        fused = self.fusion.score(x)
-        fused[cand < 0] = -np.inf
-        kk = min(k, cand.shape[1])
-        order = np.argsort(-fused, axis=1, kind="stable")[:, :kk]
-        items = np.take_along_axis(cand, order, 1)
-        scores = np.take_along_axis(fused, order, 1)
-        items[~np.isfinite(scores)] = -1
-        comps = {name: np.take_along_axis(x[..., FEATURES.index(f)], order, 1)
-                 for name, f in (("cf_score", "cf"), ("content_score", "content"),
-                                 ("history_score", "history_max"), ("popularity", "popularity"))}
-        if self.cf is None:
-            comps["cf_score"][:] = np.nan
-        return self._pad(Recommendations(items, scores.astype(np.float32), comps), k)
+        return np.einsum("bd,bcd->bc", self.query[rows], self.keys[np.asarray(items, dtype=np.int64)])
+
+    def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True) -> Recommendations:
+        """Top-``k`` unseen items for user rows (indices into ``self.users``).
+
+        ``components=False`` skips the per-item component scores (the ranking is the same)."""
+        from implicit.cpu.topk import topk
+
+        rows = np.asarray(rows, dtype=np.int64)
+        kk = min(k, len(self.items))
+        items, scores = topk(self.keys, self.query[rows], kk, filter_query_items=self.history[rows],
+                             num_threads=self.config.threads)
+        items = np.asarray(items, dtype=np.int64)
+        scores = np.asarray(scores, dtype=np.float32)
+        pad = (items < 0) | ~np.isfinite(scores) | (scores <= np.finfo(np.float32).min)
+        items[pad], scores[pad] = -1, -np.inf
+        comps: dict[str, np.ndarray] = {}
+        if components:
+            safe = np.where(pad, 0, items)
+            for name, (user_view, item_view) in (("cf", ("cf", "cf")), ("content", ("profile", "content")),
+                                                 ("recent_content", ("recent", "content"))):
+                comps[name] = np.einsum("bd,bcd->bc", self._user_views[user_view][rows],
+                                        self._item_views[item_view][safe])
+            comps = {"cf_score": comps["cf"], "content_score": comps["content"],
+                     "history_score": comps["recent_content"], "popularity": self.popularity[safe]}
+            if self.cf is None:
+                comps["cf_score"] = np.full(items.shape, np.nan, np.float32)
+            for v in comps.values():
+                v[pad] = np.nan
+        return self._pad(Recommendations(items, scores, comps), k)
 
     def recommend_popular(self, n_users: int, k: int) -> Recommendations:
         """Most popular items (the documented result for users with no history)."""
@@ -546,12 +548,6 @@ class HybridRanker:
             for n in comps:
                 comps[n][mask] = recs.components[n]
         return to_frame(ids, items, scores, comps, self.items)
-
-
-def _index(vectors: np.ndarray, ids: np.ndarray, kind: str = "auto"):
-    from xrec.index import VectorIndex
-
-    return VectorIndex.build(vectors, ids.astype(np.int64), kind=kind, normalize=False)
 
 
 def to_frame(user_ids: pl.Series, items: np.ndarray, scores: np.ndarray,
