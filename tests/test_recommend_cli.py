@@ -144,3 +144,15 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     report = json.loads(out.read_text())
     assert report["protocol"]["train_ratings"] == ratings.height
     assert report["protocol"]["test_rows_already_rated_in_training"] == 30
+
+
+def test_cli_bench_recommend_synthetic_sample(tmp_path, capsys):
+    """``xrec bench recommend`` on a small synthetic scale: both sides timed on the sampled users."""
+    out = tmp_path / "bench.json"
+    assert main(["bench", "recommend", "--data", "", "--synthetic", "400x300", "--sample-users", "150",
+                 "--json", str(out)]) == 0
+    run = json.loads(out.read_text())["runs"]["synthetic 400x300"]
+    assert run["users"] == 400 and run["users_timed"] == 150 and run["fusion"] == "learned"
+    assert run["implicit_users_per_s"] > 0 and run["hybrid_users_per_s"] > 0
+    assert run["throughput_ratio"] == pytest.approx(run["implicit_s"] / run["hybrid_s"])
+    assert "synthetic 400x300" in capsys.readouterr().out

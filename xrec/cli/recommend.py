@@ -45,7 +45,8 @@ def register(commands, evaluate, bench) -> None:
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     b.add_argument("--store", help="embedding store for the MovieLens items")
-    b.add_argument("--sample-users", type=int, help="time the synthetic run on this many random users")
+    b.add_argument("--sample-users", type=int,
+                   help="time the synthetic run on this many random users (default 5000; 0: all)")
     b.add_argument("--json", help="write the results here")
     b.set_defaults(func=run_bench)
 
@@ -111,9 +112,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_bench(args: argparse.Namespace) -> int:
     from xrec.bench.recommend import format_results, run
 
+    sample = {} if args.sample_users is None else {"sample_users": args.sample_users or None}
     results = run(data=args.data or None, synthetic=args.synthetic or None, k=args.k,
-                  threads=args.threads, encoder_name=args.model, store=args.store,
-                  sample_users=args.sample_users)
+                  threads=args.threads, encoder_name=args.model, store=args.store, **sample)
     print(format_results(results))
     if args.json:
         from xrec.artifacts import atomic_file
