@@ -67,9 +67,9 @@ FEATURES = tuple(FEATURE_VIEWS)
 #: ``recent_content`` / ``cf_recent`` use the user's last few items.
 RECENT_ITEMS = 5
 #: Fallback weights on the raw features (see module docstring).
+FALLBACK = {"cf": 1.0, "recent_content": 0.5, "cold_recent_content": 1.0}
 #: Saved rankers: artifact kind and format version.
 KIND, FORMAT_VERSION = "hybrid-ranker", 1
-FALLBACK = {"cf": 1.0, "recent_content": 0.5, "cold_recent_content": 1.0}
 
 
 @dataclass
@@ -395,7 +395,6 @@ class HybridRanker:
     def fingerprint(self) -> str:
         """Hash of everything that determines the output (data shapes, config, fusion, factors)."""
         import hashlib
-        import json
 
         h = hashlib.sha256(json.dumps({"config": self.config.__dict__, "fusion": self.fusion.as_dict(),
                                        "shape": list(self.history.shape), "nnz": int(self.history.nnz)},
@@ -463,9 +462,12 @@ class HybridRanker:
         items = np.asarray(items, dtype=np.int64)
         out = np.empty(items.shape + (len(FEATURES),), dtype=np.float32)
         for k, (user_view, item_view) in enumerate(FEATURE_VIEWS.values()):
-            out[..., k] = np.einsum("bd,bcd->bc", self._user_views[user_view][rows],
-                                    self._item_views[item_view][items])
+            out[..., k] = self._view_scores(user_view, item_view, rows, items)
         return out
+
+    def _view_scores(self, user_view: str, item_view: str, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Dot products of a user view and an item view for ``items`` ``[len(rows), c]``."""
+        return np.einsum("bd,bcd->bc", self._user_views[user_view][rows], self._item_views[item_view][items])
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fused scores of given items ``[len(rows), c]`` (no exclusion)."""
@@ -489,14 +491,11 @@ class HybridRanker:
         comps: dict[str, np.ndarray] = {}
         if components:
             safe = np.where(pad, 0, items)
-            for name, (user_view, item_view) in (("cf", ("cf", "cf")), ("content", ("profile", "content")),
-                                                 ("recent_content", ("recent", "content"))):
-                comps[name] = np.einsum("bd,bcd->bc", self._user_views[user_view][rows],
-                                        self._item_views[item_view][safe])
-            comps = {"cf_score": comps["cf"], "content_score": comps["content"],
-                     "history_score": comps["recent_content"], "popularity": self.popularity[safe]}
-            if self.cf is None:
-                comps["cf_score"] = np.full(items.shape, np.nan, np.float32)
+            comps = {"cf_score": self._view_scores("cf", "cf", rows, safe) if self.cf is not None
+                     else np.full(items.shape, np.nan, np.float32),
+                     "content_score": self._view_scores("profile", "content", rows, safe),
+                     "history_score": self._view_scores("recent", "content", rows, safe),
+                     "popularity": self.popularity[safe]}
             for v in comps.values():
                 v[pad] = np.nan
         return self._pad(Recommendations(items, scores, comps), k)
