@@ -106,6 +106,25 @@ def test_cli_bench_retrieval_small(tmp_path, capsys):
     assert "recall@10" in capsys.readouterr().out
 
 
+def test_bench_summary_compares_least_effort_points_not_noisy_p50():
+    from xrec.bench.retrieval import Result, summarize
+
+    def point(family, knob, effort, p50, recall):
+        return Result(f"{family} {knob}={effort}", family, 1.0, p50, 2 * p50, 1000.0, recall, 10.0,
+                      {knob: effort})
+
+    results = [point("xrec hnsw", "ef_search", 16, 0.12, 0.94),   # below the recall bar
+               point("xrec hnsw", "ef_search", 24, 0.15, 0.97),   # least effort above it
+               point("xrec hnsw", "ef_search", 48, 0.14, 0.99),   # noise made it look faster
+               point("hnswlib", "ef", 16, 0.11, 0.96), point("hnswlib", "ef", 32, 0.10, 0.98),
+               Result("numpy exact", "numpy", 0.0, 9.0, 12.0, 900.0, 1.0, 146.0, {})]
+    summary = summarize(results)
+    assert summary["compared"] == "xrec hnsw ef_search=24"
+    assert summary["hnswlib_best"]["name"] == "hnswlib ef=16"
+    assert summary["p50_vs_hnswlib_at_equal_or_better_recall"] == pytest.approx(0.15 / 0.11)
+    assert summary["best_approx_speedup_vs_numpy_p50"] == pytest.approx(9.0 / 0.15)
+
+
 def test_cli_bench_on_user_vectors_and_bad_files(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.save(tmp_path / "c.npy", rng.standard_normal((300, 8)).astype(np.float32))
