@@ -71,4 +71,5 @@ def test_ray_batch_recommendations_equal_local(local_ray, small_ranker, tmp_path
     assert want.height == 7 * len(users)
     assert got.columns == want.columns
     assert got.select("user_id", "rank", "item_id").equals(want.select("user_id", "rank", "item_id"))
-    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-6)
+    # workers run BLAS with their own thread count: float32 rounding may differ, nothing else
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-5)
