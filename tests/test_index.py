@@ -310,6 +310,17 @@ def test_bad_build_input(data):
     assert len(idx) == 2  # a failed add changes nothing
 
 
+def test_float16_storage_refuses_values_out_of_its_range(data):
+    x, ids, _ = data
+    idx = VectorIndex.build(x[:50], ids[:50], kind="hnsw", normalize=False)
+    assert "SQfp16" in idx.factory
+    wild = x[50:52].copy()
+    wild[1, 3] = 1e6
+    with pytest.raises(DataError, match=r"row 1 has a component beyond float16's range"):
+        idx.add(wild, ids[50:52])
+    assert len(idx) == 50 and idx.search(x[:1], 1)[0][0, 0] == ids[0]
+
+
 def test_empty_index_returns_padding(data):
     idx = VectorIndex.build(np.empty((0, DIM), np.float32), [])
     got, scores = idx.search(data[0][:2], 3)

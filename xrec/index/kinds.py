@@ -4,10 +4,17 @@
 kind       FAISS factory (defaults)                    query-time knobs
 =========  ==========================================  ======================================
 exact      ``Flat`` (inner product, brute force)       none
-hnsw       ``HNSW{m},Flat`` (m=32, ef_construction=80)  ``ef_search`` (default 64)
+hnsw       ``HNSW{m},SQfp16`` (m=32,                   ``ef_search`` (default 64)
+           ef_construction=80)
 ivf        ``IVF{nlist},Flat``                         ``nprobe`` (default 16)
 ivfpq      ``IVF{nlist},PQ{pq_m}x4fs,Refine(SQ8)``     ``nprobe`` (16), ``k_factor`` (4)
 =========  ==========================================  ======================================
+
+``hnsw`` stores the vectors as float16: half the bytes to fetch per visited node, so single
+queries are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.81x of ``HNSW32,Flat``'s,
+recall@10 equal to three decimals) and the index is smaller; scores differ from float32 ones by
+about 1e-3. Vector components must lie within float16's range (|x| <= 65504). ``"HNSW32,Flat"``
+keeps float32.
 
 ``ivfpq`` keeps 4-bit fast-scan PQ codes (``pq_m`` = d/2 sub-quantisers, d/4 bytes) for the
 candidate scan and 8-bit scalar-quantised vectors for re-ranking the ``k_factor * k`` best
@@ -34,6 +41,7 @@ BUILD_KNOBS = frozenset({"m", "ef_construction", "nlist", "pq_m", "train_size"})
 QUERY_KNOBS = frozenset({"ef_search", "nprobe", "k_factor"})
 DEFAULT_QUERY_KNOBS = {"ef_search": 64, "nprobe": 16, "k_factor": 4}
 AUTO_EXACT_BELOW = 50_000
+FP16_MAX = 65504.0
 
 
 def auto_kind(n: int) -> str:
@@ -65,7 +73,7 @@ def factory_string(kind: str, n: int, dim: int, knobs: dict[str, int]) -> str:
     if kind == "exact":
         return "Flat"
     if kind == "hnsw":
-        return f"HNSW{knobs.get('m', 32)},Flat"
+        return f"HNSW{knobs.get('m', 32)},SQfp16"
     if kind in ("ivf", "ivfpq"):
         nlist = knobs.get("nlist") or default_nlist(n)
         if kind == "ivf":
@@ -161,6 +169,17 @@ def search_params(shape: tuple[str, bool], selector: faiss.IDSelector | None,
     if selector is not None:
         outer.sel = selector
     return outer, [outer, params, selector]
+
+
+def check_storable(factory: str, matrix: np.ndarray) -> None:
+    """Raise :class:`DataError` naming the first row a float16-storing index cannot hold."""
+    if "fp16" not in factory or not matrix.size:
+        return
+    too_big = np.abs(matrix).max(axis=1) > FP16_MAX
+    if too_big.any():
+        raise DataError(f"vectors: row {int(np.flatnonzero(too_big)[0])} has a component beyond "
+                        f"float16's range (|x| > {FP16_MAX:g}), which {factory!r} stores; "
+                        "normalise the vectors or use kind 'HNSW32,Flat'")
 
 
 def supports_native_ids(index: faiss.Index) -> bool:

@@ -129,6 +129,8 @@ class VectorIndex:
             seen[item] = row
         if self.normalize and not normalized:
             matrix = _normalized(matrix)
+        if not self.normalize:
+            kinds.check_storable(self.factory, matrix)
         start = len(self._slot_ids)
         slots = np.arange(start, start + n, dtype=np.int64)
         if n:
