@@ -11,7 +11,7 @@ ivfpq      ``IVF{nlist},PQ{pq_m}x4fs,Refine(SQ8)``     ``nprobe`` (16), ``k_fact
 =========  ==========================================  ======================================
 
 ``hnsw`` stores the vectors as float16: half the bytes to fetch per visited node, so single
-queries are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.81x of ``HNSW32,Flat``'s,
+queries are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.95x of ``HNSW32,Flat``'s,
 recall@10 equal to three decimals) and the index is smaller; scores differ from float32 ones by
 about 1e-3. Vector components must lie within float16's range (|x| <= 65504). ``"HNSW32,Flat"``
 keeps float32.
