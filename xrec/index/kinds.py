@@ -10,11 +10,11 @@ ivf        ``IVF{nlist},Flat``                         ``nprobe`` (default 16)
 ivfpq      ``IVF{nlist},PQ{pq_m}x4fs,Refine(SQ8)``     ``nprobe`` (16), ``k_factor`` (4)
 =========  ==========================================  ======================================
 
-``hnsw`` stores the vectors as float16: half the bytes to fetch per visited node, so single
-queries are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.95x of ``HNSW32,Flat``'s,
-recall@10 equal to three decimals) and the index is smaller; scores differ from float32 ones by
-about 1e-3. Vector components must lie within float16's range (|x| <= 65504). ``"HNSW32,Flat"``
-keeps float32.
+``hnsw`` stores the vectors as float16: half the bytes to fetch per visited node, so single queries
+are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.95x of ``HNSW32,Flat``'s,
+recall@10 equal to three decimals) and the index is smaller; scores differ from float32 ones by at
+most 5e-5 on those vectors. Vector components must lie within float16's range (|x| <= 65504).
+``"HNSW32,Flat"`` keeps float32.
 
 ``ivfpq`` keeps 4-bit fast-scan PQ codes (``pq_m`` = d/2 sub-quantisers, d/4 bytes) for the
 candidate scan and 8-bit scalar-quantised vectors for re-ranking the ``k_factor * k`` best
