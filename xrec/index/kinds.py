@@ -179,7 +179,7 @@ def check_storable(factory: str, matrix: np.ndarray) -> None:
     if too_big.any():
         raise DataError(f"vectors: row {int(np.flatnonzero(too_big)[0])} has a component beyond "
                         f"float16's range (|x| > {FP16_MAX:g}), which {factory!r} stores; "
-                        "normalise the vectors or use kind 'HNSW32,Flat'")
+                        "normalise the vectors or use a float32 kind (e.g. 'HNSW32,Flat')")
 
 
 def supports_native_ids(index: faiss.Index) -> bool:

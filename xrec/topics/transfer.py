@@ -33,16 +33,16 @@ other languages (English labels only): English 0.919, mean 0.755, weakest quarte
 middle layers, removing the principal directions of the language means, per-language whitening,
 class-balanced self-training, per-language prior matching and per-language prototypes were
 measured on the same dev splits and did not help. Neither did more label propagation: label
-spreading (Zhou et al. 2004) over each language's own kNN graph of unlabelled texts lowered the
-dev figures (alpha 0.5: mean 0.752, weakest quarter 0.594; alpha 0.9: 0.738 / 0.578), and a
-second leave-one-out re-vote of the unlabelled texts over the whole memory moved 57 of 13,464 dev
-texts (0.756 / 0.601), a gain that did not hold on test (0.762 / 0.588 against 0.764 / 0.590). A bigger unlabelled pool
-helps only up to about 100 texts per language (25 / 50 / 100: mean 0.749 / 0.753 / 0.755, weakest
-quarter 0.580 / 0.591 / 0.597); 300 or all 701 (the kernel's memory raised to hold them, their
-weight 0.05-0.2) gave 0.746-0.754 / 0.589-0.597, and language means from all 701 with a memory of
-100 gave 0.755 / 0.597. Nor did a hubness correction of the vote (CSLS-style: each labelled
-vector's score lowered by 0.5 or 1 times its mean cosine to its 10 nearest unlabelled texts):
-0.754 / 0.595 and 0.753 / 0.592.
+spreading (Zhou et al. 2004) over each language's own kNN graph of unlabelled texts lowered the dev
+figures (alpha 0.5: mean 0.752, weakest quarter 0.594; alpha 0.9: 0.738 / 0.578), and a second
+leave-one-out re-vote of the unlabelled texts over the whole memory moved 57 of 13,464 dev texts
+(0.756 / 0.601), a gain that did not hold on test (0.762 / 0.588 against 0.764 / 0.590). A bigger
+unlabelled pool helps only up to about 100 texts per language (25 / 50 / 100: mean 0.749 / 0.753 /
+0.755, weakest quarter 0.580 / 0.591 / 0.597); 300 or all 701 (the kernel's memory raised to hold
+them, their weight 0.05-0.2) gave 0.746-0.754 / 0.589-0.597, and language means from all 701 with a
+memory of 100 gave 0.755 / 0.597. Nor did a hubness correction of the vote (CSLS-style: each
+labelled vector's score lowered by 0.5 or 1 times its mean cosine to its 10 nearest unlabelled
+texts): 0.754 / 0.595 and 0.753 / 0.592.
 """
 
 from __future__ import annotations
