@@ -13,8 +13,27 @@ from xrec.errors import DataError
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
 
 
-def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl.DataFrame:
-    """Read a parquet, CSV or JSON-lines file (``.gz`` allowed) and check its required columns."""
+#: Id columns read as text first, so that ids such as ISBNs keep their leading zeros (see :func:`read_table`).
+ID_COLUMNS = ("item_id", "user_id")
+
+
+def find_table(directory: str | os.PathLike[str], stem: str) -> Path | None:
+    """``directory/stem`` with the first suffix of :data:`SUFFIXES` that exists, else None."""
+    for suffix in SUFFIXES:
+        path = Path(directory) / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
+               string_columns: Sequence[str] = ()) -> pl.DataFrame:
+    """Read a parquet, CSV or JSON-lines file (``.gz`` allowed) and check its required columns.
+
+    In CSV files, ``string_columns`` are read as text; the id columns (:data:`ID_COLUMNS`) are
+    read as text and become integers only when every value is a plain integer without a leading
+    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers.
+    """
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: no such file")
@@ -23,7 +42,10 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl
         if name.endswith(".parquet"):
             frame = pl.read_parquet(file)
         elif name.endswith((".csv", ".csv.gz")):
-            frame = pl.read_csv(file, infer_schema_length=10000)
+            text = {c: pl.String for c in (*ID_COLUMNS, *string_columns)}
+            frame = pl.read_csv(file, infer_schema_length=10000, schema_overrides=text)
+            frame = frame.with_columns(_integer_ids(frame[c]) for c in ID_COLUMNS
+                                       if c in frame.columns and c not in string_columns)
         elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
             frame = pl.read_ndjson(file, infer_schema_length=10000)
         else:
@@ -36,6 +58,14 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl
     return frame
 
 
+def _integer_ids(ids: pl.Series) -> pl.Series:
+    """``ids`` as Int64 when every non-null value is a canonical integer, else unchanged."""
+    values = ids.drop_nulls()
+    if len(values) and values.str.contains(r"^(0|-?[1-9][0-9]{0,17})$").all():
+        return ids.cast(pl.Int64)
+    return ids
+
+
 def require_columns(frame: pl.DataFrame, required: Sequence[str], source: str) -> None:
     """Raise :class:`DataError` naming ``source`` and every missing column."""
     missing = [c for c in required if c not in frame.columns]
@@ -46,6 +76,33 @@ def require_columns(frame: pl.DataFrame, required: Sequence[str], source: str) -
 def first_row_where(frame: pl.DataFrame, mask: pl.Series) -> int:
     """0-based index of the first True in ``mask`` (for error messages)."""
     return int(mask.arg_true()[0])
+
+
+#: Language code systems told apart by :func:`check_language_codes` (special codes such as ``und`` fit any).
+LANGUAGE_SYSTEMS = {
+    "ISO 639-1 / BCP 47 (e.g. 'de', 'en-US')": r"^[a-z]{2}(-[A-Za-z0-9]{2,8})*$",
+    "ISO 639-3 (e.g. 'deu')": r"^[a-z]{3}$",
+    "ISO 639-3 + script (e.g. 'deu_Latn')": r"^[a-z]{3}_[A-Z][a-z]{3}$",
+}
+SPECIAL_LANGUAGES = ("und", "mul", "zxx", "mis")
+
+
+def check_language_codes(frame: pl.DataFrame, source: str, column: str = "lang") -> None:
+    """Raise :class:`DataError` when ``column`` mixes code systems (``de`` beside ``deu_Latn``):
+    language filters and slices compare codes as strings, so one system must be used throughout.
+    Codes of no known system, and the special codes (``und``...), are accepted as they are."""
+    if column not in frame.columns or frame[column].dtype != pl.String:
+        return
+    codes = frame[column]
+    found: dict[str, int] = {}
+    for system, pattern in LANGUAGE_SYSTEMS.items():
+        hits = codes.str.contains(pattern).fill_null(False) & ~codes.is_in(list(SPECIAL_LANGUAGES))
+        if hits.any():
+            found[system] = first_row_where(frame, hits)
+    if len(found) > 1:
+        examples = "; ".join(f"{codes[row]!r} ({system}) at row {row}" for system, row in found.items())
+        raise DataError(f"{source}: column {column!r} mixes language code systems: {examples}; use one "
+                        "system throughout (filters and slices compare codes as strings)")
 
 
 def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") -> pl.DataFrame:
@@ -67,4 +124,5 @@ def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") 
     if texts.null_count():
         row = first_row_where(frame, texts.is_null())
         raise DataError(f"{source}: row {row} (item_id {ids[row]!r}): {text_column} is null")
+    check_language_codes(frame, source)
     return frame

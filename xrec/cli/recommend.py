@@ -7,6 +7,8 @@ import json
 import logging
 from pathlib import Path
 
+import polars as pl
+
 log = logging.getLogger(__name__)
 
 
@@ -15,6 +17,8 @@ def register(commands, evaluate, bench) -> None:
     p = commands.add_parser("recommend", help="batch hybrid recommendations to parquet")
     p.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
     p.add_argument("--interactions", required=True, help="user_id, item_id[, weight][, timestamp]")
+    p.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
+    p.add_argument("--metadata", help="comma-separated item fields whose shared values link items (e.g. author)")
     p.add_argument("--users", default="all", help="'all' (every user with interactions) or a file of user ids")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
@@ -26,16 +30,28 @@ def register(commands, evaluate, bench) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=run_recommend)
 
-    e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens-layout ratings")
-    e.add_argument("--data", required=True, help="directory in the MovieLens layout")
+    e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
+                            description="Fit the recommenders on a split of DIR and report NDCG@10, Recall@10/20, "
+                                        "MAP@10, coverage, cold items and language slices, side by side.")
+    e.add_argument("--data", required=True,
+                   help="folder in the MovieLens layout (movies + ratings), the Book-Crossing layout (books + "
+                        "ratings) or a generic one (items + interactions tables)")
     e.add_argument("--json", required=True, help="where to write the report")
-    e.add_argument("--test", help="test ratings (same columns as ratings.csv.gz); default: last 20%% per user")
+    e.add_argument("--test", help="test interactions (the layout's ratings columns); default: last 20%% per user "
+                                  "by time, or a seeded random 20%% without timestamps")
+    e.add_argument("--new-language", metavar="LANG",
+                   help="new-language protocol: no training interaction with LANG's items; rank them only")
+    e.add_argument("--template", help="item text from fields, e.g. '{title}. {author}' (Book-Crossing default)")
+    e.add_argument("--metadata", help="comma-separated item fields linking items for the hybrid "
+                                      "(Book-Crossing default: author)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     e.add_argument("--plot", help="PNG plot (default: next to --json)")
-    e.add_argument("--models", default=",".join(_models()), help="comma-separated subset")
+    e.add_argument("--models", help="comma-separated subset of " + ",".join(_models())
+                                    + " (default: all; with --new-language: random,content,tfidf,lightfm_content,hybrid)")
     e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     e.add_argument("--store", help="embedding store file reused across runs")
-    e.add_argument("--drop-unknown", action="store_true")
-    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
+    e.add_argument("--threads", type=int, default=2, help="threads of the CF models and the encoder (default 2)")
     e.set_defaults(func=run_evaluate)
 
     b = bench.add_parser("recommend", help="hybrid vs implicit's batched recommend, top-100 for every user")
@@ -66,7 +82,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    items = load_items(args.items)
+    items = load_items(args.items, template=args.template)
     inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
                                source=args.interactions, drop_unknown=args.drop_unknown,
                                duplicates=args.duplicates)
@@ -75,9 +91,10 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(items, encoder, store=args.store)
-    from xrec.ranking.cf import fit_als
-
-    ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, threads=args.threads)[0])
+    metadata = {f.strip(): items[f.strip()].cast(pl.String).to_list() for f in (args.metadata or "").split(",") if f.strip()}
+    ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
+                              languages=items["lang"].to_list() if "lang" in items.columns else None,
+                              metadata=metadata)
     print(f"fusion: {ranker.fusion.kind}")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
@@ -91,14 +108,17 @@ def run_recommend(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.artifacts import atomic_file
     from xrec.encoders import load_encoder
-    from xrec.evaluation.recs import evaluate_recs, format_report, movielens_split, plot_report
-    from xrec.ranking.content import item_vectors, prepare_items
+    from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
+    from xrec.evaluation.splits import load_split
+    from xrec.ranking.content import item_vectors
 
-    split = movielens_split(args.data, args.test, drop_unknown=args.drop_unknown)
+    metadata = None if args.metadata is None else [f.strip() for f in args.metadata.split(",") if f.strip()]
+    split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
+                       metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown)
     encoder = load_encoder(args.model, threads=args.threads)
-    vectors = item_vectors(prepare_items(split.items, "movies"), encoder, store=args.store)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    report = evaluate_recs(split, vectors, names, threads=args.threads)
+    vectors = item_vectors(split.items, encoder, store=args.store, progress=True)
+    names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
+    report = evaluate_recs(split, vectors, names, threads=args.threads, seed=args.seed, progress=True)
     report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
     with atomic_file(args.json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

@@ -17,7 +17,6 @@ Rules (each documented result is tested):
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -258,6 +257,23 @@ def temporal_split(frame: pl.DataFrame, fraction: float = 0.2, *, source: str = 
     return train, test
 
 
-def ceil_fraction(n: int, fraction: float) -> int:
-    """``ceil(n * fraction)``, as the split uses it."""
-    return math.ceil(n * fraction)
+def random_split(frame: pl.DataFrame, fraction: float = 0.2, *, seed: int = 0,
+                 min_test: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out a seeded random ``fraction`` of each user's interactions: ``(train, test)``.
+
+    For data without timestamps. Per user, ``ceil(fraction * n)`` rows, at least ``min_test``, go
+    to ``test`` (a user with a single interaction keeps it in ``train`` only when ``min_test`` is
+    0). Rows are put in ``(user_id, item_id)`` order before the draw, so the split depends on the
+    rows and ``seed`` only, not on the file's row order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"fraction={fraction}: must be in [0, 1)")
+    ordered = frame.sort(["user_id", "item_id"], maintain_order=True)
+    draw = np.random.default_rng(seed).random(ordered.height)
+    ordered = ordered.with_columns(pl.Series("__key", draw)).sort(["user_id", "__key"]).with_columns(
+        pl.int_range(pl.len()).over("user_id").alias("__pos"), pl.len().over("user_id").alias("__n"))
+    n_test = pl.min_horizontal((pl.col("__n").cast(pl.Float64) * fraction).ceil().cast(pl.Int64),
+                               pl.col("__n") - 1).clip(lower_bound=min_test)
+    is_test = pl.col("__pos") < n_test
+    drop = ("__key", "__pos", "__n")
+    return ordered.filter(~is_test).drop(drop), ordered.filter(is_test).drop(drop)

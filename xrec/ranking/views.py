@@ -1,0 +1,252 @@
+"""Feature views of the hybrid ranker: every feature of the fusion, for any user and item.
+
+Two kinds of feature score a user ``u`` and an item ``i``:
+
+* **factorised** (:data:`FACTORISED`): a dot product ``user_view[u] @ item_view[i]``: CF factors,
+  the user's content profile (mean of the history's vectors) against item vectors, popularity,
+  cold-item terms, language affinity, item age;
+* **graph**: ``(history[u] @ graph)[i]``, the item-item similarities (:mod:`xrec.ranking.graphs`)
+  summed over the user's history, each history item weighted ``1 / sqrt(len(history))``:
+  co-consumption (BM25), the multilingual embedding, character n-grams and metadata keys. Content
+  graphs are split into same-language and cross-language edges (``<graph>_same``, ``_cross``), so
+  that the fusion learns how readily users cross languages, and their edges into cold items are
+  features of their own (``<graph>_same_to_cold``...).
+
+Cold items (no interactions) have zero CF factors and popularity. Every feature is either *warm*
+(zero for cold items) or *cold* (:func:`is_cold_feature`, zero for warm items): the graph edges
+into cold items, popularity, CF factors and age carried over from their warm content neighbours
+(the other-language edition of the same work lends its readers' factors), and a cold-item bias.
+So the fusion weighs the evidence of cold items on its own. A weighted sum of features folds into one
+factorised score plus one sparse product per user scaling (:meth:`FeatureViews.fold`), so
+recommending is a matrix product over the whole catalogue, exact, with no candidate step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from xrec.ranking import graphs as g
+from xrec.ranking.cf import FactorModel
+
+#: Factorised features: ``name -> (user view, item view)``.
+FACTORISED = {
+    "cf": ("cf", "cf"),
+    "cold_cf": ("cf", "cold_cf"),
+    "popularity": ("one", "popularity"),
+    "cold": ("one", "cold"),
+    "cold_popularity": ("one", "cold_popularity"),
+    "content": ("profile", "content"),
+    "cold_content": ("profile", "cold_content"),
+    "language": ("language_share", "language"),
+    "recency": ("one", "recency"),
+    "recency_sq": ("one", "recency_sq"),
+    "time_x_recency": ("time", "recency"),
+    "cold_recency": ("one", "cold_recency"),
+}
+#: Views that exist only with timestamps, or only with item languages.
+TIME_FEATURES = ("recency", "recency_sq", "time_x_recency", "cold_recency")
+LANGUAGE_FEATURES = ("language",)
+
+
+def is_cold_feature(name: str) -> bool:
+    """True for the features that are zero for warm items (the cold-item side of the fusion)."""
+    return name.startswith("cold") or name.endswith("_to_cold")
+
+
+@dataclass
+class ContentGraphs:
+    """Interaction-free item-item graphs (embedding, lexical, metadata) and item languages.
+
+    Built once per catalogue (:meth:`build`) and shared by the validation fit and the final ranker."""
+
+    graphs: dict[str, sp.csr_matrix]
+    language_codes: np.ndarray  #: ``[n_items]`` int, -1 where unknown
+    languages: list[str]  #: code -> language
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
+              languages: Sequence[str | None] | None = None,
+              metadata: Mapping[str, Sequence[str | None]] | None = None, k: int = 50) -> ContentGraphs:
+        """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
+        ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known."""
+        from xrec.ranking.lexical import char_tfidf
+
+        n = item_vectors.shape[0]
+        raw = {"embedding": g.vector_knn(item_vectors, k)}
+        if texts is not None:
+            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=0.01), k)
+        for field, keys in (metadata or {}).items():
+            raw[f"meta_{field}"] = g.group_graph(keys)
+        codes, names = np.full(n, -1, dtype=np.int64), []
+        if languages is not None:
+            langs = np.array(["" if x is None else str(x) for x in languages], dtype=object)
+            names, inverse = np.unique(langs, return_inverse=True)
+            codes = np.where(langs == "", -1, inverse).astype(np.int64)
+            names = names.tolist()
+        return cls(raw, codes, names)
+
+    @property
+    def has_languages(self) -> bool:
+        return bool((self.language_codes >= 0).any()) and len(set(self.language_codes[self.language_codes >= 0])) > 1
+
+    def split(self) -> dict[str, sp.csr_matrix]:
+        """Graph features: each graph split into ``_same`` / ``_cross`` language edges when the
+        catalogue has several languages, else whole."""
+        if not self.has_languages:
+            return dict(self.graphs)
+        out = {}
+        for name, graph in self.graphs.items():
+            out[f"{name}_same"], out[f"{name}_cross"] = g.language_split(graph, self.language_codes)
+        return out
+
+    def neighbours(self) -> sp.csr_matrix:
+        """Row-normalised sum of the content graphs (each item's content neighbourhood)."""
+        total = sum((g.row_normalised(x) for x in self.graphs.values()), sp.csr_matrix(
+            (len(self.language_codes),) * 2, dtype=np.float32))
+        return g.row_normalised(total.tocsr())
+
+
+class FeatureViews:
+    """All features of one interaction matrix (module docstring)."""
+
+    def __init__(self, history: sp.csr_matrix, content: ContentGraphs, cf: FactorModel | None, *,
+                 item_vectors: np.ndarray | None = None, cf_knn: sp.csr_matrix | None = None,
+                 timestamps: sp.csr_matrix | None = None):
+        self.history = history.tocsr()
+        n_users, n_items = self.history.shape
+        lengths = np.diff(self.history.indptr)
+        binary = self.history.copy()
+        binary.data[:] = 1.0
+        self.history_norm = (sp.diags(1.0 / np.sqrt(np.maximum(lengths, 1))) @ binary).tocsr()
+        counts = np.diff(self.history.tocsc().indptr)
+        self.cold = counts == 0
+        cold = self.cold.astype(np.float32)
+        popularity = np.log1p(counts).astype(np.float32)
+        warm_neighbours = g.row_normalised(content.neighbours() @ sp.diags(1.0 - cold))
+        warm_only, cold_only = sp.diags(1.0 - cold), sp.diags(cold)
+        graphs = {}
+        for name, graph in content.split().items():  # cold items get their own weights (module doc)
+            graphs[name] = (graph @ warm_only).tocsr()
+            graphs[f"{name}_to_cold"] = (graph @ cold_only).tocsr()
+        if cf_knn is not None:
+            graphs["cf_knn"] = cf_knn
+        self.graphs = graphs
+        user: dict[str, np.ndarray] = {"one": np.ones((n_users, 1), np.float32)}
+        item: dict[str, np.ndarray] = {
+            "popularity": popularity[:, None], "cold": cold[:, None],
+            "cold_popularity": (cold * (warm_neighbours @ popularity))[:, None].astype(np.float32)}
+        if item_vectors is not None:
+            profile = np.asarray(self.history_norm @ item_vectors, dtype=np.float32)
+            norms = np.linalg.norm(profile, axis=1, keepdims=True)
+            user["profile"] = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+            item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
+            item["content"] = item["content"] * (1.0 - cold)[:, None]
+            item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
+        if cf is not None:
+            user["cf"] = cf.user_factors
+            item["cf"] = cf.item_factors
+            item["cold_cf"] = (np.asarray(warm_neighbours @ cf.item_factors) * cold[:, None]).astype(np.float32)
+        if content.has_languages:
+            user["language_share"], item["language"] = _language_views(binary, content.language_codes)
+        if timestamps is not None and timestamps.nnz:
+            time_user, time_item = _time_views(timestamps, self.cold, warm_neighbours)
+            user.update(time_user)
+            item.update(time_item)
+        self.user_views, self.item_views = user, item
+        names = [n for n, (u, i) in FACTORISED.items() if u in user and i in item]
+        self.names = tuple(names + list(graphs))
+
+    # ------------------------------------------------------------------ features
+    def feature(self, name: str, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Feature ``name`` of ``items`` ``[len(rows), c]`` for user ``rows``: ``[len(rows), c]``."""
+        if name in self.graphs:
+            dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
+            return np.take_along_axis(dense, items, 1)
+        user_view, item_view = FACTORISED[name]
+        return np.einsum("bd,bcd->bc", self.user_views[user_view][rows], self.item_views[item_view][items])
+
+    def features(self, rows: np.ndarray, items: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """``[len(rows), c, len(names)]`` float32 features (default: every feature)."""
+        names = self.names if names is None else names
+        return np.stack([self.feature(n, rows, items) for n in names], axis=-1).astype(np.float32)
+
+    def fold(self, weights: Mapping[str, float]) -> Folded:
+        """The weighted sum of features as one factorised score plus one sparse product."""
+        queries, keys = [], []
+        for user_view, vectors in self.user_views.items():
+            used = [(w, FACTORISED[n][1]) for n, w in weights.items()
+                    if n in FACTORISED and FACTORISED[n][0] == user_view and w != 0]
+            if used:
+                queries.append(vectors)
+                keys.append(sum(w * self.item_views[iv] for w, iv in used))
+        n_users, n_items = self.history.shape
+        if not queries:
+            queries, keys = [np.zeros((n_users, 1), np.float32)], [np.zeros((n_items, 1), np.float32)]
+        graph = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        for name, w in weights.items():
+            if name in self.graphs and w != 0:
+                graph = graph + np.float32(w) * self.graphs[name]
+        return Folded(np.ascontiguousarray(np.hstack(queries), dtype=np.float32),
+                      np.ascontiguousarray(np.hstack(keys), dtype=np.float32),
+                      self.history_norm, graph.tocsr())
+
+
+@dataclass
+class Folded:
+    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph)``."""
+
+    query: np.ndarray  #: ``[n_users, d]``
+    keys: np.ndarray  #: ``[n_items, d]``
+    history_norm: sp.csr_matrix  #: ``[n_users, n_items]``
+    graph: sp.csr_matrix  #: ``[n_items, n_items]``
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Dense ``[len(rows), n_items]`` fused scores."""
+        out = self.query[rows] @ self.keys.T
+        if self.graph.nnz:
+            out += np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+        return out
+
+    def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Fused scores of ``items`` ``[len(rows), c]``."""
+        out = np.einsum("bd,bcd->bc", self.query[rows], self.keys[items])
+        if self.graph.nnz:
+            dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+            out += np.take_along_axis(dense, items, 1)
+        return out
+
+
+def _language_views(history: sp.csr_matrix, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """User view: share of the user's history in each language; item view: one-hot language."""
+    n_lang = int(codes.max()) + 1
+    onehot = np.zeros((len(codes), n_lang), np.float32)
+    known = codes >= 0
+    onehot[np.flatnonzero(known), codes[known]] = 1.0
+    counts = np.asarray(history @ onehot, dtype=np.float32)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    return share.astype(np.float32), onehot
+
+
+def _time_views(timestamps: sp.csr_matrix, cold: np.ndarray, neighbours: sp.csr_matrix
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Item age in years back from the latest interaction (cold items: carried over from their
+    warm content neighbours), its square, and each user's latest time (for ``time_x_recency``)."""
+    coo = timestamps.tocoo()
+    latest = float(coo.data.max())
+    first = np.full(timestamps.shape[1], latest)
+    np.minimum.at(first, coo.col, coo.data)
+    user_last = np.full(timestamps.shape[0], latest)
+    has = np.diff(timestamps.tocsr().indptr) > 0
+    last = np.full(timestamps.shape[0], -np.inf)
+    np.maximum.at(last, coo.row, coo.data)
+    user_last[has] = last[has]
+    years = lambda t: ((t - latest) / (365.0 * 86400.0)).astype(np.float32)  # noqa: E731
+    recency = np.where(cold, 0.0, years(first)).astype(np.float32)
+    cold_recency = (cold * (neighbours @ recency)).astype(np.float32)
+    return ({"time": years(user_last)[:, None]},
+            {"recency": recency[:, None], "recency_sq": (recency ** 2)[:, None],
+             "cold_recency": cold_recency[:, None]})
