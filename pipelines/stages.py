@@ -28,11 +28,11 @@ def neighbours_stage(out: Path, items: pl.DataFrame, ids: list[str], vectors: np
     for lang in sorted(set(langs)):
         rows = np.flatnonzero(lang_arr == lang)
         found, scores = index.search(vectors[rows], k, exclude_languages=[lang])
-        n = len(rows)
+        n, width = found.shape  # width: k, or fewer when the index holds fewer items
         frames.append(pl.DataFrame({
-            "item_id": np.repeat(np.asarray(ids, dtype=object)[rows], k).tolist(),
-            "lang": [lang] * (n * k),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
+            "item_id": np.repeat(np.asarray(ids, dtype=object)[rows], width).tolist(),
+            "lang": [lang] * (n * width),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), n),
             "neighbour_id": found.reshape(-1).tolist(),
             "score": scores.reshape(-1).astype(np.float32),
         }))

@@ -72,6 +72,20 @@ def test_recommend_cli_users_file_unknown_items_and_k(files, capsys):
     assert recs.filter(pl.col("user_id") == 777777).height == n_items  # no history: popular order
 
 
+def test_recommend_cli_unbounded_k(files, capsys):
+    """--k 10**12: every user gets every unseen item; no MemoryError, no parts left behind."""
+    out = files / "all.parquet"
+    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
+                 str(files / "inter.csv"), "--k", str(10**12), "--out", str(out),
+                 "--store", str(files / "store.parquet")]) == 0
+    assert "exceeds the catalogue" in capsys.readouterr().out
+    recs = pl.read_parquet(out)
+    seen = pl.read_csv(files / "inter.csv").group_by("user_id").len()
+    n_items = pl.read_parquet(files / "items.parquet").height
+    per_user = recs.group_by("user_id").len().join(seen, on="user_id", suffix="_seen")
+    assert (per_user["len"] + per_user["len_seen"] == n_items).all() and not parts_dir(out).exists()
+
+
 class _Counting:
     """Wraps a ranker and counts the users it was asked about."""
 

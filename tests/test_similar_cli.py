@@ -84,6 +84,19 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     assert "not in the index" in capsys.readouterr().err
 
 
+def test_cli_similar_unbounded_k(items, tmp_path, capsys):
+    """--k 10**12 lists every other item once instead of allocating k results per query."""
+    frame, path = items
+    assert main(["similar", "--items", str(path), "--ids", "0", "--k", str(10**12), "--json",
+                 "--save-index", str(tmp_path / "idx")]) == 0
+    hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
+    assert sorted(h["id"] for h in hits) == list(range(1, frame.height))
+    assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "0", "--k", str(10**12),
+                 "--other-languages", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
+    assert len(hits) == (frame["lang"] != frame["lang"][0]).sum()
+
+
 def test_cli_bench_retrieval_small(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "retrieval", "--n", "600", "--dim", "16", "--queries", "20", "--single", "10",

@@ -1,8 +1,9 @@
 """``VectorIndex``: FAISS inner-product search over L2-normalised vectors, with external ids,
 per-item languages, exact language filters and per-query exclusions.
 
-Results are ``(ids, scores)`` arrays of shape ``(q, k)``, best first. Where fewer than ``k``
-items qualify (small index, filters, exclusions, empty index) rows are padded: ids with
+Results are ``(ids, scores)`` arrays of shape ``(q, min(k, len(index)))``, best first: a ``k``
+beyond the index's size is cut to it, so memory never grows with ``k`` itself. Where fewer items
+qualify (filters, exclusions) rows are padded: ids with
 :data:`PAD_INT` (``-1``) for integer ids or ``None`` for string ids, scores with ``-inf``.
 Because ``-1`` is the padding sentinel it cannot be an item id.
 
@@ -268,15 +269,16 @@ class VectorIndex:
         in those; a language the index lacks matches nothing (so ``languages=["xx"]`` gives
         an all-padding result). ``exclude_ids``: one sequence of ids excluded for every query,
         or a list with one sequence per query; ids not in the index are ignored.
-        Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` larger
-        than what qualifies (including an empty index) pads the row (see module docs).
+        Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` is cut to
+        the index's size (an empty index gives ``(q, 0)``); a row with fewer qualifying items is
+        padded (see module docs).
         """
         q = self._check_queries(queries)
-        k = _check_k(k)
+        k = min(_check_k(k), len(self))  # what can be returned: memory is q x min(k, n), not q x k
         nq = len(q)
         pad = self.pad_id
         if (languages is None and exclude_languages is None and exclude_ids is None
-                and not self._dead and nq and k <= len(self)):
+                and not self._dead and nq and k):
             # fast path: no filters; done unless the backend came back short somewhere
             scores, slots = self._search_slots(q, k, None)
             if slots.min() >= 0:
