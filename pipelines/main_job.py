@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.config import resolve
+from pipelines.config import resolve, validate_config
 from xrec.errors import DataError
 from xrec.stages import StageRunner, file_digest
 
@@ -50,6 +50,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     from xrec.ranking.interactions import Interactions
 
     started = time.perf_counter()
+    config = validate_config(config)  # every key typed and in range before any work
     out = resolve(config, "output", "dir", must_exist=False)
     movielens_dir = resolve(config, "recommend", "movielens")
     sib_dir = resolve(config, "topics", "sib200")
