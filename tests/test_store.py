@@ -91,6 +91,25 @@ def test_bad_items_name_row_and_column(encoder, tmp_path):
         read_table(path, required=["item_id", "text"])
 
 
+def test_item_errors_name_the_files_own_lines(tmp_path):
+    """Errors count lines as an editor does (header included), and name the line of bad bytes."""
+    from xrec.ranking.content import load_items
+
+    csv = tmp_path / "items.csv"
+    csv.write_text('item_id,text\n1,"a headline\nover two lines"\n2,b\n2,c\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"items\.csv: line 5: duplicate item_id 2 \(first at line 4\)"):
+        load_items(csv)
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": 1, "text": "a"}\n{"item_id": 2, "text": "b"}\n{"item_id": 1, "text": "c"}\n',
+                     encoding="utf-8")
+    with pytest.raises(DataError, match=r"items\.jsonl: line 3: duplicate item_id 1 \(first at line 1\)"):
+        validate_items(read_table(jsonl), str(jsonl))
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("item_id,text\n1,plain\n2,caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.csv: line 3, byte 6: not UTF-8"):
+        load_items(latin1)
+
+
 def test_empty_strings_are_embedded_not_dropped(encoder):
     vectors = embed_items(encoder, [1, 2], ["", "hello"])
     assert vectors.shape == (2, encoder.dim) and np.isfinite(vectors).all()
