@@ -86,6 +86,24 @@ def test_recommend_cli_unbounded_k(files, capsys):
     assert (per_user["len"] + per_user["len_seen"] == n_items).all() and not parts_dir(out).exists()
 
 
+def test_users_file_header_makes_no_phantom_user(files, capsys):
+    """A plain users list may start with a ``user_id`` header line; it is not a user."""
+    (files / "with_header.txt").write_text("user_id\n1\n2\n", encoding="utf-8")
+    out = files / "h.parquet"
+    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
+                 str(files / "inter.csv"), "--users", str(files / "with_header.txt"), "--k", "3",
+                 "--out", str(out), "--store", str(files / "store.parquet")]) == 0
+    assert "no interactions" not in capsys.readouterr().out  # both users are known
+    recs = pl.read_parquet(out)
+    assert recs["user_id"].unique().sort().to_list() == [1, 2] and recs["user_id"].dtype == pl.Int64
+    seen = pl.read_csv(files / "inter.csv").filter(pl.col("user_id").is_in([1, 2]))
+    assert recs.join(seen, on=["user_id", "item_id"]).height == 0  # personal: seen items left out
+    (files / "latin1.txt").write_bytes("1\n2\nJos\u00e9\n".encode("latin-1"))
+    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
+                 str(files / "inter.csv"), "--users", str(files / "latin1.txt"), "--out", str(out)]) == 2
+    assert "latin1.txt: line 3, byte 4: not UTF-8" in capsys.readouterr().err
+
+
 class _Counting:
     """Wraps a ranker and counts the users it was asked about."""
 

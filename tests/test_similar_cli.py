@@ -68,6 +68,19 @@ def test_similar_text_with_language_filter(items, space):
         similar_items(["abc"], space=space)
 
 
+def test_language_filter_naming_no_item_warns(items, space, caplog):
+    frame, _ = items
+    langs = sorted(frame["lang"].unique().to_list())
+    with caplog.at_level("WARNING"):
+        result = similar_items([0], k=3, languages=["no_such", langs[1]], space=space)
+    assert {h["lang"] for h in result["queries"][0]["neighbours"]} == {langs[1]}
+    assert f"no item in the index has language 'no_such'; it has: {', '.join(langs)}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        similar_items([0], k=3, languages=[langs[1]], space=space)
+    assert "no item" not in caplog.text
+
+
 def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     frame, path = items
     assert main(["similar", "--items", str(path), "--ids", "0", "--k", "3", "--other-languages",

@@ -7,6 +7,7 @@ file when given). Free-text queries are embedded as queries. Results leave out p
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +16,8 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.index.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
 
 
 class ItemSpace:
@@ -64,6 +67,14 @@ class ItemSpace:
                                 f"{self.model!r} is {self._encoder.fingerprint!r}")
         return self._encoder
 
+    def check_languages(self, languages: Sequence[str] | None) -> None:
+        """Warn about each language of a filter that no item in the index has (it matches nothing)."""
+        have = self.index.language_set
+        for lang in languages or ():
+            if lang not in have:
+                log.warning("no item in the index has language %r; it has: %s", lang,
+                            ", ".join(have) or "no languages")
+
     def parse_ids(self, raw: Sequence[Any]) -> list[Any]:
         """Ids from the command line converted to the index's id type; DataError if unknown."""
         out = []
@@ -108,6 +119,7 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
+    space.check_languages(languages)
     vectors = space.index.vectors_of(wanted)
     queries = []
     for item, vector, lang in zip(wanted, vectors, space.index.language_of(wanted)):
@@ -133,6 +145,7 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
         raise DataError("--other-languages with --text needs --lang (the language of the text)")
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
+    space.check_languages(languages)
     vectors = space.encoder.encode(list(texts), kind="query")
     excl = [query_lang] if other_languages else None
     return {"k": k, "queries": [

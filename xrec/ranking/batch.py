@@ -120,21 +120,24 @@ def _tty() -> bool:
 
 
 def read_users(path: str | os.PathLike[str]) -> pl.Series:
-    """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list."""
-    from xrec.tables import read_table
+    """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list
+    (``.txt``: one id per line, optionally after a ``user_id`` header line; blank lines skipped).
+    Ids that all read as integers become integers."""
+    from xrec.tables import locate, read_lines, read_table
 
     file = Path(path)
     if file.suffix.lower() == ".txt":
-        if not file.is_file():
-            raise DataError(f"{file}: no such file")
-        lines = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        series = pl.Series("user_id", lines)
+        lines = read_lines(file)
+        if lines and lines[0].lower() == "user_id":
+            lines = lines[1:]
+        series = pl.Series("user_id", lines, dtype=pl.String)
         try:
             return series.cast(pl.Int64)
         except Exception:
             return series
     frame = read_table(file, required=["user_id"])
     if frame["user_id"].null_count():
-        raise DataError(f"{file}: user_id is null in row {int(frame['user_id'].is_null().arg_true()[0])}")
+        raise DataError(f"{file}: {locate(file, int(frame['user_id'].is_null().arg_true()[0]))}: "
+                        "user_id is null")
     return frame["user_id"].unique(maintain_order=True)
 
