@@ -104,6 +104,20 @@ def test_users_file_header_makes_no_phantom_user(files, capsys):
     assert "latin1.txt: line 3, byte 4: not UTF-8" in capsys.readouterr().err
 
 
+def test_restart_discards_the_parts_of_another_run(files, capsys):
+    """A crashed run's parts block a changed re-run with an error that says how to go on."""
+    out = files / "restart.parquet"
+    parts_dir(out).mkdir()
+    (parts_dir(out) / "job.json").write_text('{"k": 10, "users": 3}', encoding="utf-8")
+    (parts_dir(out) / "part-000000.parquet").write_bytes(b"from the crashed run")
+    args = ["recommend", "--items", str(files / "items.parquet"), "--interactions", str(files / "inter.csv"),
+            "--k", "4", "--out", str(out), "--store", str(files / "store.parquet")]
+    assert main(args) == 2
+    assert "rerun with --restart" in capsys.readouterr().err
+    assert main(args + ["--restart"]) == 0
+    assert pl.read_parquet(out).group_by("user_id").len()["len"].max() == 4 and not parts_dir(out).exists()
+
+
 class _Counting:
     """Wraps a ranker and counts the users it was asked about."""
 
@@ -136,6 +150,7 @@ def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
     (parts_dir(out) / ".part-000002.parquet.x.tmp").write_bytes(b"half a file")  # torn write
     with pytest.raises(ArtifactError, match="different run"):
         recommend_to_parquet(ranker, users, 6, out, batch_size=10)
+    assert len(list(parts_dir(out).glob("part-*.parquet"))) == 2  # refused: nothing discarded
     second = _Counting(ranker)
     assert recommend_to_parquet(second, users, 5, out, batch_size=10) == out
     assert second.calls == len(users) - 20  # finished batches were not redone

@@ -24,6 +24,8 @@ def register(commands, evaluate, bench) -> None:
     p.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
     p.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--restart", action="store_true",
+                   help="discard the parts (OUT.parts) a crashed run with other settings left behind")
     p.set_defaults(func=run_recommend)
 
     e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens-layout ratings")
@@ -83,7 +85,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     unknown = int((inter.users.index(users) < 0).sum())
     if unknown:
         print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
-    out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size)
+    out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
+                               restart=args.restart)
     print(f"wrote {out}")
     return 0
 

@@ -5,7 +5,8 @@ Users are scored ``batch_size`` at a time. Each finished batch is written atomic
 hash of the user list and of the ranker). When every part exists they are streamed into ``out``
 (one parquet file written under a temporary name and renamed into place) and the parts folder is
 removed. A killed run leaves only complete parts behind; running the same job again skips them.
-A parts folder from a different job is refused rather than mixed in.
+A parts folder from a different job is refused rather than mixed in, unless ``restart=True``
+(CLI: ``--restart``) discards it.
 """
 
 from __future__ import annotations
@@ -47,13 +48,15 @@ def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
 
 
 def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,
-                         batch_size: int = 1024, progress: bool | None = None,
+                         batch_size: int = 1024, progress: bool | None = None, restart: bool = False,
                          stop_after: int | None = None) -> Path | None:
     """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
 
     ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
-    :class:`~xrec.ranking.hybrid.HybridRanker`). ``stop_after`` stops after that many new batches
-    (for tests of resumption); returns ``out`` when complete, ``None`` when stopped early.
+    :class:`~xrec.ranking.hybrid.HybridRanker`). Parts of an interrupted run of the same job are
+    reused; those of another job (other users, k, batch size or model) are an error, or discarded
+    with ``restart=True``. ``stop_after`` stops after that many new batches (for tests of
+    resumption); returns ``out`` when complete, ``None`` when stopped early.
     """
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size}: must be at least 1")
@@ -68,10 +71,13 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
             old = json.loads((parts / JOB).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             old = None
-        if old != job:
+        if old != job and not restart:
             raise ArtifactError(f"{parts}: left by a different run (other users, k, batch size or model); "
-                                "remove it to start over")
-    else:
+                                "rerun with --restart (restart=True) to discard it")
+        if old != job:
+            log.warning("%s: discarding the parts of a different run (--restart)", parts)
+            shutil.rmtree(parts)
+    if not parts.exists():
         parts.mkdir(parents=True)
         with atomic_file(parts / JOB) as tmp:
             tmp.write_text(json.dumps(job, indent=2), encoding="utf-8")
