@@ -16,8 +16,6 @@ from xrec.errors import DataError
 def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParsersAction,
              bench: argparse._SubParsersAction) -> None:
     """Add ``topics train``, ``tag`` and ``evaluate topics``."""
-    from xrec.topics.transfer import DEFAULT_METHOD, METHODS
-
     topics = commands.add_parser("topics", help="train topic classifiers").add_subparsers(
         dest="topics_command", metavar="WHAT", required=True)
     train = topics.add_parser(
@@ -35,7 +33,8 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
     train.add_argument("--unlabelled-per-lang", type=int, default=100,
                        help="unlabelled texts sampled per language (default 100)")
-    train.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+    train.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                       help=METHOD_HELP)
     train.add_argument("--threshold", type=float, default=0.5,
                        help="probability below which `xrec tag --abstain` says unknown")
     _model_args(train)
@@ -61,11 +60,39 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     ev.add_argument("--train-lang", required=True, help="the one labelled language, e.g. eng_Latn")
     ev.add_argument("--json", required=True, help="where to write the result JSON")
     ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
-    ev.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+    ev.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                       help=METHOD_HELP)
     ev.add_argument("--unlabelled-per-lang", type=int, default=100)
     ev.add_argument("--cache", help="folder caching vectors per split and language")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
+
+
+#: Help of --method; names the library's default (a test keeps it in step with DEFAULT_METHOD).
+METHOD_HELP = "cross-lingual transfer method: %(choices)s (default: kernel)"
+
+
+class _Methods:
+    """The transfer methods, imported only when argparse needs them: importing ``xrec.topics``
+    loads torch, about a second that every other command would pay at start-up."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from xrec.topics.transfer import METHODS
+
+        return METHODS
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _method(args: argparse.Namespace) -> str:
+    from xrec.topics.transfer import DEFAULT_METHOD
+
+    return args.method or DEFAULT_METHOD
 
 
 def _model_args(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
     classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
-                              method=args.method, threshold=args.threshold, source=args.data)
+                              method=_method(args), threshold=args.threshold, source=args.data)
     classifier.save(args.out)
     print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
           f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
@@ -165,7 +192,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.evaluation.topics import evaluate_topics, plot_accuracy
 
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    result = evaluate_topics(args.data, args.train_lang, encoder, method=args.method,
+    result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
                              unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))

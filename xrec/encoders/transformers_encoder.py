@@ -40,13 +40,14 @@ def fingerprint_from_hashes(file_hashes: Mapping[str, str], pooling: str, query_
 
 
 def model_file_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files."""
-    from xrec.artifacts import sha256_file
+    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files
+    (cached while a file is unchanged: :func:`xrec.encoders.identity.file_sha256`)."""
+    from xrec.encoders.identity import file_sha256
 
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
     tokenizer = [directory / "tokenizer.json"] if (directory / "tokenizer.json").is_file() else [
         directory / name for name in TOKENIZER_FILES if (directory / name).is_file()]
-    return {p.name: sha256_file(p) for p in [*weights, *tokenizer]}
+    return {p.name: file_sha256(p) for p in [*weights, *tokenizer]}
 
 
 def _read_prompts(directory: Path) -> dict[str, str]:
