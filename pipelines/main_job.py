@@ -56,18 +56,21 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     sib_dir = resolve(config, "topics", "sib200")
     enc_cfg = config.get("encoder", {})
 
+    runner = StageRunner(out / "stages")  # its timings account for the whole run (the report's table)
+
     # 1. load and validate everything before the expensive stages
     _say("loading and validating inputs")
-    movielens = load_movielens(movielens_dir)
-    items = prepare_items(movielens.items(), f"{movielens_dir}/movies")
-    interactions = Interactions.build(movielens.ratings, items["item_id"], source=f"{movielens_dir}/ratings")
-    sib_test = load_split(sib_dir, "test")
-    load_labels(sib_dir)  # validated here, used by the topics stage
-    if sib_test.height == 0:
-        raise DataError(f"{sib_dir}: the test split is empty")
+    with runner.timed("load and validate inputs"):
+        movielens = load_movielens(movielens_dir)
+        items = prepare_items(movielens.items(), f"{movielens_dir}/movies")
+        interactions = Interactions.build(movielens.ratings, items["item_id"],
+                                          source=f"{movielens_dir}/ratings")
+        sib_test = load_split(sib_dir, "test")
+        load_labels(sib_dir)  # validated here, used by the topics stage
+        if sib_test.height == 0:
+            raise DataError(f"{sib_dir}: the test split is empty")
 
     out.mkdir(parents=True, exist_ok=True)
-    runner = StageRunner(out / "stages")
     encoder = _encoder(enc_cfg, engine, address)
     store_dir = out / "stages" / "embeddings"
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -78,10 +81,11 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
     _say(f"embedding {items.height} catalogue items and {sib_test.height} multilingual items "
          f"with {encoder.name} ({type(encoder).__name__})")
-    movie_vectors = item_vectors(items, encoder, store=store_dir / "movies.parquet", progress=True)
-    sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
-    sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
-                              store=store_dir / "sib200_test.parquet", kind="query", progress=True)
+    with runner.timed("embeddings"):
+        movie_vectors = item_vectors(items, encoder, store=store_dir / "movies.parquet", progress=True)
+        sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
+        sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
+                                  store=store_dir / "sib200_test.parquet", kind="query", progress=True)
     base_key = {"encoder": encoder.fingerprint, "movielens": _digests(movielens_dir)}
 
     # 3. recommendations for every user

@@ -21,7 +21,8 @@ COMMAND_MODULES = ("run", "embed", "similar", "recommend", "topics")
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = argparse.ArgumentParser(prog="xrec", description="Cross-lingual recommendations.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log more detail (other libraries' notes too)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     evaluate = commands.add_parser("evaluate", help="measure quality on real data").add_subparsers(
         dest="evaluation", metavar="WHAT", required=True)
@@ -38,11 +39,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Format(logging.Formatter):
+    """``[xrec] message`` for xrec's own progress and notes; level and logger for the rest."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {text}"
+        if not record.name.startswith("xrec"):
+            text = f"{record.name}: {text}"
+        return f"[xrec] {text}"
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Show xrec's INFO lines (progress, what was reused) and every warning on stderr; ``verbose``
+    adds other libraries' INFO lines. Leaves logging alone where a handler is already set."""
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Format())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger("xrec").setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.getLogger("pipelines").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``xrec`` command line; returns the process exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     try:
         return int(args.func(args) or 0)
     except XrecError as exc:

@@ -77,9 +77,11 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(items, encoder, store=args.store)
+    from xrec.progress import phase
     from xrec.ranking.cf import fit_als
 
-    ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, threads=args.threads)[0])
+    with phase("fitting the hybrid ranker (ALS, validation slice, fusion)"):
+        ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, threads=args.threads)[0])
     print(f"fusion: {ranker.fusion.kind}")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
@@ -101,7 +103,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(prepare_items(split.items, "movies"), encoder, store=args.store)
     names = [n.strip() for n in args.models.split(",") if n.strip()]
-    report = evaluate_recs(split, vectors, names, threads=args.threads)
+    report = evaluate_recs(split, vectors, names, threads=args.threads, progress=True)
     report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
     with atomic_file(args.json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

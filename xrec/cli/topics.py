@@ -161,8 +161,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
-                              method=_method(args), threshold=args.threshold, source=args.data)
+    from xrec.progress import phase
+
+    with phase(f"training the topic classifier on {train.height} labelled texts"):
+        classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
+                                  method=_method(args), threshold=args.threshold, source=args.data)
     classifier.save(args.out)
     print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
           f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
@@ -192,8 +195,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.evaluation.topics import evaluate_topics, plot_accuracy
 
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
-                             unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
+    from xrec.progress import phase
+
+    with phase("topic accuracy by language"):
+        result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
+                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))
     with atomic_file(args.json) as tmp:

@@ -30,6 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
+from xrec.progress import track
 from xrec.ranking.interactions import Interactions, temporal_split, validate_interactions
 
 log = logging.getLogger(__name__)
@@ -199,7 +200,7 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
     train = split.train
     hist = train.matrix
     out: dict[str, Scorer] = {}
-    for name in names:
+    for name in track(names, "fit models", "models"):
         t0 = time.perf_counter()
         if name == "popularity":
             pop = np.log1p(train.item_counts()).astype(np.float32)
@@ -226,15 +227,13 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
 def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] = MODELS, *,
                   threads: int = 2, seed: int = 0, progress: bool = False) -> dict:
     """Fit and evaluate ``names`` side by side; returns the JSON report."""
-    from tqdm.auto import tqdm
-
     models = build_models(split, vectors, names, threads=threads, seed=seed)
     variants = {"all": None, f"rating>={LIKED}": LIKED}
     report: dict = {"protocol": protocol(split), "models": {}, "variants": {}}
     for variant, threshold in variants.items():
         users, pos, counts = positives(split, threshold)
         results = {name: evaluate_scorer(scorer, split, users, pos)
-                   for name, scorer in tqdm(models.items(), desc=f"evaluate {variant}", disable=not progress)}
+                   for name, scorer in track(models.items(), f"evaluate {variant}", "models", show=progress)}
         entry = {"users": len(users), "positives": int(sum(len(p) for p in pos)), **counts, "models": results}
         if threshold is None:
             report["models"] = results

@@ -21,8 +21,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
-
 from xrec.artifacts import atomic_file
 from xrec.errors import ArtifactError, DataError
 
@@ -87,8 +85,10 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
     if len(todo) < n_batches:
         log.info("resuming: %d of %d batches already done", n_batches - len(todo), n_batches)
     done_now = 0
-    with tqdm(total=n_batches, initial=n_batches - len(todo), unit="batch", desc="recommend",
-              disable=(not _tty()) if progress is None else not progress) as bar:
+    from xrec.progress import Progress
+
+    with Progress(n_batches, f"recommend top-{k} for {len(ids)} users", "batches",
+                  initial=n_batches - len(todo), show=progress) as bar:
         for b in todo:
             if stop_after is not None and done_now >= stop_after:
                 return None
@@ -118,11 +118,6 @@ def _concat(names: list[Path], out: Path) -> None:
         if writer is None:
             pl.DataFrame(schema={"user_id": pl.Int64, "rank": pl.Int32, "item_id": pl.Int64,
                                  "score": pl.Float32}).write_parquet(tmp)
-
-
-def _tty() -> bool:
-    import sys
-    return sys.stderr.isatty()
 
 
 def read_users(path: str | os.PathLike[str]) -> pl.Series:
