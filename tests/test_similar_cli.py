@@ -92,7 +92,7 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     assert main(["similar", "--index", str(tmp_path / "idx"), "--text", frame["text"][0],
                  "--k", "2"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("# ") and " 0\n" in text.splitlines()[1] + "\n"
+    assert text.startswith("# ") and f" 0  {frame['text'][0][:20]}" in text.splitlines()[1]  # texts kept
     assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "999", "--k", "2"]) == 2
     assert "not in the index" in capsys.readouterr().err
 

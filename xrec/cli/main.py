@@ -18,9 +18,29 @@ from xrec.errors import XrecError
 COMMAND_MODULES = ("run", "embed", "similar", "recommend", "topics")
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Ends an option's help with ``(default: X)`` unless it has no default or names it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or "default" in text.lower() or default in (None, False, [])
+                or default is argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with :class:`HelpFormatter` (subcommands inherit both)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
-    parser = argparse.ArgumentParser(prog="xrec", description="Cross-lingual recommendations.")
+    parser = Parser(prog="xrec", description="Cross-lingual recommendations.")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log more detail (other libraries' notes too)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -32,7 +32,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--dev", help="labelled dev table for model selection and calibration")
     train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
     train.add_argument("--unlabelled-per-lang", type=int, default=100,
-                       help="unlabelled texts sampled per language (default 100)")
+                       help="unlabelled texts sampled per language")
     train.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
                        help=METHOD_HELP)
     train.add_argument("--threshold", type=float, default=0.5,
@@ -50,19 +50,23 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                      help="write 'unknown' where the probability is below the model's threshold")
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
-    tag.add_argument("--device", default=None)
-    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
-        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)")
+        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)",
+        description="Train on one language's labels only and measure accuracy and macro-F1 on the "
+                    "test split of every language; JSON and a PNG of accuracy by language.")
     ev.add_argument("--data", required=True, help="SIB-200-style folder")
     ev.add_argument("--train-lang", required=True, help="the one labelled language, e.g. eng_Latn")
     ev.add_argument("--json", required=True, help="where to write the result JSON")
     ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
     ev.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
                        help=METHOD_HELP)
-    ev.add_argument("--unlabelled-per-lang", type=int, default=100)
+    ev.add_argument("--unlabelled-per-lang", type=int, default=100,
+                    help="unlabelled texts sampled per language")
     ev.add_argument("--cache", help="folder caching vectors per split and language")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
@@ -98,7 +102,8 @@ def _method(args: argparse.Namespace) -> str:
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
 
 
 def _write_table(frame: pl.DataFrame, path: str) -> None:

@@ -2,7 +2,8 @@
 
 Items come from a saved :class:`VectorIndex` directory or from an items table (``item_id``,
 ``text``, optional ``lang``) embedded as passages with the encoder (reusing an embedding store
-file when given). Free-text queries are embedded as queries. Results leave out padding.
+file when given); an index built from an items table keeps the texts, so a saved one shows them
+too. Free-text queries are embedded as queries. Results leave out padding.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class ItemSpace:
         texts = frame["text"].to_list()
         langs = frame["lang"].to_list() if "lang" in frame.columns else None
         vectors = embed_items(encoder, ids, texts, store=store, kind="passage")
-        index = VectorIndex.build(vectors, ids, langs, kind=kind, fingerprint=encoder.fingerprint)
+        index = VectorIndex.build(vectors, ids, langs, kind=kind, fingerprint=encoder.fingerprint, texts=texts)
         if save_index is not None:
             index.save(save_index)
         return cls(index, dict(zip(ids, texts)), model=model, encoder=encoder)
@@ -66,6 +67,12 @@ class ItemSpace:
                 raise DataError(f"the index was built with encoder {fp!r}, but --model "
                                 f"{self.model!r} is {self._encoder.fingerprint!r}")
         return self._encoder
+
+    def text(self, item: Any) -> str | None:
+        """The item's text, where the items table or the index holds it."""
+        if item in self.texts:
+            return self.texts[item]
+        return self.index.text_of([item])[0] if self.index.has_texts else None
 
     def check_languages(self, languages: Sequence[str] | None) -> None:
         """Warn about each language of a filter that no item in the index has (it matches nothing)."""
@@ -101,8 +108,9 @@ class ItemSpace:
         for item, score, lang in zip(ids[0], scores[0], langs):
             hit = {"id": item.item() if isinstance(item, np.generic) else item, "lang": lang,
                    "score": round(float(score), 6)}
-            if item in self.texts:
-                hit["text"] = self.texts[item]
+            text = self.text(item)
+            if text is not None:
+                hit["text"] = text
             out.append(hit)
         return out
 
@@ -126,8 +134,8 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
         excl = [lang] if other_languages and lang is not None else None
         hits = space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=[item])
         entry = {"id": item, "lang": lang, "neighbours": hits}
-        if item in space.texts:
-            entry["text"] = space.texts[item]
+        if space.text(item) is not None:
+            entry["text"] = space.text(item)
         queries.append(entry)
     return {"k": k, "queries": queries}
 
