@@ -407,3 +407,23 @@ def test_torch_cuda_matches_cpu(data):
         a, sa = cpu.search(x[:4], 10, **kw)
         b, sb = cuda.search(x[:4], 10, **kw)
         assert np.allclose(sa, sb, atol=1e-4) and (a[:, :5] == b[:, :5]).all()
+
+
+def test_index_files_failing_their_checksum_never_reach_faiss(data, tmp_path):
+    """A swapped index file that FAISS would read happily is refused by its checksum first."""
+    import faiss
+
+    x, ids, _ = data
+    VectorIndex.build(x[:50], ids[:50], kind="exact").save(tmp_path / "a")
+    VectorIndex.build(x[50:100], ids[:50], kind="exact").save(tmp_path / "b")
+    swapped = tmp_path / "b" / "index.faiss"
+    assert faiss.read_index(str(swapped)).ntotal == 50  # a valid FAISS file of the same size
+    shutil.copy(swapped, tmp_path / "a" / "index.faiss")
+    with pytest.raises(ArtifactError, match="index.faiss: checksum mismatch"):
+        VectorIndex.load(tmp_path / "a")
+    # a manifest that leaves the FAISS file out (so nothing checks it) is refused as well
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    del manifest["files"]["index.faiss"]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="index.faiss not listed in the manifest"):
+        VectorIndex.load(tmp_path / "b")

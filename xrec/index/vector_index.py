@@ -577,12 +577,20 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
-             expect_dim: int | None = None, device: str | None = None,
-             verify: bool = True) -> VectorIndex:
+             expect_dim: int | None = None, device: str | None = None) -> VectorIndex:
         """Load a saved index; :class:`ArtifactError` if it is incomplete, corrupted, or made
-        for another encoder (``expect_fingerprint``) or dimension (``expect_dim``)."""
+        for another encoder (``expect_fingerprint``) or dimension (``expect_dim``).
+
+        FAISS parses only a file the manifest lists and whose SHA-256 matches it: a corrupted or
+        swapped index file is refused before FAISS sees it. (Checksums catch damage, not a
+        hostile folder that rewrites its own manifest: load indexes you or xrec made.)
+        """
         root = Path(path)
-        manifest = read_manifest(root, ARTIFACT_KIND, FORMAT_VERSION, verify=verify)
+        manifest = read_manifest(root, ARTIFACT_KIND, FORMAT_VERSION, verify=True)
+        unlisted = [name for name in (INDEX_FILE, ITEMS_FILE) if name not in manifest.get("files", {})]
+        if unlisted:
+            raise ArtifactError(f"{root}: {', '.join(unlisted)} not listed in the manifest (no checksum "
+                                "to check it against); refusing to read it")
         if expect_fingerprint is not None and manifest.get("encoder_fingerprint") != expect_fingerprint:
             raise ArtifactError(
                 f"{root}: index built with encoder {manifest.get('encoder_fingerprint')!r}, "
