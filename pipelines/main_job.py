@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from pipelines.config import resolve
+from pipelines.config import resolve, validate_config
 from xrec.errors import DataError
 from xrec.stages import StageRunner, file_digest
 
@@ -50,6 +50,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     from xrec.ranking.interactions import Interactions
 
     started = time.perf_counter()
+    config = validate_config(config)  # every key typed and in range before any work
     out = resolve(config, "output", "dir", must_exist=False)
     cat_cfg = config.get("catalogue", {})
     catalogue_dir = resolve(config, "catalogue", "data")
@@ -57,20 +58,22 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     template = str(cat_cfg.get("template", DEFAULT_TEMPLATE))
     metadata_fields = list(cat_cfg.get("metadata", ["author"]))
 
+    runner = StageRunner(out / "stages")  # its timings account for the whole run (the report's table)
+
     # 1. load and validate everything before the expensive stages
     _say("loading and validating inputs")
-    catalogue = load_bookcrossing(catalogue_dir)
-    items = prepare_items(catalogue.items(template), f"{catalogue_dir}/books")
-    interactions = Interactions.build(catalogue.ratings, items["item_id"], source=f"{catalogue_dir}/ratings")
-    metadata = {f: catalogue.books[f].to_list() for f in metadata_fields}
-    new_language = _new_language(cat_cfg.get("new_language", "auto"), items, catalogue_dir)
-    sib_test = load_split(sib_dir, "test")
-    load_labels(sib_dir)  # validated here, used by the topics stage
-    if sib_test.height == 0:
-        raise DataError(f"{sib_dir}: the test split is empty")
+    with runner.timed("load and validate inputs"):
+        catalogue = load_bookcrossing(catalogue_dir)
+        items = prepare_items(catalogue.items(template), f"{catalogue_dir}/books")
+        interactions = Interactions.build(catalogue.ratings, items["item_id"], source=f"{catalogue_dir}/ratings")
+        metadata = {f: catalogue.books[f].to_list() for f in metadata_fields}
+        new_language = _new_language(cat_cfg.get("new_language", "auto"), items, catalogue_dir)
+        sib_test = load_split(sib_dir, "test")
+        load_labels(sib_dir)  # validated here, used by the topics stage
+        if sib_test.height == 0:
+            raise DataError(f"{sib_dir}: the test split is empty")
 
     out.mkdir(parents=True, exist_ok=True)
-    runner = StageRunner(out / "stages")
     encoder = _encoder(config.get("encoder", {}), engine, address)
     store_dir = out / "stages" / "embeddings"
     store_dir.mkdir(parents=True, exist_ok=True)
@@ -79,14 +82,13 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     from xrec.ranking.content import item_vectors
     from xrec.store import embed_items
 
-    t0 = time.perf_counter()
     _say(f"embedding {items.height} catalogue items and {sib_test.height} topic sentences "
          f"with {encoder.name} ({type(encoder).__name__})")
-    vectors = item_vectors(items, encoder, store=store_dir / "catalogue.parquet", progress=True)
-    sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
-    sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
-                              store=store_dir / "sib200_test.parquet", kind="query", progress=True)
-    runner.timings.append(("embeddings", time.perf_counter() - t0, False))
+    with runner.timed("embeddings"):
+        vectors = item_vectors(items, encoder, store=store_dir / "catalogue.parquet", progress=True)
+        sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
+        sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
+                                  store=store_dir / "sib200_test.parquet", kind="query", progress=True)
     base_key = {"encoder": encoder.fingerprint, "catalogue": _digests(catalogue_dir), "template": template,
                 "metadata": metadata_fields}
 

@@ -23,15 +23,18 @@ def _image(out: Path, name: str, caption: str) -> list[str]:
 
 
 def write_report(out: Path, *, config: dict[str, Any], engine: str, encoder: Any, items: pl.DataFrame,
-                 summaries: dict[str, dict[str, Any]], timings: list[tuple[str, float, bool]],
+                 summaries: dict[str, dict[str, Any]], timings: list[tuple[str, float, bool | None]],
                  total_s: float) -> Path:
     """Write ``<out>/report.md`` and return its path."""
     lines = ["# xrec main job report", "",
              f"- engine: {engine}; encoder: {encoder.name} (`{encoder.fingerprint[:23]}…`, dim {encoder.dim})",
              f"- machine: {platform.machine()} ({_cpu()}), {os.cpu_count()} cores, Python {platform.python_version()}",
              f"- config: `{config.get('_source')}`; total time {total_s:.1f} s", ""]
-    lines += ["## Stages", ""] + _table(
-        ["stage", "seconds", "from cache"], [[n, round(s, 1), "yes" if r else "no"] for n, s, r in timings])
+    rows = [[n, round(s, 1), "-" if r is None else "yes" if r else "no"] for n, s, r in timings]
+    rest = total_s - sum(s for _, s, _ in timings)  # encoder load, publishing: the whole run is accounted for
+    lines += ["## Stages", ""] + _table(["stage", "seconds", "from cache"], [
+        *rows, ["other (loading the encoder, copying results)", round(rest, 1), "-"],
+        ["**total**", round(total_s, 1), ""]])
     lines += _recommendations(out, summaries.get("recommendations", {}), items)
     lines += _evaluation(out, summaries.get("evaluation") or {}, summaries.get("new_language") or {})
     lines += _topics(out, summaries.get("topics", {}))

@@ -126,6 +126,14 @@ def test_k_larger_than_catalogue(ranker):
         ranker.recommend([user], k=0)
 
 
+def test_unbounded_k_is_capped_at_the_catalogue(ranker):
+    """k = 10**12 returns every unseen item (and the popular list) without allocating k columns."""
+    user = ranker.users.ids[0]
+    recs = ranker.recommend(pl.Series([user, -5]), k=10**12)
+    assert recs.filter(pl.col("user_id") == user).height == len(ranker.items) - ranker.history[0].nnz
+    assert recs.filter(pl.col("user_id") == -5).height == len(ranker.items)
+
+
 def test_default_weights_are_not_silent(sample, caplog):
     items, ratings, vectors = sample
     inter = Interactions.build(ratings.group_by("user_id").head(4).head(40), items["item_id"])

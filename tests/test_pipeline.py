@@ -73,6 +73,14 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
     for png in ("metrics_by_model.png", "accuracy_by_language.png", "latency_vs_recall.png"):
         assert (out / png).stat().st_size > 1000
 
+    # the stage table accounts for the whole run, the embedding step included
+    rows = [line.split("|")[1:3] for line in report.split("## Stages")[1].split("##")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")]
+    seconds = {name.strip(): float(value) for name, value in rows}
+    assert {"load and validate inputs", "embeddings", "recommendations", "topics"} <= set(seconds)
+    total = seconds.pop("**total**")
+    assert sum(seconds.values()) == pytest.approx(total, abs=0.05 * (len(seconds) + 1))  # rounded rows
+
     summary = json.loads((out / "stages" / "neighbours" / "manifest.json").read_text())["summary"]
     assert summary["top1_is_translation"] > 0.8  # parallel sentences find their translations
 

@@ -16,8 +16,6 @@ from xrec.errors import DataError
 def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParsersAction,
              bench: argparse._SubParsersAction) -> None:
     """Add ``topics train``, ``tag`` and ``evaluate topics``."""
-    from xrec.topics.transfer import DEFAULT_METHOD, METHODS
-
     topics = commands.add_parser("topics", help="train topic classifiers").add_subparsers(
         dest="topics_command", metavar="WHAT", required=True)
     train = topics.add_parser(
@@ -34,8 +32,9 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--dev", help="labelled dev table for model selection and calibration")
     train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
     train.add_argument("--unlabelled-per-lang", type=int, default=100,
-                       help="unlabelled texts sampled per language (default 100)")
-    train.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+                       help="unlabelled texts sampled per language")
+    train.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                       help=METHOD_HELP)
     train.add_argument("--threshold", type=float, default=0.5,
                        help="probability below which `xrec tag --abstain` says unknown")
     _model_args(train)
@@ -51,27 +50,60 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                      help="write 'unknown' where the probability is below the model's threshold")
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
-    tag.add_argument("--device", default=None)
-    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
-        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)")
+        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)",
+        description="Train on one language's labels only and measure accuracy and macro-F1 on the "
+                    "test split of every language; JSON and a PNG of accuracy by language.")
     ev.add_argument("--data", required=True, help="SIB-200-style folder")
     ev.add_argument("--train-lang", required=True, help="the one labelled language, e.g. eng_Latn")
     ev.add_argument("--json", required=True, help="where to write the result JSON")
     ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
-    ev.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
-    ev.add_argument("--unlabelled-per-lang", type=int, default=100)
+    ev.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                       help=METHOD_HELP)
+    ev.add_argument("--unlabelled-per-lang", type=int, default=100,
+                    help="unlabelled texts sampled per language")
     ev.add_argument("--cache", help="folder caching vectors per split and language")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
 
 
+#: Help of --method; names the library's default (a test keeps it in step with DEFAULT_METHOD).
+METHOD_HELP = "cross-lingual transfer method: %(choices)s (default: kernel)"
+
+
+class _Methods:
+    """The transfer methods, imported only when argparse needs them: importing ``xrec.topics``
+    loads torch, about a second that every other command would pay at start-up."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from xrec.topics.transfer import METHODS
+
+        return METHODS
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+def _method(args: argparse.Namespace) -> str:
+    from xrec.topics.transfer import DEFAULT_METHOD
+
+    return args.method or DEFAULT_METHOD
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
 
 
 def _write_table(frame: pl.DataFrame, path: str) -> None:
@@ -134,8 +166,11 @@ def run_train(args: argparse.Namespace) -> int:
 
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
-                              method=args.method, threshold=args.threshold, source=args.data)
+    from xrec.progress import phase
+
+    with phase(f"training the topic classifier on {train.height} labelled texts"):
+        classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
+                                  method=_method(args), threshold=args.threshold, source=args.data)
     classifier.save(args.out)
     print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
           f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
@@ -165,8 +200,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.evaluation.topics import evaluate_topics, plot_accuracy
 
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    result = evaluate_topics(args.data, args.train_lang, encoder, method=args.method,
-                             unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
+    from xrec.progress import phase
+
+    with phase("topic accuracy by language"):
+        result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
+                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))
     with atomic_file(args.json) as tmp:

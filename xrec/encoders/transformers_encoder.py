@@ -40,13 +40,14 @@ def fingerprint_from_hashes(file_hashes: Mapping[str, str], pooling: str, query_
 
 
 def model_file_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files."""
-    from xrec.artifacts import sha256_file
+    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files
+    (cached while a file is unchanged: :func:`xrec.encoders.identity.file_sha256`)."""
+    from xrec.encoders.identity import file_sha256
 
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
     tokenizer = [directory / "tokenizer.json"] if (directory / "tokenizer.json").is_file() else [
         directory / name for name in TOKENIZER_FILES if (directory / name).is_file()]
-    return {p.name: sha256_file(p) for p in [*weights, *tokenizer]}
+    return {p.name: file_sha256(p) for p in [*weights, *tokenizer]}
 
 
 def _read_prompts(directory: Path) -> dict[str, str]:
@@ -120,7 +121,7 @@ class TransformersEncoder(Encoder):
                  precision: str = "auto", batch_size: int = 32, threads: int | None = None,
                  query_prefix: str | None = None, passage_prefix: str | None = None,
                  max_length: int | None = None, name: str | None = None,
-                 file_hashes: Mapping[str, str] | None = None, progress_threshold: int = 2048) -> None:
+                 file_hashes: Mapping[str, str] | None = None) -> None:
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
         if threads is not None and int(threads) < 1:
@@ -129,7 +130,6 @@ class TransformersEncoder(Encoder):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(precision, self.device)
         self.batch_size = int(batch_size)
-        self.progress_threshold = progress_threshold
         self.name = name or str(model)
         path = resolve_model_dir(model)
         self.tokenizer, self.model = self._load(path)
@@ -244,7 +244,7 @@ class TransformersEncoder(Encoder):
         order = sorted(range(len(windows)), key=lambda w: -len(windows[w][1]))
         size = int(batch_size or self.batch_size)
         batches = [order[i:i + size] for i in range(0, len(order), size)]
-        show = progress if progress is not None else len(windows) >= self.progress_threshold
+        show = progress is not False  # None: shown when it lasts (xrec.progress.DELAY_S)
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
         weights = np.zeros(len(texts), dtype=np.float64)
         for batch, pooled in zip(batches, self._run(batches, windows, show)):
@@ -271,10 +271,11 @@ class TransformersEncoder(Encoder):
         product across cores. torch's thread count is restored afterwards.
         """
         import torch
-        from tqdm.auto import tqdm
+
+        from xrec.progress import Progress
 
         workers = min(self._workers(), len(batches))
-        bar = tqdm(total=len(batches), desc="encode", unit="batch", disable=not show)
+        bar = Progress(len(batches), "encode", "batches", show=show)
 
         def one(batch: list[int]) -> np.ndarray:
             out = self._forward([windows[w][1] for w in batch])

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from xrec.errors import DataError
 from xrec.evaluation.metrics import Scorer, SliceMap, evaluate_scorer, positives, top_items
 from xrec.evaluation.splits import Split
+from xrec.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
     hist = train.matrix
     n_items = hist.shape[1]
     out: dict[str, Scorer] = {}
-    for name in names:
+    for name in track(names, "fit models", "models"):
         t0 = time.perf_counter()
         if name == "popularity":
             pop = np.log1p(train.item_counts()).astype(np.float32)
@@ -127,8 +128,6 @@ def _languages(split: Split) -> list[str | None] | None:
 def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None = None, *,
                   threads: int = 2, seed: int = 0, progress: bool = False) -> dict:
     """Fit and evaluate ``names`` side by side; returns the JSON report."""
-    from tqdm.auto import tqdm
-
     if names is None:
         names = NEW_LANGUAGE_MODELS if split.candidates is not None else MODELS
     models = build_models(split, vectors, names, threads=threads, seed=seed)
@@ -139,7 +138,7 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     for variant, threshold in variants.items():
         pos = positives(split, threshold)
         results = {name: evaluate_scorer(scorer, split, pos, slices=slices)
-                   for name, scorer in tqdm(models.items(), desc=f"evaluate {variant}", disable=not progress)}
+                   for name, scorer in track(models.items(), f"evaluate {variant}", "models", show=progress)}
         entry = {"users": len(pos.users), "positives": int(sum(len(p) for p in pos.items)), **pos.counts,
                  "models": results}
         if threshold is None:

@@ -317,7 +317,7 @@ class HybridRanker:
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
-        k = min(k, len(self.items))
+        k = min(k, len(self.items))  # what can be returned: memory is users x min(k, catalogue)
         ids = pl.Series("user_id", user_ids)
         rows = self.users.index(ids)
         has_hist = np.zeros(len(rows), dtype=bool)
