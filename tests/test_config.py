@@ -52,21 +52,21 @@ def test_relative_paths_follow_the_config_file_and_overrides_the_working_directo
     """A config outside the checkout names its data relative to itself, not to xrec's folder."""
     project = tmp_path / "project"
     project.mkdir()
-    (project / "ml").symlink_to(data_dir / "movielens", target_is_directory=True)
+    (project / "bx").symlink_to(data_dir / "bookcrossing", target_is_directory=True)
     (project / "sib").symlink_to(data_dir / "sib200", target_is_directory=True)
     (project / "job.toml").write_text(
-        '[output]\ndir = "results"\n[recommend]\nmovielens = "ml"\n[topics]\nsib200 = "sib"\n',
+        '[output]\ndir = "results"\n[catalogue]\ndata = "bx"\n[topics]\nsib200 = "sib"\n',
         encoding="utf-8")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     config = load_config(project / "job.toml")
-    assert Path(config["recommend"]["movielens"]) == project / "ml"
+    assert Path(config["catalogue"]["data"]) == project / "bx"
     assert Path(config["output"]["dir"]) == project / "results"
     assert config["recommend"]["k"] == 10 and config["encoder"]["model"] == "bundled"  # schema defaults
     config = load_config(project / "job.toml", ["output.dir=here"])
     assert Path(config["output"]["dir"]) == elsewhere / "here"
-    with pytest.raises(DataError, match=r"bare\.toml: missing \[recommend\] movielens"):
+    with pytest.raises(DataError, match=r"bare\.toml: missing \[catalogue\] data"):
         (project / "bare.toml").write_text("[topics]\nsib200 = 'sib'\n", encoding="utf-8")
         load_config(project / "bare.toml")
 
@@ -79,4 +79,4 @@ def test_the_default_config_matches_the_schema():
         if isinstance(keys, dict):
             assert set(keys) <= set(SCHEMA[section]), section
     config = load_config()
-    assert Path(config["recommend"]["movielens"]).is_dir() and config["recommend"]["k"] >= 1
+    assert Path(config["catalogue"]["data"]).is_dir() and config["recommend"]["k"] >= 1

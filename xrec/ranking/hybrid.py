@@ -404,8 +404,10 @@ def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, exclude
         e = np.exp(s)
         return float((e[:, cold].sum(axis=1) / e.sum(axis=1)).mean())
 
-    lo, hi = -30.0, 30.0
-    for _ in range(60):
+    finite = base[np.isfinite(base)]
+    spread = float(finite.max() - finite.min()) + 50.0 if finite.size else 50.0
+    lo, hi = -spread, spread  # the bias that matters lies within the spread of the scores
+    for _ in range(80):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if share(mid) < target else (lo, mid)
     j = names.index("cold")

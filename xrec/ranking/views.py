@@ -78,7 +78,8 @@ class ContentGraphs:
         n = item_vectors.shape[0]
         raw = {"embedding": g.vector_knn(item_vectors, k)}
         if texts is not None:
-            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=0.01), k)
+            # n-grams in more than 1% of the items (at least 50) say little and cost most of the time
+            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=min(1.0, max(0.01, 50 / max(n, 1)))), k)
         for field, keys in (metadata or {}).items():
             raw[f"meta_{field}"] = g.group_graph(keys)
         codes, names = np.full(n, -1, dtype=np.int64), []
