@@ -49,7 +49,8 @@ DEFAULT_WEIGHTS = {"cf": 0.1, "cf_knn": 0.25, "popularity": 1.0, "cold_popularit
                    "embedding": 0.15, "embedding_same": 0.15, "embedding_cross": 0.05,
                    "lexical": 0.02, "lexical_same": 0.02, "meta_author": 0.03, "meta_author_same": 0.03}
 #: Features left out unless named in ``HybridConfig.features``: measured not to pay (benchmarks/README.md).
-OFF_BY_DEFAULT = ("language",)
+OFF_BY_DEFAULT = ("language", "len_x_popularity", "len_x_cf", "len_x_content", "minority_x_popularity",
+                  "minority_x_cf", "minority_x_content")
 #: Groups of features reported as component scores; they sum to ``score``.
 COMPONENTS = {"cf_score": ("cf", "cold_cf", "cf_knn"), "content_score": ("embedding", "content", "cold_content"),
               "lexical_score": ("lexical", "meta_"),
@@ -66,6 +67,7 @@ class HybridConfig:
     cf_knn_k: int = 100  #: neighbours per item in the co-consumption graph
     validation_fraction: float = 0.2
     cold_fraction: float = 0.1  #: items made cold in the validation slice (all interactions held out)
+    cold_language: bool = True  #: also make a whole language cold in the validation slice
     min_validation_positives: int = 50
     l2: float = 1e-3  #: L2 penalty of the fusion fit (on standardised features)
     max_fit_users: int = 1000  #: validation users sampled for the fusion fit
@@ -133,20 +135,25 @@ class HybridRanker:
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
         a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before."""
+        from xrec.progress import phase
+
         config = config or HybridConfig()
         if content is None:
-            content = ContentGraphs.build(item_vectors, texts=texts, languages=languages, metadata=metadata,
-                                          k=config.graph_k)
+            with phase("hybrid: content graphs (embedding, lexical, metadata)"):
+                content = ContentGraphs.build(item_vectors, texts=texts, languages=languages, metadata=metadata,
+                                              k=config.graph_k)
         if cf is None and cf_fit is None:
             cf_fit = default_cf_fit
         fusion = None
         if cf_fit is None:
             log.warning("pre-trained CF model without cf_fit: no validation fit; default fusion weights")
         else:
-            fusion = cls._learn_fusion(interactions, item_vectors, content, cf_fit, config)
-        if cf is None:
-            cf = cf_fit(interactions.matrix)
-        return cls(interactions, item_vectors, cf, content, fusion, config)
+            with phase("hybrid: fusion on a validation slice"):
+                fusion = cls._learn_fusion(interactions, item_vectors, content, cf_fit, config)
+        with phase("hybrid: final CF fit"):
+            if cf is None:
+                cf = cf_fit(interactions.matrix)
+            return cls(interactions, item_vectors, cf, content, fusion, config)
 
     @classmethod
     def _learn_fusion(cls, interactions: Interactions, item_vectors: np.ndarray, content: ContentGraphs,
@@ -157,7 +164,7 @@ class HybridRanker:
         cold features by the softmax of the cold items' validation interactions over the cold
         items (most of them made cold on purpose, :func:`validation_slice`); the cold-item bias
         is then set by :func:`calibrate_cold`."""
-        slice_ = validation_slice(interactions, config)
+        slice_ = validation_slice(interactions, config, content.language_codes)
         if slice_ is None:
             return None
         sub, truth, simulated = slice_
@@ -352,14 +359,17 @@ def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.
     return cf
 
 
-def validation_slice(interactions: Interactions, config: HybridConfig
+def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
                      ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
     """``(fit interactions, validation positives, simulated-cold items)`` or None when too few.
 
     The last ``validation_fraction`` of each user's interactions by time (every interaction
     timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out; so are all
     the interactions of a random ``cold_fraction`` of the items, which makes them cold, so that
-    the fusion sees cold items among the positives in numbers enough to weigh their evidence."""
+    the fusion sees cold items among the positives in numbers enough to weigh their evidence.
+    With ``cold_language`` and item languages, every item of the most-read language after the
+    majority one is made cold too: a simulated new-language catalogue, whose readers teach the
+    fusion how cold items are found across languages."""
     frame = interactions.frame
     if interactions.has_timestamps:
         train, val = temporal_split(frame, config.validation_fraction, min_test=0)
@@ -367,6 +377,11 @@ def validation_slice(interactions: Interactions, config: HybridConfig
         train, val = random_split(frame, config.validation_fraction, seed=config.seed, min_test=0)
     items = interactions.items
     simulated = np.random.default_rng(config.seed + 1).random(len(items)) < config.cold_fraction
+    if config.cold_language and language_codes is not None and (language_codes >= 0).any():
+        read = language_codes[items.index(train["item_id"])]
+        counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
+        if (counts > 0).sum() > 1:
+            simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
     if simulated.any():
         moved = pl.Series(simulated[items.index(train["item_id"])])
         val = pl.concat([val, train.filter(moved)], how="vertical_relaxed")

@@ -42,6 +42,12 @@ FACTORISED = {
     "content": ("profile", "content"),
     "cold_content": ("profile", "cold_content"),
     "language": ("language_share", "language"),
+    "len_x_popularity": ("length", "popularity"),
+    "len_x_cf": ("cf_len", "cf"),
+    "len_x_content": ("profile_len", "content"),
+    "minority_x_popularity": ("minority", "popularity"),
+    "minority_x_cf": ("cf_minority", "cf"),
+    "minority_x_content": ("profile_minority", "content"),
     "recency": ("one", "recency"),
     "recency_sq": ("one", "recency_sq"),
     "time_x_recency": ("time", "recency"),
@@ -136,7 +142,12 @@ class FeatureViews:
         if cf_knn is not None:
             graphs["cf_knn"] = cf_knn
         self.graphs = graphs
-        user: dict[str, np.ndarray] = {"one": np.ones((n_users, 1), np.float32)}
+        log_len = np.log1p(lengths).astype(np.float32)
+        has = lengths > 0
+        length = np.where(has, (log_len - log_len[has].mean()) / (log_len[has].std() + 1e-6), 0.0) \
+            if has.any() else np.zeros(n_users)
+        user: dict[str, np.ndarray] = {"one": np.ones((n_users, 1), np.float32),
+                                       "length": length.astype(np.float32)[:, None]}
         item: dict[str, np.ndarray] = {
             "popularity": popularity[:, None], "cold": cold[:, None],
             "cold_popularity": (cold * (warm_neighbours @ popularity))[:, None].astype(np.float32)}
@@ -153,6 +164,14 @@ class FeatureViews:
             item["cold_cf"] = (np.asarray(warm_neighbours @ cf.item_factors) * cold[:, None]).astype(np.float32)
         if content.has_languages:
             user["language_share"], item["language"] = _language_views(binary, content.language_codes)
+            codes = content.language_codes
+            majority = np.bincount(codes[codes >= 0]).argmax()
+            user["minority"] = (1.0 - user["language_share"][:, [majority]]) * has[:, None]
+        for view in ("cf", "profile"):  # per-user modulation of the main evidence
+            if view in user:
+                user[f"{view}_len"] = user[view] * user["length"]
+                if "minority" in user:
+                    user[f"{view}_minority"] = user[view] * user["minority"]
         if timestamps is not None and timestamps.nnz:
             time_user, time_item = _time_views(timestamps, self.cold, warm_neighbours)
             user.update(time_user)
@@ -168,7 +187,7 @@ class FeatureViews:
             dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
             return np.take_along_axis(dense, items, 1)
         user_view, item_view = FACTORISED[name]
-        return np.einsum("bd,bcd->bc", self.user_views[user_view][rows], self.item_views[item_view][items])
+        return gathered_dot(self.user_views[user_view][rows], self.item_views[item_view], items)
 
     def features(self, rows: np.ndarray, items: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
         """``[len(rows), c, len(names)]`` float32 features (default: every feature)."""
@@ -214,11 +233,19 @@ class Folded:
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fused scores of ``items`` ``[len(rows), c]``."""
-        out = np.einsum("bd,bcd->bc", self.query[rows], self.keys[items])
+        out = gathered_dot(self.query[rows], self.keys, items)
         if self.graph.nnz:
             dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
             out += np.take_along_axis(dense, items, 1)
         return out
+
+
+def gathered_dot(users: np.ndarray, item_view: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``users[b] @ item_view[items[b, c]]`` for every ``b, c``, as one matrix product over the
+    distinct items (never materialising ``[b, c, d]``)."""
+    unique, inverse = np.unique(items, return_inverse=True)
+    dense = users @ item_view[unique].T
+    return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)
 
 
 def _language_views(history: sp.csr_matrix, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
