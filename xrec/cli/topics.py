@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.artifacts import atomic_file
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 
@@ -52,7 +53,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
     tag.add_argument("--device", default=None)
-    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS)
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
@@ -71,7 +72,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS)
 
 
 def _write_table(frame: pl.DataFrame, path: str) -> None:

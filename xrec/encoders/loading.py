@@ -14,12 +14,17 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     """Load ``bundled`` (the embedded multilingual-e5-small), a local HF directory or a hub id.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU); it does not change
-    the fingerprint (bf16 vectors stay comparable with fp32 ones). ``threads``: torch intra-op
-    threads (``None``: torch's default, all cores). The bundled model is materialised once as a
-    Hugging Face directory under ``$XREC_CACHE_DIR`` (default ``~/.cache/xrec``); loading is offline.
+    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU) run torch;
+    ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU (:class:`OnnxEncoder`, graphs
+    exported once beside the model). Precision does not change the fingerprint (vectors stay
+    comparable). ``threads``: intra-op threads (``None``: all cores). The bundled model is
+    materialised once as a Hugging Face directory under ``$XREC_CACHE_DIR`` (default
+    ``~/.cache/xrec``); loading is offline.
     """
+    from xrec.encoders.onnx_encoder import ONNX_PRECISIONS, OnnxEncoder
     from xrec.encoders.transformers_encoder import TransformersEncoder
+
+    runtime = OnnxEncoder if precision in ONNX_PRECISIONS else TransformersEncoder
 
     if str(model) == BUNDLED:
         from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, WEIGHTS, TOKENIZER, bundled_model_dir
@@ -27,7 +32,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         directory, manifest = bundled_model_dir()
         files = manifest["files"]
         hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
-        encoder = TransformersEncoder(
+        encoder = runtime(
             directory, device=device, precision=precision, batch_size=batch_size, threads=threads,
             query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
             max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
@@ -36,5 +41,4 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
             raise ModelError(f"{directory}: fingerprint differs from its manifest; delete the folder")
         return encoder
-    return TransformersEncoder(model, device=device, precision=precision, batch_size=batch_size,
-                               threads=threads)
+    return runtime(model, device=device, precision=precision, batch_size=batch_size, threads=threads)

@@ -27,6 +27,8 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", 
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json")
 E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Every precision ``load_encoder`` takes (the ONNX ones run :class:`~xrec.encoders.OnnxEncoder`).
+ALL_PRECISIONS = (*PRECISIONS, "onnx-fp32", "int8")
 #: Serialises the CPU side-by-side batching sections (they set torch's process-wide thread count).
 _SIDE_BY_SIDE = threading.Lock()
 
@@ -95,7 +97,7 @@ def resolve_dtype(precision: str, device: str):
     import torch
 
     if precision not in PRECISIONS:
-        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(PRECISIONS)}")
+        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(ALL_PRECISIONS)}")
     if precision == "auto":
         if not device.startswith("cuda"):
             return torch.float32
@@ -127,14 +129,12 @@ class TransformersEncoder(Encoder):
             raise ModelError(f"threads must be >= 1, got {threads}")
         self.threads = None if threads is None else int(threads)
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
         self.batch_size = int(batch_size)
         self.progress_threshold = progress_threshold
         self.name = name or str(model)
         path = resolve_model_dir(model)
-        self.tokenizer, self.model = self._load(path)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
-        self.dim = int(self.model.config.hidden_size)
+        self._setup_runtime(path, precision)
+        self.dim = int(self.config.hidden_size)
 
         prompts = _read_prompts(path)
         is_e5 = re.search(r"(^|[^a-z0-9])e5([^a-z0-9]|$)", self.name.lower()) is not None
@@ -155,6 +155,13 @@ class TransformersEncoder(Encoder):
                                                    self.passage_prefix, self.max_length)
 
     # ------------------------------------------------------------------ loading
+
+    def _setup_runtime(self, path: Path, precision: str) -> None:
+        """Load the tokenizer and the model for ``precision``; set ``config`` and ``dtype``."""
+        self.dtype = resolve_dtype(precision, self.device)
+        self.tokenizer, self.model = self._load(path)
+        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.config = self.model.config
 
     @staticmethod
     def _load(path: Path):
@@ -192,7 +199,7 @@ class TransformersEncoder(Encoder):
         return tokenizer, model
 
     def _model_limit(self) -> int:
-        config = self.model.config
+        config = self.config
         limit = int(getattr(config, "max_position_embeddings", 512) or 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             limit -= 2  # positions are offset by padding_idx + 1
