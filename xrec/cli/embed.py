@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xrec.encoders import load_encoder
+from xrec.encoders import ALL_PRECISIONS, load_encoder
 from xrec.store import embed_items
 from xrec.tables import read_table, validate_items
 
@@ -31,7 +31,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled",
                         help="'bundled', a local Hugging Face model directory, or a hub id")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
                         help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 
@@ -47,7 +48,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.add_argument("--languages", nargs="+",
                    help="only these languages, evaluated in this order (the JSON is rewritten "
                         "after each language, with complete=false until the end)")
-    b.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
+    b.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     b.add_argument("--text-kind", default="query", choices=("query", "passage"),
                    help="encoder role for both sides (e5 uses query: for symmetric tasks)")
     b.add_argument("--cache", help="embedding store file reused between runs")
@@ -65,7 +66,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     q.add_argument("--json", required=True, help="write the results here")
     q.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     q.add_argument("--languages", nargs="+", help="only these languages (the pivot is always kept)")
-    q.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
+    q.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     q.add_argument("--text-kind", default="query", choices=("query", "passage"),
                    help="encoder role for both sides")
     q.add_argument("--cache", help="embedding store file reused between runs")

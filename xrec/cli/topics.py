@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.artifacts import atomic_file
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 
@@ -51,8 +52,8 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
     tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
+    tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
+                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
@@ -102,8 +103,8 @@ def _method(args: argparse.Namespace) -> str:
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
-                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
+    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
+                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
 
 
 def _write_table(frame: pl.DataFrame, path: str) -> None:

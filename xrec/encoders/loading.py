@@ -15,10 +15,12 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     """Load ``bundled`` (the embedded multilingual-e5-small), a local HF directory or a hub id.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU); it does not change
-    the fingerprint (bf16 vectors stay comparable with fp32 ones). ``threads``: torch intra-op
-    threads (``None``: torch's default, all cores). The bundled model is materialised once as a
-    Hugging Face directory under ``$XREC_CACHE_DIR`` (default ``~/.cache/xrec``); loading is offline.
+    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU) run torch;
+    ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU (:class:`OnnxEncoder`, graphs
+    exported once beside the model). Precision does not change the fingerprint (vectors stay
+    comparable). ``threads``: intra-op threads (``None``: all cores). The bundled model is
+    materialised once as a Hugging Face directory under ``$XREC_CACHE_DIR`` (default
+    ``~/.cache/xrec``); loading is offline.
 
     When the encoder's identity is already known (the bundled model's from its manifest, a model
     directory's from :mod:`xrec.encoders.identity`, keyed by the content of its files), the weights
@@ -28,9 +30,11 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     """
     from xrec.encoders.identity import directory_key, recall, remember
     from xrec.encoders.lazy import LazyEncoder
+    from xrec.encoders.onnx_encoder import ONNX_PRECISIONS, OnnxEncoder
     from xrec.encoders.transformers_encoder import TransformersEncoder
 
     _check_settings(precision, batch_size, threads)
+    runtime = OnnxEncoder if precision in ONNX_PRECISIONS else TransformersEncoder
     lazy = device is None or not str(device).startswith("cuda")
     settings = {"device": device, "precision": precision, "batch_size": batch_size, "threads": threads}
     if str(model) == BUNDLED:
@@ -41,7 +45,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
 
         def load_bundled() -> Encoder:
-            encoder = TransformersEncoder(
+            encoder = runtime(
                 directory, **settings, query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
                 max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
             if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
@@ -56,7 +60,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         return LazyEncoder(identity, load_bundled) if lazy else load_bundled()
 
     def load() -> Encoder:
-        return TransformersEncoder(model, **settings)
+        return runtime(model, **settings)
 
     if not Path(model).expanduser().is_dir():
         return load()  # a hub id (or an error naming the path)
@@ -71,11 +75,11 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
 def _check_settings(precision: str, batch_size: int, threads: int | None) -> None:
     """The checks the encoder makes on its settings, made before any (possibly deferred) load."""
-    from xrec.encoders.transformers_encoder import PRECISIONS
+    from xrec.encoders.transformers_encoder import ALL_PRECISIONS
     from xrec.errors import ModelError
 
-    if precision not in PRECISIONS:
-        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(PRECISIONS)}")
+    if precision not in ALL_PRECISIONS:
+        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(ALL_PRECISIONS)}")
     if batch_size < 1:
         raise ModelError(f"batch_size must be >= 1, got {batch_size}")
     if threads is not None and int(threads) < 1:
