@@ -40,7 +40,7 @@ def texts(data_dir):
 
 
 def test_onnx_fp32_equals_torch_fp32(onnx_fp32, encoder, texts):
-    assert isinstance(onnx_fp32, OnnxEncoder)
+    assert isinstance(onnx_fp32.loaded(), OnnxEncoder)
     assert onnx_fp32.fingerprint == encoder.fingerprint and onnx_fp32.dim == encoder.dim
     assert len(encoder.token_ids([texts[-1]])[0]) > encoder.window
     for kind in ("query", "passage"):

@@ -96,7 +96,7 @@ def test_recommend_for_a_user_with_explanations(url, catalogue):
     seen = set(ratings.filter(ratings["user_id"] == user)["item_id"].to_list())
     assert not seen & {it["id"] for it in body["items"]}
     first = body["items"][0]
-    assert {"score", "cf_score", "content_score", "history_score", "popularity", "text", "lang"} <= set(first)
+    assert {"score", "cf_score", "content_score", "lexical_score", "prior_score", "popularity", "text", "lang"} <= set(first)
     assert first["lang"] == "films" and first["text"]
 
 

@@ -81,7 +81,7 @@ def test_page_shows_neighbours_grouped_by_language_and_recommendations(page_url,
     page.click("#recommend")
     page.wait_for_selector("#recommendations tr.rec")
     header = page.eval_on_selector_all("#recommendations th", "els => els.map(e => e.textContent)")
-    assert {"score", "cf_score", "content_score", "history_score", "popularity"} <= set(header)
+    assert {"score", "cf_score", "content_score", "lexical_score", "prior_score", "popularity"} <= set(header)
     assert len(page.query_selector_all("#recommendations tr.rec")) == 10
     page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
     assert not errors

@@ -35,10 +35,10 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
                    help="folder with sib200/ and tatoeba_laser/ (default: ../shared/data or data/)")
     b.add_argument("--n", type=int, default=100_000, help="items in the index (default 100000)")
     b.add_argument("--rates", type=float, nargs="+", default=[10, 25, 50, 100, 200, 300],
-                   help="open-loop request rates per second")
+                   help="open-loop request rates per second (default: 10 25 50 100 200 300)")
     b.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64],
-                   help="closed-loop concurrencies")
-    b.add_argument("--seconds", type=float, default=8.0, help="length of each load step")
+                   help="closed-loop concurrencies (default: 1 4 16 64)")
+    b.add_argument("--seconds", type=float, default=8.0, help="seconds of each load step (default 8.0)")
     b.add_argument("--cache", default=None, help="folder for the cached vectors and index "
                                                  "(default: $XREC_CACHE_DIR/bench-serve)")
     b.add_argument("--kind", default="hnsw", help="index kind (default hnsw)")

@@ -759,8 +759,3 @@ def _as_langs(languages: Any, what: str) -> list[str]:
 def _is_id_sequence(entry: Any) -> bool:
     return isinstance(entry, (list, tuple, set, frozenset, np.ndarray)) or (
         hasattr(entry, "__iter__") and not isinstance(entry, (str, bytes)))
-
-
-def manifest_of(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a saved index without loading it (no checksum pass)."""
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))

@@ -45,12 +45,12 @@ from xrec.ranking.views import ContentGraphs, FeatureViews, is_cold_feature
 log = logging.getLogger(__name__)
 
 #: Standardised default weights (used only without a validation slice; see the module docstring).
-DEFAULT_WEIGHTS = {"cf": 0.1, "cf_knn": 0.25, "popularity": 1.0, "cold_popularity": 0.7, "cold": -0.2,
+DEFAULT_WEIGHTS = {"cf": 0.1, "cf_knn": 0.25, "popularity": 1.0, "cold": -0.2,
                    "embedding": 0.15, "embedding_same": 0.15, "embedding_cross": 0.05,
                    "lexical": 0.02, "lexical_same": 0.02, "meta_author": 0.03, "meta_author_same": 0.03}
 #: Features left out unless named in ``HybridConfig.features``: measured not to pay (benchmarks/README.md).
-OFF_BY_DEFAULT = ("language", "len_x_popularity", "len_x_cf", "len_x_content", "minority_x_popularity",
-                  "minority_x_cf", "minority_x_content")
+OFF_BY_DEFAULT = ("language", "cold_popularity", "len_x_popularity", "len_x_cf", "len_x_content",
+                  "minority_x_popularity", "minority_x_cf", "minority_x_content")
 #: Groups of features reported as component scores; they sum to ``score``.
 COMPONENTS = {"cf_score": ("cf", "cold_cf", "cf_knn"), "content_score": ("embedding", "content", "cold_content"),
               "lexical_score": ("lexical", "meta_"),
@@ -66,10 +66,11 @@ class HybridConfig:
     graph_k: int = 50  #: neighbours per item in the embedding and lexical graphs
     cf_knn_k: int = 100  #: neighbours per item in the co-consumption graph
     validation_fraction: float = 0.2
-    cold_fraction: float = 0.1  #: items made cold in the validation slice (all interactions held out)
+    cold_fraction: float = 0.0  #: items made cold in the validation slice (all interactions held out)
     cold_language: bool = True  #: also make a whole language cold in the validation slice
     min_validation_positives: int = 50
     l2: float = 1e-3  #: L2 penalty of the fusion fit (on standardised features)
+    cold_l2: float = 1e-3  #: L2 penalty of the cold items' fit (fewer positives)
     max_fit_users: int = 1000  #: validation users sampled for the fusion fit
     max_fit_items: int = 6000  #: catalogue sample of the fusion fit's softmax
     threads: int = 0  #: threads of implicit's item-item model (0: all cores)
@@ -198,7 +199,7 @@ class HybridRanker:
             if c_pos.any():
                 parts.append(Fusion.learn(cold_names, xc, c_pos,
                                           seen_all[c_users][:, c_items].toarray() != 0,
-                                          log_weight=c_log_weight, l2=config.l2))
+                                          log_weight=c_log_weight, l2=config.cold_l2))
         learned = {n: (w, sc) for part in parts for n, w, sc in zip(part.names, part.weights, part.scale)}
         if "cold" in names:
             learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
@@ -364,9 +365,11 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
     """``(fit interactions, validation positives, simulated-cold items)`` or None when too few.
 
     The last ``validation_fraction`` of each user's interactions by time (every interaction
-    timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out; so are all
-    the interactions of a random ``cold_fraction`` of the items, which makes them cold, so that
-    the fusion sees cold items among the positives in numbers enough to weigh their evidence.
+    timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out. The time cut
+    leaves new items cold, as they will be when served; a random cut leaves few, so without
+    timestamps all the interactions of a random ``cold_fraction`` of the items can be held out too,
+    which makes them cold (0 by default: on Book-Crossing the language block below taught the
+    fusion as much about cold items, and a random cold block cost new-language NDCG).
     With ``cold_language`` and item languages, every item of the most-read language after the
     majority one is made cold too: a simulated new-language catalogue, whose readers teach the
     fusion how cold items are found across languages."""
@@ -376,7 +379,9 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
     else:
         train, val = random_split(frame, config.validation_fraction, seed=config.seed, min_test=0)
     items = interactions.items
-    simulated = np.random.default_rng(config.seed + 1).random(len(items)) < config.cold_fraction
+    # with timestamps the time cut itself leaves new items cold, as they will be when served
+    fraction = 0.0 if interactions.has_timestamps else config.cold_fraction
+    simulated = np.random.default_rng(config.seed + 1).random(len(items)) < fraction
     if config.cold_language and language_codes is not None and (language_codes >= 0).any():
         read = language_codes[items.index(train["item_id"])]
         counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)

@@ -48,11 +48,23 @@ FACTORISED = {
     "minority_x_popularity": ("minority", "popularity"),
     "minority_x_cf": ("cf_minority", "cf"),
     "minority_x_content": ("profile_minority", "content"),
+    "recent_content": ("recent", "content_pc"),
+    "cold_recent_content": ("recent", "cold_content_pc"),
+    "cf_recent": ("cf_recent", "cf_unit"),
+    "cold_cf_ridge": ("cf", "cold_cf_ridge"),
+    "cold_popularity_ridge": ("one", "cold_popularity_ridge"),
     "recency": ("one", "recency"),
     "recency_sq": ("one", "recency_sq"),
     "time_x_recency": ("time", "recency"),
     "cold_recency": ("one", "cold_recency"),
+    "cold_recency_ridge": ("one", "cold_recency_ridge"),
+    "cold_recency_ridge_sq": ("one", "cold_recency_ridge_sq"),
+    "time_x_cold_recency_ridge": ("time", "cold_recency_ridge"),
 }
+#: Items of the recent history (``recent_content``, ``cf_recent``), by time.
+RECENT_ITEMS = 5
+#: Principal components of the item vectors in ``recent_content``.
+RECENT_DIMS = 32
 #: Views that exist only with timestamps, or only with item languages.
 TIME_FEATURES = ("recency", "recency_sq", "time_x_recency", "cold_recency")
 LANGUAGE_FEATURES = ("language",)
@@ -151,10 +163,11 @@ class FeatureViews:
         item: dict[str, np.ndarray] = {
             "popularity": popularity[:, None], "cold": cold[:, None],
             "cold_popularity": (cold * (warm_neighbours @ popularity))[:, None].astype(np.float32)}
-        if item_vectors is not None:
-            profile = np.asarray(self.history_norm @ item_vectors, dtype=np.float32)
-            norms = np.linalg.norm(profile, axis=1, keepdims=True)
-            user["profile"] = np.divide(profile, norms, out=np.zeros_like(profile), where=norms > 0)
+        if item_vectors is not None:  # rating-centred, recency-weighted (with timestamps) mean of the history
+            from xrec.ranking.profiles import history_weights, user_profiles
+
+            ts = timestamps if timestamps is not None and timestamps.nnz else None
+            user["profile"] = user_profiles(history_weights(self.history, ts), item_vectors)
             item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
             item["content"] = item["content"] * (1.0 - cold)[:, None]
             item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
@@ -172,10 +185,22 @@ class FeatureViews:
                 user[f"{view}_len"] = user[view] * user["length"]
                 if "minority" in user:
                     user[f"{view}_minority"] = user[view] * user["minority"]
-        if timestamps is not None and timestamps.nnz:
+        timed = timestamps is not None and timestamps.nnz > 0
+        if timed:
             time_user, time_item = _time_views(timestamps, self.cold, warm_neighbours)
             user.update(time_user)
             item.update(time_item)
+        if item_vectors is not None:
+            _ridge_views(item, np.asarray(item_vectors, np.float32), self.cold, popularity)
+        if timed and item_vectors is not None:
+            recent = _recent_items(timestamps, RECENT_ITEMS)
+            pcs = unit_rows(item_vectors @ principal_basis(item_vectors, RECENT_DIMS))
+            user["recent"] = unit_rows(_sum_rows(pcs, recent))
+            item["content_pc"], item["cold_content_pc"] = pcs * (1.0 - cold)[:, None], pcs * cold[:, None]
+            if cf is not None:
+                item["cf_unit"] = unit_rows(cf.item_factors)
+                user["cf_recent"] = _sum_rows(item["cf_unit"], recent) / np.maximum(
+                    (recent >= 0).sum(axis=1), 1)[:, None]
         self.user_views, self.item_views = user, item
         names = [n for n, (u, i) in FACTORISED.items() if u in user and i in item]
         self.names = tuple(names + list(graphs))
@@ -238,6 +263,68 @@ class Folded:
             dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
             out += np.take_along_axis(dense, items, 1)
         return out
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    a = np.asarray(a, dtype=np.float32)
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+
+def principal_basis(vectors: np.ndarray, dims: int, sample: int = 20000) -> np.ndarray:
+    """``[dim, dims]`` top principal directions of ``vectors`` (identity when ``dims`` keeps all)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if dims >= x.shape[1] or x.shape[0] <= dims:
+        return np.eye(x.shape[1], dtype=np.float32)
+    part = x[:: max(1, len(x) // sample)].astype(np.float64)
+    _, _, vt = np.linalg.svd(part - part.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
+def _recent_items(timestamps: sp.csr_matrix, m: int) -> np.ndarray:
+    """``[n_users, m]`` each user's latest ``m`` items by time, -1 padded."""
+    ts = timestamps.tocsr()
+    out = np.full((ts.shape[0], m), -1, dtype=np.int64)
+    for row in range(ts.shape[0]):
+        lo, hi = ts.indptr[row], ts.indptr[row + 1]
+        idx = ts.indices[lo:hi][np.argsort(-ts.data[lo:hi], kind="stable")[:m]]
+        out[row, :len(idx)] = idx
+    return out
+
+
+def _sum_rows(view: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """``[n_users, d]``: the sum of ``view``'s rows at each user's ``picks`` (-1: none)."""
+    out = np.zeros((picks.shape[0], view.shape[1]), np.float32)
+    for j in range(picks.shape[1]):
+        ok = picks[:, j] >= 0
+        out[ok] += view[picks[ok, j]]
+    return out
+
+
+def _ridge_views(item: dict[str, np.ndarray], vectors: np.ndarray, cold: np.ndarray, popularity: np.ndarray,
+                 ridge: float = 1.0) -> None:
+    """Cold items' CF factors, popularity and age predicted from their content vectors by ridge
+    maps fitted on warm items (``cold_*_ridge`` item views)."""
+    warm = np.flatnonzero(~cold)
+    if not len(warm):
+        return
+    targets = {"cold_popularity_ridge": popularity[:, None]}
+    if "cf" in item:
+        targets["cold_cf_ridge"] = item["cf"]
+    if "recency" in item:
+        targets["cold_recency_ridge"] = item["recency"]
+    y = np.hstack([t[warm] for t in targets.values()]).astype(np.float64)
+    x = vectors[warm].astype(np.float64)
+    mean = y.mean(axis=0)
+    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ (y - mean))
+    pred = ((vectors @ w + mean) * cold[:, None]).astype(np.float32)
+    start = 0
+    for name, t in targets.items():
+        item[name] = np.ascontiguousarray(pred[:, start:start + t.shape[1]])
+        start += t.shape[1]
+    if "cold_recency_ridge" in item:
+        item["cold_recency_ridge_sq"] = item["cold_recency_ridge"] ** 2
 
 
 def gathered_dot(users: np.ndarray, item_view: np.ndarray, items: np.ndarray) -> np.ndarray:

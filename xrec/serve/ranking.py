@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from xrec.index.vector_index import VectorIndex
+from xrec.ranking.hybrid import COMPONENTS as RANKER_COMPONENTS
 
-COMPONENTS = ("cf_score", "content_score", "history_score", "popularity")
+COMPONENTS = (*RANKER_COMPONENTS, "popularity")
 
 
 def load_ranker(path: str | os.PathLike[str], encoder_fingerprint: str | None) -> Any:
