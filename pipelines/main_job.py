@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
-from pipelines.config import resolve, validate_config
 from xrec.errors import DataError
 from xrec.stages import StageRunner, file_digest
+
+from pipelines.config import resolve, validate_config
 
 log = logging.getLogger(__name__)
 

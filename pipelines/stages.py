@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-
 from xrec.errors import DataError
 
 

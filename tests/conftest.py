@@ -49,7 +49,6 @@ def bx_sample(data_dir, encoder):
     one of them read, which are cold; item_id, text, lang, author), interactions (no timestamps)
     and the items' real encoder vectors."""
     import polars as pl
-
     from xrec.datasets.bookcrossing import load_bookcrossing
     from xrec.ranking.content import item_vectors, prepare_items
 

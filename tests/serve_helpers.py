@@ -28,12 +28,13 @@ def sib_items(data_dir: Path, n_langs: int = 4, per_lang: int = 30) -> pl.DataFr
 
 def build_catalogue(root: Path, data_dir: Path, encoder) -> dict[str, Any]:
     """Save an index (films + sentences), an items table and a fitted ranker under ``root``."""
-    from test_hybrid import movielens_sample
     from xrec.index import VectorIndex
     from xrec.ranking.cf import fit_als
     from xrec.ranking.content import item_vectors
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.interactions import Interactions
+
+    from test_hybrid import movielens_sample
 
     films, ratings = movielens_sample(data_dir, n_items=120, n_cold=10)
     film_vectors = item_vectors(films, encoder)

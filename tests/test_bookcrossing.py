@@ -6,7 +6,6 @@ import gzip
 
 import polars as pl
 import pytest
-
 from xrec.datasets.bookcrossing import DEFAULT_TEMPLATE, is_bookcrossing, load_bookcrossing
 from xrec.datasets.templates import render_template, template_fields
 from xrec.errors import DataError

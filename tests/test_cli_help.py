@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-
 from xrec.cli.main import build_parser, main
 
 
@@ -50,7 +49,6 @@ def test_topic_method_help_names_the_librarys_default():
 
 def test_similar_on_a_saved_index_prints_texts(encoder, tmp_path, capsys):
     import polars as pl
-
     from xrec.index import VectorIndex
 
     items = pl.DataFrame({"item_id": [1, 2, 3], "text": ["Der Hund schläft.", "The dog sleeps.", "Mbwa analala."],

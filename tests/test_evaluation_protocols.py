@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.errors import DataError
 from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
 from xrec.evaluation.recs import DenseScorer

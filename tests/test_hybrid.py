@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.content import item_vectors, prepare_items

@@ -7,11 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-
 from xrec.errors import ArtifactError, DataError, XrecError
-from xrec.index import PAD_INT, VectorIndex
+from xrec.index import PAD_INT, VectorIndex, kinds
 from xrec.index import gpu as gpu_backends
-from xrec.index import kinds
 
 N, DIM = 1500, 32
 LANGS = ("en", "de", "fr", "sw")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.errors import DataError
 from xrec.ranking.interactions import IdMap, Interactions, temporal_split, validate_interactions
 

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from xrec.encoders import OnnxEncoder, load_encoder
 from xrec.encoders.onnx_export import GRAPHS, KIND, onnx_model_dir
 from xrec.errors import ModelError
@@ -62,7 +61,7 @@ def test_int8_is_faithful_to_fp32(int8, encoder, texts):
 
 
 def test_export_is_cached_with_a_manifest(onnx_fp32):
-    from xrec.encoders.bundled import WEIGHTS, TOKENIZER, bundled_model_dir
+    from xrec.encoders.bundled import TOKENIZER, WEIGHTS, bundled_model_dir
 
     directory, manifest = bundled_model_dir()
     hashes = {name: manifest["files"][name]["sha256"] for name in (WEIGHTS, TOKENIZER)}

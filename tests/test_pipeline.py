@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from pipelines.config import load_config
 from pipelines.main_job import run
 from xrec.errors import DataError

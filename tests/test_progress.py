@@ -9,7 +9,6 @@ import time
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec import progress as progress_module
 from xrec.progress import Progress, phase, track
 

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.errors import ArtifactError
 from xrec.ranking.batch import parts_dir, recommend_to_parquet

@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from serve_helpers import build_catalogue, request
-
 from xrec.index.vector_index import INDEX_FILE
 from xrec.serve import Limits, Service
 from xrec.serve.server import ServerThread
+
+from serve_helpers import build_catalogue, request
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,8 @@ def test_recommend_for_a_user_with_explanations(url, catalogue):
     seen = set(ratings.filter(ratings["user_id"] == user)["item_id"].to_list())
     assert not seen & {it["id"] for it in body["items"]}
     first = body["items"][0]
-    assert {"score", "cf_score", "content_score", "lexical_score", "prior_score", "popularity", "text", "lang"} <= set(first)
+    components = {"cf_score", "content_score", "lexical_score", "prior_score", "popularity"}
+    assert {"score", "text", "lang", *components} <= set(first)
     assert first["lang"] == "films" and first["text"]
 
 

@@ -10,10 +10,10 @@ import os
 import shutil
 
 import pytest
-from serve_helpers import build_catalogue
-
 from xrec.serve import Service
 from xrec.serve.server import ServerThread
+
+from serve_helpers import build_catalogue
 
 CHROMIUM = os.environ.get("XREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")

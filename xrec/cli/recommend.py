@@ -42,7 +42,8 @@ def register(commands, evaluate, bench) -> None:
                    help="discard the parts (OUT.parts) a crashed run with other settings left behind")
     p.set_defaults(func=run_recommend)
 
-    e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
+    e = evaluate.add_parser("recs",
+                            help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
                             description="Fit the recommenders on a split of DIR and report NDCG@10, Recall@10/20, "
                                         "MAP@10, coverage, cold items and language slices, side by side.")
     e.add_argument("--data", required=True,
@@ -58,8 +59,9 @@ def register(commands, evaluate, bench) -> None:
                                       "(Book-Crossing default: author)")
     e.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     e.add_argument("--plot", help="PNG plot (default: next to --json)")
-    e.add_argument("--models", help="comma-separated subset of " + ",".join(_models())
-                                    + " (default: all; with --new-language: random,content,tfidf,lightfm_content,hybrid)")
+    every, new_language = _models()
+    e.add_argument("--models", help=f"comma-separated subset of {','.join(every)} (default: all; with "
+                                    f"--new-language: {','.join(new_language)})")
     e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     e.add_argument("--store", help="embedding store file reused across runs")
     e.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
@@ -82,9 +84,9 @@ def register(commands, evaluate, bench) -> None:
     b.set_defaults(func=run_bench)
 
 
-def _models() -> tuple[str, ...]:
-    from xrec.evaluation.recs import MODELS
-    return MODELS
+def _models() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from xrec.evaluation.recs import MODELS, NEW_LANGUAGE_MODELS
+    return MODELS, NEW_LANGUAGE_MODELS
 
 
 def run_recommend(args: argparse.Namespace) -> int:

@@ -38,7 +38,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     lazy = device is None or not str(device).startswith("cuda")
     settings = {"device": device, "precision": precision, "batch_size": batch_size, "threads": threads}
     if str(model) == BUNDLED:
-        from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, WEIGHTS, TOKENIZER, bundled_model_dir
+        from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, TOKENIZER, WEIGHTS, bundled_model_dir
 
         directory, manifest = bundled_model_dir()
         files = manifest["files"]

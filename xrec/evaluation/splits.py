@@ -23,8 +23,13 @@ import numpy as np
 import polars as pl
 
 from xrec.errors import DataError
-from xrec.ranking.interactions import (Interactions, random_split, read_interactions, temporal_split,
-                                       validate_interactions)
+from xrec.ranking.interactions import (
+    Interactions,
+    random_split,
+    read_interactions,
+    temporal_split,
+    validate_interactions,
+)
 from xrec.tables import find_table
 
 LAYOUTS = ("movielens", "bookcrossing", "generic")

@@ -15,7 +15,6 @@ marks the slot dead, which every later search filters out.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
+
 from xrec.artifacts import atomic_file
 from xrec.errors import ArtifactError, DataError
 

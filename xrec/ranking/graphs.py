@@ -107,9 +107,9 @@ def group_graph(keys: Sequence[str | None], *, max_group: int = 200) -> sp.csr_m
 
 def cf_knn(history: sp.csr_matrix, k: int = 100, *, threads: int = 0) -> sp.csr_matrix:
     """Item-item BM25 similarities from co-consumption (implicit's ``BM25Recommender``)."""
-    from implicit.nearest_neighbours import BM25Recommender
-
     import warnings
+
+    from implicit.nearest_neighbours import BM25Recommender
 
     model = BM25Recommender(K=k, num_threads=threads)
     binary = history.tocsr().astype(np.float32)

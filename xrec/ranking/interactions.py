@@ -24,6 +24,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import numpy as np
 import polars as pl
@@ -206,7 +207,7 @@ def unix_seconds(values: pl.Series, source: str = "interactions") -> pl.Series:
 def _parse_iso(text: pl.Series) -> pl.Series:
     """ISO-8601 strings (and whole-second integers written as text) as UTC datetimes; null where
     unreadable. Polars parses the common case; Python's ``fromisoformat`` the rest."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     digits = text.str.contains(r"^-?\d+$").fill_null(False)
     try:
@@ -224,7 +225,7 @@ def _parse_iso(text: pl.Series) -> pl.Series:
             moment = datetime.fromisoformat(value)
         except ValueError:
             return None
-        return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
     rows = missing.arg_true().to_list()
     slow = [one(text[r]) for r in rows]
@@ -236,7 +237,6 @@ def _parse_iso(text: pl.Series) -> pl.Series:
 
 def _aggregate(frame: pl.DataFrame, source: str, rule: str, report: InteractionReport,
                source_rows: pl.Series) -> pl.DataFrame:
-    dup = frame.select(pl.struct("user_id", "item_id").is_duplicated()).to_series()
     n_groups = frame.select(pl.struct("user_id", "item_id").n_unique()).item() if frame.height else 0
     report.duplicates = frame.height - n_groups
     if not report.duplicates:

@@ -5,7 +5,7 @@
 """
 
 from xrec.serve.schema import Limits, RequestError
-from xrec.serve.service import Service
 from xrec.serve.server import create_app, serve
+from xrec.serve.service import Service
 
 __all__ = ["Limits", "RequestError", "Service", "create_app", "serve"]

@@ -55,8 +55,15 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.topics.centering import LanguageCentering
-from xrec.topics.head import (HeadConfig, KernelHead, TopicClassifier, TopicHead, fit_head,
-                              fit_temperature, single_thread)
+from xrec.topics.head import (
+    HeadConfig,
+    KernelHead,
+    TopicClassifier,
+    TopicHead,
+    fit_head,
+    fit_temperature,
+    single_thread,
+)
 
 log = logging.getLogger(__name__)
 
