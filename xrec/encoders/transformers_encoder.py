@@ -29,8 +29,7 @@ E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Every precision ``load_encoder`` takes (the ONNX ones run :class:`~xrec.encoders.OnnxEncoder`).
 ALL_PRECISIONS = (*PRECISIONS, "onnx-fp32", "int8")
-#: Windows batched together are within this factor of the batch's longest (bounds the padding:
-#: on 16 random sentences, fixed-size batches made ONNX int8 encoding 2.4x slower than one by one).
+#: Windows batched together are within this factor of the batch's longest (bounds the padding).
 PAD_SLACK = 1.3
 #: Serialises the CPU side-by-side batching sections (they set torch's process-wide thread count).
 _SIDE_BY_SIDE = threading.Lock()

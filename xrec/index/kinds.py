@@ -11,17 +11,14 @@ ivfpq      ``IVF{nlist},PQ{pq_m}x4fs,Refine(SQ8)``     ``nprobe`` (16), ``k_fact
 =========  ==========================================  ======================================
 
 ``hnsw`` stores the vectors as float16: half the bytes to fetch per visited node, so single queries
-are faster (on 100,000 real 384-d text vectors, 2 cores: p50 0.79-0.95x of ``HNSW32,Flat``'s,
-recall@10 equal to three decimals) and the index is smaller; scores differ from float32 ones by at
-most 5e-5 on those vectors. Vector components must lie within float16's range (|x| <= 65504).
-``"HNSW32,Flat"`` keeps float32.
+are faster and the index is smaller, at the same recall (figures in ``benchmarks/README.md``).
+Vector components must lie within float16's range (|x| <= 65504). ``"HNSW32,Flat"`` keeps float32.
 
 ``ivfpq`` keeps 4-bit fast-scan PQ codes (``pq_m`` = d/2 sub-quantisers, d/4 bytes) for the
 candidate scan and 8-bit scalar-quantised vectors for re-ranking the ``k_factor * k`` best
 candidates: about 0.32x the memory of raw float32 vectors (at any d). Any other
 string is passed to :func:`faiss.index_factory` as it is (e.g. ``"HNSW32,SQ8"``: a graph over
-8-bit codes, 0.44x the raw memory; with ``ef_construction=160`` it reached recall@10 0.963 at
-``ef_search`` 80 with a 0.87 ms single-query p50 on 1,000,000 synthetic 384-d vectors, 2 cores).
+8-bit codes, 0.44x the raw memory).
 ``auto`` picks ``exact`` below 50,000 vectors and ``hnsw`` above.
 """
 
