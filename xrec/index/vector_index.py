@@ -28,8 +28,20 @@ import polars as pl
 from xrec.artifacts import atomic_dir, read_manifest, write_manifest
 from xrec.errors import ArtifactError, DataError
 from xrec.index import gpu, kinds
+from xrec.index.inputs import (
+    PAD_INT,
+    as_id_list,
+    as_lang_list,
+    as_langs,
+    as_matrix,
+    check_k,
+    id_kind,
+    is_id_sequence,
+    object_array,
+    plain_ids,
+    unit_rows,
+)
 
-PAD_INT = -1
 PAD_STR = None
 ARTIFACT_KIND = "xrec.vector_index"
 FORMAT_VERSION = 1
@@ -92,17 +104,17 @@ class VectorIndex:
         ``normalize`` L2-normalises items and queries (rows of norm 0 stay 0).
         ``device``: ``None``/``"auto"`` (GPU when present), ``"cpu"`` or ``"cuda"``.
         """
-        matrix = _as_matrix(vectors, None, "vectors")
+        matrix = as_matrix(vectors, None, "vectors")
         knobs = kinds.check_knobs(knobs)
-        ids_list = _as_id_list(ids, len(matrix))
-        id_type = _id_type(ids_list)
+        ids_list = as_id_list(ids, len(matrix))
+        id_type = id_kind(ids_list)
         name = kinds.auto_kind(len(matrix)) if kind == "auto" else kind
         if not isinstance(name, str) or not name:
             raise DataError(f"index kind {kind!r}: expected a kind name or FAISS factory string")
         factory = kinds.factory_string(name, len(matrix), matrix.shape[1], knobs)
         index = kinds.new_index(factory, matrix.shape[1], knobs)
         if normalize:
-            matrix = _normalized(matrix)
+            matrix = unit_rows(matrix)
         kinds.train(index, matrix, knobs)
         if not kinds.supports_native_ids(index):
             index = faiss.IndexIDMap2(index)
@@ -115,15 +127,15 @@ class VectorIndex:
             languages: Sequence[str | None] | None = None,
             texts: Sequence[str | None] | None = None) -> None:
         """Add items; raises :class:`DataError` on a duplicate id (in the batch or the index)."""
-        matrix = _as_matrix(vectors, self.dim, "vectors")
-        self._add(matrix, _as_id_list(ids, len(matrix)), languages, normalized=False, texts=texts)
+        matrix = as_matrix(vectors, self.dim, "vectors")
+        self._add(matrix, as_id_list(ids, len(matrix)), languages, normalized=False, texts=texts)
 
     def _add(self, matrix: np.ndarray, ids: list[Any], languages: Sequence[str | None] | None,
              normalized: bool, texts: Sequence[str | None] | None = None) -> None:
         n = len(matrix)
-        if n and _id_type(ids) != self._id_type:
-            raise DataError(f"ids are {_id_type(ids)} but this index holds {self._id_type} ids")
-        langs = _as_lang_list(languages, n)
+        if n and id_kind(ids) != self._id_type:
+            raise DataError(f"ids are {id_kind(ids)} but this index holds {self._id_type} ids")
+        langs = as_lang_list(languages, n)
         if texts is not None:
             texts = list(texts)
             if len(texts) != n or not all(t is None or isinstance(t, str) for t in texts):
@@ -136,7 +148,7 @@ class VectorIndex:
                 raise DataError(f"ids: row {row}: duplicate id {item!r} (also at row {seen[item]})")
             seen[item] = row
         if self.normalize and not normalized:
-            matrix = _normalized(matrix)
+            matrix = unit_rows(matrix)
         if not self.normalize:
             kinds.check_storable(self.factory, matrix)
         start = len(self._slot_ids)
@@ -144,12 +156,12 @@ class VectorIndex:
         if n:
             self._add_chunked(matrix, slots)
         codes = np.array([self._lang_code(lang) for lang in langs], dtype=np.int32)
-        id_array = np.array(ids, dtype=np.int64) if self._id_type == "int" else _object_array(ids)
+        id_array = np.array(ids, dtype=np.int64) if self._id_type == "int" else object_array(ids)
         self._slot_ids = np.concatenate([self._slot_ids, id_array])
         self._slot_lang = np.concatenate([self._slot_lang, codes])
         if texts is not None or self._slot_text is not None:
-            before = self._slot_text if self._slot_text is not None else _object_array([None] * start)
-            self._slot_text = np.concatenate([before, _object_array(texts if texts is not None else [None] * n)])
+            before = self._slot_text if self._slot_text is not None else object_array([None] * start)
+            self._slot_text = np.concatenate([before, object_array(texts if texts is not None else [None] * n)])
         self._alive = np.concatenate([self._alive, np.ones(n, dtype=bool)])
         self._slot_of.update(zip(ids, slots.tolist()))
         self._gpu = None
@@ -173,7 +185,7 @@ class VectorIndex:
         IVF); for other kinds (HNSW, refine wrappers) the items are filtered out of every
         search from now on and their memory is reclaimed by the next rebuild.
         """
-        wanted = _as_id_list(ids, None)
+        wanted = as_id_list(ids, None)
         unknown = [item for item in wanted if item not in self._slot_of]
         if unknown:
             raise DataError(f"remove: {len(unknown)} id(s) not in the index, e.g. {unknown[:5]}")
@@ -251,7 +263,7 @@ class VectorIndex:
 
     def vectors_of(self, ids: Sequence[int | str]) -> np.ndarray:
         """Stored vectors of ``ids`` (approximate for compressed kinds); DataError if unknown."""
-        wanted = _as_id_list(ids, None)
+        wanted = as_id_list(ids, None)
         unknown = [item for item in wanted if item not in self._slot_of]
         if unknown:
             raise DataError(f"{len(unknown)} id(s) not in the index, e.g. {unknown[:5]}")
@@ -260,7 +272,7 @@ class VectorIndex:
     def language_of(self, ids: Sequence[int | str]) -> list[str | None]:
         """Language of each of ``ids`` (None where not given); DataError if unknown."""
         out = []
-        for item in _as_id_list(ids, None):
+        for item in as_id_list(ids, None):
             if item not in self._slot_of:
                 raise DataError(f"id {item!r} is not in the index")
             code = self._slot_lang[self._slot_of[item]]
@@ -275,7 +287,7 @@ class VectorIndex:
     def text_of(self, ids: Sequence[int | str]) -> list[str | None]:
         """Text of each of ``ids`` (None where not given); DataError if unknown."""
         out = []
-        for item in _as_id_list(ids, None):
+        for item in as_id_list(ids, None):
             if item not in self._slot_of:
                 raise DataError(f"id {item!r} is not in the index")
             out.append(None if self._slot_text is None else self._slot_text[self._slot_of[item]])
@@ -299,7 +311,7 @@ class VectorIndex:
         padded (see module docs).
         """
         q = self._check_queries(queries)
-        k = min(_check_k(k), len(self))  # what can be returned: memory is q x min(k, n), not q x k
+        k = min(check_k(k), len(self))  # what can be returned: memory is q x min(k, n), not q x k
         nq = len(q)
         pad = self.pad_id
         if (languages is None and exclude_languages is None and exclude_ids is None
@@ -486,11 +498,11 @@ class VectorIndex:
             return None
         mask = self._alive.copy()
         if languages is not None:
-            codes = [self._lang_codes[x] for x in _as_langs(languages, "languages")
+            codes = [self._lang_codes[x] for x in as_langs(languages, "languages")
                      if x in self._lang_codes]
             mask &= np.isin(self._slot_lang, codes)
         if exclude_languages is not None:
-            codes = [self._lang_codes[x] for x in _as_langs(exclude_languages, "exclude_languages")
+            codes = [self._lang_codes[x] for x in as_langs(exclude_languages, "exclude_languages")
                      if x in self._lang_codes]
             mask &= ~np.isin(self._slot_lang, codes)
         return mask
@@ -506,9 +518,9 @@ class VectorIndex:
             raise DataError("exclude_ids: expected a sequence of ids or one sequence per query, "
                             "not a single string")
         entries = list(exclude_ids)
-        nested = bool(entries) and all(_is_id_sequence(e) for e in entries)
+        nested = bool(entries) and all(is_id_sequence(e) for e in entries)
         if not nested:
-            if any(_is_id_sequence(e) for e in entries):
+            if any(is_id_sequence(e) for e in entries):
                 raise DataError("exclude_ids: mixes ids and sequences; give a sequence of ids "
                                 "or one sequence of ids per query")
             return self._slots_known(entries), None
@@ -518,7 +530,7 @@ class VectorIndex:
 
     def _slots_known(self, ids: list[Any]) -> np.ndarray:
         slot_of = self._slot_of
-        return np.fromiter((slot_of[i] for i in _plain(ids) if i in slot_of), dtype=np.int64)
+        return np.fromiter((slot_of[i] for i in plain_ids(ids) if i in slot_of), dtype=np.int64)
 
     def _check_queries(self, queries: Any) -> np.ndarray:
         """Queries as C-contiguous float32 ``[q, d]``, unit rows if ``normalize``; one
@@ -541,8 +553,8 @@ class VectorIndex:
         return q / norms[:, None]
 
     def _check_slow(self, queries: Any) -> np.ndarray:
-        q = _as_matrix(queries, self.dim, "queries")
-        return _normalized(q) if self.normalize else q
+        q = as_matrix(queries, self.dim, "queries")
+        return unit_rows(q) if self.normalize else q
 
     def _lang_code(self, lang: str | None) -> int:
         if lang is None:
@@ -611,11 +623,11 @@ class VectorIndex:
                    fingerprint=manifest.get("encoder_fingerprint"),
                    normalize=bool(manifest.get("normalize", True)), device=device)
         ids = items["id"].to_list()
-        self._slot_ids = np.array(ids, dtype=np.int64) if self._id_type == "int" else _object_array(ids)
+        self._slot_ids = np.array(ids, dtype=np.int64) if self._id_type == "int" else object_array(ids)
         self._slot_lang = np.array([self._lang_code(x) for x in items["lang"].to_list()], dtype=np.int32)
         self._alive = items["alive"].to_numpy().astype(bool)
         if "text" in items.columns:
-            self._slot_text = _object_array(items["text"].to_list())
+            self._slot_text = object_array(items["text"].to_list())
         self._slot_of = {ids[s]: int(s) for s in np.flatnonzero(self._alive)}
         self._dead = int(index.ntotal) - len(self._slot_of)
         if self._dead < 0:
@@ -655,106 +667,3 @@ def _compact(slots: np.ndarray, scores: np.ndarray, valid: np.ndarray, k: int
     return (np.pad(slots, ((0, 0), (0, extra)), constant_values=-1),
             np.pad(scores, ((0, 0), (0, extra)), constant_values=-np.inf),
             np.pad(valid, ((0, 0), (0, extra)), constant_values=False))
-
-
-def _as_matrix(values: Any, dim: int | None, what: str) -> np.ndarray:
-    """Check a float matrix (1-D = one row) and return it as C-contiguous float32."""
-    if not isinstance(values, np.ndarray):
-        try:
-            values = np.asarray(values)
-        except (ValueError, TypeError) as exc:
-            raise DataError(f"{what}: not a numeric array ({exc})") from exc
-    if values.ndim == 1 and dim is not None:
-        values = values[None, :]
-    if values.ndim != 2:
-        raise DataError(f"{what}: expected a 2-D array [n, d], got shape {values.shape}")
-    if not np.issubdtype(values.dtype, np.floating):
-        raise DataError(f"{what}: dtype {values.dtype}, expected float32 (float16/float64 are cast)")
-    if dim is not None and values.shape[1] != dim:
-        raise DataError(f"{what}: dimension {values.shape[1]}, the index has dimension {dim}")
-    if values.shape[1] == 0:
-        raise DataError(f"{what}: dimension 0")
-    values = np.ascontiguousarray(values, dtype=np.float32)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        raise DataError(f"{what}: row {int(np.flatnonzero(~finite)[0])} holds NaN or infinite values")
-    return values
-
-
-def _normalized(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    norms[norms == 0] = 1.0
-    return np.ascontiguousarray(matrix / norms, dtype=np.float32)
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-        raise DataError(f"k must be an integer, got {k!r}")
-    if k <= 0:
-        raise DataError(f"k must be positive, got {k}")
-    return int(k)
-
-
-def _plain(ids: Iterable[Any]) -> list[Any]:
-    """Ids as plain Python ints/strs (numpy scalars converted)."""
-    return [i.item() if isinstance(i, np.generic) else i for i in ids]
-
-
-def _as_id_list(ids: Any, n: int | None) -> list[Any]:
-    if isinstance(ids, (str, bytes)):
-        raise DataError("ids: expected a sequence of ids, not a single string")
-    out = _plain(ids.tolist() if isinstance(ids, np.ndarray) else ids)
-    if n is not None and len(out) != n:
-        raise DataError(f"ids: {len(out)} ids for {n} vectors")
-    for row, item in enumerate(out):
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
-            raise DataError(f"ids: row {row}: {item!r} is a {type(item).__name__}; ids are int or str")
-        if item == PAD_INT:
-            raise DataError(f"ids: row {row}: -1 is reserved as the padding id of results")
-    return out
-
-
-def _id_type(ids: list[Any]) -> str:
-    if not ids:
-        return "int"
-    kinds_seen = {type(i) for i in ids}
-    if kinds_seen == {int}:
-        return "int"
-    if kinds_seen == {str}:
-        return "str"
-    raise DataError("ids: mixes integer and string ids; use one type")
-
-
-def _object_array(items: list[Any]) -> np.ndarray:
-    out = np.empty(len(items), dtype=object)
-    out[:] = items
-    return out
-
-
-def _as_lang_list(languages: Any, n: int) -> list[str | None]:
-    if languages is None:
-        return [None] * n
-    if isinstance(languages, str):
-        return [languages] * n
-    out = list(languages)
-    if len(out) != n:
-        raise DataError(f"languages: {len(out)} entries for {n} vectors")
-    for row, lang in enumerate(out):
-        if lang is not None and not isinstance(lang, str):
-            raise DataError(f"languages: row {row}: {lang!r} is not a string or None")
-    return out
-
-
-def _as_langs(languages: Any, what: str) -> list[str]:
-    if isinstance(languages, str):
-        return [languages]
-    out = list(languages)
-    for lang in out:
-        if not isinstance(lang, str):
-            raise DataError(f"{what}: {lang!r} is not a language code string")
-    return out
-
-
-def _is_id_sequence(entry: Any) -> bool:
-    return isinstance(entry, (list, tuple, set, frozenset, np.ndarray)) or (
-        hasattr(entry, "__iter__") and not isinstance(entry, (str, bytes)))
