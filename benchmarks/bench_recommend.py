@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xrec.bench.recommend import make_synthetic
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.hybrid import HybridConfig, HybridRanker

@@ -13,7 +13,6 @@ import os
 
 import numpy as np
 import pytest
-
 from xrec.bench.retrieval import exact_numpy, ground_truth, recall
 from xrec.bench.synthetic import embedding_like
 from xrec.index import VectorIndex

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.topics.data import labelled
 from xrec.topics.tagging import TEXT_KIND, tag_items

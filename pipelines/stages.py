@@ -8,49 +8,66 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from xrec.errors import DataError
 
 
-def neighbours_stage(out: Path, items: pl.DataFrame, ids: list[str], vectors: np.ndarray, k: int,
+def evaluation_stage(out: Path, data_dir: Path, vectors: np.ndarray, items: pl.DataFrame, template: str,
+                     metadata: list[str], new_language: str | None, models: list[str] | None) -> dict[str, Any]:
+    """Every model side by side on a held-out split of ``data_dir`` (or the new-language protocol)
+    -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
+    import json
+
+    from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
+    from xrec.evaluation.splits import load_split
+
+    split = load_split(data_dir, template=template, metadata=metadata, new_language=new_language)
+    if not split.items["item_id"].equals(items["item_id"]):  # same catalogue, same order: reuse the vectors
+        raise DataError(f"{data_dir}: the evaluation catalogue differs from the job's")
+    report = evaluate_recs(split, vectors, models, progress=True)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    (out / "evaluation.txt").write_text(format_report(report) + "\n", encoding="utf-8")
+    plot_report(report, out / "metrics_by_model.png")
+    keep = ("ndcg@10", "recall@20", "coverage@10")
+    return {"protocol": {k: report["protocol"][k] for k in ("split", "users_evaluated", "positives")},
+            "models": {name: {**{k: m[k] for k in keep}, "auc": m.get("auc"), "cold": m["cold_items"],
+                              "slices": {s: v["ndcg@10"] for s, v in m["slices"].items() if v["n"] >= 20}}
+                       for name, m in report["models"].items()},
+            "ratios": report.get("hybrid_vs_best_other", {})}
+
+
+def neighbours_stage(out: Path, items: pl.DataFrame, vectors: np.ndarray, books: pl.DataFrame, k: int,
                      fingerprint: str) -> dict[str, Any]:
-    """Each item's ``k`` nearest items in *other* languages -> ``neighbours.parquet``.
-
-    ``items`` has ``lang``, ``index_id`` and ``text``; items sharing an ``index_id`` are
-    translations of each other (SIB-200), so the summary reports how often the nearest
-    other-language item is a translation of the query.
-    """
+    """Each item's ``k`` nearest items in *other* languages -> ``neighbours.parquet`` (with texts),
+    and the saved index in ``index/``. The summary reports how often the nearest other-language
+    item has the same author (another edition or translation of the same writer's work)."""
     from xrec.index import VectorIndex
+    from xrec.index.neighbours import cross_language_neighbours
+    from xrec.ranking.graphs import normalise_key
 
-    langs = items["lang"].to_list()
-    index = VectorIndex.build(vectors, ids, languages=langs, kind="exact", fingerprint=fingerprint)
+    has = items["has_text"].to_numpy()
+    ids = items["item_id"].filter(pl.Series(has)).to_list()
+    langs = items["lang"].filter(pl.Series(has)).to_list()
+    index = VectorIndex.build(vectors[has], ids, languages=langs, kind="exact", fingerprint=fingerprint)
     index.save(out / "index")
-    lang_arr = np.asarray(langs, dtype=object)
-    frames = []
-    for lang in sorted(set(langs)):
-        rows = np.flatnonzero(lang_arr == lang)
-        found, scores = index.search(vectors[rows], k, exclude_languages=[lang])
-        n = len(rows)
-        frames.append(pl.DataFrame({
-            "item_id": np.repeat(np.asarray(ids, dtype=object)[rows], k).tolist(),
-            "lang": [lang] * (n * k),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), n),
-            "neighbour_id": found.reshape(-1).tolist(),
-            "score": scores.reshape(-1).astype(np.float32),
-        }))
-    table = pl.concat(frames)
-    lookup = pl.DataFrame({"neighbour_id": ids, "neighbour_lang": langs,
-                           "neighbour_text": items["text"].to_list()})
-    texts = pl.DataFrame({"item_id": ids, "text": items["text"].to_list()})
-    table = table.join(texts, on="item_id", how="left").join(lookup, on="neighbour_id", how="left")
-    table = table.select("item_id", "lang", "text", "rank", "neighbour_id", "neighbour_lang",
-                         "neighbour_text", "score")
+    table = cross_language_neighbours(index, k=k).with_columns(
+        pl.col("item_id").cast(pl.String), pl.col("neighbour_id").cast(pl.String))
+    texts = items.select("item_id", "text")
+    authors = books.select("item_id", pl.col("author").map_elements(normalise_key, return_dtype=pl.String))
+    table = (table.join(texts, on="item_id", how="left")
+             .join(texts.rename({"item_id": "neighbour_id", "text": "neighbour_text"}), on="neighbour_id", how="left")
+             .join(authors, on="item_id", how="left")
+             .join(authors.rename({"item_id": "neighbour_id", "author": "neighbour_author"}), on="neighbour_id",
+                   how="left"))
+    same = table.filter(pl.col("rank") == 1).with_columns(
+        ((pl.col("author") == pl.col("neighbour_author")) & (pl.col("author") != "")).alias("same_author"))
+    table = table.select("item_id", "lang", "text", "rank", "neighbour_id", "neighbour_lang", "neighbour_text",
+                         "score")
     table.write_parquet(out / "neighbours.parquet")
-    top1 = table.filter(pl.col("rank") == 1).with_columns(
-        (pl.col("item_id").str.split(":").list.last()
-         == pl.col("neighbour_id").str.split(":").list.last()).alias("is_translation"))
-    per_lang = top1.group_by("lang").agg(pl.col("is_translation").mean()).sort("lang")
+    per_lang = same.group_by("lang").agg(pl.col("same_author").mean(), pl.len()).sort("lang")
     return {"items": len(ids), "languages": len(set(langs)), "k": k,
-            "top1_is_translation": float(top1["is_translation"].mean()),
-            "top1_is_translation_by_lang": dict(zip(per_lang["lang"], per_lang["is_translation"]))}
+            "top1_same_author": float(same["same_author"].mean()),
+            "top1_same_author_by_lang": {r["lang"]: {"share": r["same_author"], "items": r["len"]}
+                                         for r in per_lang.iter_rows(named=True)}}
 
 
 def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: int,

@@ -41,3 +41,22 @@ def encoder():
     from xrec.encoders import load_encoder
 
     return load_encoder("bundled")
+
+
+@pytest.fixture(scope="session")
+def bx_sample(data_dir, encoder):
+    """The first 300 users of the bundled Book-Crossing slice: items (their books and 300 books no
+    one of them read, which are cold; item_id, text, lang, author), interactions (no timestamps)
+    and the items' real encoder vectors."""
+    import polars as pl
+    from xrec.datasets.bookcrossing import load_bookcrossing
+    from xrec.ranking.content import item_vectors, prepare_items
+
+    bx = load_bookcrossing(data_dir / "bookcrossing")
+    users = bx.ratings["user_id"].unique().sort().head(300)
+    ratings = bx.ratings.filter(pl.col("user_id").is_in(users.implode())).select("user_id", "item_id", "weight")
+    read = pl.col("item_id").is_in(ratings["item_id"].implode())
+    books = bx.books.filter(read | pl.col("item_id").is_in(bx.books.filter(~read)["item_id"].head(300).implode()))
+    items = prepare_items(books.select("item_id", bx.items().filter(
+        pl.col("item_id").is_in(books["item_id"].implode()))["text"], "lang", "author"))
+    return items, ratings, item_vectors(items, encoder)

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.datasets.tatoeba import load_pairs
 from xrec.errors import DataError

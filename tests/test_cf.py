@@ -6,7 +6,6 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
-
 from xrec.errors import DataError, ModelError
 from xrec.ranking.cf import FactorModel, fit_als, fit_bpr, fit_lightfm, from_implicit, from_lightfm
 from xrec.ranking.interactions import IdMap, Interactions
@@ -36,7 +35,7 @@ def _train_rank(model: FactorModel, inter: Interactions) -> float:
 def test_als_and_bpr_learn_the_histories(sample):
     _, inter = sample
     cold = inter.item_counts() == 0
-    for model, raw in (fit_als(inter.matrix, factors=16), fit_bpr(inter.matrix, factors=16, iterations=50)):
+    for model, _ in (fit_als(inter.matrix, factors=16), fit_bpr(inter.matrix, factors=16, iterations=50)):
         assert model.user_factors.shape[0] == len(inter.users)
         assert model.item_factors.shape[0] == len(inter.items)
         assert not model.item_factors[cold].any()  # cold items carry no CF signal
@@ -68,7 +67,8 @@ def test_align_and_fold_in(sample):
     np.testing.assert_allclose(aligned.item_factors[0], raw.item_factors[-1])
     assert not aligned.user_factors[-1].any()  # unknown user: zero vector
     # fold-in reproduces the ALS user solution from the history alone
-    binary = inter.matrix.copy(); binary.data[:] = 1.0
+    binary = inter.matrix.copy()
+    binary.data[:] = 1.0
     folded = model.fold_in(binary[:5], confidence=1.0)
     cos = (folded * model.user_factors[:5]).sum(1) / (
         np.linalg.norm(folded, axis=1) * np.linalg.norm(model.user_factors[:5], axis=1))

@@ -43,7 +43,6 @@ def test_ray_encoder_equals_local_encoder(local_ray, encoder, sentences):
 def small_ranker(data_dir, encoder):
     """A hybrid ranker fitted on 40 real MovieLens users and their 300 most-rated movies."""
     import polars as pl
-
     from xrec.datasets.movielens import load_movielens
     from xrec.ranking.content import item_vectors, prepare_items
     from xrec.ranking.hybrid import HybridRanker
@@ -60,7 +59,6 @@ def small_ranker(data_dir, encoder):
 
 def test_ray_batch_recommendations_equal_local(local_ray, small_ranker, tmp_path):
     import polars as pl
-
     from xrec.distributed import ray_recommend_to_parquet
     from xrec.ranking.batch import recommend_to_parquet
 

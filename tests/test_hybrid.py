@@ -1,16 +1,20 @@
-"""HybridRanker on a small real MovieLens sample with the real encoder."""
+"""HybridRanker on small real samples (MovieLens with timestamps, Book-Crossing without) and the real encoder."""
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.content import item_vectors, prepare_items
-from xrec.ranking.hybrid import FEATURES, HybridConfig, HybridRanker
+from xrec.ranking.hybrid import COMPONENTS, HybridConfig, HybridRanker
 from xrec.ranking.interactions import IdMap, Interactions
+from xrec.ranking.views import ContentGraphs, is_cold_feature
+
+SMALL = HybridConfig(max_fit_users=300, max_fit_items=2000)
 
 
 def movielens_sample(data_dir, n_items: int = 260, n_cold: int = 40):
@@ -33,65 +37,87 @@ def sample(data_dir, encoder):
     return items, ratings, item_vectors(items, encoder)
 
 
+def _small_cf(matrix):
+    return fit_als(matrix, factors=16)[0]
+
+
 @pytest.fixture(scope="module")
 def ranker(sample):
     items, ratings, vectors = sample
     inter = Interactions.build(ratings, items["item_id"])
-    return HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, factors=16)[0])
+    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), cf_fit=_small_cf, config=SMALL)
 
 
-def test_learned_fusion_and_recommendations(ranker):
-    assert ranker.fusion.kind.startswith("learned")
+@pytest.fixture(scope="module")
+def bx_ranker(bx_sample):
+    items, ratings, vectors = bx_sample
+    inter = Interactions.build(ratings, items["item_id"])
+    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
+                            metadata={"author": items["author"].to_list()}, config=SMALL)
+
+
+def test_learned_fusion_with_timestamps(ranker):
+    assert ranker.fusion.kind == "learned"
+    assert {"cf", "cf_knn", "popularity", "recency", "embedding", "lexical"} <= set(ranker.fusion.names)
     users = ranker.users.ids.head(20)
     recs = ranker.recommend(users, k=10)
-    assert recs.columns == ["user_id", "rank", "item_id", "score", "cf_score", "content_score",
-                            "history_score", "popularity"]
-    assert recs.group_by("user_id").len()["len"].to_list() == [10] * 20
+    assert recs.columns == ["user_id", "rank", "item_id", "score", *COMPONENTS, "popularity"]
+    assert recs.height == 200 and recs["user_id"].n_unique() == 20
     seen = ranker.interactions.frame.select("user_id", "item_id")
-    assert recs.join(seen, on=["user_id", "item_id"], how="inner").height == 0  # seen items excluded
-    for _, group in recs.group_by("user_id"):
-        assert (np.diff(group.sort("rank")["score"].to_numpy()) <= 1e-6).all()
-    assert recs["content_score"].is_not_nan().all() and recs["cf_score"].is_not_nan().all()
+    assert recs.join(seen, on=["user_id", "item_id"], how="semi").height == 0  # seen items never come back
+    # the components add up to the score
+    total = sum(recs[c] for c in COMPONENTS)
+    np.testing.assert_allclose(total.to_numpy(), recs["score"].to_numpy(), rtol=1e-3, atol=1e-3)
 
 
-def test_cold_items_are_scored_by_content(ranker):
-    cold = ranker.cold_items
-    assert len(cold) == 40
-    rows = np.arange(30)
-    full = ranker.recommend_rows(rows, len(ranker.items))
-    assert np.isin(full.items, cold).any(axis=1).all()  # the whole catalogue is ranked, cold items too
-    scores = ranker.score_items(rows, np.broadcast_to(cold, (30, len(cold))).copy())
-    assert np.isfinite(scores).all() and scores.std() > 0
-    feats = ranker.features(rows, np.broadcast_to(cold, (30, len(cold))).copy())
-    assert (feats[..., FEATURES.index("cf")] == 0).all()
-    assert (feats[..., FEATURES.index("cold_recent_content")] != 0).any()
-    # the folded query/key product is the fused sum of the features
-    np.testing.assert_allclose(scores, feats @ ranker.fusion.weights, rtol=1e-3, atol=1e-3)
+def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sample):
+    items, _, _ = bx_sample
+    names = set(bx_ranker.fusion.names)
+    assert bx_ranker.fusion.kind == "learned"  # a random validation slice, not a silent fallback
+    assert {"embedding_same", "embedding_cross", "lexical_cross", "meta_author_cross", "cold"} <= names
+    assert not {"recency", "time_x_recency"} & names  # no timestamps: no time features
+    assert any(is_cold_feature(n) and n != "cold" for n in names)
+    rows = np.arange(len(bx_ranker.users))
+    top = bx_ranker.recommend_rows(rows, 10, components=False).items
+    cold_share = bx_ranker.cold[top[top >= 0]].mean()
+    assert cold_share < 0.5  # cold items no longer flood the lists (they filled them before)
+    langs = items["lang"].to_numpy()
+    assert len(set(langs[top[top >= 0]])) >= 3  # lists cross languages
+
+
+def test_cold_items_are_reached_by_content(bx_ranker):
+    cold = np.flatnonzero(bx_ranker.cold)
+    assert len(cold)
+    rows = np.flatnonzero(np.diff(bx_ranker.history.indptr) > 0)[:50]
+    grid = np.broadcast_to(cold, (len(rows), len(cold)))
+    scores = bx_ranker.score_items(rows, grid)
+    assert np.isfinite(scores).all() and scores.std() > 0  # cold items are told apart by their content
+    assert (bx_ranker.components(rows, grid)["content_score"] != 0).mean() > 0.5
 
 
 def test_top_k_matches_full_scoring(ranker):
-    rows = np.arange(25)
-    recs = ranker.recommend_rows(rows, 10)
-    every = np.broadcast_to(np.arange(len(ranker.items)), (len(rows), len(ranker.items))).copy()
-    dense = ranker.score_items(rows, every)
-    dense[ranker.history[rows].nonzero()] = -np.inf
-    best = -np.sort(-dense, axis=1)[:, :10]
-    np.testing.assert_allclose(recs.scores, best, rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.take_along_axis(dense, recs.items, 1), recs.scores, rtol=1e-4, atol=1e-4)
+    rows = np.arange(10)
+    recs = ranker.recommend_rows(rows, 15, components=False)
+    full = ranker.folded.scores(rows)
+    full[ranker.history[rows].nonzero()] = -np.inf
+    expected = np.sort(full, axis=1)[:, ::-1][:, :15]
+    np.testing.assert_allclose(recs.scores, expected, rtol=1e-5)
+    feats = ranker.features(rows[:2], recs.items[:2])
+    raw = np.array([ranker.fusion.raw[n] for n in ranker.fusion.names])
+    np.testing.assert_allclose(feats @ raw, recs.scores[:2], rtol=1e-3, atol=1e-3)
 
 
 def test_users_without_history_get_popular_items(ranker):
-    recs = ranker.recommend(pl.Series([ranker.users.ids[0], -5]), k=5)
-    cold_user = recs.filter(pl.col("user_id") == -5)
-    assert cold_user.height == 5
+    recs = ranker.recommend([-1, ranker.users.ids[0]], k=5)
+    popular = recs.filter(pl.col("user_id") == -1)
     order = np.argsort(-ranker.popularity, kind="stable")[:5]
-    assert cold_user["item_id"].to_list() == ranker.items.ids.gather(order).to_list()
-    assert cold_user["cf_score"].is_nan().all()
+    assert popular["item_id"].to_list() == ranker.items.ids.gather(order).to_list()
+    assert popular["cf_score"].is_nan().all()
 
 
 def test_k_larger_than_catalogue(ranker):
     user = ranker.users.ids[0]
-    n_seen = ranker.history[0].nnz
+    n_seen = int(np.diff(ranker.history.indptr)[0])
     recs = ranker.recommend([user], k=10_000)
     assert recs.height == len(ranker.items) - n_seen  # every unseen item, once
     assert recs["item_id"].n_unique() == recs.height
@@ -99,16 +125,25 @@ def test_k_larger_than_catalogue(ranker):
         ranker.recommend([user], k=0)
 
 
-def test_fallback_without_timestamps(sample):
+def test_unbounded_k_is_capped_at_the_catalogue(ranker):
+    """k = 10**12 returns every unseen item (and the popular list) without allocating k columns."""
+    user = ranker.users.ids[0]
+    recs = ranker.recommend(pl.Series([user, -5]), k=10**12)
+    assert recs.filter(pl.col("user_id") == user).height == len(ranker.items) - ranker.history[0].nnz
+    assert recs.filter(pl.col("user_id") == -5).height == len(ranker.items)
+
+
+def test_default_weights_are_not_silent(sample, caplog):
     items, ratings, vectors = sample
-    inter = Interactions.build(ratings.drop("timestamp"), items["item_id"])
-    ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, factors=16)[0])
-    assert ranker.fusion.kind == "fallback"
-    recs = ranker.recommend(ranker.users.ids.head(3), k=5)
-    assert recs.height == 15
+    inter = Interactions.build(ratings.group_by("user_id").head(4).head(40), items["item_id"])
+    with caplog.at_level(logging.WARNING, logger="xrec.ranking.hybrid"):
+        ranker = HybridRanker.fit(inter, vectors, cf_fit=_small_cf, config=SMALL)
+    assert ranker.fusion.kind == "default"
+    assert "validation positives" in caplog.text and "default" in caplog.text
+    assert ranker.recommend(inter.users.ids.head(2), k=3).height == 6
 
 
-def test_pretrained_cf_model_is_not_retrained(sample):
+def test_pretrained_cf_model_is_not_retrained(sample, caplog):
     items, ratings, vectors = sample
     inter = Interactions.build(ratings, items["item_id"])
     _, raw = fit_als(inter.matrix, factors=8)
@@ -117,8 +152,9 @@ def test_pretrained_cf_model_is_not_retrained(sample):
     order = np.arange(len(inter.items))[::-1]
     cf = from_implicit(raw, user_ids=inter.users.ids, item_ids=inter.items.ids)
     cf.item_factors, cf.items = cf.item_factors[order], IdMap(inter.items.ids.gather(order), "item_id")
-    ranker = HybridRanker.fit(inter, vectors, cf=cf)
-    assert ranker.fusion.kind == "fallback"  # no cf_fit: no refit on the validation slice
+    with caplog.at_level(logging.WARNING, logger="xrec.ranking.hybrid"):
+        ranker = HybridRanker.fit(inter, vectors, cf=cf, config=SMALL)
+    assert ranker.fusion.kind == "default" and "pre-trained CF model" in caplog.text
     np.testing.assert_allclose(ranker.cf.item_factors, before)
     np.testing.assert_array_equal(raw.item_factors, before)
     assert ranker.recommend(inter.users.ids.head(2), k=3).height == 6
@@ -133,16 +169,18 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
     vecs = item_vectors(prepared.head(5), encoder)
     assert not vecs[:3].any() and np.allclose(np.linalg.norm(vecs[3:], axis=1), 1, atol=1e-3)
     inter = Interactions.build(ratings, items["item_id"])
+    content = ContentGraphs.build(vectors)
     with pytest.raises(DataError, match="item vectors of shape"):
-        HybridRanker(inter, vectors[:-1], None, config=HybridConfig())
+        HybridRanker(inter, vectors[:-1], None, content, config=HybridConfig())
 
 
-def test_save_and_load_round_trip(ranker, tmp_path):
-    path = ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
+def test_save_and_load_round_trip(bx_ranker, tmp_path):
+    path = bx_ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
     loaded = HybridRanker.load(path, encoder_fingerprint="fp")
-    users = ranker.users.ids.head(15)
-    assert loaded.recommend(users, k=10).equals(ranker.recommend(users, k=10))
-    assert loaded.fusion.kind == ranker.fusion.kind and loaded.fingerprint() == ranker.fingerprint()
+    users = bx_ranker.users.ids.head(15)
+    assert loaded.recommend(users, k=10).equals(bx_ranker.recommend(users, k=10))
+    assert loaded.fusion.kind == bx_ranker.fusion.kind and loaded.fingerprint() == bx_ranker.fingerprint()
+    assert loaded.items.ids.dtype == pl.String  # ISBNs stay strings
     with pytest.raises(ArtifactError, match="encoder_fingerprint"):
         HybridRanker.load(path, encoder_fingerprint="other")
     (path / "item_vectors.npy").write_bytes(b"broken")

@@ -7,11 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
-
 from xrec.errors import ArtifactError, DataError, XrecError
-from xrec.index import PAD_INT, VectorIndex
+from xrec.index import PAD_INT, VectorIndex, kinds
 from xrec.index import gpu as gpu_backends
-from xrec.index import kinds
 
 N, DIM = 1500, 32
 LANGS = ("en", "de", "fr", "sw")
@@ -141,12 +139,16 @@ class IndexContract:
         got, _ = index.search(x[:1], 20, languages="rare", exclude_ids=[list(rare[12:])])
         assert set(got[0][:12]) == set(keep) and (got[0][12:] == PAD_INT).all()
 
-    def test_k_larger_than_index_pads(self, data, backend):
+    def test_k_larger_than_index_is_capped_and_filters_pad(self, data, backend):
         x, ids, langs = data
         small = VectorIndex.build(x[:7], ids[:7], list(langs[:7]), kind="exact", device=backend)
         got, scores = small.search(x[:2], 10)
-        assert sorted(got[0, :7]) == sorted(ids[:7]) and (got[:, 7:] == PAD_INT).all()
-        assert np.isneginf(scores[:, 7:]).all() and np.isfinite(scores[:, :7]).all()
+        assert got.shape == scores.shape == (2, 7)  # k is cut to the index's size
+        assert sorted(got[0]) == sorted(ids[:7]) and np.isfinite(scores).all()
+        # k = 10**12 is answered without allocating k columns
+        got, scores = small.search(x[:2], 10**12, exclude_ids=[ids[0]])
+        assert got.shape == (2, 7) and sorted(got[0, :6]) == sorted(ids[1:7])
+        assert got[0, 6] == PAD_INT and np.isneginf(scores[:, 6]).all()  # padding where filters cut
 
     def test_remove_and_add(self, index, data):
         x, ids, _ = data
@@ -194,7 +196,7 @@ def test_string_ids_pad_with_none(data):
     x, _, _ = data
     idx = VectorIndex.build(x[:5], [f"item{i}" for i in range(5)], kind="exact")
     got, scores = idx.search(x[:1], 8, exclude_ids=["item0", "nope"])
-    assert got.dtype == object and list(got[0, 4:]) == [None] * 4
+    assert got.dtype == object and got.shape == (1, 5) and list(got[0, 4:]) == [None]
     assert set(got[0, :4]) == {"item1", "item2", "item3", "item4"}
     with pytest.raises(DataError, match="mixes integer and string"):
         VectorIndex.build(x[:2], [1, "a"])
@@ -324,7 +326,7 @@ def test_float16_storage_refuses_values_out_of_its_range(data):
 def test_empty_index_returns_padding(data):
     idx = VectorIndex.build(np.empty((0, DIM), np.float32), [])
     got, scores = idx.search(data[0][:2], 3)
-    assert len(idx) == 0 and got.shape == (2, 3) and (got == PAD_INT).all() and np.isneginf(scores).all()
+    assert len(idx) == 0 and got.shape == scores.shape == (2, 0)  # nothing to return: no columns
     idx.add(data[0][:1], [42], ["en"])
     assert idx.search(data[0][:1], 1)[0][0, 0] == 42
 
@@ -403,3 +405,23 @@ def test_torch_cuda_matches_cpu(data):
         a, sa = cpu.search(x[:4], 10, **kw)
         b, sb = cuda.search(x[:4], 10, **kw)
         assert np.allclose(sa, sb, atol=1e-4) and (a[:, :5] == b[:, :5]).all()
+
+
+def test_index_files_failing_their_checksum_never_reach_faiss(data, tmp_path):
+    """A swapped index file that FAISS would read happily is refused by its checksum first."""
+    import faiss
+
+    x, ids, _ = data
+    VectorIndex.build(x[:50], ids[:50], kind="exact").save(tmp_path / "a")
+    VectorIndex.build(x[50:100], ids[:50], kind="exact").save(tmp_path / "b")
+    swapped = tmp_path / "b" / "index.faiss"
+    assert faiss.read_index(str(swapped)).ntotal == 50  # a valid FAISS file of the same size
+    shutil.copy(swapped, tmp_path / "a" / "index.faiss")
+    with pytest.raises(ArtifactError, match="index.faiss: checksum mismatch"):
+        VectorIndex.load(tmp_path / "a")
+    # a manifest that leaves the FAISS file out (so nothing checks it) is refused as well
+    manifest = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    del manifest["files"]["index.faiss"]
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="index.faiss not listed in the manifest"):
+        VectorIndex.load(tmp_path / "b")

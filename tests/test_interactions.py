@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.errors import DataError
 from xrec.ranking.interactions import IdMap, Interactions, temporal_split, validate_interactions
 
@@ -108,3 +107,67 @@ def test_id_map_round_trip_and_unknowns():
     assert ids.index([1, 2]).tolist() == [-1, -1]  # other id type: unknown, not an error
     with pytest.raises(DataError, match="duplicate id 'a'"):
         IdMap(["a", "a"])
+
+
+# ---------------------------------------------------------------- timestamps
+def _write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_iso_8601_and_datetime_timestamps_are_converted(tmp_path):
+    from xrec.ranking.interactions import read_interactions
+
+    seconds = _write(tmp_path / "s.csv", "user_id,item_id,timestamp\n1,10,1577872800\n2,10,1577959200\n")
+    iso = _write(tmp_path / "iso.csv", "user_id,item_id,timestamp\n1,10,2020-01-01T10:00:00Z\n"
+                                       "2,10,2020-01-02T12:00:00+02:00\n")
+    want = Interactions.build(read_interactions(seconds), [10], source=str(seconds)).frame
+    got = Interactions.build(read_interactions(iso), [10], source=str(iso)).frame
+    assert got["timestamp"].to_list() == want["timestamp"].to_list() == [1577872800, 1577959200]
+    as_datetime = pl.DataFrame({"user_id": [1], "item_id": [10],
+                                "timestamp": pl.Series(["2020-01-01T10:00:00"]).str.to_datetime()})
+    assert Interactions.build(as_datetime, [10]).frame["timestamp"].to_list() == [1577872800]
+
+
+@pytest.mark.parametrize("value, why", [("yesterday", "ISO-8601"), ("1577872800.5", "whole seconds"),
+                                        ("true", "Unix seconds")])
+def test_other_timestamps_are_refused_naming_file_line_and_column(tmp_path, value, why):
+    from xrec.ranking.interactions import read_interactions
+
+    path = _write(tmp_path / "inter.csv", f"user_id,item_id,timestamp\n1,10,1577872800\n2,10,{value}\n")
+    with pytest.raises(DataError, match=rf"inter\.csv: line 3: column 'timestamp'.*{why}"):
+        Interactions.build(read_interactions(path), [10], source=str(path))
+
+
+def test_millisecond_timestamps_warn(caplog):
+    frame = pl.DataFrame({"user_id": [1, 2], "item_id": [10, 10], "timestamp": [1577872800000, 1577959200000]})
+    with caplog.at_level("WARNING"):
+        Interactions.build(frame, [10], source="inter.csv")
+    assert "look like milliseconds" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        Interactions.build(frame.with_columns(pl.col("timestamp") // 1000), [10])
+    assert "milliseconds" not in caplog.text
+
+
+def test_an_empty_interactions_table_is_a_clear_error(tmp_path):
+    from xrec.ranking.interactions import read_interactions
+
+    path = _write(tmp_path / "empty.csv", "user_id,item_id,timestamp\n")
+    with pytest.raises(DataError, match=r"empty\.csv: no interactions"):
+        Interactions.build(read_interactions(path), [10], source=str(path))
+
+
+def test_errors_give_the_files_own_line_numbers(tmp_path):
+    from xrec.ranking.interactions import read_interactions
+
+    # line 1: the header; lines 3-4: one row with a quoted line break
+    path = _write(tmp_path / "inter.csv", 'user_id,item_id,weight,note\n1,10,1,a\n2,10,1,"two\nlines"\n'
+                                          "3,10,-1,c\n")
+    with pytest.raises(DataError, match=r"inter\.csv: line 5 \(user 3, item 10\): weight -1"):
+        Interactions.build(read_interactions(path), [10], source=str(path))
+    jsonl = _write(tmp_path / "inter.jsonl", '{"user_id": 1, "item_id": 10, "weight": 1}\n\n'
+                                             '{"user_id": 2, "item_id": 99, "weight": 1}\n'
+                                             '{"user_id": 2, "item_id": 10, "weight": -1}\n')
+    with pytest.raises(DataError, match=r"inter\.jsonl: line 4 \(user 2, item 10\): weight -1"):
+        Interactions.build(read_interactions(jsonl), [10, 99], source=str(jsonl))

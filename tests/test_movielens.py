@@ -7,7 +7,6 @@ import shutil
 
 import polars as pl
 import pytest
-
 from xrec.datasets.movielens import item_texts, load_movielens
 from xrec.errors import DataError
 

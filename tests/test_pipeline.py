@@ -8,7 +8,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-
 from pipelines.config import load_config
 from pipelines.main_job import run
 from xrec.errors import DataError
@@ -22,32 +21,36 @@ def _write_jsonl_gz(rows: list[dict], path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def small_data(data_dir, tmp_path_factory) -> Path:
-    """40 MovieLens users with their 300 most-rated movies; SIB-200 in three languages (subsets)."""
+    """120 users of the bundled Book-Crossing slice with the books they read; SIB-200 in three
+    languages (subsets)."""
     root = tmp_path_factory.mktemp("data")
-    ml = root / "movielens"
-    ml.mkdir()
-    ratings = pl.read_csv(data_dir / "movielens" / "ratings.csv.gz").filter(pl.col("userId") <= 40)
-    top = ratings.group_by("movieId").len().sort(["len", "movieId"], descending=[True, False]).head(300)
-    ratings.join(top.select("movieId"), on="movieId").write_csv(ml / "ratings.csv")
-    pl.read_csv(data_dir / "movielens" / "movies.csv.gz").join(top.select("movieId"), on="movieId") \
-        .write_csv(ml / "movies.csv")
+    bx = root / "bookcrossing"
+    bx.mkdir()
+    src = data_dir / "bookcrossing"
+    ratings = pl.read_csv(src / "ratings.csv.gz", schema_overrides={"item_id": pl.String})
+    users = ratings["user_id"].unique().sort()
+    keep = pl.concat([users.head(60), users.tail(60)])  # both ends: readers of several languages
+    ratings = ratings.filter(pl.col("user_id").is_in(keep.implode()))
+    ratings.write_csv(bx / "ratings.csv")
+    pl.read_csv(src / "books.csv.gz", schema_overrides={"item_id": pl.String, "year": pl.String}).filter(
+        pl.col("item_id").is_in(ratings["item_id"].implode())).write_csv(bx / "books.csv")
     sib = root / "sib200"
     sib.mkdir()
     langs = {"eng_Latn", "deu_Latn", "zho_Hans"}
     for split, per_lang in (("train", 120), ("dev", 30), ("test", 40)):
         rows = [json.loads(line) for line in gzip.open(data_dir / "sib200" / f"{split}.jsonl.gz", "rt",
                                                        encoding="utf-8")]
-        keep = sorted({r["index_id"] for r in rows})[:per_lang]
-        _write_jsonl_gz([r for r in rows if r["lang"] in langs and r["index_id"] in set(keep)],
+        keep_ids = sorted({r["index_id"] for r in rows})[:per_lang]
+        _write_jsonl_gz([r for r in rows if r["lang"] in langs and r["index_id"] in set(keep_ids)],
                         sib / f"{split}.jsonl.gz")
     (sib / "labels.txt").write_text((data_dir / "sib200" / "labels.txt").read_text(encoding="utf-8"))
     return root
 
 
 def _config(data: Path, out: Path) -> dict:
-    return load_config(None, [f"output.dir={out}", f"recommend.movielens={data / 'movielens'}",
+    return load_config(None, [f"output.dir={out}", f"catalogue.data={data / 'bookcrossing'}",
                               f"topics.sib200={data / 'sib200'}", "recommend.batch_size=16",
-                              'recommend.evaluate_models=["popularity", "als", "content", "hybrid"]',
+                              'recommend.evaluate_models=["popularity", "als", "content", "tfidf", "hybrid"]',
                               'latency.kinds=["exact", "hnsw"]', "latency.queries=40"])
 
 
@@ -55,26 +58,40 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
     out = tmp_path / "out"
     run(_config(small_data, out))
     recs = pl.read_parquet(out / "recommendations.parquet")
-    assert recs["user_id"].n_unique() == 40
+    assert recs["user_id"].n_unique() == 120
     assert recs.group_by("user_id").len()["len"].max() == 10
-    seen = pl.read_csv(small_data / "movielens" / "ratings.csv").select(
-        pl.col("userId").alias("user_id"), pl.col("movieId").alias("item_id"))
-    assert recs.join(seen, on=["user_id", "item_id"]).height == 0  # never recommends a seen item
+    seen = pl.read_csv(small_data / "bookcrossing" / "ratings.csv", schema_overrides={"item_id": pl.String})
+    assert recs.join(seen.select("user_id", "item_id"), on=["user_id", "item_id"]).height == 0  # never seen items
 
     neighbours = pl.read_parquet(out / "neighbours.parquet")
     assert (neighbours["lang"] != neighbours["neighbour_lang"]).all()
+    assert neighbours["text"].is_not_null().all() and neighbours["neighbour_text"].is_not_null().all()
     tags = pl.read_parquet(out / "topic_tags.parquet")
     labels = set((small_data / "sib200" / "labels.txt").read_text().split("\n")) - {""}
     assert tags.height == 120 and set(tags["topic"].unique()) <= labels
     report = (out / "report.md").read_text(encoding="utf-8")
-    for section in ("## Recommendations", "## Recommendation quality", "## Topic tags",
-                    "## Cross-language neighbours", "## Retrieval latency"):
+    for section in ("## Recommendations", "## Recommendation quality", "## New-language protocol",
+                    "## Topic tags", "## Cross-language neighbours", "## Retrieval latency"):
         assert section in report
-    for png in ("metrics_by_model.png", "accuracy_by_language.png", "latency_vs_recall.png"):
+    assert "Language exposure" in report and "tfidf" in report
+    for png in ("metrics_by_model.png", "new_language_metrics_by_model.png", "accuracy_by_language.png",
+                "latency_vs_recall.png"):
         assert (out / png).stat().st_size > 1000
 
+    # the stage table accounts for the whole run, the embedding step included
+    rows = [line.split("|")[1:3] for line in report.split("## Stages")[1].split("##")[0].splitlines()
+            if line.startswith("| ") and not line.startswith("| stage")]
+    seconds = {name.strip(): float(value) for name, value in rows}
+    assert {"load and validate inputs", "embeddings", "recommendations", "topics"} <= set(seconds)
+    total = seconds.pop("**total**")
+    assert sum(seconds.values()) == pytest.approx(total, abs=0.05 * (len(seconds) + 1))  # rounded rows
+
     summary = json.loads((out / "stages" / "neighbours" / "manifest.json").read_text())["summary"]
-    assert summary["top1_is_translation"] > 0.8  # parallel sentences find their translations
+    assert 0 < summary["top1_same_author"] < 1  # other editions of the same writer are found across languages
+    evaluation = json.loads((out / "stages" / "evaluation" / "evaluation.json").read_text())
+    assert "minority_language" in evaluation["models"]["hybrid"]["slices"]
+    new = json.loads((out / "stages" / "new_language" / "evaluation.json").read_text())
+    assert new["protocol"]["new_language"] and "auc" in new["models"]["hybrid"]
 
     # a second run reuses every stage and gives the same recommendations
     before = {p.name: p.stat().st_mtime_ns for p in (out / "stages").iterdir()}
@@ -87,20 +104,24 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
 def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(DataError, match="does not exist"):
-        run(load_config(None, [f"output.dir={out}", "recommend.movielens=/nonexistent/movielens"]))
+        run(load_config(None, [f"output.dir={out}", "catalogue.data=/nonexistent/bookcrossing"]))
     assert not out.exists()
 
     broken = tmp_path / "broken"
-    (broken / "movielens").mkdir(parents=True)
-    ratings = pl.read_csv(small_data / "movielens" / "ratings.csv")
-    ratings.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(999_999_999).otherwise(pl.col("movieId"))
-                         .alias("movieId")).write_csv(broken / "movielens" / "ratings.csv")
-    (broken / "movielens" / "movies.csv").write_bytes((small_data / "movielens" / "movies.csv").read_bytes())
+    (broken / "bookcrossing").mkdir(parents=True)
+    ratings = pl.read_csv(small_data / "bookcrossing" / "ratings.csv", schema_overrides={"item_id": pl.String})
+    ratings.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("999999999X")).otherwise(pl.col("item_id"))
+                         .alias("item_id")).write_csv(broken / "bookcrossing" / "ratings.csv")
+    (broken / "bookcrossing" / "books.csv").write_bytes((small_data / "bookcrossing" / "books.csv").read_bytes())
     config = _config(small_data, out)
-    config["recommend"]["movielens"] = str(broken / "movielens")
-    with pytest.raises(DataError, match="999999999"):
+    config["catalogue"]["data"] = str(broken / "bookcrossing")
+    with pytest.raises(DataError, match="999999999X"):
         run(config)
     assert not (out / "stages").exists()
+    config = _config(small_data, out)
+    config["catalogue"]["new_language"] = "xx"
+    with pytest.raises(DataError, match="new_language = 'xx'"):
+        run(config)
 
     with pytest.raises(DataError, match="expected section.key=value"):
         load_config(None, ["k=3"])

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.datasets.sib200 import load_split
 from xrec.errors import DataError
@@ -68,6 +67,19 @@ def test_similar_text_with_language_filter(items, space):
         similar_items(["abc"], space=space)
 
 
+def test_language_filter_naming_no_item_warns(items, space, caplog):
+    frame, _ = items
+    langs = sorted(frame["lang"].unique().to_list())
+    with caplog.at_level("WARNING"):
+        result = similar_items([0], k=3, languages=["no_such", langs[1]], space=space)
+    assert {h["lang"] for h in result["queries"][0]["neighbours"]} == {langs[1]}
+    assert f"no item in the index has language 'no_such'; it has: {', '.join(langs)}" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        similar_items([0], k=3, languages=[langs[1]], space=space)
+    assert "no item" not in caplog.text
+
+
 def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     frame, path = items
     assert main(["similar", "--items", str(path), "--ids", "0", "--k", "3", "--other-languages",
@@ -79,9 +91,22 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     assert main(["similar", "--index", str(tmp_path / "idx"), "--text", frame["text"][0],
                  "--k", "2"]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("# ") and " 0\n" in text.splitlines()[1] + "\n"
+    assert text.startswith("# ") and f" 0  {frame['text'][0][:20]}" in text.splitlines()[1]  # texts kept
     assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "999", "--k", "2"]) == 2
     assert "not in the index" in capsys.readouterr().err
+
+
+def test_cli_similar_unbounded_k(items, tmp_path, capsys):
+    """--k 10**12 lists every other item once instead of allocating k results per query."""
+    frame, path = items
+    assert main(["similar", "--items", str(path), "--ids", "0", "--k", str(10**12), "--json",
+                 "--save-index", str(tmp_path / "idx")]) == 0
+    hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
+    assert sorted(h["id"] for h in hits) == list(range(1, frame.height))
+    assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "0", "--k", str(10**12),
+                 "--other-languages", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
+    assert len(hits) == (frame["lang"] != frame["lang"][0]).sum()
 
 
 def test_cli_bench_retrieval_small(tmp_path, capsys):

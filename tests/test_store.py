@@ -8,7 +8,6 @@ import json
 import numpy as np
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError
 from xrec.store import embed_items, read_embeddings, write_embeddings
@@ -61,6 +60,76 @@ def test_second_run_embeds_only_new_or_changed(encoder, items, tmp_path):
     np.testing.assert_array_equal(other, second)
 
 
+class _WriterDuringEncode(CountingEncoder):
+    """A real encoder during whose encoding another writer adds its rows to the same store."""
+
+    def __init__(self, inner, other):
+        super().__init__(inner)
+        self.other = other
+
+    def encode(self, texts, kind="passage", *, batch_size=None, progress=None):
+        if self.other is not None:
+            other, self.other = self.other, None
+            other()
+        return super().encode(texts, kind, batch_size=batch_size, progress=progress)
+
+
+def test_concurrent_writers_lose_nothing(encoder, items, tmp_path):
+    store = tmp_path / "shared.parquet"
+    ids, texts = items["item_id"].to_list(), items["text"].to_list()
+    mine, theirs = slice(0, 6), slice(6, 12)
+    writer = _WriterDuringEncode(encoder, lambda: embed_items(encoder, ids[theirs], texts[theirs], store=store))
+    embed_items(writer, ids[mine], texts[mine], store=store)
+    stored = read_embeddings(store, expect_fingerprint=encoder.fingerprint)
+    assert stored.ids[:6] == ids[mine] and sorted(stored.ids) == sorted(ids)  # both writers' rows
+    # and the merged store serves both catalogues without embedding anything again
+    counting = CountingEncoder(encoder)
+    again = embed_items(counting, ids, texts, store=store)
+    assert counting.calls == [] and again.shape == (12, encoder.dim)
+
+
+def test_writer_processes_share_one_store_under_its_lock(encoder, items, tmp_path):
+    """Four processes merging rows into one store, many times each: every row survives."""
+    import multiprocessing
+
+    ids, texts = items["item_id"].to_list(), items["text"].to_list()
+    vectors = encoder.encode(texts)
+    store = tmp_path / "shared.parquet"
+    context = multiprocessing.get_context("spawn")
+    jobs = [context.Process(target=_merge_rows, args=(store, ids[w::4], vectors[w::4], encoder.fingerprint))
+            for w in range(4)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(120)
+    assert [job.exitcode for job in jobs] == [0] * 4
+    stored = read_embeddings(store)
+    assert sorted(stored.ids) == sorted(ids) and len(stored.ids) == len(ids)
+
+
+def _merge_rows(store, ids, vectors, fingerprint):
+    from xrec.store import _merge_into, text_hash
+
+    for row, item in enumerate(ids):  # one row at a time: many chances to lose an update
+        _merge_into(store, [item], vectors[row:row + 1], [text_hash(item)], fingerprint)
+
+
+def test_discarded_stores_are_reported(encoder, tmp_path, caplog):
+    store = tmp_path / "emb.parquet"
+    write_embeddings(store, [1, 2], np.eye(2, 4, dtype=np.float32), "some-other-model")
+    with caplog.at_level("WARNING"):
+        embed_items(encoder, [1, 2], ["a", "b"], store=store)
+    assert f"embedding store {store} is not used and will be replaced" in caplog.text
+    assert "some-other-model" in caplog.text
+    caplog.clear()
+    data = store.read_bytes()
+    store.write_bytes(data[: len(data) // 2])
+    with caplog.at_level("WARNING"):
+        embed_items(encoder, [1, 2], ["a", "b"], store=store)
+    assert "truncated" in caplog.text
+    assert read_embeddings(store, expect_fingerprint=encoder.fingerprint).ids == [1, 2]
+
+
 def test_store_refuses_other_encoder_and_truncation(encoder, items, tmp_path):
     store = tmp_path / "emb.parquet"
     write_embeddings(store, [1, 2], np.eye(2, 4, dtype=np.float32), "some-other-model")
@@ -89,6 +158,25 @@ def test_bad_items_name_row_and_column(encoder, tmp_path):
     pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(path)
     with pytest.raises(DataError, match=r"items.csv: missing column\(s\) \['text'\]"):
         read_table(path, required=["item_id", "text"])
+
+
+def test_item_errors_name_the_files_own_lines(tmp_path):
+    """Errors count lines as an editor does (header included), and name the line of bad bytes."""
+    from xrec.ranking.content import load_items
+
+    csv = tmp_path / "items.csv"
+    csv.write_text('item_id,text\n1,"a headline\nover two lines"\n2,b\n2,c\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"items\.csv: line 5: duplicate item_id 2 \(first at line 4\)"):
+        load_items(csv)
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": 1, "text": "a"}\n{"item_id": 2, "text": "b"}\n{"item_id": 1, "text": "c"}\n',
+                     encoding="utf-8")
+    with pytest.raises(DataError, match=r"items\.jsonl: line 3: duplicate item_id 1 \(first at line 1\)"):
+        validate_items(read_table(jsonl), str(jsonl))
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes("item_id,text\n1,plain\n2,caf\u00e9 cr\u00e8me\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.csv: line 3, byte 6: not UTF-8"):
+        load_items(latin1)
 
 
 def test_empty_strings_are_embedded_not_dropped(encoder):

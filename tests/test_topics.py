@@ -8,16 +8,20 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.errors import ArtifactError, DataError
-from xrec.evaluation.topics import (embed_split, evaluate_topics, few_shot_split, macro_f1, plot_accuracy,
-                                    plot_accuracy_vs_bitext)
+from xrec.evaluation.topics import (
+    embed_split,
+    evaluate_topics,
+    few_shot_split,
+    macro_f1,
+    plot_accuracy,
+    plot_accuracy_vs_bitext,
+)
 from xrec.topics import UNKNOWN, KernelHead, LanguageCentering, TopicClassifier
 from xrec.topics.data import labelled, sample_per_language, select_languages
 from xrec.topics.tagging import TEXT_KIND, item_topics, tag_items, train_topics
-from xrec.topics.transfer import (DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier,
-                                  shared_languages)
+from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier, shared_languages
 
 N_TARGETS = 3
 N_TEST = 51  # every 4th of the 204 test rows per language (the files are sorted by category)

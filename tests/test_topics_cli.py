@@ -7,10 +7,10 @@ session's real bundled encoder (same weights, same fingerprint) so that it is bu
 from __future__ import annotations
 
 import json
+import re
 
 import polars as pl
 import pytest
-
 from xrec.cli.main import main
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.topics.transfer import DEFAULT_METHOD
@@ -56,6 +56,21 @@ def model_dir(tiny_sib, tmp_path_factory, encoder):
         assert main(["topics", "train", "--data", str(root), "--train-lang", langs[0],
                      "--out", str(out)]) == 0
     return out
+
+
+def test_train_shows_its_phases(tiny_sib, tmp_path, encoder, monkeypatch, caplog):
+    """Training logs its phases (here at once: the default waits two seconds before showing)."""
+    import xrec.encoders
+    from xrec import progress
+
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+    monkeypatch.setattr(xrec.encoders, "load_encoder", lambda *a, **k: encoder)
+    root, langs = tiny_sib
+    with caplog.at_level("INFO", logger="xrec"):
+        assert main(["topics", "train", "--data", str(root), "--train-lang", langs[0],
+                     "--out", str(tmp_path / "m")]) == 0
+    assert "training the topic classifier on" in caplog.text and "labelled texts: done in" in caplog.text
+    assert re.search(r"encode: \d+ batches done in", caplog.text)
 
 
 def test_train_writes_a_model(model_dir, tiny_sib):

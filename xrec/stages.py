@@ -9,12 +9,13 @@ A crash in a late stage leaves the earlier stages' directories intact for the ne
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,18 @@ class StageRunner:
     """Runs stages under ``root``, each in ``root/<name>``, reusing outputs whose key is unchanged."""
 
     root: Path
-    #: ``(name, seconds, reused)`` for every stage run so far, in order.
-    timings: list[tuple[str, float, bool]] = field(default_factory=list)
+    #: ``(name, seconds, reused)`` for every stage run so far, in order (``reused`` is None for
+    #: steps timed with :meth:`timed`).
+    timings: list[tuple[str, float, bool | None]] = field(default_factory=list)
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Time a step that is not a cached stage (loading inputs, embedding) for the timings."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append((name, time.perf_counter() - start, None))
 
     def run(self, name: str, key: Mapping[str, Any], build: Callable[[Path], Mapping[str, Any] | None]
             ) -> tuple[Path, dict[str, Any]]:
@@ -63,7 +74,10 @@ class StageRunner:
         else:
             self.timings.append((name, time.perf_counter() - start, True))
             return directory, manifest.get("summary", {})
-        with atomic_dir(directory) as tmp:
+        from xrec.progress import phase
+
+        log.info("stage %s: running", name)
+        with atomic_dir(directory) as tmp, phase(f"stage {name}"):
             summary = dict(build(tmp) or {})
             write_manifest(tmp, KIND, FORMAT_VERSION, {"stage": name, "key": digest, "summary": summary,
                                                        "inputs": json.loads(json.dumps(key, default=str))})

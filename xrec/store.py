@@ -6,14 +6,23 @@ that embeds items: columns ``item_id``, ``embedding`` (fixed-size list of float3
 dimension, count). :func:`embed_items` reuses the stored vector of every text it has seen before
 (by hash of the text and its kind) and embeds only the rest, so a second run over a grown or
 edited catalogue is cheap.
+
+A store is a cache that keeps every item written to it (the latest vector per ``item_id``): a
+writer merges its rows into the file's current rows under an exclusive lock, so concurrent
+writers (processes or threads) lose nothing. A store made by another encoder, or unreadable, is
+never trusted: it is discarded, with a warning saying why.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +37,8 @@ from xrec.errors import ArtifactError, DataError
 FORMAT_VERSION = 1
 KIND = "xrec.embeddings"
 _META_KEY = b"xrec"
+_THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one process
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,16 +111,44 @@ def read_embeddings(path: str | os.PathLike[str],
                             fingerprint=manifest["encoder_fingerprint"])
 
 
+@contextlib.contextmanager
+def store_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Exclusive write lock of a store file (``.<name>.lock`` beside it), across processes and threads."""
+    file = Path(path)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    with _THREAD_LOCK, open(file.with_name(f".{file.name}.lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _trusted(path: str | os.PathLike[str], fingerprint: str, role: str = "store") -> StoredEmbeddings | None:
+    """The store at ``path`` if it exists and was made by ``fingerprint``; else None, logging why
+    an existing file is not used."""
+    if not Path(path).exists():
+        return None
+    try:
+        return read_embeddings(path, expect_fingerprint=fingerprint)
+    except ArtifactError as reason:
+        log.warning("embedding %s %s is not used%s: %s", role, path,
+                    " and will be replaced" if role == "store" else "", reason)
+        return None
+
+
 def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Sequence[str], *,
                 store: str | os.PathLike[str] | None = None, kind: TextKind = "passage",
                 reuse: Sequence[str | os.PathLike[str]] = (), batch_size: int | None = None,
                 progress: bool | None = None) -> np.ndarray:
     """Embed items in input order, reusing stored vectors of unchanged texts.
 
-    ``store`` (optional) is a store file; it is rewritten atomically to hold exactly these items.
+    ``store`` (optional) is a store file; these items are merged into it (see the module docs):
+    its first rows are these items in input order, followed by the other items it held.
     Vectors are looked up by text (and kind) in ``store`` and in the further store files ``reuse``
     (e.g. another version of the same catalogue), so only new or changed texts are embedded. A
-    store made by another encoder, or unreadable, is ignored (and ``store`` replaced), never trusted.
+    store made by another encoder, or unreadable, is ignored (and ``store`` replaced), never
+    trusted; a warning says so. Logs how many texts were reused and how many embedded.
     """
     texts = check_texts(texts)
     if len(ids) != len(texts):
@@ -123,16 +162,14 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
     known: dict[str, np.ndarray] = {}
     unchanged = False
     for source in ([store] if store is not None else []) + list(reuse):
-        if not Path(source).exists():
-            continue
-        try:
-            old = read_embeddings(source, expect_fingerprint=encoder.fingerprint)
-        except ArtifactError:
+        old = _trusted(source, encoder.fingerprint, "store" if source == store else "file to reuse")
+        if old is None:
             continue
         for row, digest in enumerate(old.text_hashes):
             known.setdefault(digest, old.vectors[row])
         if source == store:
-            unchanged = old.ids == list(ids) and old.text_hashes == hashes
+            stored = dict(zip(old.ids, old.text_hashes))
+            unchanged = all(stored.get(i) == h for i, h in zip(ids, hashes))
     todo = []
     for row, digest in enumerate(hashes):
         hit = known.get(digest)
@@ -140,9 +177,29 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
             todo.append(row)
         else:
             vectors[row] = hit
+    log.info("embeddings: %d of %d texts reused, %d embedded", len(texts) - len(todo), len(texts), len(todo))
     if todo:
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
                                        batch_size=batch_size, progress=progress)
     if store is not None and not unchanged:
-        write_embeddings(store, ids, vectors, encoder.fingerprint, hashes)
+        _merge_into(store, list(ids), vectors, hashes, encoder.fingerprint)
     return vectors
+
+
+def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, hashes: list[str],
+                fingerprint: str) -> None:
+    """Write ``ids`` into ``store`` with the rows of other items it holds now, under the lock."""
+    with store_lock(store):
+        current = _trusted(store, fingerprint)  # re-read: another writer may have added rows
+        if current is not None and current.ids and ids and type(current.ids[0]) is not type(ids[0]):
+            log.warning("embedding store %s holds %s item ids, these are %s: its %d rows are replaced",
+                        store, type(current.ids[0]).__name__, type(ids[0]).__name__, len(current.ids))
+            current = None
+        if current is not None:
+            mine = set(ids)
+            keep = [row for row, item in enumerate(current.ids) if item not in mine]
+            if keep:
+                ids = ids + [current.ids[row] for row in keep]
+                vectors = np.concatenate([vectors, current.vectors[keep]])
+                hashes = hashes + [current.text_hashes[row] for row in keep]
+        write_embeddings(store, ids, vectors, fingerprint, hashes)

@@ -1,7 +1,15 @@
-"""Reading and validating the tables users hand to xrec (parquet, CSV or JSONL, optionally gzipped)."""
+"""Reading and validating the tables users hand to xrec (parquet, CSV or JSONL, optionally gzipped).
+
+Errors name the file and the place in it as people count: ``line N`` of a CSV or JSON-lines file
+(the file's own numbering, header and quoted line breaks included), else ``row N`` (0-based, as
+polars and pandas count rows).
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,10 +19,31 @@ import polars as pl
 from xrec.errors import DataError
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
+_CSV = (".csv", ".csv.gz")
+_JSONL = (".jsonl", ".jsonl.gz", ".ndjson")
 
 
-def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl.DataFrame:
-    """Read a parquet, CSV or JSON-lines file (``.gz`` allowed) and check its required columns."""
+#: Id columns read as text first, so that ids such as ISBNs keep their leading zeros (see :func:`read_table`).
+ID_COLUMNS = ("item_id", "user_id")
+
+
+def find_table(directory: str | os.PathLike[str], stem: str) -> Path | None:
+    """``directory/stem`` with the first suffix of :data:`SUFFIXES` that exists, else None."""
+    for suffix in SUFFIXES:
+        path = Path(directory) / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return None
+
+
+def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
+               string_columns: Sequence[str] = ()) -> pl.DataFrame:
+    """Read a parquet, CSV or JSON-lines file (``.gz`` allowed) and check its required columns.
+
+    In CSV files, ``string_columns`` are read as text; the id columns (:data:`ID_COLUMNS`) are
+    read as text and become integers only when every value is a plain integer without a leading
+    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers.
+    """
     file = Path(path)
     if not file.is_file():
         raise DataError(f"{file}: no such file")
@@ -23,7 +52,10 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl
         if name.endswith(".parquet"):
             frame = pl.read_parquet(file)
         elif name.endswith((".csv", ".csv.gz")):
-            frame = pl.read_csv(file, infer_schema_length=10000)
+            text = {c: pl.String for c in (*ID_COLUMNS, *string_columns)}
+            frame = pl.read_csv(file, infer_schema_length=10000, schema_overrides=text)
+            frame = frame.with_columns(_integer_ids(frame[c]) for c in ID_COLUMNS
+                                       if c in frame.columns and c not in string_columns)
         elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
             frame = pl.read_ndjson(file, infer_schema_length=10000)
         else:
@@ -31,9 +63,92 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = ()) -> pl
     except DataError:
         raise
     except Exception as exc:  # polars raises several exception types for unreadable files
+        bad = _first_non_utf8(file) if name.endswith(_CSV + _JSONL) else None
+        if bad is not None:
+            line, column, data = bad
+            raise DataError(f"{file}: line {line}, byte {column}: not UTF-8 ({data!r}); save the file "
+                            "as UTF-8") from exc
         raise DataError(f"{file}: cannot be read as a table ({exc})") from exc
     require_columns(frame, required, str(file))
     return frame
+
+
+def _integer_ids(ids: pl.Series) -> pl.Series:
+    """``ids`` as Int64 when every non-null value is a canonical integer, else unchanged."""
+    values = ids.drop_nulls()
+    if len(values) and values.str.contains(r"^(0|-?[1-9][0-9]{0,17})$").all():
+        return ids.cast(pl.Int64)
+    return ids
+def read_lines(path: str | os.PathLike[str]) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped; bad bytes are an error naming the line."""
+    file = Path(path)
+    if not file.is_file():
+        raise DataError(f"{file}: no such file")
+    with _open_text_bytes(file) as handle:
+        data = handle.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise DataError(f"{file}: line {line}, byte {column}: not UTF-8 ({data[exc.start:exc.end + 3]!r}); "
+                        "save the file as UTF-8") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _open_text_bytes(file: Path):
+    return gzip.open(file, "rb") if file.name.lower().endswith(".gz") else open(file, "rb")
+
+
+def _first_non_utf8(file: Path) -> tuple[int, int, bytes] | None:
+    """``(line, byte, bytes)`` of the first byte sequence in ``file`` that is not UTF-8 (1-based)."""
+    try:
+        with _open_text_bytes(file) as handle:
+            for number, line in enumerate(handle, 1):
+                try:
+                    line.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    return number, exc.start + 1, line[exc.start:exc.end + 3]
+    except OSError:
+        return None
+    return None
+
+
+def locate(source: str | os.PathLike[str], row: int) -> str:
+    """Where 0-based data row ``row`` of the table read from ``source`` is: ``line N`` of a CSV or
+    JSON-lines file, else ``row N`` (see the module docs). Reads the file again (error paths only)."""
+    path = Path(source)
+    name = path.name.lower()
+    line = None
+    if name.endswith(_CSV + _JSONL) and path.is_file():
+        try:
+            line = _csv_line(path, row) if name.endswith(_CSV) else _jsonl_line(path, row)
+        except (OSError, UnicodeDecodeError, csv.Error):
+            line = None
+    return f"line {line}" if line is not None else f"row {row}"
+
+
+def _csv_line(path: Path, row: int) -> int | None:
+    with _open_text_bytes(path) as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
+        next(reader, None)  # the header
+        start = reader.line_num + 1
+        for index, _record in enumerate(reader):
+            if index == row:
+                return start
+            start = reader.line_num + 1
+    return None
+
+
+def _jsonl_line(path: Path, row: int) -> int | None:
+    index = -1
+    with _open_text_bytes(path) as raw:
+        for number, line in enumerate(raw, 1):
+            if line.strip():
+                index += 1
+                if index == row:
+                    return number
+    return None
 
 
 def require_columns(frame: pl.DataFrame, required: Sequence[str], source: str) -> None:
@@ -48,6 +163,33 @@ def first_row_where(frame: pl.DataFrame, mask: pl.Series) -> int:
     return int(mask.arg_true()[0])
 
 
+#: Language code systems told apart by :func:`check_language_codes` (special codes such as ``und`` fit any).
+LANGUAGE_SYSTEMS = {
+    "ISO 639-1 / BCP 47 (e.g. 'de', 'en-US')": r"^[a-z]{2}(-[A-Za-z0-9]{2,8})*$",
+    "ISO 639-3 (e.g. 'deu')": r"^[a-z]{3}$",
+    "ISO 639-3 + script (e.g. 'deu_Latn')": r"^[a-z]{3}_[A-Z][a-z]{3}$",
+}
+SPECIAL_LANGUAGES = ("und", "mul", "zxx", "mis")
+
+
+def check_language_codes(frame: pl.DataFrame, source: str, column: str = "lang") -> None:
+    """Raise :class:`DataError` when ``column`` mixes code systems (``de`` beside ``deu_Latn``):
+    language filters and slices compare codes as strings, so one system must be used throughout.
+    Codes of no known system, and the special codes (``und``...), are accepted as they are."""
+    if column not in frame.columns or frame[column].dtype != pl.String:
+        return
+    codes = frame[column]
+    found: dict[str, int] = {}
+    for system, pattern in LANGUAGE_SYSTEMS.items():
+        hits = codes.str.contains(pattern).fill_null(False) & ~codes.is_in(list(SPECIAL_LANGUAGES))
+        if hits.any():
+            found[system] = first_row_where(frame, hits)
+    if len(found) > 1:
+        examples = "; ".join(f"{codes[row]!r} ({system}) at {locate(source, row)}" for system, row in found.items())
+        raise DataError(f"{source}: column {column!r} mixes language code systems: {examples}; use one "
+                        "system throughout (filters and slices compare codes as strings)")
+
+
 def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") -> pl.DataFrame:
     """Check an items table: unique non-null ``item_id``, string ``text`` without nulls.
 
@@ -56,15 +198,18 @@ def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") 
     require_columns(frame, ["item_id", text_column], source)
     ids = frame["item_id"]
     if ids.null_count():
-        raise DataError(f"{source}: row {first_row_where(frame, ids.is_null())}: item_id is null")
-    dup = ids.is_duplicated()
-    if dup.any():
-        row = first_row_where(frame, dup)
-        raise DataError(f"{source}: row {row}: duplicate item_id {ids[row]!r}")
+        raise DataError(f"{source}: {locate(source, first_row_where(frame, ids.is_null()))}: item_id is null")
+    repeat = ~ids.is_first_distinct()
+    if repeat.any():
+        row = first_row_where(frame, repeat)  # the first repeat: the first occurrence is not at fault
+        first = int((ids == ids[row]).arg_true()[0])
+        raise DataError(f"{source}: {locate(source, row)}: duplicate item_id {ids[row]!r} "
+                        f"(first at {locate(source, first)})")
     texts = frame[text_column]
     if texts.dtype not in (pl.String, pl.Null):
         raise DataError(f"{source}: column {text_column!r} must hold strings, found {texts.dtype}")
     if texts.null_count():
         row = first_row_where(frame, texts.is_null())
-        raise DataError(f"{source}: row {row} (item_id {ids[row]!r}): {text_column} is null")
+        raise DataError(f"{source}: {locate(source, row)} (item_id {ids[row]!r}): {text_column} is null")
+    check_language_codes(frame, source)
     return frame

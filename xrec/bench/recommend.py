@@ -22,6 +22,7 @@ import polars as pl
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.hybrid import HybridConfig, HybridRanker
 from xrec.ranking.interactions import Interactions
+from xrec.ranking.views import ContentGraphs
 
 
 def make_synthetic(n_users: int, n_items: int, *, dim: int = 384, per_user: int = 20, clusters: int = 256,
@@ -61,7 +62,9 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
     ``sample_users``: time both on the same random sample of users (throughput in users/s stays
     comparable; used where timing every user would take too long on a small machine). Each is
     timed ``repeats`` times, interleaved, and the fastest run of each is reported."""
-    cf_fit = (lambda m: fit_als(m, threads=threads)[0])
+    def cf_fit(m):
+        return fit_als(m, threads=threads)[0]
+
     t0 = time.perf_counter()
     _, model = fit_als(inter.matrix, threads=threads)
     fit_s = time.perf_counter() - t0
@@ -72,7 +75,7 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
     if learned:
         ranker = HybridRanker.fit(inter, vectors, cf=cf, cf_fit=cf_fit, config=config)
     else:
-        ranker = HybridRanker(inter, vectors, cf, None, config)
+        ranker = HybridRanker(inter, vectors, cf, ContentGraphs.build(vectors), None, config)
     build_s = time.perf_counter() - t0
     users = np.arange(len(inter.users))
     if sample_users is not None and sample_users < len(users):
@@ -94,7 +97,8 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
     return {"users": len(inter.users), "users_timed": n_users, "items": len(inter.items),
             "interactions": int(inter.matrix.nnz),
             "k": k, "als_factors": int(model.factors), "fusion": ranker.fusion.kind,
-            "fused_dims": int(ranker.query.shape[1]), "als_fit_s": fit_s, "hybrid_build_s": build_s,
+            "fused_dims": int(ranker.folded.query.shape[1]), "graph_nnz": int(ranker.folded.graph.nnz),
+            "als_fit_s": fit_s, "hybrid_build_s": build_s,
             "repeats": repeats, "implicit_s": implicit_s, "hybrid_s": hybrid_s,
             "implicit_users_per_s": n_users / implicit_s, "hybrid_users_per_s": n_users / hybrid_s,
             "throughput_ratio": implicit_s / hybrid_s, "top_k_overlap_with_implicit": overlap}

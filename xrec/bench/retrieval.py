@@ -323,7 +323,7 @@ def run_retrieval_bench(n: int = 100_000, dim: int = 384, n_queries: int = 1000,
         if n <= 0 or dim <= 0 or n_queries <= 0:
             raise DataError("--n, --dim and --queries must be positive")
         corpus, queries = embedding_like(n, dim, n_queries, seed=seed)
-        source = "synthetic embedding-like vectors (xrec.bench.synthetic, seed %d)" % seed
+        source = f"synthetic embedding-like vectors (xrec.bench.synthetic, seed {seed})"
     if k <= 0 or k > len(corpus):
         raise DataError(f"k={k} must be in 1..{len(corpus)}")
     truth = ground_truth(corpus, queries, k)

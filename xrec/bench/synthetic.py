@@ -79,16 +79,3 @@ def embedding_like(n: int, dim: int = 384, n_queries: int = 0, *, seed: int = 0
     keep[q_rows] = False
     corpus = x[keep][:n]
     return np.ascontiguousarray(corpus), np.ascontiguousarray(x[q_rows])
-
-
-def embedding_stats(x: np.ndarray, sample: int = 2000, seed: int = 0) -> dict[str, float]:
-    """Mean pairwise cosine and mean cosine at neighbour ranks 1, 10 and 100 (on a sample)."""
-    rng = np.random.default_rng(seed)
-    rows = rng.choice(len(x), size=min(sample, len(x)), replace=False)
-    sims = x[rows] @ x.T
-    sims[np.arange(len(rows)), rows] = -np.inf
-    top = -np.sort(-np.partition(sims, -100, axis=1)[:, -100:], axis=1)
-    finite = np.isfinite(sims)
-    return {"mean_cos": float(sims[finite].mean()), "rank1": float(top[:, 0].mean()),
-            "rank10": float(top[:, 9].mean()), "rank100": float(top[:, 99].mean()),
-            "mean_norm": float(np.linalg.norm(x.mean(axis=0)))}

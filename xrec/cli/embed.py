@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xrec.encoders import load_encoder
+from xrec.encoders import ALL_PRECISIONS, load_encoder
 from xrec.store import embed_items
 from xrec.tables import read_table, validate_items
 
@@ -16,8 +16,10 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     parser = commands.add_parser(
         "embed", help="embed an items table (item_id, text[, lang]) as passages",
         description="Embed ITEMS (parquet, CSV or JSONL with item_id, text) into OUT.parquet "
-                    "(item_id, embedding, text_hash; input order). An existing OUT made by the same "
-                    "encoder is reused: only new or changed texts are embedded.")
+                    "(item_id, embedding, text_hash; ITEMS first, in input order). An existing OUT made "
+                    "by the same encoder is reused: only new or changed texts are embedded, and its "
+                    "rows of other items are kept (several catalogues or processes can share one "
+                    "store).")
     parser.add_argument("items", help="items table: parquet, CSV or JSONL (.gz allowed)")
     parser.add_argument("--out", required=True, help="output parquet file")
     add_model_arguments(parser)
@@ -27,9 +29,9 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every command that loads an encoder shares."""
     parser.add_argument("--model", default="bundled",
-                        help="'bundled' (default), a local Hugging Face model directory, or a hub id")
+                        help="'bundled', a local Hugging Face model directory, or a hub id")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
                         help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
 

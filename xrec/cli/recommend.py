@@ -7,42 +7,75 @@ import json
 import logging
 from pathlib import Path
 
+import polars as pl
+
 log = logging.getLogger(__name__)
 
 
 def register(commands, evaluate, bench) -> None:
     """Add the recommendation commands to the ``xrec`` parser."""
-    p = commands.add_parser("recommend", help="batch hybrid recommendations to parquet")
+    p = commands.add_parser(
+        "recommend", help="batch hybrid recommendations to parquet",
+        description="Fit the hybrid ranker (ALS factors fused with content scores of the items' text) "
+                    "on INTERACTIONS and write the top-k unseen items of every user to OUT, in batches "
+                    "of users: a killed run resumes where it stopped; the output appears atomically.")
     p.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
-    p.add_argument("--interactions", required=True, help="user_id, item_id[, weight][, timestamp]")
-    p.add_argument("--users", default="all", help="'all' (every user with interactions) or a file of user ids")
-    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--interactions", required=True,
+                   help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
+    p.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
+    p.add_argument("--metadata", help="comma-separated item fields whose shared values link items (e.g. author)")
+    p.add_argument("--users", default="all",
+                   help="'all' (every user with interactions), a .txt file with one user id per line "
+                        "(an optional first line 'user_id' is a header), or a table with a user_id column")
+    p.add_argument("--k", type=int, default=10,
+                   help="items per user (at most the catalogue: a larger k gives every unseen item)")
     p.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    p.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
+    p.add_argument("--model", default="bundled", help="encoder: bundled, a Hugging Face model directory or hub id")
     p.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
-    p.add_argument("--batch-size", type=int, default=1024)
+    p.add_argument("--batch-size", type=int, default=1024,
+                   help="users scored per batch (memory is batch size x min(k, catalogue))")
     p.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
-    p.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"),
+                   help="how repeated (user, item) rows combine their weights")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
+    p.add_argument("--restart", action="store_true",
+                   help="discard the parts (OUT.parts) a crashed run with other settings left behind")
     p.set_defaults(func=run_recommend)
 
-    e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens-layout ratings")
-    e.add_argument("--data", required=True, help="directory in the MovieLens layout")
+    e = evaluate.add_parser("recs",
+                            help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
+                            description="Fit the recommenders on a split of DIR and report NDCG@10, Recall@10/20, "
+                                        "MAP@10, coverage, cold items and language slices, side by side.")
+    e.add_argument("--data", required=True,
+                   help="folder in the MovieLens layout (movies + ratings), the Book-Crossing layout (books + "
+                        "ratings) or a generic one (items + interactions tables)")
     e.add_argument("--json", required=True, help="where to write the report")
-    e.add_argument("--test", help="test ratings (same columns as ratings.csv.gz); default: last 20%% per user")
+    e.add_argument("--test", help="test interactions (the layout's ratings columns); default: last 20%% per user "
+                                  "by time, or a seeded random 20%% without timestamps")
+    e.add_argument("--new-language", metavar="LANG",
+                   help="new-language protocol: no training interaction with LANG's items; rank them only")
+    e.add_argument("--template", help="item text from fields, e.g. '{title}. {author}' (Book-Crossing default)")
+    e.add_argument("--metadata", help="comma-separated item fields linking items for the hybrid "
+                                      "(Book-Crossing default: author)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
     e.add_argument("--plot", help="PNG plot (default: next to --json)")
-    e.add_argument("--models", default=",".join(_models()), help="comma-separated subset")
+    every, new_language = _models()
+    e.add_argument("--models", help=f"comma-separated subset of {','.join(every)} (default: all; with "
+                                    f"--new-language: {','.join(new_language)})")
     e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     e.add_argument("--store", help="embedding store file reused across runs")
-    e.add_argument("--drop-unknown", action="store_true")
-    e.add_argument("--threads", type=int, default=2)
+    e.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
+    e.add_argument("--threads", type=int, default=2, help="threads of the CF models and the encoder (default 2)")
     e.set_defaults(func=run_evaluate)
 
-    b = bench.add_parser("recommend", help="hybrid vs implicit's batched recommend, top-100 for every user")
+    b = bench.add_parser(
+        "recommend", help="hybrid vs implicit's batched recommend, top-100 for every user",
+        description="Time the hybrid ranker's batched top-k against implicit's ALS recommend on the "
+                    "MovieLens sample and on a synthetic scale.")
     b.add_argument("--data", default="data/movielens", help="MovieLens-layout directory ('' to skip)")
     b.add_argument("--synthetic", default="100000x100000", help="USERSxITEMS synthetic scale ('' to skip)")
-    b.add_argument("--k", type=int, default=100)
-    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--k", type=int, default=100, help="items per user")
+    b.add_argument("--threads", type=int, default=2, help="CPU threads of both sides")
     b.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
     b.add_argument("--store", help="embedding store for the MovieLens items")
     b.add_argument("--sample-users", type=int,
@@ -51,9 +84,9 @@ def register(commands, evaluate, bench) -> None:
     b.set_defaults(func=run_bench)
 
 
-def _models() -> tuple[str, ...]:
-    from xrec.evaluation.recs import MODELS
-    return MODELS
+def _models() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    from xrec.evaluation.recs import MODELS, NEW_LANGUAGE_MODELS
+    return MODELS, NEW_LANGUAGE_MODELS
 
 
 def run_recommend(args: argparse.Namespace) -> int:
@@ -66,7 +99,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    items = load_items(args.items)
+    items = load_items(args.items, template=args.template)
     inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
                                source=args.interactions, drop_unknown=args.drop_unknown,
                                duplicates=args.duplicates)
@@ -75,15 +108,20 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(items, encoder, store=args.store)
-    from xrec.ranking.cf import fit_als
+    from xrec.progress import phase
 
-    ranker = HybridRanker.fit(inter, vectors, cf_fit=lambda m: fit_als(m, threads=args.threads)[0])
+    fields = [f.strip() for f in (args.metadata or "").split(",") if f.strip()]
+    with phase("fitting the hybrid ranker (ALS, content graphs, validation slice, fusion)"):
+        ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
+                                  languages=items["lang"].to_list() if "lang" in items.columns else None,
+                                  metadata={f: items[f].cast(pl.String).to_list() for f in fields})
     print(f"fusion: {ranker.fusion.kind}")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
     if unknown:
         print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
-    out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size)
+    out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
+                               restart=args.restart)
     print(f"wrote {out}")
     return 0
 
@@ -91,14 +129,17 @@ def run_recommend(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.artifacts import atomic_file
     from xrec.encoders import load_encoder
-    from xrec.evaluation.recs import evaluate_recs, format_report, movielens_split, plot_report
-    from xrec.ranking.content import item_vectors, prepare_items
+    from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
+    from xrec.evaluation.splits import load_split
+    from xrec.ranking.content import item_vectors
 
-    split = movielens_split(args.data, args.test, drop_unknown=args.drop_unknown)
+    metadata = None if args.metadata is None else [f.strip() for f in args.metadata.split(",") if f.strip()]
+    split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
+                       metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown)
     encoder = load_encoder(args.model, threads=args.threads)
-    vectors = item_vectors(prepare_items(split.items, "movies"), encoder, store=args.store)
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    report = evaluate_recs(split, vectors, names, threads=args.threads)
+    vectors = item_vectors(split.items, encoder, store=args.store, progress=True)
+    names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
+    report = evaluate_recs(split, vectors, names, threads=args.threads, seed=args.seed, progress=True)
     report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
     with atomic_file(args.json) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")

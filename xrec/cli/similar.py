@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 
@@ -37,33 +38,46 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run_similar)
 
-    b = evaluate.add_parser("bitext", help="cross-language top-1 lookup on Tatoeba-format bitext")
+    b = evaluate.add_parser(
+        "bitext", help="cross-language top-1 lookup on Tatoeba-format bitext",
+        description="For each language, the share of sentences whose nearest English sentence is "
+                    "their translation (xx2en) and the reverse (en2xx).")
     b.add_argument("--data", required=True, help="pairs file (lang, pair_id, text, eng), JSONL(.gz)")
     b.add_argument("--json", required=True, help="write the results here")
     b.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     b.add_argument("--languages", nargs="+",
                    help="only these languages, evaluated in this order (the JSON is rewritten "
                         "after each language, with complete=false until the end)")
-    b.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
+    b.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     b.add_argument("--text-kind", default="query", choices=("query", "passage"),
                    help="encoder role for both sides (e5 uses query: for symmetric tasks)")
     b.add_argument("--cache", help="embedding store file reused between runs")
-    b.add_argument("--batch-size", type=int, default=None)
+    b.add_argument("--batch-size", type=int, default=None,
+                   help="texts per forward pass (default: the encoder's, 32)")
     b.set_defaults(func=run_bitext)
 
-    q = evaluate.add_parser("parallel", help="lookup against a pivot language on SIB-200-format data")
+    q = evaluate.add_parser(
+        "parallel", help="lookup against a pivot language on SIB-200-format data",
+        description="For each language, the share of sentences whose nearest pivot-language sentence is "
+                    "their translation and the reverse, and how strongly one pool favours a query's "
+                    "own language.")
     q.add_argument("--data", required=True, help="split file (lang, index_id, text), JSONL(.gz)")
     q.add_argument("--pivot", default="eng_Latn", help="pivot language (default eng_Latn)")
     q.add_argument("--json", required=True, help="write the results here")
     q.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     q.add_argument("--languages", nargs="+", help="only these languages (the pivot is always kept)")
-    q.add_argument("--precision", default="auto", help="encoder precision: auto, fp32, bf16, fp16")
-    q.add_argument("--text-kind", default="query", choices=("query", "passage"))
+    q.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    q.add_argument("--text-kind", default="query", choices=("query", "passage"),
+                   help="encoder role for both sides")
     q.add_argument("--cache", help="embedding store file reused between runs")
-    q.add_argument("--batch-size", type=int, default=None)
+    q.add_argument("--batch-size", type=int, default=None,
+                   help="texts per forward pass (default: the encoder's, 32)")
     q.set_defaults(func=run_parallel)
 
-    r = bench.add_parser("retrieval", help="index kinds vs numpy exact and hnswlib: latency, recall, memory")
+    r = bench.add_parser(
+        "retrieval", help="index kinds vs numpy exact and hnswlib: latency, recall, memory",
+        description="Build each index kind on synthetic or given vectors and time single and batched "
+                    "queries against numpy's exact search and hnswlib; JSON and a recall-vs-latency PNG.")
     r.add_argument("--n", type=int, default=100_000, help="synthetic corpus size (default 100000)")
     r.add_argument("--dim", type=int, default=384, help="synthetic dimension (default 384)")
     r.add_argument("--queries", type=int, default=1000, help="number of queries (default 1000)")
@@ -75,7 +89,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     r.add_argument("--single", type=int, default=300, help="single queries timed per case")
     r.add_argument("--json", required=True, help="write the results here")
     r.add_argument("--plot", help="recall-vs-latency PNG (default: beside --json)")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data and queries")
     r.set_defaults(func=run_bench)
 
 

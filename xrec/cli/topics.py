@@ -10,15 +10,13 @@ from pathlib import Path
 import polars as pl
 
 from xrec.artifacts import atomic_file
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 
 def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParsersAction,
              bench: argparse._SubParsersAction) -> None:
     """Add ``topics train``, ``tag`` and ``evaluate topics``."""
-    from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
-    from xrec.topics.transfer import DEFAULT_METHOD, METHODS
-
     topics = commands.add_parser("topics", help="train topic classifiers").add_subparsers(
         dest="topics_command", metavar="WHAT", required=True)
     train = topics.add_parser(
@@ -38,13 +36,12 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--dev", help="labelled dev table for model selection and calibration")
     train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
     train.add_argument("--unlabelled-per-lang", type=int, default=100,
-                       help="unlabelled texts sampled per language (default 100)")
-    train.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS)
+                       help="unlabelled texts sampled per language")
+    train.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                       help=METHOD_HELP)
     train.add_argument("--threshold", type=float, default=0.5,
-                       help="topic_score below which `xrec tag --abstain` says unknown (default 0.5)")
-    train.add_argument("--support-threshold", type=float, default=DEFAULT_SUPPORT_THRESHOLD,
-                       help="topic_support below which `xrec tag --abstain` says unknown (default "
-                            f"{DEFAULT_SUPPORT_THRESHOLD}: about that share of in-distribution text)")
+                       help="topic_score below which `xrec tag --abstain` says unknown")
+    train.add_argument("--support-threshold", type=float, default=None, help=SUPPORT_HELP)
     _model_args(train)
     train.set_defaults(func=run_train)
 
@@ -62,29 +59,30 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                           "model's thresholds")
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
-    tag.add_argument("--device", default=None)
-    tag.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
+                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
         "topics", help="cross-lingual topic accuracy per language (SIB-200 layout)",
         description="Train on the labels of --train-lang (plus --shots labelled texts per label of "
-                    "every other language) and report test accuracy per language, the mean, the "
-                    "weakest quarter and the number of languages under 0.70 over the other "
-                    "languages, with a bar plot and, given --bitext, a plot against bitext accuracy.")
+                    "every other language) and report test accuracy and macro-F1 per language, and "
+                    "the mean, the weakest quarter and the number of languages under 0.70 over the "
+                    "other languages; JSON, a PNG of accuracy by language and, given --bitext, a PNG "
+                    "of accuracy against bitext accuracy.")
     ev.add_argument("--data", required=True, help="SIB-200-style folder")
     ev.add_argument("--train-lang", required=True, type=_codes,
                     help="labelled language(s), comma-separated, e.g. eng_Latn or eng_Latn,fra_Latn")
     ev.add_argument("--json", required=True, help="where to write the result JSON")
     ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
-    ev.add_argument("--method", default=DEFAULT_METHOD, choices=METHODS,
-                    help=f"transfer method (default {DEFAULT_METHOD})")
+    ev.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
+                    help=METHOD_HELP)
     ev.add_argument("--shots", type=int, default=0,
-                    help="labelled train texts per label given to every other language (default 0: "
-                         "zero-shot)")
-    ev.add_argument("--seed", type=int, default=0, help="seed of the shots and samples (default 0)")
+                    help="labelled train texts per label given to every other language (default: 0, zero-shot)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the shots and samples (default: 0)")
     ev.add_argument("--unlabelled-per-lang", type=int, default=100,
-                    help="unlabelled train texts per other language (default 100)")
+                    help="unlabelled train texts sampled per other language")
     ev.add_argument("--hold-out", nargs="+", default=[], metavar="LABEL",
                     help="labels left out of training: their test texts measure topic_support as an "
                          "out-of-distribution signal (AUROC)")
@@ -95,10 +93,50 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     ev.set_defaults(func=run_evaluate)
 
 
+#: Help of --method; names the library's default (a test keeps it in step with DEFAULT_METHOD).
+METHOD_HELP = "cross-lingual transfer method: %(choices)s (default: kernel)"
+
+
+class _Methods:
+    """The transfer methods, imported only when argparse needs them: importing ``xrec.topics``
+    loads torch, about a second that every other command would pay at start-up."""
+
+    @staticmethod
+    def _names() -> tuple[str, ...]:
+        from xrec.topics.transfer import METHODS
+
+        return METHODS
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names()
+
+    def __iter__(self):
+        return iter(self._names())
+
+
+#: Help of --support-threshold; names the library's default (a test keeps it in step with
+#: DEFAULT_SUPPORT_THRESHOLD, imported at run time like the methods).
+SUPPORT_HELP = ("topic_support below which `xrec tag --abstain` says unknown; about that share of "
+                "held-out labelled texts falls below it, more of other languages (default: 0.05)")
+
+
+def _support_threshold(args: argparse.Namespace) -> float:
+    from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
+
+    return DEFAULT_SUPPORT_THRESHOLD if args.support_threshold is None else args.support_threshold
+
+
+def _method(args: argparse.Namespace) -> str:
+    from xrec.topics.transfer import DEFAULT_METHOD
+
+    return args.method or DEFAULT_METHOD
+
+
 def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
+                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
 
 
 def _codes(value: str) -> list[str]:
@@ -178,9 +216,12 @@ def run_train(args: argparse.Namespace) -> int:
 
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
-                              method=args.method, threshold=args.threshold,
-                              support_threshold=args.support_threshold, source=args.data)
+    from xrec.progress import phase
+
+    with phase(f"training the topic classifier on {train.height} labelled texts"):
+        classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
+                                  method=_method(args), threshold=args.threshold,
+                                  support_threshold=_support_threshold(args), source=args.data)
     classifier.save(args.out)
     print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
           f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
@@ -216,10 +257,13 @@ def run_evaluate(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"{args.bitext}: not a readable bitext result JSON ({exc})") from exc
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
-    result = evaluate_topics(args.data, args.train_lang, encoder, method=args.method,
-                             shots=args.shots, seed=args.seed, hold_out=args.hold_out,
-                             unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache,
-                             bitext=bitext)
+    from xrec.progress import phase
+
+    with phase("topic accuracy by language"):
+        result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
+                                 shots=args.shots, seed=args.seed, hold_out=args.hold_out,
+                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache,
+                                 bitext=bitext)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))
     if result.get("bitext"):

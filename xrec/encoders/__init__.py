@@ -7,6 +7,7 @@ a hub is reachable, works the same way.
 
 from xrec.encoders.base import Encoder, TextKind
 from xrec.encoders.loading import load_encoder
-from xrec.encoders.transformers_encoder import TransformersEncoder
+from xrec.encoders.onnx_encoder import OnnxEncoder
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS, TransformersEncoder
 
-__all__ = ["Encoder", "TextKind", "TransformersEncoder", "load_encoder"]
+__all__ = ["ALL_PRECISIONS", "Encoder", "OnnxEncoder", "TextKind", "TransformersEncoder", "load_encoder"]

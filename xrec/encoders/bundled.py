@@ -289,13 +289,21 @@ def bundled_model_dir(source: str | os.PathLike[str] | None = None,
 
 
 def _valid_manifest(target: Path, size: int) -> dict | None:
+    """The manifest of a complete cache whose files hold what it lists (checksums cached while a
+    file is unchanged, so this is cheap after the first call); None otherwise."""
+    from xrec.encoders.identity import file_sha256
+
     if not target.exists():
         return None
     try:
-        return read_manifest(target, KIND, FORMAT_VERSION, expect={"source_bytes": size}, verify=False)
+        manifest = read_manifest(target, KIND, FORMAT_VERSION, expect={"source_bytes": size}, verify=False)
+        for name, meta in manifest["files"].items():
+            if file_sha256(target / name) != meta["sha256"]:
+                raise ArtifactError(f"{target / name}: checksum mismatch (changed or corrupted)")
     except ArtifactError as exc:
         log.warning("bundled encoder cache %s is incomplete or stale, rebuilding: %s", target, exc)
         return None
+    return manifest
 
 
 def _remove_stale_temps(target: Path, max_age_s: float = 3600.0) -> None:

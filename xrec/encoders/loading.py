@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from xrec.encoders.base import Encoder
 
@@ -14,27 +15,72 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     """Load ``bundled`` (the embedded multilingual-e5-small), a local HF directory or a hub id.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU); it does not change
-    the fingerprint (bf16 vectors stay comparable with fp32 ones). ``threads``: torch intra-op
-    threads (``None``: torch's default, all cores). The bundled model is materialised once as a
-    Hugging Face directory under ``$XREC_CACHE_DIR`` (default ``~/.cache/xrec``); loading is offline.
+    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU) run torch;
+    ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU (:class:`OnnxEncoder`, graphs
+    exported once beside the model). Precision does not change the fingerprint (vectors stay
+    comparable). ``threads``: intra-op threads (``None``: all cores). The bundled model is
+    materialised once as a Hugging Face directory under ``$XREC_CACHE_DIR`` (default
+    ``~/.cache/xrec``); loading is offline.
+
+    When the encoder's identity is already known (the bundled model's from its manifest, a model
+    directory's from :mod:`xrec.encoders.identity`, keyed by the content of its files), the weights
+    load on first use (:class:`~xrec.encoders.lazy.LazyEncoder`): a call whose vectors are all in
+    an embedding store starts without importing torch. ``device="cuda"`` always loads at once, so
+    that a missing GPU is reported here.
     """
+    from xrec.encoders.identity import directory_key, recall, remember
+    from xrec.encoders.lazy import LazyEncoder
+    from xrec.encoders.onnx_encoder import ONNX_PRECISIONS, OnnxEncoder
     from xrec.encoders.transformers_encoder import TransformersEncoder
 
+    _check_settings(precision, batch_size, threads)
+    runtime = OnnxEncoder if precision in ONNX_PRECISIONS else TransformersEncoder
+    lazy = device is None or not str(device).startswith("cuda")
+    settings = {"device": device, "precision": precision, "batch_size": batch_size, "threads": threads}
     if str(model) == BUNDLED:
-        from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, WEIGHTS, TOKENIZER, bundled_model_dir
+        from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, TOKENIZER, WEIGHTS, bundled_model_dir
 
         directory, manifest = bundled_model_dir()
         files = manifest["files"]
         hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
-        encoder = TransformersEncoder(
-            directory, device=device, precision=precision, batch_size=batch_size, threads=threads,
-            query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
-            max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
-        if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
-            from xrec.errors import ModelError
 
-            raise ModelError(f"{directory}: fingerprint differs from its manifest; delete the folder")
-        return encoder
-    return TransformersEncoder(model, device=device, precision=precision, batch_size=batch_size,
-                               threads=threads)
+        def load_bundled() -> Encoder:
+            encoder = runtime(
+                directory, **settings, query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
+                max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
+            if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
+                from xrec.errors import ModelError
+
+                raise ModelError(f"{directory}: fingerprint differs from its manifest; delete the folder")
+            return encoder
+
+        identity = {"fingerprint": manifest["fingerprint"], "dim": manifest["dim"], "name": BUNDLED,
+                    "query_prefix": QUERY_PREFIX, "passage_prefix": PASSAGE_PREFIX,
+                    "max_length": manifest["max_length"]}
+        return LazyEncoder(identity, load_bundled) if lazy else load_bundled()
+
+    def load() -> Encoder:
+        return runtime(model, **settings)
+
+    if not Path(model).expanduser().is_dir():
+        return load()  # a hub id (or an error naming the path)
+    key = directory_key(Path(model).expanduser(), name=str(model))
+    identity = recall(key)
+    if identity is not None and lazy:
+        return LazyEncoder(identity, load)
+    encoder = load()
+    remember(key, encoder)
+    return encoder
+
+
+def _check_settings(precision: str, batch_size: int, threads: int | None) -> None:
+    """The checks the encoder makes on its settings, made before any (possibly deferred) load."""
+    from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+    from xrec.errors import ModelError
+
+    if precision not in ALL_PRECISIONS:
+        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(ALL_PRECISIONS)}")
+    if batch_size < 1:
+        raise ModelError(f"batch_size must be >= 1, got {batch_size}")
+    if threads is not None and int(threads) < 1:
+        raise ModelError(f"threads must be >= 1, got {threads}")

@@ -27,8 +27,29 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", 
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json")
 E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+#: Every precision ``load_encoder`` takes (the ONNX ones run :class:`~xrec.encoders.OnnxEncoder`).
+ALL_PRECISIONS = (*PRECISIONS, "onnx-fp32", "int8")
+#: Windows batched together are within this factor of the batch's longest (bounds the padding:
+#: on 16 random sentences, fixed-size batches made ONNX int8 encoding 2.4x slower than one by one).
+PAD_SLACK = 1.3
 #: Serialises the CPU side-by-side batching sections (they set torch's process-wide thread count).
 _SIDE_BY_SIDE = threading.Lock()
+
+
+def length_batches(order: list[int], lengths: list[int], size: int,
+                   slack: float = PAD_SLACK) -> list[list[int]]:
+    """Cut ``order`` (longest first) into batches of at most ``size`` whose shortest member is
+    within ``slack`` of the longest, so padding never more than ``slack``-folds the work."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for w in order:
+        if current and (len(current) >= size or lengths[w] * slack < lengths[current[0]]):
+            batches.append(current)
+            current = []
+        current.append(w)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def fingerprint_from_hashes(file_hashes: Mapping[str, str], pooling: str, query_prefix: str,
@@ -40,13 +61,14 @@ def fingerprint_from_hashes(file_hashes: Mapping[str, str], pooling: str, query_
 
 
 def model_file_hashes(directory: Path) -> dict[str, str]:
-    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files."""
-    from xrec.artifacts import sha256_file
+    """sha256 of the weight files (``*.safetensors`` shards, else ``*.bin``) and tokenizer files
+    (cached while a file is unchanged: :func:`xrec.encoders.identity.file_sha256`)."""
+    from xrec.encoders.identity import file_sha256
 
     weights = sorted(directory.glob("*.safetensors")) or sorted(directory.glob("pytorch_model*.bin"))
     tokenizer = [directory / "tokenizer.json"] if (directory / "tokenizer.json").is_file() else [
         directory / name for name in TOKENIZER_FILES if (directory / name).is_file()]
-    return {p.name: sha256_file(p) for p in [*weights, *tokenizer]}
+    return {p.name: file_sha256(p) for p in [*weights, *tokenizer]}
 
 
 def _read_prompts(directory: Path) -> dict[str, str]:
@@ -95,7 +117,7 @@ def resolve_dtype(precision: str, device: str):
     import torch
 
     if precision not in PRECISIONS:
-        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(PRECISIONS)}")
+        raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(ALL_PRECISIONS)}")
     if precision == "auto":
         if not device.startswith("cuda"):
             return torch.float32
@@ -120,21 +142,18 @@ class TransformersEncoder(Encoder):
                  precision: str = "auto", batch_size: int = 32, threads: int | None = None,
                  query_prefix: str | None = None, passage_prefix: str | None = None,
                  max_length: int | None = None, name: str | None = None,
-                 file_hashes: Mapping[str, str] | None = None, progress_threshold: int = 2048) -> None:
+                 file_hashes: Mapping[str, str] | None = None) -> None:
         if batch_size < 1:
             raise ModelError(f"batch_size must be >= 1, got {batch_size}")
         if threads is not None and int(threads) < 1:
             raise ModelError(f"threads must be >= 1, got {threads}")
         self.threads = None if threads is None else int(threads)
         self.device = resolve_device(device)
-        self.dtype = resolve_dtype(precision, self.device)
         self.batch_size = int(batch_size)
-        self.progress_threshold = progress_threshold
         self.name = name or str(model)
         path = resolve_model_dir(model)
-        self.tokenizer, self.model = self._load(path)
-        self.model.to(device=self.device, dtype=self.dtype).eval()
-        self.dim = int(self.model.config.hidden_size)
+        self._setup_runtime(path, precision)
+        self.dim = int(self.config.hidden_size)
 
         prompts = _read_prompts(path)
         is_e5 = re.search(r"(^|[^a-z0-9])e5([^a-z0-9]|$)", self.name.lower()) is not None
@@ -155,6 +174,13 @@ class TransformersEncoder(Encoder):
                                                    self.passage_prefix, self.max_length)
 
     # ------------------------------------------------------------------ loading
+
+    def _setup_runtime(self, path: Path, precision: str) -> None:
+        """Load the tokenizer and the model for ``precision``; set ``config`` and ``dtype``."""
+        self.dtype = resolve_dtype(precision, self.device)
+        self.tokenizer, self.model = self._load(path)
+        self.model.to(device=self.device, dtype=self.dtype).eval()
+        self.config = self.model.config
 
     @staticmethod
     def _load(path: Path):
@@ -192,7 +218,7 @@ class TransformersEncoder(Encoder):
         return tokenizer, model
 
     def _model_limit(self) -> int:
-        config = self.model.config
+        config = self.config
         limit = int(getattr(config, "max_position_embeddings", 512) or 512)
         if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
             limit -= 2  # positions are offset by padding_idx + 1
@@ -242,9 +268,8 @@ class TransformersEncoder(Encoder):
                 part = ids[start:start + self.window]
                 windows.append((row, self._prefix_ids + part + self._suffix_ids, max(len(part), 1)))
         order = sorted(range(len(windows)), key=lambda w: -len(windows[w][1]))
-        size = int(batch_size or self.batch_size)
-        batches = [order[i:i + size] for i in range(0, len(order), size)]
-        show = progress if progress is not None else len(windows) >= self.progress_threshold
+        batches = length_batches(order, [len(w[1]) for w in windows], int(batch_size or self.batch_size))
+        show = progress is not False  # None: shown when it lasts (xrec.progress.DELAY_S)
         sums = np.zeros((len(texts), self.dim), dtype=np.float64)
         weights = np.zeros(len(texts), dtype=np.float64)
         for batch, pooled in zip(batches, self._run(batches, windows, show)):
@@ -271,10 +296,11 @@ class TransformersEncoder(Encoder):
         product across cores. torch's thread count is restored afterwards.
         """
         import torch
-        from tqdm.auto import tqdm
+
+        from xrec.progress import Progress
 
         workers = min(self._workers(), len(batches))
-        bar = tqdm(total=len(batches), desc="encode", unit="batch", disable=not show)
+        bar = Progress(len(batches), "encode", "batches", show=show)
 
         def one(batch: list[int]) -> np.ndarray:
             out = self._forward([windows[w][1] for w in batch])

@@ -2,11 +2,13 @@
 
 Items come from a saved :class:`VectorIndex` directory or from an items table (``item_id``,
 ``text``, optional ``lang``) embedded as passages with the encoder (reusing an embedding store
-file when given). Free-text queries are embedded as queries. Results leave out padding.
+file when given); an index built from an items table keeps the texts, so a saved one shows them
+too. Free-text queries are embedded as queries. Results leave out padding.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -15,6 +17,8 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.index.vector_index import VectorIndex
+
+log = logging.getLogger(__name__)
 
 
 class ItemSpace:
@@ -47,7 +51,7 @@ class ItemSpace:
         texts = frame["text"].to_list()
         langs = frame["lang"].to_list() if "lang" in frame.columns else None
         vectors = embed_items(encoder, ids, texts, store=store, kind="passage")
-        index = VectorIndex.build(vectors, ids, langs, kind=kind, fingerprint=encoder.fingerprint)
+        index = VectorIndex.build(vectors, ids, langs, kind=kind, fingerprint=encoder.fingerprint, texts=texts)
         if save_index is not None:
             index.save(save_index)
         return cls(index, dict(zip(ids, texts)), model=model, encoder=encoder)
@@ -63,6 +67,20 @@ class ItemSpace:
                 raise DataError(f"the index was built with encoder {fp!r}, but --model "
                                 f"{self.model!r} is {self._encoder.fingerprint!r}")
         return self._encoder
+
+    def text(self, item: Any) -> str | None:
+        """The item's text, where the items table or the index holds it."""
+        if item in self.texts:
+            return self.texts[item]
+        return self.index.text_of([item])[0] if self.index.has_texts else None
+
+    def check_languages(self, languages: Sequence[str] | None) -> None:
+        """Warn about each language of a filter that no item in the index has (it matches nothing)."""
+        have = self.index.language_set
+        for lang in languages or ():
+            if lang not in have:
+                log.warning("no item in the index has language %r; it has: %s", lang,
+                            ", ".join(have) or "no languages")
 
     def parse_ids(self, raw: Sequence[Any]) -> list[Any]:
         """Ids from the command line converted to the index's id type; DataError if unknown."""
@@ -90,8 +108,9 @@ class ItemSpace:
         for item, score, lang in zip(ids[0], scores[0], langs):
             hit = {"id": item.item() if isinstance(item, np.generic) else item, "lang": lang,
                    "score": round(float(score), 6)}
-            if item in self.texts:
-                hit["text"] = self.texts[item]
+            text = self.text(item)
+            if text is not None:
+                hit["text"] = text
             out.append(hit)
         return out
 
@@ -108,14 +127,15 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
+    space.check_languages(languages)
     vectors = space.index.vectors_of(wanted)
     queries = []
     for item, vector, lang in zip(wanted, vectors, space.index.language_of(wanted)):
         excl = [lang] if other_languages and lang is not None else None
         hits = space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=[item])
         entry = {"id": item, "lang": lang, "neighbours": hits}
-        if item in space.texts:
-            entry["text"] = space.texts[item]
+        if space.text(item) is not None:
+            entry["text"] = space.text(item)
         queries.append(entry)
     return {"k": k, "queries": queries}
 
@@ -133,6 +153,7 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
         raise DataError("--other-languages with --text needs --lang (the language of the text)")
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
+    space.check_languages(languages)
     vectors = space.encoder.encode(list(texts), kind="query")
     excl = [query_lang] if other_languages else None
     return {"k": k, "queries": [

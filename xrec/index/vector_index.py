@@ -1,8 +1,9 @@
 """``VectorIndex``: FAISS inner-product search over L2-normalised vectors, with external ids,
 per-item languages, exact language filters and per-query exclusions.
 
-Results are ``(ids, scores)`` arrays of shape ``(q, k)``, best first. Where fewer than ``k``
-items qualify (small index, filters, exclusions, empty index) rows are padded: ids with
+Results are ``(ids, scores)`` arrays of shape ``(q, min(k, len(index)))``, best first: a ``k``
+beyond the index's size is cut to it, so memory never grows with ``k`` itself. Where fewer items
+qualify (filters, exclusions) rows are padded: ids with
 :data:`PAD_INT` (``-1``) for integer ids or ``None`` for string ids, scores with ``-inf``.
 Because ``-1`` is the padding sentinel it cannot be an item id.
 
@@ -14,7 +15,6 @@ marks the slot dead, which every later search filters out.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -63,6 +63,7 @@ class VectorIndex:
         self._knobs = dict(knobs)
         self._slot_ids: np.ndarray = np.empty(0, dtype=np.int64 if id_type == "int" else object)
         self._slot_lang = np.empty(0, dtype=np.int32)  # code into _lang_names, -1 = unknown
+        self._slot_text: np.ndarray | None = None  # object array of texts (None: none given)
         self._alive = np.empty(0, dtype=bool)
         self._lang_names: list[str] = []
         self._lang_codes: dict[str, int] = {}
@@ -80,8 +81,10 @@ class VectorIndex:
     def build(cls, vectors: np.ndarray, ids: Sequence[int | str],
               languages: Sequence[str | None] | None = None, kind: str = "auto", *,
               fingerprint: str | None = None, device: str | None = None,
-              normalize: bool = True, **knobs: int) -> VectorIndex:
-        """Index ``vectors`` (float ``[n, d]``) under external ``ids`` with optional languages.
+              normalize: bool = True, texts: Sequence[str | None] | None = None,
+              **knobs: int) -> VectorIndex:
+        """Index ``vectors`` (float ``[n, d]``) under external ``ids`` with optional languages
+        and texts (kept for display: :meth:`text_of`; saved with the index).
 
         ``kind``: ``exact``, ``hnsw``, ``ivf``, ``ivfpq``, ``auto`` or a FAISS factory string
         (see :mod:`xrec.index.kinds`). ``knobs``: ``m``, ``ef_construction``, ``nlist``,
@@ -105,21 +108,26 @@ class VectorIndex:
             index = faiss.IndexIDMap2(index)
         self = cls(index, matrix.shape[1], name, factory, id_type=id_type, knobs=knobs,
                    fingerprint=fingerprint, normalize=normalize, device=device)
-        self._add(matrix, ids_list, languages, normalized=True)
+        self._add(matrix, ids_list, languages, normalized=True, texts=texts)
         return self
 
     def add(self, vectors: np.ndarray, ids: Sequence[int | str],
-            languages: Sequence[str | None] | None = None) -> None:
+            languages: Sequence[str | None] | None = None,
+            texts: Sequence[str | None] | None = None) -> None:
         """Add items; raises :class:`DataError` on a duplicate id (in the batch or the index)."""
         matrix = _as_matrix(vectors, self.dim, "vectors")
-        self._add(matrix, _as_id_list(ids, len(matrix)), languages, normalized=False)
+        self._add(matrix, _as_id_list(ids, len(matrix)), languages, normalized=False, texts=texts)
 
     def _add(self, matrix: np.ndarray, ids: list[Any], languages: Sequence[str | None] | None,
-             normalized: bool) -> None:
+             normalized: bool, texts: Sequence[str | None] | None = None) -> None:
         n = len(matrix)
         if n and _id_type(ids) != self._id_type:
             raise DataError(f"ids are {_id_type(ids)} but this index holds {self._id_type} ids")
         langs = _as_lang_list(languages, n)
+        if texts is not None:
+            texts = list(texts)
+            if len(texts) != n or not all(t is None or isinstance(t, str) for t in texts):
+                raise DataError(f"texts: expected {n} strings (or None), got {len(texts)} values")
         seen: dict[Any, int] = {}
         for row, item in enumerate(ids):
             if item in self._slot_of:
@@ -139,6 +147,9 @@ class VectorIndex:
         id_array = np.array(ids, dtype=np.int64) if self._id_type == "int" else _object_array(ids)
         self._slot_ids = np.concatenate([self._slot_ids, id_array])
         self._slot_lang = np.concatenate([self._slot_lang, codes])
+        if texts is not None or self._slot_text is not None:
+            before = self._slot_text if self._slot_text is not None else _object_array([None] * start)
+            self._slot_text = np.concatenate([before, _object_array(texts if texts is not None else [None] * n)])
         self._alive = np.concatenate([self._alive, np.ones(n, dtype=bool)])
         self._slot_of.update(zip(ids, slots.tolist()))
         self._gpu = None
@@ -186,6 +197,7 @@ class VectorIndex:
                             id_type=self._id_type, knobs=self._knobs, fingerprint=self.fingerprint,
                             normalize=self.normalize, device=device or self.backend)
         clone._slot_ids, clone._slot_lang = self._slot_ids.copy(), self._slot_lang.copy()
+        clone._slot_text = None if self._slot_text is None else self._slot_text.copy()
         clone._alive, clone._dead = self._alive.copy(), self._dead
         clone._lang_names, clone._lang_codes = list(self._lang_names), dict(self._lang_codes)
         clone._slot_of = dict(self._slot_of)
@@ -255,6 +267,20 @@ class VectorIndex:
             out.append(self._lang_names[code] if code >= 0 else None)
         return out
 
+    @property
+    def has_texts(self) -> bool:
+        """Whether the index holds item texts (given to :meth:`build` or :meth:`add`)."""
+        return self._slot_text is not None
+
+    def text_of(self, ids: Sequence[int | str]) -> list[str | None]:
+        """Text of each of ``ids`` (None where not given); DataError if unknown."""
+        out = []
+        for item in _as_id_list(ids, None):
+            if item not in self._slot_of:
+                raise DataError(f"id {item!r} is not in the index")
+            out.append(None if self._slot_text is None else self._slot_text[self._slot_of[item]])
+        return out
+
     # ------------------------------------------------------------------ search
     def search(self, queries: np.ndarray, k: int, *,
                languages: str | Sequence[str] | None = None,
@@ -268,15 +294,16 @@ class VectorIndex:
         in those; a language the index lacks matches nothing (so ``languages=["xx"]`` gives
         an all-padding result). ``exclude_ids``: one sequence of ids excluded for every query,
         or a list with one sequence per query; ids not in the index are ignored.
-        Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` larger
-        than what qualifies (including an empty index) pads the row (see module docs).
+        Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` is cut to
+        the index's size (an empty index gives ``(q, 0)``); a row with fewer qualifying items is
+        padded (see module docs).
         """
         q = self._check_queries(queries)
-        k = _check_k(k)
+        k = min(_check_k(k), len(self))  # what can be returned: memory is q x min(k, n), not q x k
         nq = len(q)
         pad = self.pad_id
         if (languages is None and exclude_languages is None and exclude_ids is None
-                and not self._dead and nq and k <= len(self)):
+                and not self._dead and nq and k):
             # fast path: no filters; done unless the backend came back short somewhere
             scores, slots = self._search_slots(q, k, None)
             if slots.min() >= 0:
@@ -533,10 +560,12 @@ class VectorIndex:
             faiss.write_index(self._index, str(tmp / INDEX_FILE))
             langs = [self._lang_names[c] if c >= 0 else None for c in self._slot_lang]
             ids = self._slot_ids.tolist()
-            pl.DataFrame({"id": pl.Series(ids, dtype=pl.Int64 if self._id_type == "int" else pl.String),
-                          "lang": pl.Series(langs, dtype=pl.String),
-                          "alive": pl.Series(self._alive.tolist(), dtype=pl.Boolean)}
-                         ).write_parquet(tmp / ITEMS_FILE)
+            columns = {"id": pl.Series(ids, dtype=pl.Int64 if self._id_type == "int" else pl.String),
+                       "lang": pl.Series(langs, dtype=pl.String),
+                       "alive": pl.Series(self._alive.tolist(), dtype=pl.Boolean)}
+            if self._slot_text is not None:
+                columns["text"] = pl.Series(self._slot_text.tolist(), dtype=pl.String)
+            pl.DataFrame(columns).write_parquet(tmp / ITEMS_FILE)
             write_manifest(tmp, ARTIFACT_KIND, FORMAT_VERSION, {
                 "encoder_fingerprint": self.fingerprint, "metric": "inner_product",
                 "dim": self.dim, "count": len(self), "slots": len(self._slot_ids),
@@ -547,12 +576,20 @@ class VectorIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
-             expect_dim: int | None = None, device: str | None = None,
-             verify: bool = True) -> VectorIndex:
+             expect_dim: int | None = None, device: str | None = None) -> VectorIndex:
         """Load a saved index; :class:`ArtifactError` if it is incomplete, corrupted, or made
-        for another encoder (``expect_fingerprint``) or dimension (``expect_dim``)."""
+        for another encoder (``expect_fingerprint``) or dimension (``expect_dim``).
+
+        FAISS parses only a file the manifest lists and whose SHA-256 matches it: a corrupted or
+        swapped index file is refused before FAISS sees it. (Checksums catch damage, not a
+        hostile folder that rewrites its own manifest: load indexes you or xrec made.)
+        """
         root = Path(path)
-        manifest = read_manifest(root, ARTIFACT_KIND, FORMAT_VERSION, verify=verify)
+        manifest = read_manifest(root, ARTIFACT_KIND, FORMAT_VERSION, verify=True)
+        unlisted = [name for name in (INDEX_FILE, ITEMS_FILE) if name not in manifest.get("files", {})]
+        if unlisted:
+            raise ArtifactError(f"{root}: {', '.join(unlisted)} not listed in the manifest (no checksum "
+                                "to check it against); refusing to read it")
         if expect_fingerprint is not None and manifest.get("encoder_fingerprint") != expect_fingerprint:
             raise ArtifactError(
                 f"{root}: index built with encoder {manifest.get('encoder_fingerprint')!r}, "
@@ -565,7 +602,8 @@ class VectorIndex:
         except Exception as exc:  # FAISS raises RuntimeError, parquet several types
             raise ArtifactError(f"{root}: unreadable index files ({str(exc).splitlines()[0]})") from exc
         dim, slots = manifest.get("dim"), manifest.get("slots")
-        if index.d != dim or len(items) != slots or set(items.columns) != {"id", "lang", "alive"}:
+        if (index.d != dim or len(items) != slots
+                or set(items.columns) - {"text"} != {"id", "lang", "alive"}):
             raise ArtifactError(f"{root}: files disagree with the manifest (dim {index.d} vs {dim}, "
                                 f"{len(items)} item rows vs {slots} slots)")
         self = cls(index, dim, manifest["index_kind"], manifest["factory"],
@@ -576,6 +614,8 @@ class VectorIndex:
         self._slot_ids = np.array(ids, dtype=np.int64) if self._id_type == "int" else _object_array(ids)
         self._slot_lang = np.array([self._lang_code(x) for x in items["lang"].to_list()], dtype=np.int32)
         self._alive = items["alive"].to_numpy().astype(bool)
+        if "text" in items.columns:
+            self._slot_text = _object_array(items["text"].to_list())
         self._slot_of = {ids[s]: int(s) for s in np.flatnonzero(self._alive)}
         self._dead = int(index.ntotal) - len(self._slot_of)
         if self._dead < 0:
@@ -718,8 +758,3 @@ def _as_langs(languages: Any, what: str) -> list[str]:
 def _is_id_sequence(entry: Any) -> bool:
     return isinstance(entry, (list, tuple, set, frozenset, np.ndarray)) or (
         hasattr(entry, "__iter__") and not isinstance(entry, (str, bytes)))
-
-
-def manifest_of(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a saved index without loading it (no checksum pass)."""
-    return json.loads((Path(path) / "manifest.json").read_text(encoding="utf-8"))

@@ -5,7 +5,8 @@ Users are scored ``batch_size`` at a time. Each finished batch is written atomic
 hash of the user list and of the ranker). When every part exists they are streamed into ``out``
 (one parquet file written under a temporary name and renamed into place) and the parts folder is
 removed. A killed run leaves only complete parts behind; running the same job again skips them.
-A parts folder from a different job is refused rather than mixed in.
+A parts folder from a different job is refused rather than mixed in, unless ``restart=True``
+(CLI: ``--restart``) discards it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from xrec.artifacts import atomic_file
 from xrec.errors import ArtifactError, DataError
@@ -47,13 +47,15 @@ def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
 
 
 def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,
-                         batch_size: int = 1024, progress: bool | None = None,
+                         batch_size: int = 1024, progress: bool | None = None, restart: bool = False,
                          stop_after: int | None = None) -> Path | None:
     """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
 
     ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
-    :class:`~xrec.ranking.hybrid.HybridRanker`). ``stop_after`` stops after that many new batches
-    (for tests of resumption); returns ``out`` when complete, ``None`` when stopped early.
+    :class:`~xrec.ranking.hybrid.HybridRanker`). Parts of an interrupted run of the same job are
+    reused; those of another job (other users, k, batch size or model) are an error, or discarded
+    with ``restart=True``. ``stop_after`` stops after that many new batches (for tests of
+    resumption); returns ``out`` when complete, ``None`` when stopped early.
     """
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size}: must be at least 1")
@@ -68,10 +70,13 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
             old = json.loads((parts / JOB).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             old = None
-        if old != job:
+        if old != job and not restart:
             raise ArtifactError(f"{parts}: left by a different run (other users, k, batch size or model); "
-                                "remove it to start over")
-    else:
+                                "rerun with --restart (restart=True) to discard it")
+        if old != job:
+            log.warning("%s: discarding the parts of a different run (--restart)", parts)
+            shutil.rmtree(parts)
+    if not parts.exists():
         parts.mkdir(parents=True)
         with atomic_file(parts / JOB) as tmp:
             tmp.write_text(json.dumps(job, indent=2), encoding="utf-8")
@@ -81,8 +86,10 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
     if len(todo) < n_batches:
         log.info("resuming: %d of %d batches already done", n_batches - len(todo), n_batches)
     done_now = 0
-    with tqdm(total=n_batches, initial=n_batches - len(todo), unit="batch", desc="recommend",
-              disable=(not _tty()) if progress is None else not progress) as bar:
+    from xrec.progress import Progress
+
+    with Progress(n_batches, f"recommend top-{k} for {len(ids)} users", "batches",
+                  initial=n_batches - len(todo), show=progress) as bar:
         for b in todo:
             if stop_after is not None and done_now >= stop_after:
                 return None
@@ -114,27 +121,25 @@ def _concat(names: list[Path], out: Path) -> None:
                                  "score": pl.Float32}).write_parquet(tmp)
 
 
-def _tty() -> bool:
-    import sys
-    return sys.stderr.isatty()
-
-
 def read_users(path: str | os.PathLike[str]) -> pl.Series:
-    """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list."""
-    from xrec.tables import read_table
+    """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list
+    (``.txt``: one id per line, optionally after a ``user_id`` header line; blank lines skipped).
+    Ids that all read as integers become integers."""
+    from xrec.tables import locate, read_lines, read_table
 
     file = Path(path)
     if file.suffix.lower() == ".txt":
-        if not file.is_file():
-            raise DataError(f"{file}: no such file")
-        lines = [ln.strip() for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        series = pl.Series("user_id", lines)
+        lines = read_lines(file)
+        if lines and lines[0].lower() == "user_id":
+            lines = lines[1:]
+        series = pl.Series("user_id", lines, dtype=pl.String)
         try:
             return series.cast(pl.Int64)
         except Exception:
             return series
     frame = read_table(file, required=["user_id"])
     if frame["user_id"].null_count():
-        raise DataError(f"{file}: user_id is null in row {int(frame['user_id'].is_null().arg_true()[0])}")
+        raise DataError(f"{file}: {locate(file, int(frame['user_id'].is_null().arg_true()[0]))}: "
+                        "user_id is null")
     return frame["user_id"].unique(maintain_order=True)
 

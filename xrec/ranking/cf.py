@@ -133,7 +133,8 @@ def confidence(matrix: sp.csr_matrix, weighting: str = "bm25", alpha: float = 1.
 
     m = matrix.astype(np.float32).tocsr()
     if weighting == "binary":
-        m = m.copy(); m.data[:] = 1.0
+        m = m.copy()
+        m.data[:] = 1.0
     elif weighting == "bm25":
         m = bm25_weight(m, K1=100, B=0.8).tocsr()
     elif weighting == "tfidf":
@@ -151,7 +152,6 @@ def fit_als(matrix: sp.csr_matrix, *, factors: int = 32, regularization: float =
     """Fit implicit's ALS on a user x item matrix; returns ``(FactorModel, implicit model)``."""
     import implicit.als
     import implicit.gpu
-
     from threadpoolctl import threadpool_limits
 
     gpu = implicit.gpu.HAS_CUDA if use_gpu is None else use_gpu

@@ -18,9 +18,17 @@ from xrec.tables import read_table, validate_items
 log = logging.getLogger(__name__)
 
 
-def load_items(path: str | os.PathLike[str], text_column: str = "text") -> pl.DataFrame:
-    """Read and check an items table (``item_id``, ``text``, optional ``lang``); see module doc."""
-    frame = read_table(path, required=["item_id", text_column])
+def load_items(path: str | os.PathLike[str], text_column: str = "text", *,
+               template: str | None = None) -> pl.DataFrame:
+    """Read and check an items table (``item_id``, ``text``, optional ``lang``); see module doc.
+
+    ``template`` (e.g. ``"{title}. {author}"``) renders ``text`` from other columns first."""
+    if template is None:
+        return prepare_items(read_table(path, required=["item_id", text_column]), str(path), text_column)
+    from xrec.datasets.templates import render_template
+
+    frame = read_table(path, required=["item_id"])
+    frame = frame.with_columns(render_template(frame, template, str(path)).alias(text_column))
     return prepare_items(frame, str(path), text_column)
 
 

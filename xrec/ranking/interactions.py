@@ -10,6 +10,10 @@ Rules (each documented result is tested):
 * Interactions naming items that are not in the catalogue are counted in the
   :class:`InteractionReport`; they raise :class:`DataError` unless ``drop_unknown=True`` drops
   them. The same holds for users when a user universe is given.
+* ``timestamp`` is optional: integer Unix seconds, or ISO-8601 strings or a datetime column
+  (converted to seconds; naive times are UTC). Anything else is a :class:`DataError` naming the
+  file, line and column; integer times that look like milliseconds are accepted with a warning.
+* An empty table is a :class:`DataError`.
 * Row order does not matter: the temporal split sorts by ``(timestamp, item_id)`` per user.
   A temporal split needs a ``timestamp`` column without nulls, else :class:`DataError`.
 """
@@ -17,17 +21,17 @@ Rules (each documented result is tested):
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
-from xrec.tables import first_row_where, read_table, require_columns
+from xrec.tables import first_row_where, locate, read_table, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -104,12 +108,15 @@ def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
     require_columns(frame, ["user_id", "item_id"], source)
     if duplicates not in DUPLICATE_RULES:
         raise DataError(f"duplicates={duplicates!r}: use one of {DUPLICATE_RULES}")
+    if frame.height == 0:
+        raise DataError(f"{source}: no interactions (the table has a header but no rows)")
     report = InteractionReport(rows_in=frame.height)
     cols = ["user_id", "item_id"] + [c for c in ("weight", "timestamp") if c in frame.columns]
     frame = frame.select(cols)
     for col in ("user_id", "item_id"):
         if frame[col].null_count():
-            raise DataError(f"{source}: row {first_row_where(frame, frame[col].is_null())}: {col} is null")
+            raise DataError(f"{source}: {locate(source, first_row_where(frame, frame[col].is_null()))}: "
+                            f"{col} is null")
     if "weight" in frame.columns:
         try:
             weight = frame["weight"].cast(pl.Float64)
@@ -118,15 +125,16 @@ def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
         bad = weight.is_null() | weight.is_nan() | weight.is_infinite() | (weight < 0)
         if bad.any():
             row = first_row_where(frame, bad)
-            raise DataError(f"{source}: row {row} (user {frame['user_id'][row]!r}, item "
+            raise DataError(f"{source}: {locate(source, row)} (user {frame['user_id'][row]!r}, item "
                             f"{frame['item_id'][row]!r}): weight {frame['weight'][row]!r} is "
                             f"{'negative' if (weight[row] or 0) < 0 else 'missing or not finite'}; "
                             "weights must be finite and >= 0")
         frame = frame.with_columns(weight=weight)
     else:
         frame = frame.with_columns(weight=pl.lit(1.0, dtype=pl.Float64))
-    if "timestamp" in frame.columns and frame["timestamp"].dtype.is_temporal():
-        frame = frame.with_columns(pl.col("timestamp").dt.epoch("s"))
+    if "timestamp" in frame.columns:
+        frame = frame.with_columns(timestamp=unix_seconds(frame["timestamp"], source))
+    source_rows = pl.Series("__src", np.arange(frame.height, dtype=np.int64))
 
     keep = pl.Series(np.ones(frame.height, dtype=bool))
     for col, universe, attr in (("item_id", item_ids, "unknown_items"), ("user_id", user_ids, "unknown_users")):
@@ -148,22 +156,96 @@ def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
         log.warning("%s; dropped", msg)
         report.dropped = n_unknown
         frame = frame.filter(keep)
+        source_rows = source_rows.filter(keep)
 
-    frame = _aggregate(frame, source, duplicates, report)
+    frame = _aggregate(frame, source, duplicates, report, source_rows)
     report.rows_out = frame.height
     return frame, report
 
 
-def _aggregate(frame: pl.DataFrame, source: str, rule: str, report: InteractionReport) -> pl.DataFrame:
-    dup = frame.select(pl.struct("user_id", "item_id").is_duplicated()).to_series()
+def unix_seconds(values: pl.Series, source: str = "interactions") -> pl.Series:
+    """A ``timestamp`` column as Int64 Unix seconds (see the module docs for what is accepted)."""
+    def refuse(mask: pl.Series, why: str) -> DataError:
+        row = int(mask.arg_true()[0])
+        return DataError(f"{source}: {locate(source, row)}: column 'timestamp' holds {values[row]!r}; "
+                         f"{why}")
+
+    name = values.name
+    if values.dtype == pl.Null:
+        return values.cast(pl.Int64)
+    if values.dtype in (pl.String, pl.Categorical):
+        text = values.cast(pl.String).str.strip_chars()
+        digits = text.str.contains(r"^-?\d+$")
+        if digits.fill_null(True).all():
+            values = text.cast(pl.Int64)
+        else:
+            parsed = _parse_iso(text)
+            bad = parsed.is_null() & text.is_not_null()
+            if bad.any():
+                raise refuse(bad, "expected integer Unix seconds or an ISO-8601 date-time "
+                                  "(e.g. 2024-05-01T12:30:00Z)")
+            values = parsed
+    if values.dtype.is_temporal():
+        return values.dt.epoch("s").alias(name)
+    if values.dtype.is_float():
+        bad = values.is_not_null() & (values.is_nan() | values.is_infinite() | (values != values.floor()))
+        if bad.any():
+            raise refuse(bad, "expected whole seconds (integer Unix time)")
+        values = values.cast(pl.Int64)
+    if not values.dtype.is_integer():
+        raise refuse(values.is_not_null(), f"a {values.dtype} column; expected integer Unix seconds "
+                                           "or ISO-8601 date-times")
+    values = values.cast(pl.Int64)
+    median = values.median()
+    if median is not None and abs(median) > 1e11:  # after the year 5138 in seconds: milliseconds?
+        log.warning("%s: column 'timestamp' values look like milliseconds (median %d is year %d in seconds); "
+                    "xrec reads Unix seconds: divide by 1000", source, median,
+                    1970 + int(median / 31_556_952))
+    return values.alias(name)
+
+
+def _parse_iso(text: pl.Series) -> pl.Series:
+    """ISO-8601 strings (and whole-second integers written as text) as UTC datetimes; null where
+    unreadable. Polars parses the common case; Python's ``fromisoformat`` the rest."""
+    from datetime import datetime
+
+    digits = text.str.contains(r"^-?\d+$").fill_null(False)
+    try:
+        fast = text.str.to_datetime(strict=False, time_zone="UTC", time_unit="us")
+    except Exception:  # polars could not infer one format for the column
+        fast = pl.Series(text.name, [None] * len(text), dtype=pl.Datetime("us", "UTC"))
+    seconds = (text.cast(pl.Int64, strict=False) * 1_000_000).cast(pl.Datetime("us", "UTC"))
+    fast = pl.select(pl.when(digits).then(seconds).otherwise(fast)).to_series().alias(text.name)
+    missing = fast.is_null() & text.is_not_null()
+    if not missing.any():
+        return fast
+
+    def one(value: str) -> datetime | None:
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+    rows = missing.arg_true().to_list()
+    slow = [one(text[r]) for r in rows]
+    values = fast.to_list()
+    for row, moment in zip(rows, slow):
+        values[row] = moment
+    return pl.Series(text.name, values, dtype=pl.Datetime("us", "UTC"))
+
+
+def _aggregate(frame: pl.DataFrame, source: str, rule: str, report: InteractionReport,
+               source_rows: pl.Series) -> pl.DataFrame:
     n_groups = frame.select(pl.struct("user_id", "item_id").n_unique()).item() if frame.height else 0
     report.duplicates = frame.height - n_groups
     if not report.duplicates:
         return frame
     if rule == "error":
-        row = first_row_where(frame, dup)
-        raise DataError(f"{source}: row {row}: duplicate interaction (user {frame['user_id'][row]!r}, "
-                        f"item {frame['item_id'][row]!r})")
+        repeat = ~frame.select(pl.struct("user_id", "item_id").is_first_distinct()).to_series()
+        row = first_row_where(frame, repeat)
+        raise DataError(f"{source}: {locate(source, int(source_rows[row]))}: duplicate interaction "
+                        f"(user {frame['user_id'][row]!r}, item {frame['item_id'][row]!r})")
     has_ts = "timestamp" in frame.columns
     ordered = frame.with_row_index("__row")
     if has_ts:
@@ -234,7 +316,7 @@ def require_timestamps(frame: pl.DataFrame, source: str) -> None:
     ts = frame["timestamp"]
     if ts.null_count() or (ts.dtype.is_float() and ts.is_nan().any()):
         row = first_row_where(frame, ts.is_null() | (ts.is_nan() if ts.dtype.is_float() else ts.is_null()))
-        raise DataError(f"{source}: row {row} (user {frame['user_id'][row]!r}): timestamp is missing; "
+        raise DataError(f"{source}: {locate(source, row)} (user {frame['user_id'][row]!r}): timestamp is missing; "
                         "a temporal split needs every timestamp")
 
 
@@ -258,6 +340,23 @@ def temporal_split(frame: pl.DataFrame, fraction: float = 0.2, *, source: str = 
     return train, test
 
 
-def ceil_fraction(n: int, fraction: float) -> int:
-    """``ceil(n * fraction)``, as the split uses it."""
-    return math.ceil(n * fraction)
+def random_split(frame: pl.DataFrame, fraction: float = 0.2, *, seed: int = 0,
+                 min_test: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Hold out a seeded random ``fraction`` of each user's interactions: ``(train, test)``.
+
+    For data without timestamps. Per user, ``ceil(fraction * n)`` rows, at least ``min_test``, go
+    to ``test`` (a user with a single interaction keeps it in ``train`` only when ``min_test`` is
+    0). Rows are put in ``(user_id, item_id)`` order before the draw, so the split depends on the
+    rows and ``seed`` only, not on the file's row order.
+    """
+    if not 0.0 <= fraction < 1.0:
+        raise DataError(f"fraction={fraction}: must be in [0, 1)")
+    ordered = frame.sort(["user_id", "item_id"], maintain_order=True)
+    draw = np.random.default_rng(seed).random(ordered.height)
+    ordered = ordered.with_columns(pl.Series("__key", draw)).sort(["user_id", "__key"]).with_columns(
+        pl.int_range(pl.len()).over("user_id").alias("__pos"), pl.len().over("user_id").alias("__n"))
+    n_test = pl.min_horizontal((pl.col("__n").cast(pl.Float64) * fraction).ceil().cast(pl.Int64),
+                               pl.col("__n") - 1).clip(lower_bound=min_test)
+    is_test = pl.col("__pos") < n_test
+    drop = ("__key", "__pos", "__n")
+    return ordered.filter(~is_test).drop(drop), ordered.filter(is_test).drop(drop)

@@ -49,32 +49,3 @@ def user_profiles(weights: sp.csr_matrix, item_vectors: np.ndarray) -> np.ndarra
     norms = np.linalg.norm(prof, axis=1, keepdims=True)
     np.divide(prof, norms, out=prof, where=norms > 0)
     return prof
-
-
-def history_similarity(history: sp.csr_matrix, item_vectors: np.ndarray, user_rows: np.ndarray,
-                       candidates: np.ndarray, top: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Item-item content similarity of each candidate to the user's history.
-
-    ``candidates`` is ``[len(user_rows), c]`` item indices (-1 = padding). Returns
-    ``(max, mean_of_top)``: the highest cosine to any history item and the mean of the ``top``
-    highest, each ``[len(user_rows), c]`` float32 (0 for users without history or padding).
-    """
-    b, c = candidates.shape
-    best = np.zeros((b, c), dtype=np.float32)
-    topm = np.zeros((b, c), dtype=np.float32)
-    safe = np.where(candidates >= 0, candidates, 0)
-    for j, row in enumerate(np.asarray(user_rows)):
-        hist = history.indices[history.indptr[row]:history.indptr[row + 1]]
-        if not len(hist):
-            continue
-        sims = item_vectors[hist] @ item_vectors[safe[j]].T  # [h, c]
-        if len(hist) > top:
-            part = np.partition(sims, len(hist) - top, axis=0)[-top:]
-        else:
-            part = sims
-        best[j] = part.max(axis=0)
-        topm[j] = part.mean(axis=0)
-    pad = candidates < 0
-    best[pad] = 0.0
-    topm[pad] = 0.0
-    return best, topm

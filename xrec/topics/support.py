@@ -14,8 +14,10 @@ question, "is this text like the labelled ones at all?", from two signals on the
 Each is turned into a percentile against the labelled dev texts (in distribution by construction),
 the two percentiles are averaged, and the average is turned into a percentile against the dev
 texts' own averages. So ``topic_support`` is in [0, 1]: the share of held-out labelled texts that
-look *less* covered than this text. About ``support_threshold`` of in-distribution dev texts fall
-below ``support_threshold``; :meth:`~xrec.topics.head.TopicClassifier.predict` abstains there.
+look *less* covered than this text. So about a ``support_threshold`` share of texts like the dev
+split (the labelled languages, the label set's topics) falls below ``support_threshold``, where
+:meth:`~xrec.topics.head.TopicClassifier.predict` abstains; texts of other languages, which the
+labels cover less closely, fall below it more often, even on the label set's topics.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 
 from xrec.errors import ArtifactError
 
-#: Abstain (with ``abstain=True``) below this ``topic_support``: about 5% of in-distribution text.
+#: Abstain (with ``abstain=True``) below this ``topic_support``: about 5% of dev-like text.
 DEFAULT_SUPPORT_THRESHOLD = 0.05
 #: Kernel width of the densities (cosine units).
 SUPPORT_TAU = 0.1

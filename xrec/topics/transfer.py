@@ -38,8 +38,15 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.topics.centering import LanguageCentering
-from xrec.topics.head import (HeadConfig, KernelHead, TopicClassifier, TopicHead, fit_head,
-                              fit_temperature, single_thread)
+from xrec.topics.head import (
+    HeadConfig,
+    KernelHead,
+    TopicClassifier,
+    TopicHead,
+    fit_head,
+    fit_temperature,
+    single_thread,
+)
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 log = logging.getLogger(__name__)
@@ -169,9 +176,10 @@ def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: Top
     The labels of languages with many labelled texts (:func:`shared_languages`) teach every
     language. Those of a language with only a few (a handful labelled in a target language) are
     *private*: they enter that language's mean and, with ``kernel``, vote for that language's texts
-    only; the linear and MLP heads learn from shared languages alone. ``unlabelled`` (text vectors
-    of any languages, no labels) adds to the language means used for centring, is the pool
-    ``self-train`` pseudo-labels and the background of :class:`~xrec.topics.support.Support`.
+    only; the linear, MLP and self-trained heads learn from shared languages alone.
+    ``unlabelled`` (text vectors of any languages, no labels) adds to the language means used for
+    centring, is the pool ``self-train`` pseudo-labels and the background of
+    :class:`~xrec.topics.support.Support`.
     ``dev`` (labelled, any languages) selects the L2 strength, fits the temperature and is the
     in-distribution reference of ``topic_support`` (without it there is no support score).
     """

@@ -1,0 +1,69 @@
+"""Book-Crossing layout, item-text templates, id handling and language codes on the bundled real slice."""
+
+from __future__ import annotations
+
+import gzip
+
+import polars as pl
+import pytest
+from xrec.datasets.bookcrossing import DEFAULT_TEMPLATE, is_bookcrossing, load_bookcrossing
+from xrec.datasets.templates import render_template, template_fields
+from xrec.errors import DataError
+from xrec.tables import check_language_codes, read_table
+
+
+@pytest.fixture(scope="module")
+def bx(data_dir):
+    return load_bookcrossing(data_dir / "bookcrossing")
+
+
+def test_load_bundled_slice(bx, data_dir):
+    assert is_bookcrossing(data_dir / "bookcrossing")
+    assert bx.books["item_id"].dtype == pl.String and bx.books["item_id"].is_unique().all()
+    assert bx.books["item_id"].str.starts_with("0").any()  # ISBNs with leading zeros stay strings
+    assert bx.ratings.columns == ["user_id", "item_id", "weight", "rating"]
+    assert (bx.ratings["weight"] == 1.0).all() and bx.ratings["item_id"].is_in(bx.books["item_id"].implode()).all()
+    assert bx.books["lang"].n_unique() >= 3 and bx.users is not None
+
+
+def test_item_text_from_template(bx):
+    items = bx.items()
+    assert items.columns == ["item_id", "text", "lang"] and items.height == bx.books.height
+    row = bx.books.row(0, named=True)
+    assert items["text"][0] == f"{row['title']}. {row['author']}"
+    assert bx.items("{title} ({publisher}, {year})")["text"][0].startswith(row["title"])
+    assert template_fields(DEFAULT_TEMPLATE) == ["title", "author"]
+
+
+def test_template_errors_and_empty_fields():
+    frame = pl.DataFrame({"title": ["A", None, ""], "author": ["X", "Y", None]})
+    assert render_template(frame, "{title}. {author}").to_list() == ["A. X", "Y", ""]
+    with pytest.raises(DataError, match=r"missing column\(s\) \['publisher'\]"):
+        render_template(frame, "{title} {publisher}", "books.csv")
+    with pytest.raises(DataError, match="names no field"):
+        template_fields("just text")
+    with pytest.raises(DataError, match="plain column name"):
+        template_fields("{title.upper}")
+
+
+def test_ids_keep_leading_zeros_only_when_they_have_them(tmp_path):
+    isbn = tmp_path / "items.csv.gz"
+    with gzip.open(isbn, "wt") as f:
+        f.write("item_id,text\n0002005018,a\n3257061269,b\n")
+    assert read_table(isbn)["item_id"].to_list() == ["0002005018", "3257061269"]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("user_id,item_id\n1,10\n2,20\n")
+    frame = read_table(plain)
+    assert frame["item_id"].dtype == pl.Int64 and frame["user_id"].to_list() == [1, 2]
+
+
+def test_mixed_language_code_systems_are_refused():
+    check_language_codes(pl.DataFrame({"lang": ["de", "en", "und", "pt-BR", None]}), "ok")
+    with pytest.raises(DataError, match=r"items.csv: column 'lang' mixes .*'de'.*row 0.*'deu_Latn'.*row 2"):
+        check_language_codes(pl.DataFrame({"lang": ["de", "en", "deu_Latn"]}), "items.csv")
+
+
+def test_missing_tables_are_named(tmp_path):
+    (tmp_path / "books.csv").write_text("item_id,title\n1,a\n")
+    with pytest.raises(DataError, match="no ratings.csv.gz"):
+        load_bookcrossing(tmp_path)

@@ -1,0 +1,99 @@
+"""``OnnxEncoder``: the same model, tokenizer and pooling run by ONNX Runtime on the CPU.
+
+A second CPU backend beside the torch one (which stays the reference): ``precision="onnx-fp32"``
+runs the fused float32 graph (cosine with torch fp32 >= 0.9999), ``precision="int8"`` the
+dynamically quantised one (faster, cosine >= 0.97 with fp32; see README for the measured figures).
+The graphs are exported from the model's own weights once (:mod:`xrec.encoders.onnx_export`).
+Tokenisation, windows of long texts, prefixes and the fingerprint are those of
+:class:`TransformersEncoder`: vectors stay comparable with every other precision.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from xrec.encoders.transformers_encoder import TransformersEncoder, model_file_hashes, resolve_model_dir
+from xrec.errors import ModelError
+
+ONNX_PRECISIONS = ("onnx-fp32", "int8")
+
+
+def default_threads() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxEncoder(TransformersEncoder):
+    """Mean-pooled, L2-normalised embeddings computed by ONNX Runtime (CPU).
+
+    Arguments as :class:`TransformersEncoder`; ``precision`` is ``"onnx-fp32"`` or ``"int8"``,
+    ``threads`` ONNX Runtime's intra-op threads (``None``: all cores of this process).
+    """
+
+    def __init__(self, model: str | os.PathLike[str], *, precision: str = "int8",
+                 device: str | None = "cpu", file_hashes: Mapping[str, str] | None = None,
+                 **kwargs) -> None:
+        if precision not in ONNX_PRECISIONS:
+            raise ModelError(f"precision {precision!r} is not an ONNX precision ({', '.join(ONNX_PRECISIONS)})")
+        if device not in (None, "cpu"):
+            raise ModelError(f"precision {precision!r} runs on the CPU only, not on {device!r}")
+        if file_hashes is None:
+            file_hashes = model_file_hashes(resolve_model_dir(model))
+        self._source_hashes = dict(file_hashes)
+        super().__init__(model, device="cpu", precision=precision, file_hashes=file_hashes, **kwargs)
+
+    def _setup_runtime(self, path: Path, precision: str) -> None:
+        import onnxruntime as ort
+        from transformers import AutoConfig, AutoTokenizer
+
+        from xrec.encoders.onnx_export import GRAPHS, onnx_model_dir
+
+        self.precision = precision
+        self.dtype = None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            self.config = AutoConfig.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise ModelError(f"{path}: cannot load the tokenizer or config ({type(exc).__name__}: {exc})") from exc
+        directory, _ = onnx_model_dir(path, self._source_hashes)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.threads or default_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(directory / GRAPHS[precision]), options,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ModelError(f"{directory / GRAPHS[precision]}: ONNX Runtime cannot load it "
+                             f"({type(exc).__name__}: {exc}); delete {directory} to re-export") from exc
+        self.model = None
+
+    def _run(self, batches: list[list[int]], windows: list, show: bool):
+        """Yield the pooled vectors of each batch, in order (ONNX Runtime uses ``threads`` cores)."""
+        from tqdm.auto import tqdm
+
+        with tqdm(total=len(batches), desc="encode", unit="batch", disable=not show) as bar:
+            for batch in batches:
+                yield self._forward([windows[w][1] for w in batch])
+                bar.update(1)
+
+    def _forward(self, sequences: list[list[int]]) -> np.ndarray:
+        width = max(len(s) for s in sequences)
+        ids = np.full((len(sequences), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(sequences), width), dtype=np.int64)
+        for i, seq in enumerate(sequences):
+            ids[i, :len(seq)] = seq
+            mask[i, :len(seq)] = 1
+        (pooled,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return pooled.astype(np.float64)
+
+    def __repr__(self) -> str:
+        return (f"OnnxEncoder(name={self.name!r}, dim={self.dim}, precision={self.precision!r}, "
+                f"max_length={self.max_length})")

@@ -1,0 +1,140 @@
+"""ONNX graphs of a Hugging Face encoder, exported once and cached beside the model.
+
+:func:`onnx_model_dir` returns a directory holding ``model-fp32.onnx`` (the model with mean
+pooling inside the graph, its attention, layer norms and GELU fused by ONNX Runtime's transformer
+optimiser) and ``model-int8.onnx`` (the same graph with the weights of every matrix product
+quantised to int8 per output channel, activations quantised per call; the embedding table stays
+float32). It is built offline from the model's own weights the first time an ONNX precision is
+asked for, under a lock, and renamed into place atomically with a manifest naming the weights
+it came from; a directory without a complete manifest (a killed export) is rebuilt, never loaded.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.errors import ArtifactError, ModelError
+
+log = logging.getLogger(__name__)
+
+KIND = "xrec-onnx-encoder"
+FORMAT_VERSION = 1
+GRAPHS = {"onnx-fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
+INPUTS = ("input_ids", "attention_mask")
+OPSET = 17
+#: Dynamic int8 quantisation settings (recorded in the manifest). The feed-forward output
+#: projections of the middle third of the layers stay float32: on multilingual-e5-small that
+#: raised the minimum cosine to fp32 over 1,000 SIB-200 sentences from 0.980 to 0.988 (mean
+#: 0.9962 -> 0.9984) for 8% of the int8 speed.
+INT8 = {"weight_type": "QInt8", "per_channel": True, "op_types": ["MatMul", "Attention"],
+        "float32": "feed-forward output MatMul of the middle third of the layers"}
+
+
+def onnx_model_dir(model_dir: str | Path, file_hashes: Mapping[str, str],
+                   root: str | Path | None = None) -> tuple[Path, dict]:
+    """The cached ONNX export of ``model_dir`` (identified by ``file_hashes``), built if needed."""
+    from xrec.encoders.bundled import cache_dir
+
+    key = hashlib.sha256(json.dumps(dict(sorted(file_hashes.items()))).encode()).hexdigest()[:20]
+    base = Path(root) if root is not None else cache_dir()
+    target = base / "onnx" / f"{key}-v{FORMAT_VERSION}"
+    manifest = _valid(target, key)
+    if manifest is not None:
+        return target, manifest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = _valid(target, key)  # another process may have exported it meanwhile
+        if manifest is not None:
+            return target, manifest
+        log.warning("exporting %s to ONNX (fp32 and int8) in %s, once", model_dir, target)
+        with atomic_dir(target) as tmp:
+            export(Path(model_dir), tmp)
+            manifest = write_manifest(tmp, KIND, FORMAT_VERSION, {
+                "source_key": key, "source_files": dict(sorted(file_hashes.items())),
+                "graphs": GRAPHS, "inputs": list(INPUTS), "opset": OPSET, "int8": INT8,
+                "onnxruntime_version": _ort_version()})
+    return target, manifest
+
+
+def _valid(target: Path, key: str) -> dict | None:
+    if not target.exists():
+        return None
+    try:
+        return read_manifest(target, KIND, FORMAT_VERSION, expect={"source_key": key}, verify=False)
+    except ArtifactError as exc:
+        log.warning("ONNX export %s is incomplete or stale, rebuilding: %s", target, exc)
+        return None
+
+
+def _ort_version() -> str:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ModelError("ONNX precisions need the 'onnxruntime' package (pip install onnxruntime)") from exc
+    return onnxruntime.__version__
+
+
+def export(model_dir: Path, out: Path) -> None:
+    """Write the fp32 and int8 graphs of ``model_dir`` into ``out``."""
+    import onnx
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+    from transformers import AutoModel
+
+    _ort_version()
+    try:
+        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True,
+                                          attn_implementation="eager").float().eval()
+    except Exception as exc:
+        raise ModelError(f"{model_dir}: cannot load the model for ONNX export "
+                         f"({type(exc).__name__}: {exc})") from exc
+    raw = out / "raw.onnx"
+    ids = torch.full((2, 8), 5, dtype=torch.long)
+    mask = torch.ones((2, 8), dtype=torch.long)
+    axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
+            "pooled": {0: "batch"}}
+    with warnings.catch_warnings(), torch.inference_mode():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(_pooled(model), (ids, mask), str(raw), input_names=list(INPUTS),
+                          output_names=["pooled"], dynamic_axes=axes, opset_version=OPSET,
+                          dynamo=False)
+    config = model.config
+    fp32 = out / GRAPHS["onnx-fp32"]
+    optimized = optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
+                               hidden_size=int(config.hidden_size))
+    optimized.save_model_to_file(str(fp32))
+    raw.unlink()
+    layers = int(config.num_hidden_layers)
+    middle = range(layers // 3, layers - layers // 3)
+    keep = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node
+            if (m := re.search(r"layer\.(\d+)/output/dense/MatMul", node.name)) and int(m.group(1)) in middle]
+    quantize_dynamic(str(fp32), str(out / GRAPHS["int8"]), weight_type=QuantType.QInt8,
+                     per_channel=INT8["per_channel"], op_types_to_quantize=INT8["op_types"],
+                     nodes_to_exclude=keep, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _pooled(model):
+    """A ``torch.nn.Module`` giving the last hidden states mean-pooled over the attention mask."""
+    import torch
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * m).sum(dim=1) / m.sum(dim=1).clamp(min=1.0)
+
+    return Pooled()

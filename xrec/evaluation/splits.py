@@ -1,0 +1,190 @@
+"""Evaluation splits of any catalogue: MovieLens, Book-Crossing, or a generic items + interactions pair.
+
+:func:`load_split` reads a data folder, validates it and holds out test interactions:
+
+* with ``test_file``, those rows are the test set and every interaction in the folder trains;
+* else, with timestamps on every interaction, the last ``fraction`` of each user's interactions
+  by time (ceil, at least one); without timestamps a seeded random ``fraction`` of each user's
+  interactions (ceil, at least one, :func:`~xrec.ranking.interactions.random_split`).
+
+``new_language=L`` gives the new-language protocol: every training interaction with an item of
+language ``L`` is removed (no one has interacted with that catalogue yet), the test set is the
+test interactions with ``L``'s items, and models rank ``L``'s items only (``Split.candidates``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from xrec.errors import DataError
+from xrec.ranking.interactions import (
+    Interactions,
+    random_split,
+    read_interactions,
+    temporal_split,
+    validate_interactions,
+)
+from xrec.tables import find_table
+
+LAYOUTS = ("movielens", "bookcrossing", "generic")
+
+
+@dataclass
+class Split:
+    """Catalogue, training interactions and test interactions of one evaluation run."""
+
+    items: pl.DataFrame  #: item_id, text[, lang]
+    train: Interactions
+    test: pl.DataFrame  #: user_id, item_id, weight[, timestamp]
+    info: dict
+    #: item indices that are ranked (new-language protocol); None: the whole catalogue
+    candidates: np.ndarray | None = field(default=None)
+    #: metadata fields for the hybrid's metadata graphs (e.g. ``{"author": [...]}``), catalogue order
+    metadata: dict[str, list] = field(default_factory=dict)
+
+
+def detect_layout(directory: str | os.PathLike[str]) -> str:
+    """``movielens`` (movies + ratings), ``bookcrossing`` (books + ratings) or ``generic``
+    (items + interactions); :class:`DataError` when the folder holds none of them."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise DataError(f"{root}: not a directory")
+    has = lambda stem: find_table(root, stem) is not None  # noqa: E731
+    if has("movies") and has("ratings"):
+        return "movielens"
+    if has("books") and has("ratings"):
+        return "bookcrossing"
+    if has("items") and has("interactions"):
+        return "generic"
+    raise DataError(f"{root}: no known layout: expected movies + ratings (MovieLens), books + ratings "
+                    "(Book-Crossing) or items + interactions tables (.csv[.gz], .parquet, .jsonl[.gz])")
+
+
+def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] | None = None, *,
+               fraction: float = 0.2, seed: int = 0, template: str | None = None,
+               new_language: str | None = None, metadata: Sequence[str] | None = None,
+               drop_unknown: bool = False) -> Split:
+    """Read ``data`` (any of :data:`LAYOUTS`) and build the protocol's split (module docstring).
+
+    ``template`` renders the item text from the items table's fields (Book-Crossing and generic
+    layouts; default: the layout's own text). ``metadata`` names item fields whose shared values
+    link items for the hybrid (default: ``author`` for Book-Crossing, none otherwise)."""
+    root = Path(data)
+    layout = detect_layout(root)
+    items, ratings, read_test = _read_layout(root, layout, template)
+    fields = list(metadata) if metadata is not None else (["author"] if layout == "bookcrossing" else [])
+    missing = [f for f in fields if f not in items.columns]
+    if missing:
+        raise DataError(f"{root}: metadata field(s) {missing} not in the items table (columns: {items.columns})")
+    meta = {f: items[f].cast(pl.String).to_list() for f in fields}
+    item_ids = items["item_id"]
+    ratings, report = validate_interactions(ratings, f"{root}/ratings", item_ids=item_ids,
+                                            drop_unknown=drop_unknown)
+    timed = "timestamp" in ratings.columns and not ratings["timestamp"].null_count()
+    if test_file is not None:
+        train = ratings
+        test, _ = validate_interactions(read_test(test_file), str(test_file), item_ids=item_ids,
+                                        drop_unknown=drop_unknown)
+        how = f"test interactions from {test_file}; all of {root} trains"
+    elif timed:
+        train, test = temporal_split(ratings, fraction, source=f"{root}/ratings")
+        how = f"last {fraction:.0%} of each user's interactions by time held out (ceil, at least 1)"
+    else:
+        train, test = random_split(ratings, fraction, seed=seed)
+        how = (f"random {fraction:.0%} of each user's interactions held out (seed {seed}, ceil, at least 1; "
+               "no timestamps)")
+    if layout == "movielens":
+        items = _movielens_items(root, test)
+    candidates = None
+    if new_language is not None:
+        train, test, candidates = _new_language(items, train, test, new_language, root)
+        how += f"; new-language protocol for {new_language!r}"
+    inter = Interactions.build(train, item_ids, source=f"{root}/ratings")
+    info = {"data": str(root), "layout": layout, "split": how, "train_ratings": train.height,
+            "test_ratings": test.height, "users": len(inter.users), "items": len(item_ids),
+            "unknown_rows_dropped": report.dropped}
+    if new_language is not None:
+        info.update(new_language=new_language, candidates=int(len(candidates)))
+    from xrec.ranking.content import prepare_items
+
+    items = prepare_items(items.select([c for c in ("item_id", "text", "lang") if c in items.columns]),
+                          f"{root} (items)")
+    return Split(items, inter, test, info, candidates, meta)
+
+
+def _read_layout(root: Path, layout: str, template: str | None):
+    """Items (item_id, text[, lang]), interactions, and the reader of a test file of the layout."""
+    from xrec.datasets.templates import render_template
+    from xrec.tables import read_table
+
+    if layout == "movielens":
+        from xrec.datasets.movielens import load_movielens, read_ratings
+
+        if template is not None:
+            raise DataError(f"{root}: a text template applies to Book-Crossing and generic layouts; "
+                            "MovieLens items use title, genres and training-time tags")
+        ml = load_movielens(root)
+        return ml.items(ml.tags.clear()), ml.ratings, read_ratings
+    if layout == "bookcrossing":
+        from xrec.datasets.bookcrossing import DEFAULT_TEMPLATE, load_bookcrossing
+
+        bx = load_bookcrossing(root)
+        reader = lambda path: load_bookcrossing_ratings(path)  # noqa: E731
+        items = bx.items(template or DEFAULT_TEMPLATE).join(bx.books.drop("lang"), on="item_id", how="left",
+                                                            maintain_order="left")
+        return items, bx.ratings, reader
+    items_path = find_table(root, "items")
+    items = read_table(items_path, required=["item_id"])
+    if template is not None:
+        items = items.with_columns(render_template(items, template, str(items_path)))
+    elif "text" not in items.columns:
+        raise DataError(f"{items_path}: no 'text' column; give a text template over its fields "
+                        f"(--template '{{title}}. {{author}}'), columns: {items.columns}")
+    return items, read_interactions(find_table(root, "interactions")), read_interactions
+
+
+def load_bookcrossing_ratings(path: str | os.PathLike[str]) -> pl.DataFrame:
+    """A Book-Crossing ratings file (``user_id, item_id[, rating]``) as interactions of weight 1."""
+    from xrec.tables import read_table
+
+    frame = read_table(path, required=["user_id", "item_id"], string_columns=["item_id"])
+    return frame.select("user_id", pl.col("item_id").cast(pl.String), pl.lit(1.0).alias("weight"))
+
+
+def _movielens_items(root: Path, test: pl.DataFrame) -> pl.DataFrame:
+    """MovieLens items whose texts use only training-time tags (not those of held-out pairs, nor
+    those given at or after the user's first held-out rating)."""
+    from xrec.datasets.movielens import load_movielens
+
+    ml = load_movielens(root)
+    tags = ml.tags
+    if "timestamp" in test.columns:
+        cut = test.group_by("user_id").agg(pl.col("timestamp").min().alias("__cut"))
+        tags = tags.join(cut, on="user_id", how="left").filter(
+            pl.col("__cut").is_null() | (pl.col("timestamp") < pl.col("__cut"))).drop("__cut")
+    tags = tags.join(test.select("user_id", "item_id"), on=["user_id", "item_id"], how="anti")
+    return ml.items(tags)
+
+
+def _new_language(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, language: str,
+                  root: Path) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+    if "lang" not in items.columns:
+        raise DataError(f"{root}: --new-language needs a 'lang' column in the items table")
+    langs = items["lang"]
+    mask = (langs == language).fill_null(False)
+    if not mask.any():
+        counts = langs.drop_nulls().value_counts(sort=True).head(12)
+        listed = ", ".join(f"{lang} ({n})" for lang, n in counts.iter_rows())
+        raise DataError(f"{root}: no item has lang {language!r}; the catalogue's languages: {listed}")
+    ids = items.filter(mask).select("item_id")
+    train = train.join(ids, on="item_id", how="anti")
+    test = test.join(ids, on="item_id", how="semi")
+    if test.height == 0:
+        raise DataError(f"{root}: no test interaction names an item in {language!r}")
+    return train, test, np.flatnonzero(mask.to_numpy())

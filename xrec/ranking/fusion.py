@@ -1,0 +1,88 @@
+"""The learned fusion: one weight per feature, fitted by the softmax likelihood of held-out items.
+
+Features are standardised for the fit (mean and scale measured on the fit's own sample), so the
+L2 penalty treats them alike and the weights read as "nats per standard deviation"; the raw
+weights that scoring uses are ``weights / scale``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Fusion:
+    """Weights of named features: ``score = sum(raw_weights[f] * feature[f])``.
+
+    ``kind`` is ``"learned"`` (fitted on a validation slice) or ``"default"`` (standardised
+    default weights applied with the data's own feature scales; see :meth:`default`).
+    """
+
+    names: tuple[str, ...]
+    weights: np.ndarray  #: standardised weights
+    scale: np.ndarray  #: feature standard deviations of the fit sample
+    kind: str = "learned"
+
+    @property
+    def raw(self) -> dict[str, float]:
+        """Weights on the raw features (what scoring uses)."""
+        return {n: float(w / s) for n, w, s in zip(self.names, self.weights, self.scale)}
+
+    @classmethod
+    def learn(cls, names: Sequence[str], features: np.ndarray, positives: np.ndarray, excluded: np.ndarray, *,
+              log_weight: np.ndarray | None = None, l2: float = 1e-2, max_iter: int = 300) -> Fusion:
+        """Softmax likelihood of the positives over each user's items, L2-penalised, by L-BFGS.
+
+        ``features`` ``[users, items, len(names)]``; ``positives`` and ``excluded`` (seen items)
+        ``[users, items]`` bool; ``log_weight`` ``[items]`` is added to the logits (the log of
+        how many catalogue items each sampled item stands for)."""
+        from scipy.optimize import minimize
+
+        u, n, f = features.shape
+        flat = features.reshape(-1, f)
+        scale = _scale(flat)
+        x = (features / scale.astype(np.float32)).astype(np.float32)
+        pos = positives.astype(np.float32)
+        pos /= np.maximum(pos.sum(axis=1, keepdims=True), 1.0)
+        offset = np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None]).astype(np.float32)
+        xf = x.reshape(-1, f)
+        has = pos.sum(axis=1) > 0
+        n_users = max(int(has.sum()), 1)
+
+        def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+            s = (xf @ w.astype(np.float32)).reshape(u, n) + offset
+            top = s.max(axis=1, keepdims=True)
+            e = np.exp(s - top)
+            z = e.sum(axis=1, keepdims=True)
+            s_pos = np.where(pos > 0, s, 0.0)
+            nll = (np.log(z[:, 0]) + top[:, 0] - (s_pos * pos).sum(axis=1)) * has
+            grad = xf.T @ (((e / z) * has[:, None] - pos) / n_users).reshape(-1)
+            return float(nll.sum() / n_users) + l2 * float(w @ w), grad.astype(np.float64) + 2 * l2 * w
+
+        res = minimize(loss, np.zeros(f), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+        return cls(tuple(names), res.x.astype(np.float32), scale.astype(np.float32), "learned")
+
+    @classmethod
+    def default(cls, names: Sequence[str], features: np.ndarray, defaults: dict[str, float]) -> Fusion:
+        """Standardised ``defaults`` applied with the scales of ``features`` ``[..., len(names)]``."""
+        scale = _scale(features.reshape(-1, len(names)))
+        weights = np.array([defaults.get(n, 0.0) for n in names], dtype=np.float32)
+        return cls(tuple(names), weights, scale.astype(np.float32), "default")
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
+                "scale": [float(s) for s in self.scale]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Fusion:
+        return cls(tuple(data["names"]), np.asarray(data["weights"], dtype=np.float32),
+                   np.asarray(data["scale"], dtype=np.float32), data["kind"])
+
+
+def _scale(flat: np.ndarray) -> np.ndarray:
+    """Per-feature standard deviation (1 where a feature is constant)."""
+    std = flat.std(axis=0, dtype=np.float64)
+    return np.where(std > 1e-8, std, 1.0)

@@ -1,0 +1,140 @@
+"""Item-item similarity graphs: sparse ``[n_items, n_items]`` matrices with each item's nearest items.
+
+A user's score from a graph is the sum, over the user's history, of the edges into an item
+(``history @ graph``), so a graph carries evidence from the items a user has read to the items they
+have not: items close in the multilingual embedding space (:func:`vector_knn`), items sharing
+character n-grams such as an author's name or a series title (:func:`sparse_knn` over
+:func:`xrec.ranking.lexical.char_tfidf`), items sharing a metadata key such as the same author
+(:func:`group_graph`), and items co-consumed by the same users (:func:`cf_knn`, implicit's BM25
+item-item model). Content graphs are symmetrised (an edge in either item's top-k counts for both),
+so a new German edition is reached from the English one as well as the other way round.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+
+def symmetric(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """``max(graph, graph.T)``: an edge in either direction counts for both."""
+    return graph.maximum(graph.T).tocsr()
+
+
+def _from_topk(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n: int) -> sp.csr_matrix:
+    keep = (cols >= 0) & (cols != rows) & (vals > 0)
+    graph = sp.csr_matrix((vals[keep].astype(np.float32), (rows[keep], cols[keep])), shape=(n, n))
+    graph.sum_duplicates()
+    return graph
+
+
+def vector_knn(vectors: np.ndarray, k: int = 50, *, batch: int = 4096) -> sp.csr_matrix:
+    """Each item's ``k`` nearest items by inner product of unit vectors (exact FAISS search),
+    positive similarities only, symmetrised. Zero vectors (items without text) get no edges."""
+    import faiss
+
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = x.shape[0]
+    if n < 2:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    index = faiss.IndexFlatIP(x.shape[1])
+    index.add(x)
+    kk = min(k + 1, n)
+    rows, cols, vals = [], [], []
+    for start in range(0, n, batch):
+        scores, found = index.search(x[start:start + batch], kk)
+        rows.append(np.repeat(np.arange(start, start + len(found)), kk))
+        cols.append(found.reshape(-1))
+        vals.append(scores.reshape(-1))
+    empty = ~x.any(axis=1)
+    graph = _from_topk(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n)
+    if empty.any():
+        graph = (sp.diags((~empty).astype(np.float32)) @ graph).tocsr()
+    return symmetric(graph)
+
+
+def sparse_knn(x: sp.csr_matrix, k: int = 50, *, batch: int = 2000) -> sp.csr_matrix:
+    """Each row's ``k`` nearest rows by inner product of L2-normalised sparse rows, symmetrised."""
+    x = x.tocsr().astype(np.float32)
+    n = x.shape[0]
+    xt = x.T.tocsc()
+    rows, cols, vals = [], [], []
+    for start in range(0, n, batch):
+        block = (x[start:start + batch] @ xt).toarray()
+        block[np.arange(len(block)), np.arange(start, start + len(block))] = 0.0
+        kk = min(k, n - 1) if n > 1 else 0
+        if kk == 0:
+            break
+        part = np.argpartition(-block, kk - 1, axis=1)[:, :kk]
+        rows.append(np.repeat(np.arange(start, start + len(block)), kk))
+        cols.append(part.reshape(-1))
+        vals.append(np.take_along_axis(block, part, 1).reshape(-1))
+    if not rows:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    return symmetric(_from_topk(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n))
+
+
+def normalise_key(value: str | None) -> str:
+    """A metadata key for matching across editions: accents folded, lower case, letters and
+    digits only (``"J. K. Rowling"`` and ``"J.K. ROWLING"`` both give ``"jkrowling"``)."""
+    if not value:
+        return ""
+    folded = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]", "", folded)
+
+
+def group_graph(keys: Sequence[str | None], *, max_group: int = 200) -> sp.csr_matrix:
+    """Items sharing a normalised key are linked (weight 1). Empty keys, and keys shared by more
+    than ``max_group`` items (``"unknown"``, ``"various"``), link nothing."""
+    norm = np.array([normalise_key(k) for k in keys], dtype=object)
+    n = len(norm)
+    if not n:
+        return sp.csr_matrix((0, 0), dtype=np.float32)
+    uniq, inverse = np.unique(norm, return_inverse=True)
+    member = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), inverse)), shape=(n, len(uniq)))
+    sizes = np.asarray(member.sum(axis=0)).ravel()
+    useful = np.flatnonzero((sizes >= 2) & (sizes <= max_group) & (uniq != ""))
+    member = member[:, useful]
+    graph = (member @ member.T).tocsr()
+    graph.setdiag(0.0)
+    graph.eliminate_zeros()
+    return graph
+
+
+def cf_knn(history: sp.csr_matrix, k: int = 100, *, threads: int = 0) -> sp.csr_matrix:
+    """Item-item BM25 similarities from co-consumption (implicit's ``BM25Recommender``)."""
+    import warnings
+
+    from implicit.nearest_neighbours import BM25Recommender
+
+    model = BM25Recommender(K=k, num_threads=threads)
+    binary = history.tocsr().astype(np.float32)
+    binary.data[:] = 1.0
+    with warnings.catch_warnings():  # implicit converts its own BM25-weighted copy and warns about it
+        warnings.simplefilter("ignore")
+        model.fit(binary, show_progress=False)
+    graph = sp.csr_matrix(model.similarity, dtype=np.float32)
+    graph.setdiag(0.0)
+    graph.eliminate_zeros()
+    return graph
+
+
+def language_split(graph: sp.csr_matrix, codes: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """``(same, cross)``: the edges between items of one language and those across languages.
+
+    ``codes`` ``[n_items]`` int language codes (-1: unknown language; its edges count as cross)."""
+    coo = graph.tocoo()
+    same = (codes[coo.row] == codes[coo.col]) & (codes[coo.row] >= 0)
+    part = lambda keep: sp.csr_matrix((coo.data[keep], (coo.row[keep], coo.col[keep])),  # noqa: E731
+                                      shape=graph.shape, dtype=np.float32)
+    return part(same), part(~same)
+
+
+def row_normalised(graph: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled to sum 1 (empty rows stay empty)."""
+    sums = np.asarray(graph.sum(axis=1)).ravel()
+    return (sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ graph).tocsr()

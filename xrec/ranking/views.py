@@ -1,0 +1,367 @@
+"""Feature views of the hybrid ranker: every feature of the fusion, for any user and item.
+
+Two kinds of feature score a user ``u`` and an item ``i``:
+
+* **factorised** (:data:`FACTORISED`): a dot product ``user_view[u] @ item_view[i]``: CF factors,
+  the user's content profile (mean of the history's vectors) against item vectors, popularity,
+  cold-item terms, language affinity, item age;
+* **graph**: ``(history[u] @ graph)[i]``, the item-item similarities (:mod:`xrec.ranking.graphs`)
+  summed over the user's history, each history item weighted ``1 / sqrt(len(history))``:
+  co-consumption (BM25), the multilingual embedding, character n-grams and metadata keys. Content
+  graphs are split into same-language and cross-language edges (``<graph>_same``, ``_cross``), so
+  that the fusion learns how readily users cross languages, and their edges into cold items are
+  features of their own (``<graph>_same_to_cold``...).
+
+Cold items (no interactions) have zero CF factors and popularity. Every feature is either *warm*
+(zero for cold items) or *cold* (:func:`is_cold_feature`, zero for warm items): the graph edges
+into cold items, popularity, CF factors and age carried over from their warm content neighbours
+(the other-language edition of the same work lends its readers' factors), and a cold-item bias.
+So the fusion weighs the evidence of cold items on its own. A weighted sum of features folds into one
+factorised score plus one sparse product per user scaling (:meth:`FeatureViews.fold`), so
+recommending is a matrix product over the whole catalogue, exact, with no candidate step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from xrec.ranking import graphs as g
+from xrec.ranking.cf import FactorModel
+
+#: Factorised features: ``name -> (user view, item view)``.
+FACTORISED = {
+    "cf": ("cf", "cf"),
+    "cold_cf": ("cf", "cold_cf"),
+    "popularity": ("one", "popularity"),
+    "cold": ("one", "cold"),
+    "cold_popularity": ("one", "cold_popularity"),
+    "content": ("profile", "content"),
+    "cold_content": ("profile", "cold_content"),
+    "language": ("language_share", "language"),
+    "len_x_popularity": ("length", "popularity"),
+    "len_x_cf": ("cf_len", "cf"),
+    "len_x_content": ("profile_len", "content"),
+    "minority_x_popularity": ("minority", "popularity"),
+    "minority_x_cf": ("cf_minority", "cf"),
+    "minority_x_content": ("profile_minority", "content"),
+    "recent_content": ("recent", "content_pc"),
+    "cold_recent_content": ("recent", "cold_content_pc"),
+    "cf_recent": ("cf_recent", "cf_unit"),
+    "cold_cf_ridge": ("cf", "cold_cf_ridge"),
+    "cold_popularity_ridge": ("one", "cold_popularity_ridge"),
+    "recency": ("one", "recency"),
+    "recency_sq": ("one", "recency_sq"),
+    "time_x_recency": ("time", "recency"),
+    "cold_recency": ("one", "cold_recency"),
+    "cold_recency_ridge": ("one", "cold_recency_ridge"),
+    "cold_recency_ridge_sq": ("one", "cold_recency_ridge_sq"),
+    "time_x_cold_recency_ridge": ("time", "cold_recency_ridge"),
+}
+#: Items of the recent history (``recent_content``, ``cf_recent``), by time.
+RECENT_ITEMS = 5
+#: Principal components of the item vectors in ``recent_content``.
+RECENT_DIMS = 32
+#: Views that exist only with timestamps, or only with item languages.
+TIME_FEATURES = ("recency", "recency_sq", "time_x_recency", "cold_recency")
+LANGUAGE_FEATURES = ("language",)
+
+
+def is_cold_feature(name: str) -> bool:
+    """True for the features that are zero for warm items (the cold-item side of the fusion)."""
+    return name.startswith("cold") or name.endswith("_to_cold")
+
+
+@dataclass
+class ContentGraphs:
+    """Interaction-free item-item graphs (embedding, lexical, metadata) and item languages.
+
+    Built once per catalogue (:meth:`build`) and shared by the validation fit and the final ranker."""
+
+    graphs: dict[str, sp.csr_matrix]
+    language_codes: np.ndarray  #: ``[n_items]`` int, -1 where unknown
+    languages: list[str]  #: code -> language
+
+    @classmethod
+    def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
+              languages: Sequence[str | None] | None = None,
+              metadata: Mapping[str, Sequence[str | None]] | None = None, k: int = 50) -> ContentGraphs:
+        """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
+        ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known."""
+        from xrec.ranking.lexical import char_tfidf
+
+        n = item_vectors.shape[0]
+        raw = {"embedding": g.vector_knn(item_vectors, k)}
+        if texts is not None:
+            # n-grams in more than 1% of the items (at least 50) say little and cost most of the time
+            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=min(1.0, max(0.01, 50 / max(n, 1)))), k)
+        for field, keys in (metadata or {}).items():
+            raw[f"meta_{field}"] = g.group_graph(keys)
+        codes, names = np.full(n, -1, dtype=np.int64), []
+        if languages is not None:
+            langs = np.array(["" if x is None else str(x) for x in languages], dtype=object)
+            names, inverse = np.unique(langs, return_inverse=True)
+            codes = np.where(langs == "", -1, inverse).astype(np.int64)
+            names = names.tolist()
+        return cls(raw, codes, names)
+
+    @property
+    def has_languages(self) -> bool:
+        return bool((self.language_codes >= 0).any()) and len(set(self.language_codes[self.language_codes >= 0])) > 1
+
+    def split(self) -> dict[str, sp.csr_matrix]:
+        """Graph features: each graph split into ``_same`` / ``_cross`` language edges when the
+        catalogue has several languages, else whole."""
+        if not self.has_languages:
+            return dict(self.graphs)
+        out = {}
+        for name, graph in self.graphs.items():
+            out[f"{name}_same"], out[f"{name}_cross"] = g.language_split(graph, self.language_codes)
+        return out
+
+    def neighbours(self) -> sp.csr_matrix:
+        """Row-normalised sum of the content graphs (each item's content neighbourhood)."""
+        total = sum((g.row_normalised(x) for x in self.graphs.values()), sp.csr_matrix(
+            (len(self.language_codes),) * 2, dtype=np.float32))
+        return g.row_normalised(total.tocsr())
+
+
+class FeatureViews:
+    """All features of one interaction matrix (module docstring)."""
+
+    def __init__(self, history: sp.csr_matrix, content: ContentGraphs, cf: FactorModel | None, *,
+                 item_vectors: np.ndarray | None = None, cf_knn: sp.csr_matrix | None = None,
+                 timestamps: sp.csr_matrix | None = None):
+        self.history = history.tocsr()
+        n_users, n_items = self.history.shape
+        lengths = np.diff(self.history.indptr)
+        binary = self.history.copy()
+        binary.data[:] = 1.0
+        self.history_norm = (sp.diags(1.0 / np.sqrt(np.maximum(lengths, 1))) @ binary).tocsr()
+        counts = np.diff(self.history.tocsc().indptr)
+        self.cold = counts == 0
+        cold = self.cold.astype(np.float32)
+        popularity = np.log1p(counts).astype(np.float32)
+        warm_neighbours = g.row_normalised(content.neighbours() @ sp.diags(1.0 - cold))
+        warm_only, cold_only = sp.diags(1.0 - cold), sp.diags(cold)
+        graphs = {}
+        for name, graph in content.split().items():  # cold items get their own weights (module doc)
+            graphs[name] = (graph @ warm_only).tocsr()
+            graphs[f"{name}_to_cold"] = (graph @ cold_only).tocsr()
+        if cf_knn is not None:
+            graphs["cf_knn"] = cf_knn
+        self.graphs = graphs
+        log_len = np.log1p(lengths).astype(np.float32)
+        has = lengths > 0
+        length = np.where(has, (log_len - log_len[has].mean()) / (log_len[has].std() + 1e-6), 0.0) \
+            if has.any() else np.zeros(n_users)
+        user: dict[str, np.ndarray] = {"one": np.ones((n_users, 1), np.float32),
+                                       "length": length.astype(np.float32)[:, None]}
+        item: dict[str, np.ndarray] = {
+            "popularity": popularity[:, None], "cold": cold[:, None],
+            "cold_popularity": (cold * (warm_neighbours @ popularity))[:, None].astype(np.float32)}
+        if item_vectors is not None:  # rating-centred, recency-weighted (with timestamps) mean of the history
+            from xrec.ranking.profiles import history_weights, user_profiles
+
+            ts = timestamps if timestamps is not None and timestamps.nnz else None
+            user["profile"] = user_profiles(history_weights(self.history, ts), item_vectors)
+            item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
+            item["content"] = item["content"] * (1.0 - cold)[:, None]
+            item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
+        if cf is not None:
+            user["cf"] = cf.user_factors
+            item["cf"] = cf.item_factors
+            item["cold_cf"] = (np.asarray(warm_neighbours @ cf.item_factors) * cold[:, None]).astype(np.float32)
+        if content.has_languages:
+            user["language_share"], item["language"] = _language_views(binary, content.language_codes)
+            codes = content.language_codes
+            majority = np.bincount(codes[codes >= 0]).argmax()
+            user["minority"] = (1.0 - user["language_share"][:, [majority]]) * has[:, None]
+        for view in ("cf", "profile"):  # per-user modulation of the main evidence
+            if view in user:
+                user[f"{view}_len"] = user[view] * user["length"]
+                if "minority" in user:
+                    user[f"{view}_minority"] = user[view] * user["minority"]
+        timed = timestamps is not None and timestamps.nnz > 0
+        if timed:
+            time_user, time_item = _time_views(timestamps, self.cold, warm_neighbours)
+            user.update(time_user)
+            item.update(time_item)
+        if item_vectors is not None:
+            _ridge_views(item, np.asarray(item_vectors, np.float32), self.cold, popularity)
+        if timed and item_vectors is not None:
+            recent = _recent_items(timestamps, RECENT_ITEMS)
+            pcs = unit_rows(item_vectors @ principal_basis(item_vectors, RECENT_DIMS))
+            user["recent"] = unit_rows(_sum_rows(pcs, recent))
+            item["content_pc"], item["cold_content_pc"] = pcs * (1.0 - cold)[:, None], pcs * cold[:, None]
+            if cf is not None:
+                item["cf_unit"] = unit_rows(cf.item_factors)
+                user["cf_recent"] = _sum_rows(item["cf_unit"], recent) / np.maximum(
+                    (recent >= 0).sum(axis=1), 1)[:, None]
+        self.user_views, self.item_views = user, item
+        names = [n for n, (u, i) in FACTORISED.items() if u in user and i in item]
+        self.names = tuple(names + list(graphs))
+
+    # ------------------------------------------------------------------ features
+    def feature(self, name: str, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Feature ``name`` of ``items`` ``[len(rows), c]`` for user ``rows``: ``[len(rows), c]``."""
+        if name in self.graphs:
+            dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
+            return np.take_along_axis(dense, items, 1)
+        user_view, item_view = FACTORISED[name]
+        return gathered_dot(self.user_views[user_view][rows], self.item_views[item_view], items)
+
+    def features(self, rows: np.ndarray, items: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
+        """``[len(rows), c, len(names)]`` float32 features (default: every feature)."""
+        names = self.names if names is None else names
+        return np.stack([self.feature(n, rows, items) for n in names], axis=-1).astype(np.float32)
+
+    def fold(self, weights: Mapping[str, float]) -> Folded:
+        """The weighted sum of features as one factorised score plus one sparse product."""
+        queries, keys = [], []
+        for user_view, vectors in self.user_views.items():
+            used = [(w, FACTORISED[n][1]) for n, w in weights.items()
+                    if n in FACTORISED and FACTORISED[n][0] == user_view and w != 0]
+            if used:
+                queries.append(vectors)
+                keys.append(sum(w * self.item_views[iv] for w, iv in used))
+        n_users, n_items = self.history.shape
+        if not queries:
+            queries, keys = [np.zeros((n_users, 1), np.float32)], [np.zeros((n_items, 1), np.float32)]
+        graph = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        for name, w in weights.items():
+            if name in self.graphs and w != 0:
+                graph = graph + np.float32(w) * self.graphs[name]
+        return Folded(np.ascontiguousarray(np.hstack(queries), dtype=np.float32),
+                      np.ascontiguousarray(np.hstack(keys), dtype=np.float32),
+                      self.history_norm, graph.tocsr())
+
+
+@dataclass
+class Folded:
+    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph)``."""
+
+    query: np.ndarray  #: ``[n_users, d]``
+    keys: np.ndarray  #: ``[n_items, d]``
+    history_norm: sp.csr_matrix  #: ``[n_users, n_items]``
+    graph: sp.csr_matrix  #: ``[n_items, n_items]``
+
+    def scores(self, rows: np.ndarray) -> np.ndarray:
+        """Dense ``[len(rows), n_items]`` fused scores."""
+        out = self.query[rows] @ self.keys.T
+        if self.graph.nnz:
+            out += np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+        return out
+
+    def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Fused scores of ``items`` ``[len(rows), c]``."""
+        out = gathered_dot(self.query[rows], self.keys, items)
+        if self.graph.nnz:
+            dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+            out += np.take_along_axis(dense, items, 1)
+        return out
+
+
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero), float32."""
+    a = np.asarray(a, dtype=np.float32)
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+
+def principal_basis(vectors: np.ndarray, dims: int, sample: int = 20000) -> np.ndarray:
+    """``[dim, dims]`` top principal directions of ``vectors`` (identity when ``dims`` keeps all)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if dims >= x.shape[1] or x.shape[0] <= dims:
+        return np.eye(x.shape[1], dtype=np.float32)
+    part = x[:: max(1, len(x) // sample)].astype(np.float64)
+    _, _, vt = np.linalg.svd(part - part.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
+def _recent_items(timestamps: sp.csr_matrix, m: int) -> np.ndarray:
+    """``[n_users, m]`` each user's latest ``m`` items by time, -1 padded."""
+    ts = timestamps.tocsr()
+    out = np.full((ts.shape[0], m), -1, dtype=np.int64)
+    for row in range(ts.shape[0]):
+        lo, hi = ts.indptr[row], ts.indptr[row + 1]
+        idx = ts.indices[lo:hi][np.argsort(-ts.data[lo:hi], kind="stable")[:m]]
+        out[row, :len(idx)] = idx
+    return out
+
+
+def _sum_rows(view: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    """``[n_users, d]``: the sum of ``view``'s rows at each user's ``picks`` (-1: none)."""
+    out = np.zeros((picks.shape[0], view.shape[1]), np.float32)
+    for j in range(picks.shape[1]):
+        ok = picks[:, j] >= 0
+        out[ok] += view[picks[ok, j]]
+    return out
+
+
+def _ridge_views(item: dict[str, np.ndarray], vectors: np.ndarray, cold: np.ndarray, popularity: np.ndarray,
+                 ridge: float = 1.0) -> None:
+    """Cold items' CF factors, popularity and age predicted from their content vectors by ridge
+    maps fitted on warm items (``cold_*_ridge`` item views)."""
+    warm = np.flatnonzero(~cold)
+    if not len(warm):
+        return
+    targets = {"cold_popularity_ridge": popularity[:, None]}
+    if "cf" in item:
+        targets["cold_cf_ridge"] = item["cf"]
+    if "recency" in item:
+        targets["cold_recency_ridge"] = item["recency"]
+    y = np.hstack([t[warm] for t in targets.values()]).astype(np.float64)
+    x = vectors[warm].astype(np.float64)
+    mean = y.mean(axis=0)
+    w = np.linalg.solve(x.T @ x + ridge * np.eye(x.shape[1]), x.T @ (y - mean))
+    pred = ((vectors @ w + mean) * cold[:, None]).astype(np.float32)
+    start = 0
+    for name, t in targets.items():
+        item[name] = np.ascontiguousarray(pred[:, start:start + t.shape[1]])
+        start += t.shape[1]
+    if "cold_recency_ridge" in item:
+        item["cold_recency_ridge_sq"] = item["cold_recency_ridge"] ** 2
+
+
+def gathered_dot(users: np.ndarray, item_view: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """``users[b] @ item_view[items[b, c]]`` for every ``b, c``, as one matrix product over the
+    distinct items (never materialising ``[b, c, d]``)."""
+    unique, inverse = np.unique(items, return_inverse=True)
+    dense = users @ item_view[unique].T
+    return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)
+
+
+def _language_views(history: sp.csr_matrix, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """User view: share of the user's history in each language; item view: one-hot language."""
+    n_lang = int(codes.max()) + 1
+    onehot = np.zeros((len(codes), n_lang), np.float32)
+    known = codes >= 0
+    onehot[np.flatnonzero(known), codes[known]] = 1.0
+    counts = np.asarray(history @ onehot, dtype=np.float32)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
+    return share.astype(np.float32), onehot
+
+
+def _time_views(timestamps: sp.csr_matrix, cold: np.ndarray, neighbours: sp.csr_matrix
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Item age in years back from the latest interaction (cold items: carried over from their
+    warm content neighbours), its square, and each user's latest time (for ``time_x_recency``)."""
+    coo = timestamps.tocoo()
+    latest = float(coo.data.max())
+    first = np.full(timestamps.shape[1], latest)
+    np.minimum.at(first, coo.col, coo.data)
+    user_last = np.full(timestamps.shape[0], latest)
+    has = np.diff(timestamps.tocsr().indptr) > 0
+    last = np.full(timestamps.shape[0], -np.inf)
+    np.maximum.at(last, coo.row, coo.data)
+    user_last[has] = last[has]
+    years = lambda t: ((t - latest) / (365.0 * 86400.0)).astype(np.float32)  # noqa: E731
+    recency = np.where(cold, 0.0, years(first)).astype(np.float32)
+    cold_recency = (cold * (neighbours @ recency)).astype(np.float32)
+    return ({"time": years(user_last)[:, None]},
+            {"recency": recency[:, None], "recency_sq": (recency ** 2)[:, None],
+             "cold_recency": cold_recency[:, None]})

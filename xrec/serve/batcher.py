@@ -1,0 +1,157 @@
+"""Micro-batching: concurrent requests share one encoder call, in one worker thread.
+
+Each request submits a :class:`Job` (texts to embed, then a function of their vectors, e.g. an
+index search). The worker takes the oldest job, gathers more queued jobs of the same text kind
+until ``max_batch`` texts are collected or ``max_wait_ms`` has passed since it took the first,
+embeds all their texts in one call, then runs each job's function on its rows. Under load, the
+jobs that arrive during one call form the next batch, which is where throughput comes from. At
+most ``max_queue`` texts wait; a job beyond that is refused with :class:`Overloaded` (HTTP 503)
+instead of growing the queue. All index work runs in this thread, so the index needs no locks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+class Overloaded(Exception):
+    """The queue is full: the request is refused (HTTP 503) and the server stays up."""
+
+
+@dataclass
+class Timing:
+    """Where one request's time went, in milliseconds."""
+
+    queue_ms: float = 0.0
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+    batch_texts: int = 0
+
+    def header(self) -> str:
+        """A ``Server-Timing`` header value."""
+        return (f"queue;dur={self.queue_ms:.3f}, encode;dur={self.encode_ms:.3f}, "
+                f"search;dur={self.search_ms:.3f}, batch;desc=\"{self.batch_texts}\"")
+
+
+@dataclass
+class Job:
+    """Texts to embed (possibly none) and what to do with their vectors."""
+
+    texts: Sequence[str]
+    kind: str
+    then: Callable[[np.ndarray], Any]
+    future: Future = field(default_factory=Future)
+    submitted: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher:
+    """One worker thread that embeds queued texts in shared batches (see the module docstring)."""
+
+    def __init__(self, encode: Callable[[list[str], str], np.ndarray], dim: int, *,
+                 max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
+        if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
+            raise ValueError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
+        self.encode, self.dim = encode, dim
+        self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
+        self._jobs: deque[Job] = deque()
+        self._queued_texts = 0
+        self._cv = threading.Condition()
+        self._closed = False
+        self.batches = 0
+        self._thread = threading.Thread(target=self._loop, name="xrec-serve-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def queued(self) -> int:
+        """Texts waiting (jobs without texts count as one)."""
+        return self._queued_texts
+
+    def submit(self, texts: Sequence[str], kind: str, then: Callable[[np.ndarray], Any]) -> Future:
+        """Queue a job; its future gives ``(then(vectors), Timing)``. :class:`Overloaded` when full."""
+        job = Job(list(texts), kind, then)
+        cost = max(len(job.texts), 1)
+        with self._cv:
+            if self._closed:
+                raise Overloaded("the server is shutting down")
+            if self._queued_texts + cost > self.max_queue:
+                raise Overloaded(f"{self._queued_texts} texts already queued (limit {self.max_queue})")
+            self._jobs.append(job)
+            self._queued_texts += cost
+            self._cv.notify()
+        return job.future
+
+    def close(self) -> None:
+        """Stop the worker after the queued jobs are done."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify()
+        self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------------ worker
+    def _take(self) -> list[Job] | None:
+        """Wait for jobs; return one batch of the same kind (None once closed and drained)."""
+        with self._cv:
+            while not self._jobs:
+                if self._closed:
+                    return None
+                self._cv.wait()
+            first = self._jobs.popleft()
+            batch, texts = [first], len(first.texts)
+            deadline = time.perf_counter() + self.max_wait
+            while texts < self.max_batch:
+                job = self._next_of_kind(first.kind, self.max_batch - texts)
+                if job is not None:
+                    batch.append(job)
+                    texts += len(job.texts)
+                    continue
+                left = deadline - time.perf_counter()
+                if left <= 0 or self._closed:
+                    break
+                self._cv.wait(left)
+            self._queued_texts -= sum(max(len(j.texts), 1) for j in batch)
+            return batch
+
+    def _next_of_kind(self, kind: str, room: int) -> Job | None:
+        for i, job in enumerate(self._jobs):
+            if job.kind == kind and len(job.texts) <= room:
+                del self._jobs[i]
+                return job
+        return None
+
+    def _loop(self) -> None:
+        while (batch := self._take()) is not None:
+            started = time.perf_counter()
+            texts = [t for job in batch for t in job.texts]
+            try:
+                vectors = self.encode(texts, batch[0].kind) if texts else np.zeros((0, self.dim), np.float32)
+            except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
+                for job in batch:
+                    job.future.set_exception(exc)
+                continue
+            encoded = time.perf_counter()
+            self.batches += 1
+            row = 0
+            for job in batch:
+                if job.future.cancelled():
+                    row += len(job.texts)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    result = job.then(vectors[row:row + len(job.texts)])
+                except BaseException as exc:  # noqa: BLE001 - e.g. a RequestError for this job only
+                    job.future.set_exception(exc)
+                else:
+                    timing = Timing(queue_ms=(started - job.submitted) * 1e3,
+                                    encode_ms=(encoded - started) * 1e3 if job.texts else 0.0,
+                                    search_ms=(time.perf_counter() - t0) * 1e3,
+                                    batch_texts=len(texts))
+                    job.future.set_result((result, timing))
+                row += len(job.texts)

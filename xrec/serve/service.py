@@ -1,0 +1,282 @@
+"""What ``xrec serve`` answers, without HTTP: the library behind the app, and the in-process path.
+
+A :class:`Service` holds the encoder, the micro-batcher and one :class:`Loaded` snapshot (index,
+item texts, ranker, topic model). Each ``submit_*`` method validates a request body against the
+snapshot current at that moment (raising :class:`RequestError` with the field at fault) and
+queues a job that answers from that same snapshot, so a :meth:`Service.reload` that swaps in a
+new snapshot never shows a request a half-loaded one. The index is only read while serving.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrec.index.similar import ItemSpace
+from xrec.index.vector_index import VectorIndex
+from xrec.serve import ranking
+from xrec.serve.batcher import MicroBatcher
+from xrec.serve.schema import Fields, Limits, RequestError
+
+SIMILAR_FIELDS = ("text", "ids", "k", "languages", "exclude_languages", "other_languages", "lang")
+RECOMMEND_FIELDS = ("user_id", "history", "k", "languages", "exclude_languages")
+EMBED_FIELDS = ("texts", "kind")
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One consistent snapshot of everything served (replaced whole by a reload)."""
+
+    space: ItemSpace
+    languages: frozenset[str]
+    ranker: Any = None
+    topics: Any = None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def index(self) -> VectorIndex:
+        return self.space.index
+
+
+class Service:
+    """Encoder + micro-batcher + the current :class:`Loaded` snapshot; see the module docstring.
+
+    ``index``: a saved :class:`VectorIndex`; ``items``: optional items table (``item_id, text``)
+    whose texts are returned beside the ids; ``ranker``: optional saved ``HybridRanker``;
+    ``topics``: optional saved topic model (free-text queries then get a topic). ``encoder``:
+    an encoder to use instead of loading ``model`` at ``precision`` with ``threads``.
+    """
+
+    def __init__(self, index: str | os.PathLike[str], *, items: str | os.PathLike[str] | None = None,
+                 ranker: str | os.PathLike[str] | None = None, topics: str | os.PathLike[str] | None = None,
+                 model: str = "bundled", precision: str = "auto", threads: int | None = None,
+                 encoder: Any = None, limits: Limits = Limits(), max_batch: int = 64,
+                 max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
+        from xrec.encoders import load_encoder
+
+        self.paths = {"index": Path(index), "items": _opt_path(items), "ranker": _opt_path(ranker),
+                      "topics": _opt_path(topics)}
+        self.limits = limits
+        self.encoder = encoder if encoder is not None else load_encoder(
+            model, device="cpu", precision=precision, threads=threads)
+        self.state = self._load()
+        self._reload_lock = threading.Lock()
+        self.started = time.time()
+        self.batcher = MicroBatcher(self._encode, self.encoder.dim, max_batch=max_batch,
+                                    max_wait_ms=max_wait_ms, max_queue=max_queue)
+
+    # ------------------------------------------------------------------ loading
+    def _load(self) -> Loaded:
+        fp = self.encoder.fingerprint
+        index = VectorIndex.load(self.paths["index"], expect_fingerprint=fp, device="cpu")
+        texts: dict[Any, str] = {}
+        if self.paths["items"] is not None:
+            from xrec.tables import read_table, validate_items
+
+            frame = validate_items(read_table(self.paths["items"], required=["item_id", "text"]),
+                                   str(self.paths["items"]))
+            texts = dict(zip(frame["item_id"].to_list(), frame["text"].to_list()))
+        ranker = None if self.paths["ranker"] is None else ranking.load_ranker(self.paths["ranker"], fp)
+        topics = None
+        if self.paths["topics"] is not None:
+            from xrec.topics import TopicClassifier
+
+            topics = TopicClassifier.load(self.paths["topics"], encoder_fingerprint=fp)
+        space = ItemSpace(index, texts, encoder=self.encoder)
+        return Loaded(space, frozenset(index.language_set), ranker, topics)
+
+    def reload(self) -> dict[str, Any]:
+        """Load the files again and swap them in at once; on any error the old snapshot stays."""
+        with self._reload_lock:
+            self.state = self._load()
+        return self.health()
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
+        return self.encoder.encode(texts, kind=kind, progress=False)
+
+    # ------------------------------------------------------------------ requests
+    def submit_similar(self, body: dict[str, Any]) -> Future:
+        """``{"text": str | "ids": [...], "k", "languages", "exclude_languages", "other_languages",
+        "lang"}`` -> ``{"k", "queries": [{"text"|"id", "lang", "neighbours": [...]}]}``."""
+        state = self.state
+        f = Fields(body, SIMILAR_FIELDS)
+        source = f.one_of("text", "ids")
+        k = f.integer("k", 10, 1, self.limits.max_k)
+        languages, excluded = self._languages(f, state)
+        other = f.boolean("other_languages")
+        if source == "ids":
+            if f.has("lang"):
+                raise RequestError(422, "lang is for text queries; an item's own language is used", "lang")
+            ids = self._known_ids(f, "ids", state)
+
+            def answer(_: np.ndarray) -> dict:
+                space, queries = state.space, []
+                for item, vector, lang in zip(ids, space.index.vectors_of(ids), space.index.language_of(ids)):
+                    excl = sorted(set(excluded or []) | ({lang} if other and lang else set())) or None
+                    entry = {"id": item, "lang": lang, "neighbours": space.neighbours(
+                        vector, k, languages=languages, exclude_languages=excl, exclude=[item])}
+                    if item in space.texts:
+                        entry["text"] = space.texts[item]
+                    queries.append(entry)
+                return {"k": k, "queries": queries}
+
+            return self.batcher.submit([], "query", answer)
+        text = f.text("text", self.limits.max_text_chars)
+        lang = f.text("lang", 64)
+        if other and not lang:
+            raise RequestError(422, "other_languages with a text needs lang (the text's language)", "lang")
+        excl = sorted(set(excluded or []) | ({lang} if other else set())) or None
+
+        def answer_text(vectors: np.ndarray) -> dict:
+            entry = {"text": text, "lang": lang, "neighbours": state.space.neighbours(
+                vectors[0], k, languages=languages, exclude_languages=excl)}
+            if state.topics is not None:
+                found = state.topics.predict(vectors, [lang] if lang else None)
+                support = float(found.support[0])
+                entry["topic"] = {"label": found.topics[0], "score": round(float(found.scores[0]), 4),
+                                  "support": None if np.isnan(support) else round(support, 4)}
+            return {"k": k, "queries": [entry]}
+
+        return self.batcher.submit([text], "query", answer_text)
+
+    def submit_recommend(self, body: dict[str, Any]) -> Future:
+        """``{"user_id" | "history": [ids, oldest first], "k", "languages", "exclude_languages"}``
+        -> ``{"k", "user_id"|"history", "items": [{"id", "lang", "score", "text"?, components}]}``."""
+        state = self.state
+        f = Fields(body, RECOMMEND_FIELDS)
+        source = f.one_of("user_id", "history")
+        k = f.integer("k", 10, 1, self.limits.max_k)
+        languages, excluded = self._languages(f, state)
+        index = state.index
+        if source == "history":
+            history = self._known_ids(f, "history", state)
+
+            def by_history(_: np.ndarray) -> dict:
+                ids, scores = ranking.recommend_history(index, history, k, languages=languages,
+                                                        exclude_languages=excluded)
+                items = [{"id": i, "score": round(s, 6)} for i, s in zip(ids, scores)]
+                return {"k": k, "history": history, "items": self._describe(items, state)}
+
+            return self.batcher.submit([], "query", by_history)
+        if state.ranker is None:
+            raise RequestError(422, "user_id needs a ranker (start the server with --ranker); "
+                                    "give a history of item ids instead", "user_id")
+        user = body["user_id"]
+        if isinstance(user, bool) or not isinstance(user, int | str):
+            raise RequestError(422, f"user_id must be an integer or a string, got {user!r}", "user_id")
+        if not ranking.knows_user(state.ranker, user):
+            raise RequestError(404, f"unknown user_id {user!r}", "user_id")
+        keep = None
+        if languages is not None or excluded is not None:
+            allowed, dropped = set(languages or state.languages), set(excluded or ())
+
+            def keep(item: Any) -> bool:
+                lang = index.language_of([item])[0] if item in index else None
+                return lang in allowed and lang not in dropped
+
+        def by_user(_: np.ndarray) -> dict:
+            items = ranking.recommend_user(state.ranker, user, k, keep, catalogue=len(index))
+            return {"k": k, "user_id": user, "items": self._describe(items, state)}
+
+        return self.batcher.submit([], "query", by_user)
+
+    def submit_embed(self, body: dict[str, Any]) -> Future:
+        """``{"texts": [...], "kind": "query"|"passage"}`` -> ``{"fingerprint", "dim", "vectors"}``."""
+        f = Fields(body, EMBED_FIELDS)
+        if not f.has("texts"):
+            raise RequestError(422, "texts is required", "texts")
+        texts = f.texts("texts", self.limits.max_text_chars, self.limits.max_texts)
+        kind = f.choice("kind", ("query", "passage"), "query")
+        fingerprint, dim = self.encoder.fingerprint, self.encoder.dim
+        return self.batcher.submit(texts, kind, lambda v: {
+            "fingerprint": fingerprint, "dim": dim, "kind": kind, "vectors": v.round(7).tolist()})
+
+    def call(self, endpoint: str, body: dict[str, Any]) -> tuple[dict, Any]:
+        """The in-process path: ``(result, timing)`` of one request, as the app would answer it."""
+        submit = {"similar": self.submit_similar, "recommend": self.submit_recommend,
+                  "embed": self.submit_embed}[endpoint]
+        return submit(body).result()
+
+    # ------------------------------------------------------------------ helpers
+    def _languages(self, f: Fields, state: Loaded) -> tuple[list[str] | None, list[str] | None]:
+        out = []
+        for name in ("languages", "exclude_languages"):
+            values = f.languages(name)
+            for i, lang in enumerate(values or []):
+                if lang not in state.languages:
+                    raise RequestError(422, f"{name}[{i}]: no item in language {lang!r} "
+                                            f"({len(state.languages)} languages are indexed)",
+                                       f"{name}[{i}]")
+            out.append(values)
+        return out[0], out[1]
+
+    def _known_ids(self, f: Fields, name: str, state: Loaded) -> list[Any]:
+        integer = state.index.pad_id is not None
+        ids = f.ids(name, integer, self.limits.max_ids)
+        for i, item in enumerate(ids):
+            if item not in state.index:
+                raise RequestError(404, f"{name}[{i}]: unknown item id {item!r}", f"{name}[{i}]")
+        return ids
+
+    @staticmethod
+    def _describe(items: list[dict], state: Loaded) -> list[dict]:
+        index, texts = state.index, state.space.texts
+        langs = index.language_of([h["id"] for h in items if h["id"] in index]) if items else []
+        lang_of = dict(zip([h["id"] for h in items if h["id"] in index], langs))
+        for hit in items:
+            hit["lang"] = lang_of.get(hit["id"])
+            if hit["id"] in texts:
+                hit["text"] = texts[hit["id"]]
+        return items
+
+    def health(self) -> dict[str, Any]:
+        """Model fingerprint, what is loaded, queue state and library versions."""
+        state = self.state
+        info = state.index.info()
+        info["languages"] = len(info["languages"])
+        ranker = None
+        if state.ranker is not None:
+            ranker = {"path": str(self.paths["ranker"]),
+                      "example_users": ranking.example_users(state.ranker)}
+        return {
+            "status": "ok", "fingerprint": self.encoder.fingerprint,
+            "encoder": {"name": self.encoder.name, "runtime": type(self.encoder).__name__,
+                        "precision": getattr(self.encoder, "precision", None)
+                        or str(getattr(self.encoder, "dtype", "")).removeprefix("torch."),
+                        "dim": self.encoder.dim},
+            "index": {"path": str(self.paths["index"]), **info},
+            "items_with_text": len(state.space.texts), "ranker": ranker,
+            "topics": None if state.topics is None else list(state.topics.labels),
+            "loaded_at": state.loaded_at, "uptime_s": round(time.time() - self.started, 1),
+            "queue": {"queued_texts": self.batcher.queued, "max_queue": self.batcher.max_queue,
+                      "max_batch": self.batcher.max_batch, "batches": self.batcher.batches},
+            "limits": self.limits.__dict__, "versions": versions()}
+
+
+def versions() -> dict[str, str]:
+    """Versions of xrec and the libraries on the serving path."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("xrec", "faiss-cpu", "torch", "onnxruntime", "starlette", "uvicorn"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def _opt_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
+
