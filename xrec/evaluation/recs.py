@@ -74,8 +74,10 @@ def _mean_profile(history: sp.csr_matrix) -> sp.csr_matrix:
 
 # ---------------------------------------------------------------------------- the full run
 def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODELS, *,
-                 threads: int = 2, seed: int = 0) -> dict[str, Scorer]:
-    """Fit every named model on ``split.train`` (content from ``vectors``, catalogue order)."""
+                 threads: int = 2, seed: int = 0, fit_seconds: dict[str, float] | None = None
+                 ) -> dict[str, Scorer]:
+    """Fit every named model on ``split.train`` (content from ``vectors``, catalogue order);
+    each one's fit time goes into ``fit_seconds`` when given."""
     from xrec.ranking.cf import fit_als, fit_bpr, fit_lightfm
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.lexical import char_tfidf
@@ -117,7 +119,10 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
         elif name == "hybrid":
             out[name] = RankerScorer(HybridRanker.fit(train, vectors, texts=split.items["text"].to_list(),
                                                       languages=_languages(split), metadata=split.metadata))
-        log.info("fitted %s in %.1fs", name, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        log.info("fitted %s in %.1fs", name, seconds)
+        if fit_seconds is not None:
+            fit_seconds[name] = round(seconds, 2)
     return out
 
 
@@ -130,7 +135,8 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     """Fit and evaluate ``names`` side by side; returns the JSON report."""
     if names is None:
         names = NEW_LANGUAGE_MODELS if split.candidates is not None else MODELS
-    models = build_models(split, vectors, names, threads=threads, seed=seed)
+    fit_seconds: dict[str, float] = {}
+    models = build_models(split, vectors, names, threads=threads, seed=seed, fit_seconds=fit_seconds)
     slices = SliceMap(split)
     has_ratings = split.test["weight"].n_unique() > 1
     variants = {"all": None, **({f"rating>={LIKED}": LIKED} if has_ratings and split.candidates is None else {})}
@@ -147,6 +153,8 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
                                        **pos.counts})
         else:
             report["variants"][variant] = entry
+    for name, seconds in fit_seconds.items():
+        report["models"][name]["fit_seconds"] = seconds
     report.update(hybrid_ratios(report["models"]))
     return report
 
@@ -199,13 +207,16 @@ def format_report(report: dict) -> str:
         (f"positives: {name}", v["models"]) for name, v in report.get("variants", {}).items()]
     for title, models in tables:
         extra = "auc" in next(iter(models.values()), {})
+        timed = any("fit_seconds" in m for m in models.values())
         lines += ["", title, f"{'model':<16}" + "".join(f"{c:>12}" for c in cols)
-                  + f"{'cold r@20':>11}{'cold AUC':>10}{'cold top10':>11}" + (f"{'AUC':>8}" if extra else "")]
+                  + f"{'cold r@20':>11}{'cold AUC':>10}{'cold top10':>11}" + (f"{'AUC':>8}" if extra else "")
+                  + (f"{'fit s':>8}" if timed else "")]
         for name, m in models.items():
             c = m["cold_items"]
             lines.append(f"{name:<16}" + "".join(f"{m[k]:>12.4f}" for k in cols)
                          + f"{c['recall@20']:>11.4f}{c['auc']:>10.4f}{c['share_of_top10']:>11.4f}"
-                         + (f"{m['auc']:>8.4f}" if extra else ""))
+                         + (f"{m['auc']:>8.4f}" if extra else "")
+                         + (f"{m.get('fit_seconds', float('nan')):>8.1f}" if timed else ""))
     first = next(iter(report["models"].values()), {}).get("slices", {})
     names = [n for n in sorted(first) if first[n]["n"] >= MIN_SLICE_SHOWN]
     if names:
