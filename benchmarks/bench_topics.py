@@ -9,6 +9,9 @@
   temperature) and the default ``kernel`` classifier (its kernel head stores the labelled rows
   plus 7,000 unlabelled rows, about the memory of a SIB-200 run) against scikit-learn's
   ``LogisticRegression.predict_proba`` trained on the same data.
+- ``test_classify_kernel_with_support``: the same ``kernel`` classifier's ``predict``, which adds
+  ``topic_support`` (two kernel densities, over the labelled and the unlabelled rows), so its cost
+  is measured beside ``test_classify_kernel``.
 
 Run: ``.venv/bin/python -m pytest benchmarks/bench_topics.py --benchmark-columns=mean,ops``.
 Items/s is stored in each benchmark's ``extra_info``.
@@ -58,7 +61,10 @@ def kernel_model(trained, encoder):
     rng = np.random.default_rng(1)
     unl = x[rng.integers(0, len(x), 7000)] + rng.normal(scale=0.05, size=(7000, x.shape[1]))
     langs = [f"l{i % 10}" for i in range(7000)]
+    dev = load_split(SIB, "dev", clf.centering.languages)  # the labelled language's dev split
+    d_texts, d_y, d_langs = labelled(dev, clf.labels, "dev", min_classes=1)
     return fit_topic_classifier(clf.labels, TopicVectors(x, ["eng_Latn"] * len(x), y),
+                                dev=TopicVectors(encoder.encode(d_texts, kind=TEXT_KIND), d_langs, d_y),
                                 unlabelled=TopicVectors(unl.astype(np.float32), langs),
                                 method=DEFAULT_METHOD, encoder_fingerprint=encoder.fingerprint,
                                 encoder_name=encoder.name)
@@ -101,6 +107,14 @@ def test_classify_kernel(benchmark, kernel_model, vectors):
     langs = ["eng_Latn"] * len(vectors)
     proba = benchmark(kernel_model.predict_proba, vectors, langs)
     assert proba.shape == (N_VECTORS, len(kernel_model.labels))
+    benchmark.extra_info["items_per_s"] = N_VECTORS / benchmark.stats.stats.mean
+
+
+def test_classify_kernel_with_support(benchmark, kernel_model, vectors):
+    langs = ["eng_Latn"] * len(vectors)
+    found = benchmark(kernel_model.predict, vectors, langs)
+    assert found.proba.shape == (N_VECTORS, len(kernel_model.labels))
+    assert np.isfinite(found.support).all()
     benchmark.extra_info["items_per_s"] = N_VECTORS / benchmark.stats.stats.mean
 
 

@@ -144,7 +144,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
     topics_dir, topics_summary = runner.run(
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
-                   "stage": 1}, build_topics)
+                   "stage": 2}, build_topics)  # 2: tags carry topic_support
 
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config.get("neighbours", {}).get("k", 5))

@@ -35,6 +35,8 @@ def test_bitext_on_real_pairs(pairs, encoder):
         assert row["n"] == 60
         # multilingual-e5-small finds most translations among 60 candidates (chance: 1/60)
         assert 0.6 <= row["xx2en"] <= 1.0 and 0.6 <= row["en2xx"] <= 1.0, (lang, row)
+        flores = pairs.filter(pl.col("lang") == lang)["flores_code"][0]
+        assert row.get("flores_code") == flores  # maps Tatoeba codes to SIB-200's (topic plots)
     assert result["mean_xx2en"] == pytest.approx(np.mean([r["xx2en"] for r in result["languages"].values()]))
     assert result["model"] == encoder.name and json.dumps(result)
 

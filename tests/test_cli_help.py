@@ -69,3 +69,10 @@ def test_similar_on_a_saved_index_prints_texts(encoder, tmp_path, capsys):
     loaded = VectorIndex.load(tmp_path / "plain")
     assert not loaded.has_texts and loaded.text_of([2]) == [None]
     assert VectorIndex.load(tmp_path / "idx").text_of([3]) == ["Mbwa analala."]
+
+
+def test_topic_support_threshold_help_names_the_librarys_default():
+    from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
+
+    parser = dict(COMMANDS)[("topics", "train")]
+    assert f"(default: {DEFAULT_SUPPORT_THRESHOLD})" in " ".join(parser.format_help().split())

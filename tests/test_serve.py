@@ -284,3 +284,25 @@ def test_cli_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path, catalogue, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_similar_text_gets_a_topic_with_score_and_support(catalogue, data_dir, encoder, tmp_path):
+    import polars as pl
+    from xrec.datasets.sib200 import load_labels, load_split
+    from xrec.topics.data import sample_per_language
+    from xrec.topics.tagging import train_topics
+
+    sib = data_dir / "sib200"
+    train = load_split(sib, "train")
+    model = train_topics(encoder, train.filter(pl.col("lang") == "eng_Latn"), load_labels(sib),
+                         dev=load_split(sib, "dev", ["eng_Latn"]),
+                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "eng_Latn"), 20))
+    model.save(tmp_path / "topics")
+    svc = Service(catalogue["index"], items=catalogue["items"], topics=tmp_path / "topics", encoder=encoder)
+    try:
+        query = catalogue["sib"].row(0, named=True)
+        body, _ = svc.submit_similar({"text": query["text"], "lang": query["lang"], "k": 2}).result(timeout=60)
+    finally:
+        svc.close()
+    topic = body["queries"][0]["topic"]
+    assert topic["label"] in model.labels and 0 < topic["score"] <= 1 and 0 <= topic["support"] <= 1

@@ -10,11 +10,18 @@ import pytest
 import torch
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.errors import ArtifactError, DataError
-from xrec.evaluation.topics import evaluate_topics, macro_f1, plot_accuracy
+from xrec.evaluation.topics import (
+    embed_split,
+    evaluate_topics,
+    few_shot_split,
+    macro_f1,
+    plot_accuracy,
+    plot_accuracy_vs_bitext,
+)
 from xrec.topics import UNKNOWN, KernelHead, LanguageCentering, TopicClassifier
-from xrec.topics.data import labelled, select_languages
-from xrec.topics.tagging import TEXT_KIND, tag_items, train_topics
-from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier
+from xrec.topics.data import labelled, sample_per_language, select_languages
+from xrec.topics.tagging import TEXT_KIND, item_topics, tag_items, train_topics
+from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier, shared_languages
 
 N_TARGETS = 3
 N_TEST = 51  # every 4th of the 204 test rows per language (the files are sorted by category)
@@ -105,13 +112,18 @@ def test_probabilities_are_calibrated_and_abstain(classifier, vectors):
     assert 0.05 <= classifier.temperature <= 20 and classifier.temperature != 1.0
     # calibration: mean confidence close to accuracy (within 0.15) on held-out text
     assert abs(proba.max(1).mean() - (proba.argmax(1) == test.y).mean()) < 0.15
+    before = classifier.threshold
     classifier.threshold = float(np.quantile(proba.max(1), 0.3))
-    names, scores = classifier.predict(test.vectors, test.langs, abstain=True)
-    unknown = np.array([n == UNKNOWN for n in names])
+    try:
+        found = classifier.predict(test.vectors, test.langs, abstain=True)
+    finally:
+        classifier.threshold = before
+    unknown = np.array([n == UNKNOWN for n in found.topics])
     assert unknown.any() and not unknown.all()
-    assert np.all(scores[unknown] < classifier.threshold)
-    plain, _ = classifier.predict(test.vectors, test.langs)
-    assert UNKNOWN not in plain
+    low = (found.scores < float(np.quantile(proba.max(1), 0.3))) | (found.support < classifier.support_threshold)
+    assert np.array_equal(unknown, low)
+    np.testing.assert_allclose(found.proba, proba, atol=1e-6)
+    assert UNKNOWN not in classifier.predict(test.vectors, test.langs).topics
 
 
 def test_language_identification_without_lang(classifier, vectors, frames):
@@ -130,7 +142,10 @@ def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, en
     test = vectors["test"]
     np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
                                classifier.predict_proba(test.vectors, test.langs), atol=1e-6)
+    np.testing.assert_allclose(loaded.predict(test.vectors, test.langs).support,
+                               classifier.predict(test.vectors, test.langs).support, atol=1e-6)
     assert loaded.labels == classifier.labels and loaded.threshold == classifier.threshold
+    assert loaded.support_threshold == classifier.support_threshold
     with pytest.raises(ArtifactError, match="made with encoder"):
         TopicClassifier.load(path, encoder_fingerprint="sha256:another-encoder")
     (path / "heads.safetensors").write_bytes(b"x" * 10)
@@ -157,6 +172,84 @@ def test_kernel_head_votes_and_chunks():
         KernelHead.from_targets(x, np.ones((2, 3), dtype=np.float32), tau=0.05)
 
 
+def test_private_rows_vote_only_for_their_own_language():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 16)).astype(np.float32)
+    x[3:] = x[:3]  # rows 3-5 repeat rows 0-2 with another label, twice the weight, in "xx" only
+    targets = np.zeros((6, 2), dtype=np.float32)
+    targets[:3, 0], targets[3:, 1] = 1.0, 2.0
+    head = KernelHead.from_targets(x, targets, 0.05, ["en"] * 3 + ["xx"] * 3, ["xx"])
+    assert head.memory_lang.tolist() == [-1, -1, -1, 0, 0, 0]
+    with torch.no_grad():
+        q = torch.as_tensor(x[:3])
+        mine, other, unknown = head(q, ["xx"] * 3).numpy(), head(q, ["yy"] * 3).numpy(), head(q).numpy()
+    assert (mine.argmax(1) == 1).all() and (other.argmax(1) == 0).all()
+    np.testing.assert_allclose(other, unknown)  # without languages, private rows vote for none
+    with pytest.raises(DataError, match="one language code per stored vector"):
+        KernelHead.from_targets(x, targets, 0.05, None, ["xx"])
+
+
+def test_shared_languages_rule():
+    assert shared_languages(["en"] * 300 + ["fr"] * 150 + ["de"] * 14) == ["en", "fr"]
+    assert shared_languages(["en"] * 40 + ["de"] * 10) == ["en"]  # few labels anywhere: the most
+    assert shared_languages(["a"] * 5 + ["b"] * 5) == ["a", "b"]
+
+
+def test_few_target_labels_teach_their_own_language(vectors, sib, frames, source, encoder, tmp_path):
+    labels, train_split = sib[1], sib[2]
+    target = frames["targets"][0]
+    shots = train_split.filter(pl.col("lang") == target).group_by("category", maintain_order=True).head(2)
+    texts, y, langs = labelled(shots, labels, "shots")
+    base = vectors["train"]
+    mixed = TopicVectors(np.concatenate([base.vectors, encoder.encode(texts, kind=TEXT_KIND)]),
+                         list(base.langs) + langs, np.concatenate([base.y, y]))
+    clf = fit_topic_classifier(labels, mixed, dev=vectors["dev"], unlabelled=vectors["unlabelled"],
+                               encoder_fingerprint=encoder.fingerprint)
+    kernel = clf.heads[0]
+    assert kernel.private_languages == (target,) and int((kernel.memory_lang >= 0).sum()) == len(texts)
+    unl = vectors["unlabelled"]
+    own = np.concatenate([unl.vectors[np.asarray(unl.langs) == target], mixed.vectors[-len(texts):]])
+    np.testing.assert_allclose(clf.centering.means[target], own.mean(0), atol=1e-5)  # all its text
+    acc = per_language_accuracy(clf, vectors["test"])
+    assert acc[source] > 0.7 and acc[target] > 0.5, acc
+    loaded = TopicClassifier.load(clf.save(tmp_path / "few"))
+    test = vectors["test"]
+    np.testing.assert_allclose(loaded.logits(test.vectors, test.langs), clf.logits(test.vectors, test.langs),
+                               atol=1e-5)
+
+
+def test_topic_support_flags_a_topic_held_out_of_training(vectors, sib, encoder, classifier):
+    from sklearn.metrics import roc_auc_score
+
+    labels = sib[1]
+    held = labels.index("science/technology") if "science/technology" in labels else 0
+    kept = [i for i in range(len(labels)) if i != held]
+    remap = np.full(len(labels), -1)
+    remap[kept] = np.arange(len(kept))
+
+    def without(tv):
+        rows = tv.y != held
+        return TopicVectors(tv.vectors[rows], [tv.langs[i] for i in np.flatnonzero(rows)], remap[tv.y[rows]])
+
+    clf = fit_topic_classifier([labels[i] for i in kept], without(vectors["train"]), dev=without(vectors["dev"]),
+                               unlabelled=vectors["unlabelled"], encoder_fingerprint=encoder.fingerprint)
+    test = vectors["test"]
+    found = clf.predict(test.vectors, test.langs, abstain=True)
+    known = test.y != held
+    assert roc_auc_score(known, found.support) > 0.7  # the top score alone is the weaker signal
+    assert 0 <= found.support.min() and found.support.max() <= 1
+    unknown = np.array([t == UNKNOWN for t in found.topics])
+    assert unknown[~known].mean() > unknown[known].mean()
+    # a label set without food: recipes score high on some label, but have little support
+    recipes = ["Slow-cooked beef stew with carrots, potatoes and a glass of red wine",
+               "Rezept: Apfelkuchen mit Zimt und Streuseln backen",
+               "Receta fácil de tortilla de patatas con cebolla",
+               "Recette de la pâte à crêpes : farine, œufs, lait et une pincée de sel"]
+    r = classifier.predict(encoder.encode(recipes, kind=TEXT_KIND), ["eng_Latn", "deu_Latn", "spa_Latn", "fra_Latn"])
+    in_dist = classifier.predict(test.vectors, test.langs).support
+    assert r.support.max() < np.median(in_dist), (r.support, r.scores)
+
+
 def test_default_kernel_stores_labelled_and_unlabelled_rows(classifier, vectors):
     kernel, linear = classifier.heads
     assert isinstance(kernel, KernelHead) and kernel.tau > 0
@@ -173,21 +266,32 @@ def test_linear_model_roundtrips_and_old_manifest_loads(vectors, sib, encoder, t
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["head_weights"] == [1.0]
     del manifest["head_weights"]  # written before heads had weights: equal weights
+    del manifest["support"]  # written before topic_support: none, abstain by probability alone
     for head in manifest["heads"]:
-        del head["kernel_tau"]
+        del head["kernel_tau"], head["private_languages"]
     (path / "manifest.json").write_text(json.dumps(manifest))
     loaded = TopicClassifier.load(path)
     test = vectors["test"]
     np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
                                clf.predict_proba(test.vectors, test.langs), atol=1e-6)
+    assert loaded.support is None and np.isnan(loaded.predict(test.vectors, test.langs).support).all()
 
 
 def test_tag_items_text_api(classifier, encoder, frames, tmp_path):
     items = every(frames["test"], 20).select("lang", "text").with_row_index("item_id")
     tagged = tag_items(classifier, encoder, items)
-    assert tagged.columns == [*items.columns, "topic", "topic_score"]
+    assert tagged.columns == [*items.columns, "topic", "topic_score", "topic_support"]
     assert set(tagged["topic"]) <= set(classifier.labels)
     assert tagged["topic_score"].min() > 0 and tagged["topic_score"].max() <= 1
+    assert tagged["topic_support"].min() >= 0 and tagged["topic_support"].max() <= 1
+    found = item_topics(classifier, encoder, items)
+    assert found.item_ids == items["item_id"].to_list() and found.labels == classifier.labels
+    assert found.proba.shape == (items.height, len(classifier.labels))
+    np.testing.assert_allclose(found.proba.sum(1), 1.0, rtol=1e-5)
+    assert [classifier.labels[i] for i in found.proba.argmax(1)] == tagged["topic"].to_list()
+    np.testing.assert_allclose(found.support, tagged["topic_support"].to_numpy(), atol=1e-6)
+    with pytest.raises(DataError, match=r"items: missing column\(s\) \['item_id'\]"):
+        item_topics(classifier, encoder, items.drop("item_id"))
 
 
 def test_model_of_another_encoder_is_refused(classifier, encoder, frames, tmp_path):
@@ -289,3 +393,59 @@ def test_evaluate_topics_schema(tiny_sib, sib, encoder, frames, source, tmp_path
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(DataError, match="language 'xxx_Zzzz' has no rows"):
         evaluate_topics(tiny_sib, "xxx_Zzzz", encoder)
+
+
+def test_few_shot_split_protocol(sib, source):
+    _, labels, train, _, _ = sib
+    lab, pool = few_shot_split(train, [source], labels, 3, 50, seed=1)
+    others = lab.filter(pl.col("lang") != source)
+    per = others.group_by("lang", "category").len()
+    assert per["len"].to_list() == [3] * per.height
+    assert per.height == (train["lang"].n_unique() - 1) * len(labels)
+    assert lab.filter(pl.col("lang") == source).height == train.filter(pl.col("lang") == source).height
+    assert "category" not in pool.columns and source not in set(pool["lang"])
+    assert pool.group_by("lang").len()["len"].to_list() == [50] * pool["lang"].n_unique()
+    assert pool.join(others, on=["lang", "index_id"]).height == 0  # shots never in the pool
+    again, _ = few_shot_split(train, [source], labels, 3, 50, seed=1)
+    assert again.equals(lab) and not few_shot_split(train, [source], labels, 3, 50, seed=2)[0].equals(lab)
+    _, zero_pool = few_shot_split(train, [source], labels, 0, 50, seed=1)  # today's protocol
+    assert zero_pool.equals(sample_per_language(train.filter(pl.col("lang") != source), 50, 1)
+                            .select("lang", "index_id", "text"))
+
+
+def test_evaluate_few_shot_several_sources_held_out_topic(sib, frames, source, encoder, tmp_path):
+    _, labels, train, dev, test = sib
+    first, second = frames["targets"][:2]
+    root = tmp_path / "sib"
+    root.mkdir()
+    (root / "labels.txt").write_text("\n".join(labels) + "\n")
+    pl.concat([every(train.filter(pl.col("lang") == source), 3),
+               every(train.filter(pl.col("lang").is_in(frames["targets"])), 10)]).write_ndjson(root / "train.jsonl")
+    every(dev.filter(pl.col("lang").is_in([source, first])), 2).write_ndjson(root / "dev.jsonl")
+    frames["test"].write_ndjson(root / "test.jsonl")
+    held = labels[-1]
+    bitext = {"languages": {"xx": {"xx2en": 0.9, "flores_code": second}, "yy": {"xx2en": 0.5}}}
+    cache = tmp_path / "cache"
+    result = evaluate_topics(root, [source, first], encoder, shots=2, unlabelled_per_lang=20,
+                             hold_out=[held], bitext=bitext, cache_dir=cache)
+    assert result["train_langs"] == [source, first] and result["shots"] == 2
+    others = {lang: row["accuracy"] for lang, row in result["languages"].items() if lang not in (source, first)}
+    assert set(others) == set(frames["targets"][1:])
+    assert result["mean_accuracy"] == pytest.approx(np.mean(list(others.values())))
+    assert result["languages_under_70"] == sum(a < 0.70 for a in others.values())
+    n_held = frames["test"].filter((pl.col("lang") == second) & (pl.col("category") == held)).height
+    assert result["languages"][second]["n"] == N_TEST - n_held  # accuracy over the trained labels
+    ood = result["ood"]
+    assert 0.5 < ood["auroc_support"] <= 1 and set(ood["auroc_support_by_lang"]) == set(result["languages"])
+    assert ood["abstained_held_out"] > ood["abstained_known"]
+    assert result["bitext"] == {second: 0.9}
+    assert plot_accuracy_vs_bitext(result, tmp_path / "b.png").read_bytes()[:4] == b"\x89PNG"
+    # the vector cache holds every row asked for; asking again embeds nothing and rewrites nothing
+    store = cache / f"test_{second}.parquet"
+    stamp = store.stat().st_mtime_ns
+    rows = frames["test"].filter(pl.col("lang") == second)
+    first_pass = embed_split(encoder, rows, cache, "test")
+    assert store.stat().st_mtime_ns == stamp
+    np.testing.assert_allclose(first_pass, encoder.encode(rows["text"].to_list(), kind=TEXT_KIND), atol=1e-5)
+    with pytest.raises(DataError, match="not in the label set"):
+        evaluate_topics(root, source, encoder, hold_out=["cooking"])

@@ -88,7 +88,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert main(["tag", "--items", str(tmp_path / "items.csv"), "--model", str(model_dir),
                  "--out", str(tmp_path / "tagged.parquet")]) == 0
     tagged = pl.read_parquet(tmp_path / "tagged.parquet")
-    assert tagged.columns == [*items.columns, "topic", "topic_score"]
+    assert tagged.columns == [*items.columns, "topic", "topic_score", "topic_support"]
     assert tagged.height == items.height
     assert (tagged["topic"] == tagged["category"]).mean() > 0.5
     # without a lang column, each item's language is identified from its vector
@@ -99,17 +99,26 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert set(again["topic"]) <= set(load_labels(root)) | {"unknown"}
 
 
-def test_evaluate_topics_writes_json_and_plot(tiny_sib, tmp_path):
+def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
     root, langs = tiny_sib
     out = tmp_path / "topics.json"
-    assert main(["evaluate", "topics", "--data", str(root), "--train-lang", langs[0],
+    bitext = tmp_path / "bitext.json"
+    bitext.write_text(json.dumps({"languages": {"xx": {"xx2en": 0.8, "flores_code": langs[2]}}}))
+    held = load_labels(root)[-1]
+    assert main(["evaluate", "topics", "--data", str(root), "--train-lang", ",".join(langs[:2]),
+                 "--shots", "1", "--seed", "3", "--hold-out", held, "--bitext", str(bitext),
                  "--json", str(out), "--unlabelled-per-lang", "20", "--method", "self-train"]) == 0
     result = json.loads(out.read_text())
-    assert {"train_lang", "method", "languages", "mean_accuracy", "train_lang_accuracy"} <= set(result)
-    assert set(result["languages"]) == set(langs)
+    assert {"train_lang", "method", "languages", "mean_accuracy", "train_lang_accuracy",
+            "languages_under_70", "ood", "bitext"} <= set(result)
+    assert result["train_langs"] == langs[:2] and result["shots"] == 1 and result["seed"] == 3
+    assert set(result["languages"]) == set(langs) and result["hold_out"] == [held]
     assert all(set(v) >= {"accuracy", "macro_f1", "n"} for v in result["languages"].values())
-    assert result["mean_accuracy"] > 0.5
+    assert result["mean_accuracy"] == result["languages"][langs[2]]["accuracy"] > 0.5
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "topics_vs_bitext.png").read_bytes()[:4] == b"\x89PNG"
+    printed = capsys.readouterr().out
+    assert "under 0.70" in printed and "topic_support AUROC" in printed
 
 
 def test_tag_refuses_items_without_text(model_dir, tmp_path, capsys):

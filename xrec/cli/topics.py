@@ -23,13 +23,16 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
         "train", help="train a cross-lingual topic classifier",
         description="Train on DATA: a table (text, category[, lang]) or a SIB-200-style folder "
                     "(train/dev/test.jsonl.gz + labels.txt). With a folder, --train-lang picks the "
-                    "labelled languages; the other languages' train text is used unlabelled.")
+                    "labelled languages; the other languages' train text is used unlabelled. A "
+                    "table may mix languages: many labels in some, a handful in others (a language "
+                    "with fewer than 100 labelled texts teaches its own texts only).")
     train.add_argument("--data", required=True, help="labelled table or SIB-200-style folder")
     train.add_argument("--out", required=True, help="model directory to write")
     train.add_argument("--labels", help="label set file, one per line (default: labels.txt of a "
                                         "folder, else the categories found in DATA)")
-    train.add_argument("--train-lang", nargs="+", help="languages whose labels are used (folder or "
-                                                       "table with a lang column; default: all)")
+    train.add_argument("--train-lang", nargs="+", type=_codes, action=_ExtendCodes,
+                       help="languages whose labels are used, space- or comma-separated (folder or "
+                            "table with a lang column; default: all)")
     train.add_argument("--dev", help="labelled dev table for model selection and calibration")
     train.add_argument("--unlabelled", help="table of unlabelled text[, lang] in target languages")
     train.add_argument("--unlabelled-per-lang", type=int, default=100,
@@ -37,18 +40,23 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
                        help=METHOD_HELP)
     train.add_argument("--threshold", type=float, default=0.5,
-                       help="probability below which `xrec tag --abstain` says unknown")
+                       help="topic_score below which `xrec tag --abstain` says unknown")
+    train.add_argument("--support-threshold", type=float, default=None, help=SUPPORT_HELP)
     _model_args(train)
     train.set_defaults(func=run_train)
 
-    tag = commands.add_parser("tag", help="add topic and topic_score to each item",
+    tag = commands.add_parser("tag", help="add topic, topic_score and topic_support to each item",
                               description="Tag ITEMS (a table with text[, lang]) with a trained "
-                                          "topic model; writes OUT (parquet, CSV or JSONL).")
+                                          "topic model; writes OUT (parquet, CSV or JSONL). "
+                                          "topic_score: calibrated probability of topic among the "
+                                          "model's labels; topic_support: share of held-out "
+                                          "labelled texts less covered by the labels than the item.")
     tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
     tag.add_argument("--model", required=True, help="topic model directory (xrec topics train)")
     tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
     tag.add_argument("--abstain", action="store_true",
-                     help="write 'unknown' where the probability is below the model's threshold")
+                     help="write 'unknown' where topic_score or topic_support is below the "
+                          "model's thresholds")
     tag.add_argument("--encoder", default=None,
                      help="encoder (default: the one the model was trained with)")
     tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
@@ -57,17 +65,29 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
-        "topics", help="zero-shot cross-lingual topic accuracy per language (SIB-200 layout)",
-        description="Train on one language's labels only and measure accuracy and macro-F1 on the "
-                    "test split of every language; JSON and a PNG of accuracy by language.")
+        "topics", help="cross-lingual topic accuracy per language (SIB-200 layout)",
+        description="Train on the labels of --train-lang (plus --shots labelled texts per label of "
+                    "every other language) and report test accuracy and macro-F1 per language, and "
+                    "the mean, the weakest quarter and the number of languages under 0.70 over the "
+                    "other languages; JSON, a PNG of accuracy by language and, given --bitext, a PNG "
+                    "of accuracy against bitext accuracy.")
     ev.add_argument("--data", required=True, help="SIB-200-style folder")
-    ev.add_argument("--train-lang", required=True, help="the one labelled language, e.g. eng_Latn")
+    ev.add_argument("--train-lang", required=True, type=_codes,
+                    help="labelled language(s), comma-separated, e.g. eng_Latn or eng_Latn,fra_Latn")
     ev.add_argument("--json", required=True, help="where to write the result JSON")
     ev.add_argument("--plot", help="PNG of accuracy by language (default: beside --json)")
     ev.add_argument("--method", default=None, choices=_Methods(), metavar="METHOD",
-                       help=METHOD_HELP)
+                    help=METHOD_HELP)
+    ev.add_argument("--shots", type=int, default=0,
+                    help="labelled train texts per label given to every other language (default: 0, zero-shot)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the shots and samples (default: 0)")
     ev.add_argument("--unlabelled-per-lang", type=int, default=100,
-                    help="unlabelled texts sampled per language")
+                    help="unlabelled train texts sampled per other language")
+    ev.add_argument("--hold-out", nargs="+", default=[], metavar="LABEL",
+                    help="labels left out of training: their test texts measure topic_support as an "
+                         "out-of-distribution signal (AUROC)")
+    ev.add_argument("--bitext", help="result JSON of `xrec evaluate bitext` (with flores codes): "
+                                     "plots topic accuracy against it (PNG beside --json)")
     ev.add_argument("--cache", help="folder caching vectors per split and language")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
@@ -94,6 +114,18 @@ class _Methods:
         return iter(self._names())
 
 
+#: Help of --support-threshold; names the library's default (a test keeps it in step with
+#: DEFAULT_SUPPORT_THRESHOLD, imported at run time like the methods).
+SUPPORT_HELP = ("topic_support below which `xrec tag --abstain` says unknown; about that share of "
+                "held-out labelled texts falls below it, more of other languages (default: 0.05)")
+
+
+def _support_threshold(args: argparse.Namespace) -> float:
+    from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
+
+    return DEFAULT_SUPPORT_THRESHOLD if args.support_threshold is None else args.support_threshold
+
+
 def _method(args: argparse.Namespace) -> str:
     from xrec.topics.transfer import DEFAULT_METHOD
 
@@ -105,6 +137,23 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
                         help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
+
+
+def _codes(value: str) -> list[str]:
+    """A comma-separated list of language codes (empty items dropped)."""
+    codes = [code.strip() for code in value.split(",") if code.strip()]
+    if not codes:
+        raise argparse.ArgumentTypeError(f"no language code in {value!r}")
+    return codes
+
+
+class _ExtendCodes(argparse.Action):
+    """Collects the codes of every value (each a list from :func:`_codes`) into one flat list."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: list[list[str]], option_string: str | None = None) -> None:
+        codes = list(getattr(namespace, self.dest) or [])
+        setattr(namespace, self.dest, codes + [code for value in values for code in value])
 
 
 def _write_table(frame: pl.DataFrame, path: str) -> None:
@@ -171,7 +220,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     with phase(f"training the topic classifier on {train.height} labelled texts"):
         classifier = train_topics(encoder, train, labels, dev=dev, unlabelled=unlabelled,
-                                  method=_method(args), threshold=args.threshold, source=args.data)
+                                  method=_method(args), threshold=args.threshold,
+                                  support_threshold=_support_threshold(args), source=args.data)
     classifier.save(args.out)
     print(f"wrote topic model ({classifier.method}, {len(labels)} labels, "
           f"{len(classifier.centering.means)} language means) to {args.out}", file=sys.stderr)
@@ -196,22 +246,39 @@ def run_tag(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Run the per-language evaluation, write JSON and the plot, print a summary."""
+    """Run the per-language evaluation, write JSON and the plots, print a summary."""
     from xrec.encoders import load_encoder
-    from xrec.evaluation.topics import evaluate_topics, plot_accuracy
+    from xrec.evaluation.topics import evaluate_topics, plot_accuracy, plot_accuracy_vs_bitext
 
+    bitext = None
+    if args.bitext:
+        try:
+            bitext = json.loads(Path(args.bitext).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"{args.bitext}: not a readable bitext result JSON ({exc})") from exc
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
     from xrec.progress import phase
 
     with phase("topic accuracy by language"):
         result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
-                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache)
+                                 shots=args.shots, seed=args.seed, hold_out=args.hold_out,
+                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache,
+                                 bitext=bitext)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))
+    if result.get("bitext"):
+        result["bitext_plot"] = str(plot_accuracy_vs_bitext(
+            result, Path(args.json).with_name(Path(args.json).stem + "_vs_bitext.png")))
     with atomic_file(args.json) as tmp:
         tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"{args.train_lang}: {result['train_lang_accuracy']:.3f}; mean over "
-          f"{len(result['languages']) - (args.train_lang in result['languages'])} other languages "
-          f"{result['mean_accuracy']:.3f}; weakest quarter {result['weakest_quarter_accuracy']:.3f} "
-          f"({result['method']}) -> {args.json}, {plot}")
+    n_other = len(result["languages"]) - sum(s in result["languages"] for s in result["train_langs"])
+    print(f"{result['train_lang']} ({result['method']}, {result['shots']} shots): "
+          f"{result['train_lang_accuracy']:.3f}; mean over {n_other} other languages "
+          f"{result['mean_accuracy']:.3f}; weakest quarter {result['weakest_quarter_accuracy']:.3f}; "
+          f"{result['languages_under_70']} under 0.70 -> {args.json}, {plot}")
+    if "ood" in result:
+        ood = result["ood"]
+        print(f"held out {', '.join(result['hold_out'])}: topic_support AUROC {ood['auroc_support']:.3f} "
+              f"(topic_score {ood['auroc_score']:.3f}); abstained {ood['abstained_held_out']:.2f} of "
+              f"held-out texts, {ood['abstained_known']:.2f} of the others")
     return 0

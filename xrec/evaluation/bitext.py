@@ -56,7 +56,7 @@ def evaluate_bitext(pairs: pl.DataFrame, encoder: Encoder, *, kind: TextKind = "
     appear); ``on_language`` receives the partial result after each (for long runs). Sentences
     shared between languages (English sides) are embedded once. With ``cache`` (an embedding
     store file) all vectors are read from and written back to it.
-    Returns ``{"model", "languages": {lang: {"xx2en", "en2xx", "n"}}, "mean_xx2en",
+    Returns ``{"model", "languages": {lang: {"xx2en", "en2xx", "n"[, "flores_code"]}}, "mean_xx2en",
     "mean_en2xx"}`` plus ``encoder_fingerprint``, ``text_kind`` and ``complete``.
     """
     order = list(dict.fromkeys(languages or pairs["lang"].to_list()))
@@ -79,6 +79,8 @@ def evaluate_bitext(pairs: pl.DataFrame, encoder: Encoder, *, kind: TextKind = "
         en = np.stack([known[t] for t in eng])
         result["languages"][lang] = {"xx2en": top1_accuracy(xx, en), "en2xx": top1_accuracy(en, xx),
                                      "n": len(group)}
+        if "flores_code" in group.columns and group["flores_code"][0] is not None:
+            result["languages"][lang]["flores_code"] = group["flores_code"][0]
         scores = result["languages"].values()
         result["mean_xx2en"] = float(np.mean([v["xx2en"] for v in scores]))
         result["mean_en2xx"] = float(np.mean([v["en2xx"] for v in scores]))

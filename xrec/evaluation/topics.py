@@ -1,14 +1,19 @@
-"""Zero-shot cross-lingual topic evaluation on a SIB-200 folder.
+"""Cross-lingual topic evaluation on a SIB-200 folder: zero-shot, few-shot, several sources.
 
-Trains on the train split of one language (its dev split for model selection and calibration),
-may read the unlabelled ``text`` of the other languages' train splits (never their labels, never
-test text), and reports test accuracy and macro-F1 for every language in the folder.
+Trains on the train split of one or more source languages (their dev splits for model selection
+and calibration) plus, with ``shots``, a few labelled train texts of every other language; may read
+the unlabelled ``text`` of the other languages' remaining train texts (never their labels, never
+test text), and reports test accuracy and macro-F1 for every language in the folder. With labels
+held out of training it measures ``topic_support`` as an out-of-distribution signal.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
+import zlib
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +21,16 @@ import polars as pl
 
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.encoders.base import Encoder
-from xrec.errors import DataError
-from xrec.store import embed_items
+from xrec.errors import ArtifactError, DataError
+from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
 from xrec.topics.data import check_texts_column, labelled, sample_per_language, select_languages
 from xrec.topics.tagging import TEXT_KIND
 from xrec.topics.transfer import DEFAULT_METHOD, SelfTraining, TopicVectors, fit_topic_classifier
+
+log = logging.getLogger(__name__)
+
+#: The SIB-200 paper's bar: languages under this accuracy are counted (``languages_under_70``).
+UNDER = 0.70
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -35,47 +45,161 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
-def _embed(encoder: Encoder, frame: pl.DataFrame, cache: Path | None, name: str) -> np.ndarray:
-    """Vectors of ``frame['text']``, reusing a per-(split, language) store file under ``cache``."""
-    texts = check_texts_column(frame, name)
+def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[str] | None,
+                split: str, progress: bool | None = None) -> np.ndarray:
+    """Vectors of ``frame['text']`` (rows of one SIB-200 split), in row order.
+
+    With ``cache``, each language's vectors live in ``{split}_{lang}.parquet`` there (an embedding
+    store keyed by ``index_id``); the file grows to the union of every row asked for so far, so a
+    later run with other samples of the same split embeds only rows not seen before, all of them in
+    one encoder call.
+    """
+    texts = check_texts_column(frame, f"{split} split")
     if cache is None:
-        return encoder.encode(texts, kind=TEXT_KIND)
+        return encoder.encode(texts, kind=TEXT_KIND, progress=progress)
+    root = Path(cache)
+    root.mkdir(parents=True, exist_ok=True)
     out = np.empty((frame.height, encoder.dim), dtype=np.float32)
-    langs = frame["lang"].to_numpy()
-    for lang in dict.fromkeys(langs):
+    langs = np.asarray(frame["lang"].to_list(), dtype=object)
+    ids = frame["index_id"].to_list()
+    hashes = [text_hash(t, TEXT_KIND) for t in texts]
+    stored: dict[str, StoredEmbeddings | None] = {}
+    todo: list[int] = []
+    for lang in dict.fromkeys(langs.tolist()):
+        path = root / f"{split}_{lang}.parquet"
+        try:
+            old = read_embeddings(path, expect_fingerprint=encoder.fingerprint) if path.exists() else None
+        except ArtifactError as exc:
+            log.warning("discarding vector cache %s (%s)", path, exc)
+            old = None
+        stored[lang] = old
+        known = {} if old is None else {(i, h): r for r, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
+        for row in np.flatnonzero(langs == lang):
+            hit = known.get((ids[row], hashes[row]))
+            if hit is None:
+                todo.append(int(row))
+            else:
+                out[row] = old.vectors[hit]
+    if todo:
+        log.info("%s split: embedding %d of %d texts (%d reused from %s)", split, len(todo),
+                 frame.height, frame.height - len(todo), root)
+        out[todo] = encoder.encode([texts[r] for r in todo], kind=TEXT_KIND, progress=progress)
+    for lang in dict.fromkeys(langs[todo].tolist()):
         rows = np.flatnonzero(langs == lang)
-        ids = frame["index_id"].to_numpy()[rows].tolist()
-        out[rows] = embed_items(encoder, ids, [texts[r] for r in rows], kind=TEXT_KIND,
-                                store=cache / f"{name}_{lang}.parquet")
+        new = {ids[r]: r for r in rows}
+        old = stored[lang]
+        keep = [] if old is None else [r for r, i in enumerate(old.ids) if i not in new]
+        write_embeddings(root / f"{split}_{lang}.parquet",
+                         [old.ids[r] for r in keep] + [ids[r] for r in rows],
+                         np.concatenate([old.vectors[keep] if keep else np.zeros((0, encoder.dim), np.float32),
+                                         out[rows]]),
+                         encoder.fingerprint,
+                         [old.text_hashes[r] for r in keep] + [hashes[r] for r in rows])
     return out
 
 
-def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str, encoder: Encoder, *,
-                    method: str = DEFAULT_METHOD, unlabelled_per_lang: int = 100,
-                    self_training: SelfTraining = SelfTraining(), seed: int = 0,
-                    cache_dir: str | os.PathLike[str] | None = None) -> dict:
-    """Train on ``train_lang`` and test on every language of ``data_dir``; returns the JSON dict."""
+def few_shot_split(train: pl.DataFrame, sources: Sequence[str], labels: Sequence[str], shots: int,
+                   unlabelled_per_lang: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled rows and the unlabelled pool of the ``--shots`` protocol.
+
+    Labelled: every train row of ``sources`` plus, for every other language, ``shots`` rows per
+    label (fewer where a label has fewer), drawn with a generator seeded by ``seed`` and the
+    language code. Pool: at most ``unlabelled_per_lang`` of each other language's remaining rows,
+    with the label column dropped. ``shots=0`` is the zero-shot protocol.
+    """
+    codes = np.asarray(train["lang"].to_list(), dtype=object)
+    categories = np.asarray(train["category"].to_list(), dtype=object)
+    chosen = np.isin(codes, list(sources))
+    if shots > 0:
+        for lang in dict.fromkeys(codes[~chosen].tolist()):
+            rng = np.random.default_rng(seed + zlib.crc32(str(lang).encode()))
+            for label in labels:
+                rows = np.flatnonzero((codes == lang) & (categories == label))
+                chosen[rng.choice(rows, min(shots, len(rows)), replace=False)] = True
+    mask = pl.Series(chosen)
+    rest = train.filter(~mask & ~pl.col("lang").is_in(list(sources)))
+    pool = sample_per_language(rest, unlabelled_per_lang, seed).select("lang", "index_id", "text")
+    return train.filter(mask), pool
+
+
+def _quarter(values: Sequence[float]) -> float:
+    """Mean of the lowest quarter (at least one value) of ``values``; NaN when empty."""
+    ordered = np.sort(np.asarray(values, dtype=float))
+    return float(ordered[: max(1, len(ordered) // 4)].mean()) if len(ordered) else float("nan")
+
+
+def _ood_report(found, known: np.ndarray, codes: np.ndarray, threshold: float) -> dict:
+    """AUROC of ``topic_support`` (and of ``topic_score``) for telling texts of trained topics
+    (``known``) from texts of held-out ones, pooled and per language, and abstain rates."""
+    from sklearn.metrics import roc_auc_score
+
+    if known.all() or not known.any():
+        raise DataError("the held-out topics have no test rows")
+    if np.isnan(found.support).any():
+        raise DataError("no topic_support without a dev split of the training language(s)")
+    per_lang = {}
+    for lang in sorted(set(codes.tolist())):
+        rows = codes == lang
+        if 0 < known[rows].sum() < rows.sum():
+            per_lang[lang] = float(roc_auc_score(known[rows], found.support[rows]))
+    refused = found.support < threshold
+    return {
+        "auroc_support": float(roc_auc_score(known, found.support)),
+        "auroc_score": float(roc_auc_score(known, found.scores)),
+        "auroc_support_by_lang": per_lang,
+        "auroc_support_mean": float(np.mean(list(per_lang.values()))),
+        "auroc_support_weakest_quarter": _quarter(list(per_lang.values())),
+        "support_threshold": threshold,
+        "abstained_known": float(refused[known].mean()),
+        "abstained_held_out": float(refused[~known].mean()),
+    }
+
+
+def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence[str], encoder: Encoder, *,
+                    method: str = DEFAULT_METHOD, shots: int = 0, unlabelled_per_lang: int = 100,
+                    hold_out: Sequence[str] = (), self_training: SelfTraining = SelfTraining(),
+                    seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
+                    bitext: dict | None = None) -> dict:
+    """Train on the labels of ``train_lang`` (one code or several) and test on every language of
+    ``data_dir``; returns the JSON dict of ``xrec evaluate topics``.
+
+    ``shots``: every other language also gives that many labelled train texts per label (see
+    :func:`few_shot_split`); its other train texts are only ever read unlabelled and its test split
+    is untouched. ``hold_out``: labels left out of training; their test texts then measure
+    ``topic_support`` as an out-of-distribution signal (``"ood"`` in the result), and accuracy is
+    over the other labels' texts. ``bitext``: a result of ``xrec evaluate bitext`` whose languages
+    carry ``flores_code``; their ``xx2en`` accuracy is put beside the topic accuracy (``"bitext"``).
+    Accuracy summaries (mean, weakest quarter, languages under :data:`UNDER`) are over the
+    languages not in ``train_lang``.
+    """
     started = time.perf_counter()
-    labels = load_labels(data_dir)
+    sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))
+    if shots < 0 or unlabelled_per_lang < 0:
+        raise DataError(f"shots ({shots}) and unlabelled_per_lang ({unlabelled_per_lang}) must be >= 0")
+    all_labels = load_labels(data_dir)
+    unknown = sorted(set(hold_out) - set(all_labels))
+    if unknown:
+        raise DataError(f"held-out label(s) {unknown} not in the label set {all_labels}")
+    labels = [label for label in all_labels if label not in set(hold_out)]
+    if len(labels) < 2:
+        raise DataError(f"holding out {list(hold_out)} leaves fewer than two labels to train on")
     cache = Path(cache_dir) if cache_dir is not None else None
-    if cache is not None:
-        cache.mkdir(parents=True, exist_ok=True)
     train_all = load_split(data_dir, "train")
-    source = select_languages(train_all, [train_lang], f"{data_dir}/train")
-    dev = load_split(data_dir, "dev", [train_lang])
+    select_languages(train_all, sources, f"{data_dir}/train")  # every source must have rows
+    dev = load_split(data_dir, "dev", sources).filter(pl.col("category").is_in(labels))
     test = load_split(data_dir, "test")
     if test.height == 0:
         raise DataError(f"{data_dir}: the test split has no rows")
-    # unlabelled pool: other languages' train text only; the label column is dropped here
-    pool = sample_per_language(train_all.filter(pl.col("lang") != train_lang), unlabelled_per_lang,
-                               seed).select("lang", "index_id", "text")
-    texts, y, langs = labelled(source, labels, f"{data_dir}/train ({train_lang})")
-    train_v = TopicVectors(_embed(encoder, source, cache, "train"), langs, y)
+    # labelled: sources plus the shots; pool: other languages' remaining train text, no labels
+    train, pool = few_shot_split(train_all, sources, all_labels, shots, unlabelled_per_lang, seed)
+    train = train.filter(pl.col("category").is_in(labels))
+    _, y, langs = labelled(train, labels, f"{data_dir}/train ({', '.join(sources)})")
+    train_v = TopicVectors(embed_split(encoder, train, cache, "train"), langs, y)
     dev_v = None
     if dev.height:
-        _, dy, dl = labelled(dev, labels, f"{data_dir}/dev ({train_lang})", min_classes=1)
-        dev_v = TopicVectors(_embed(encoder, dev, cache, "dev"), dl, dy)
-    unl_v = TopicVectors(_embed(encoder, pool, cache, f"unlabelled{unlabelled_per_lang}"),
+        _, dy, dl = labelled(dev, labels, f"{data_dir}/dev ({', '.join(sources)})", min_classes=1)
+        dev_v = TopicVectors(embed_split(encoder, dev, cache, "dev"), dl, dy)
+    unl_v = TopicVectors(embed_split(encoder, pool, cache, "train"),
                          pool["lang"].to_list()) if pool.height else None
     trained = time.perf_counter()
     classifier = fit_topic_classifier(labels, train_v, dev=dev_v, unlabelled=unl_v, method=method,
@@ -85,27 +209,84 @@ def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str, encoder: 
     fit_seconds = time.perf_counter() - trained
     # languages without train text get the mean of the known means, never their test text's mean
     classifier.centering.min_group = np.iinfo(np.int64).max
-    _, y_test, test_langs = labelled(test, labels, f"{data_dir}/test", min_classes=1)
-    pred = classifier.logits(_embed(encoder, test, cache, "test"), test_langs).argmax(axis=1)
-    codes = np.asarray(test_langs, dtype=object)
+    codes = np.asarray(test["lang"].to_list(), dtype=object)
+    found = classifier.predict(embed_split(encoder, test, cache, "test"), codes.tolist())
+    known = test["category"].is_in(labels).to_numpy()
+    index = {label: i for i, label in enumerate(labels)}
+    y_test = np.asarray([index.get(c, -1) for c in test["category"].to_list()])
+    pred = found.proba.argmax(axis=1)
     languages = {}
-    for lang in sorted(set(test_langs)):
-        rows = codes == lang
+    for lang in sorted(set(codes.tolist())):
+        rows = (codes == lang) & known
         languages[lang] = {"accuracy": float(np.mean(pred[rows] == y_test[rows])),
                            "macro_f1": macro_f1(y_test[rows], pred[rows], len(labels)),
                            "n": int(rows.sum())}
-    others = sorted(lang for lang in languages if lang != train_lang)
-    accs = np.sort([languages[lang]["accuracy"] for lang in others])
-    quarter = accs[: max(1, len(accs) // 4)] if len(accs) else accs
-    return {
-        "train_lang": train_lang, "method": method, "languages": languages,
-        "mean_accuracy": float(accs.mean()) if len(accs) else float("nan"),
-        "train_lang_accuracy": languages.get(train_lang, {}).get("accuracy", float("nan")),
-        "weakest_quarter_accuracy": float(quarter.mean()) if len(accs) else float("nan"),
+    others = sorted(lang for lang in languages if lang not in sources)
+    accs = [languages[lang]["accuracy"] for lang in others]
+    result = {
+        "train_lang": ",".join(sources), "train_langs": sources, "method": method, "shots": shots,
+        "seed": seed, "hold_out": list(hold_out), "languages": languages,
+        "mean_accuracy": float(np.mean(accs)) if accs else float("nan"),
+        "train_lang_accuracy": float(np.mean([languages[s]["accuracy"] for s in sources if s in languages]))
+        if any(s in languages for s in sources) else float("nan"),
+        "weakest_quarter_accuracy": _quarter(accs),
+        "languages_under_70": int(sum(a < UNDER for a in accs)),
         "n_languages": len(languages), "unlabelled_per_lang": unlabelled_per_lang,
         "encoder_fingerprint": encoder.fingerprint, "fit_seconds": round(fit_seconds, 2),
-        "total_seconds": round(time.perf_counter() - started, 1),
     }
+    if hold_out:
+        result["ood"] = _ood_report(found, known, codes, classifier.support_threshold)
+    if bitext is not None:
+        result["bitext"] = bitext_by_language(bitext, languages)
+    result["total_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def bitext_by_language(bitext: dict, languages: Mapping[str, object]) -> dict[str, float]:
+    """``xx2en`` bitext accuracy by SIB-200 code, for the ``languages`` a bitext result names by
+    ``flores_code`` (Tatoeba's codes differ from Flores-200's)."""
+    if "languages" not in bitext:
+        raise DataError("the bitext result has no 'languages' (not a result of xrec evaluate bitext?)")
+    out = {}
+    for code, row in bitext["languages"].items():
+        flores = row.get("flores_code") or (code if code in languages else None)
+        if flores in languages and "xx2en" in row:
+            out[flores] = float(row["xx2en"])
+    return dict(sorted(out.items()))
+
+
+def plot_accuracy_vs_bitext(result: dict, path: str | os.PathLike[str]) -> Path:
+    """Scatter of topic accuracy against the encoder's bitext accuracy (``result['bitext']``), one
+    labelled dot per language, as PNG: languages low on both are the ones to label first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pairs = [(lang, acc, result["languages"][lang]["accuracy"])
+             for lang, acc in result.get("bitext", {}).items() if lang in result["languages"]]
+    if not pairs:
+        raise DataError("no language has both a bitext and a topic accuracy")
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    for lang, x, y in pairs:
+        source = lang in result.get("train_langs", [result["train_lang"]])
+        ax.scatter(x, y, s=14, color="tab:orange" if source else "tab:blue")
+        ax.annotate(lang.split("_")[0], (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+    ax.axhline(UNDER, color="grey", linestyle=":", linewidth=1, label=f"topic accuracy {UNDER:.2f}")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("bitext top-1 accuracy, xx->en (encoder)")
+    ax.set_ylabel("topic accuracy")
+    shots = f", {result.get('shots', 0)} shots per label" if result.get("shots") else ""
+    ax.set_title(f"Topic vs bitext accuracy, {len(pairs)} languages "
+                 f"(trained on {result['train_lang']}{shots})", fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
 
 
 def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
@@ -118,7 +299,8 @@ def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
     items = sorted(result["languages"].items(), key=lambda kv: kv[1]["accuracy"])
     names = [k for k, _ in items]
     values = [v["accuracy"] for _, v in items]
-    colours = ["tab:orange" if k == result["train_lang"] else "tab:blue" for k in names]
+    sources = result.get("train_langs", [result["train_lang"]])
+    colours = ["tab:orange" if k in sources else "tab:blue" for k in names]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.12 * len(names) + 2), 4))
     ax.bar(range(len(names)), values, color=colours)
     ax.axhline(result["mean_accuracy"], color="k", linestyle="--", linewidth=1,
@@ -127,7 +309,8 @@ def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
     ax.set_xticklabels(names, rotation=90, fontsize=6 if len(names) > 40 else 8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
-    ax.set_title(f"Topic accuracy by language: trained on {result['train_lang']} ({result['method']})")
+    shots = f", {result['shots']} shots per label" if result.get("shots") else ""
+    ax.set_title(f"Topic accuracy by language: trained on {result['train_lang']}{shots} ({result['method']})")
     ax.legend(loc="lower right")
     fig.tight_layout()
     out = Path(path)

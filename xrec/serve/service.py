@@ -142,8 +142,10 @@ class Service:
             entry = {"text": text, "lang": lang, "neighbours": state.space.neighbours(
                 vectors[0], k, languages=languages, exclude_languages=excl)}
             if state.topics is not None:
-                names, scores = state.topics.predict(vectors, [lang] if lang else None)
-                entry["topic"] = {"label": names[0], "score": round(float(scores[0]), 4)}
+                found = state.topics.predict(vectors, [lang] if lang else None)
+                support = float(found.support[0])
+                entry["topic"] = {"label": found.topics[0], "score": round(float(found.scores[0]), 4),
+                                  "support": None if np.isnan(support) else round(support, 4)}
             return {"k": k, "queries": [entry]}
 
         return self.batcher.submit([text], "query", answer_text)

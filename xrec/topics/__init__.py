@@ -1,4 +1,4 @@
-"""Cross-lingual topic tagging: learn topics from labelled items in one language, tag any language."""
+"""Cross-lingual topic tagging: learn topics from labelled items in one or a few languages, tag any language."""
 
 from xrec.topics.centering import LanguageCentering
 from xrec.topics.head import UNKNOWN, HeadConfig, KernelHead, TopicClassifier, TopicHead, fit_head, fit_temperature

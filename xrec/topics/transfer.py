@@ -1,23 +1,14 @@
-"""Cross-lingual transfer methods: from source-language labels to a classifier for any language.
+"""Cross-lingual transfer: from labelled texts in some languages to a classifier for any language.
 
 Every method works on frozen encoder vectors and returns a
-:class:`~xrec.topics.head.TopicClassifier`. Fine-tuning the encoder on the source labels was
-measured and left out. The top two of its twelve layers were trained (the lower ten frozen, the
-output of the ninth cached) with a cosine-softmax head, then ``kernel`` ran on the tuned vectors;
-on SIB-200's dev splits of the 136 other languages (English labels only; frozen: mean 0.755,
-weakest quarter 0.597, lowest 0.23), English labels alone made transfer worse (one / two epochs:
-mean 0.746 / 0.745, weakest quarter 0.580 / 0.573). Adding the kernel's pseudo-labels of the
-unlabelled target texts (probability >= 0.8: 10,162 of 13,600) raised the mean to 0.760 / 0.764 but
-lowered the weakest quarter to 0.590 / 0.591 and the lowest language to 0.18 / 0.22, after 9
-minutes of training on the 2-core CPU; and a tuned encoder is a new encoder that every tagged item
-would have to go through.
+:class:`~xrec.topics.head.TopicClassifier`.
 
 - ``linear``: a linear head on the raw vectors (the plain baseline).
-- ``centered``: each language centred by its own mean vector (from unlabelled text), then a
-  linear head; removes language identity from the space.
+- ``centered``: each language centred by its own mean vector (from all its text, labelled or
+  not), then a linear head; removes language identity from the space.
 - ``mlp``: centring plus a one-hidden-layer head.
 - ``self-train``: ``centered``, then pseudo-labels on unlabelled target-language text above a
-  confidence (never target labels) added to the training set and the head refitted.
+  confidence added to the training set and the head refitted.
 - ``fusion``: the logit average of the ``centered``, ``self-train`` and ``mlp`` heads.
 - ``kernel`` (default): centring, then a soft nearest-neighbour vote
   (:class:`~xrec.topics.head.KernelHead`, width :data:`KERNEL_TAU`) over the centred labelled
@@ -26,28 +17,20 @@ would have to go through.
   propagation); its logits are mixed with the ``centered`` linear head's (weight
   :data:`KERNEL_WEIGHT` for the kernel).
 
-Model selection (the L2 strength) and temperature scaling use the source-language dev split.
-``kernel`` became the default because it transferred best on SIB-200's dev splits of the 136
-other languages (English labels only): English 0.919, mean 0.755, weakest quarter 0.597, against
-0.869 / 0.693 / 0.520 for ``centered`` (the kernel alone: 0.899 / 0.750 / 0.581). Mean-pooled
-middle layers, removing the principal directions of the language means, per-language whitening,
-class-balanced self-training, per-language prior matching and per-language prototypes were
-measured on the same dev splits and did not help. Neither did more label propagation: label
-spreading (Zhou et al. 2004) over each language's own kNN graph of unlabelled texts lowered the dev
-figures (alpha 0.5: mean 0.752, weakest quarter 0.594; alpha 0.9: 0.738 / 0.578), and a second
-leave-one-out re-vote of the unlabelled texts over the whole memory moved 57 of 13,464 dev texts
-(0.756 / 0.601), a gain that did not hold on test (0.762 / 0.588 against 0.764 / 0.590). A bigger
-unlabelled pool helps only up to about 100 texts per language (25 / 50 / 100: mean 0.749 / 0.753 /
-0.755, weakest quarter 0.580 / 0.591 / 0.597); 300 or all 701 (the kernel's memory raised to hold
-them, their weight 0.05-0.2) gave 0.746-0.754 / 0.589-0.597, and language means from all 701 with a
-memory of 100 gave 0.755 / 0.597. Nor did a hubness correction of the vote (CSLS-style: each
-labelled vector's score lowered by 0.5 or 1 times its mean cosine to its 10 nearest unlabelled
-texts): 0.754 / 0.595 and 0.753 / 0.592.
+Labelled texts may come in several languages. A language with many labels (see
+:func:`shared_languages`) teaches every language; a language with a handful teaches only its own
+texts: its labelled vectors vote in the kernel for texts of that language alone and stay out of
+the linear, MLP and self-trained heads (letting them teach every language lowered the mean
+accuracy of the other languages on SIB-200). Model selection (the L2 strength) and temperature
+scaling use the labelled dev split. Why these methods and settings, and what else was measured and
+dropped (encoder fine-tuning, other uses of a few target labels, other pools and votes), is in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -64,6 +47,7 @@ from xrec.topics.head import (
     fit_temperature,
     single_thread,
 )
+from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +61,9 @@ KERNEL_UNLABELLED_WEIGHT = 0.1
 KERNEL_WEIGHT = 0.7
 #: At most this many vectors are stored by a kernel head (a seeded random subset of each part).
 KERNEL_MAX_MEMORY = 50_000
+#: A labelled language with at least this many labelled texts teaches every language (see
+#: :func:`shared_languages`); one with fewer teaches its own language only.
+SHARED_MIN_LABELS = 100
 L2_GRID = (1.4e-4, 5e-4, 2e-3)
 MLP_CONFIG = HeadConfig(hidden=256, l2=1e-3, dropout=0.2, epochs=200, lr=0.003)
 
@@ -105,13 +92,13 @@ class TopicVectors:
 
 
 def _logits(heads: Sequence[TopicHead | KernelHead], x: np.ndarray,
-            weights: Sequence[float] | None = None) -> np.ndarray:
+            weights: Sequence[float] | None = None, langs: Sequence[str] | None = None) -> np.ndarray:
     import torch
 
     weights = [1.0] * len(heads) if weights is None else weights
     with torch.no_grad(), single_thread():
         t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-        return (sum(w * h(t) for w, h in zip(weights, heads)) / sum(weights)).numpy()
+        return (sum(w * h(t, langs) for w, h in zip(weights, heads)) / sum(weights)).numpy()
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -144,18 +131,32 @@ def _subset(n: int, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
 
 
-def _kernel(x: np.ndarray, y: np.ndarray, x_unl: np.ndarray | None, n_classes: int,
-            seed: int) -> KernelHead:
-    """A kernel head over the centred labelled vectors and, when given, the centred unlabelled
-    vectors with their (down-weighted) pseudo-label distributions from the labelled-only kernel."""
+def _kernel(x: np.ndarray, y: np.ndarray, langs: Sequence[str], private: Sequence[str],
+            unlabelled: tuple[np.ndarray, list[str]] | None, n_classes: int, seed: int) -> KernelHead:
+    """A kernel head over the centred labelled vectors (rows of ``private`` languages voting for
+    their own language only) and, when given, the centred unlabelled vectors (voting for every
+    language) with their (down-weighted) pseudo-label distributions from the labelled-only kernel."""
     keep = _subset(len(y), KERNEL_MAX_MEMORY, seed)
-    head = KernelHead.fit(x[keep], y[keep], n_classes, KERNEL_TAU)
-    if x_unl is None or len(x_unl) == 0 or len(keep) >= KERNEL_MAX_MEMORY:
+    x, langs = x[keep], [langs[i] for i in keep]
+    targets = np.eye(n_classes, dtype=np.float32)[np.asarray(y, dtype=np.int64)[keep]]
+    head = KernelHead.from_targets(x, targets, KERNEL_TAU, langs, private)
+    if unlabelled is None or len(unlabelled[1]) == 0 or len(keep) >= KERNEL_MAX_MEMORY:
         return head
-    x_unl = x_unl[_subset(len(x_unl), KERNEL_MAX_MEMORY - len(keep), seed + 1)]
-    soft = _softmax(_logits([head], x_unl)) * KERNEL_UNLABELLED_WEIGHT
-    return KernelHead.from_targets(np.concatenate([x[keep], x_unl]),
-                                   np.concatenate([head.targets.numpy(), soft]), KERNEL_TAU)
+    rows = _subset(len(unlabelled[1]), KERNEL_MAX_MEMORY - len(keep), seed + 1)
+    x_unl, unl_langs = unlabelled[0][rows], [unlabelled[1][i] for i in rows]
+    soft = _softmax(_logits([head], x_unl, langs=unl_langs)) * KERNEL_UNLABELLED_WEIGHT
+    return KernelHead.from_targets(np.concatenate([x, x_unl]), np.concatenate([targets, soft]),
+                                   KERNEL_TAU, langs + [None] * len(unl_langs), private)
+
+
+def shared_languages(langs: Sequence[str]) -> list[str]:
+    """The labelled languages whose labels teach every language: those with at least
+    :data:`SHARED_MIN_LABELS` labelled texts, or with as many as the best-labelled language."""
+    counts = Counter(str(lang) for lang in langs)
+    if not counts:
+        return []
+    bar = min(SHARED_MIN_LABELS, max(counts.values()))
+    return sorted(lang for lang, n in counts.items() if n >= bar)
 
 
 def _pseudo_label(heads: Sequence[TopicHead | KernelHead], x_unl: np.ndarray,
@@ -168,60 +169,82 @@ def _pseudo_label(heads: Sequence[TopicHead | KernelHead], x_unl: np.ndarray,
 def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: TopicVectors | None = None,
                          unlabelled: TopicVectors | None = None, method: str = DEFAULT_METHOD,
                          encoder_fingerprint: str, encoder_name: str = "", text_kind: str = "query",
-                         threshold: float = 0.5, self_training: SelfTraining = SelfTraining(),
-                         seed: int = 0) -> TopicClassifier:
-    """Train a topic classifier on labelled source vectors with one of :data:`METHODS`.
+                         threshold: float = 0.5, support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
+                         self_training: SelfTraining = SelfTraining(), seed: int = 0) -> TopicClassifier:
+    """Train a topic classifier on labelled vectors of one or more languages with one of :data:`METHODS`.
 
-    ``unlabelled`` (text vectors of any languages, no labels) gives the language means used
-    for centring and the pool ``self-train`` pseudo-labels. ``dev`` (labelled, source language)
-    selects the L2 strength and fits the temperature.
+    The labels of languages with many labelled texts (:func:`shared_languages`) teach every
+    language. Those of a language with only a few (a handful labelled in a target language) are
+    *private*: they enter that language's mean and, with ``kernel``, vote for that language's texts
+    only; the linear, MLP and self-trained heads learn from shared languages alone.
+    ``unlabelled`` (text vectors of any languages, no labels) adds to the language means used for
+    centring, is the pool ``self-train`` pseudo-labels and the background of
+    :class:`~xrec.topics.support.Support`.
+    ``dev`` (labelled, any languages) selects the L2 strength, fits the temperature and is the
+    in-distribution reference of ``topic_support`` (without it there is no support score).
     """
     if method not in METHODS:
         raise DataError(f"unknown topic transfer method {method!r}; choose one of {METHODS}")
     if train.y is None:
         raise DataError("training vectors need labels")
     n_classes = len(labels)
-    if len(np.unique(train.y)) < 2:
+    shared = shared_languages(train.langs)
+    private = sorted(set(map(str, train.langs)) - set(shared))
+    is_shared = np.isin(np.asarray(train.langs, dtype=object), shared)
+    y = train.y[is_shared]
+    if len(np.unique(y)) < 2:
         raise DataError("training data has one class only; a topic classifier needs at least two")
+    if private:
+        log.info("labels of %s teach every language; those of %d language(s) with fewer "
+                 "(%s) teach their own language only", ", ".join(shared), len(private),
+                 ", ".join(private[:5]) + (", ..." if len(private) > 5 else ""))
     centering = LanguageCentering(enabled=method != "linear")
-    if centering.enabled:
-        if unlabelled is not None and len(unlabelled.langs):
-            centering.update(unlabelled.vectors, unlabelled.langs)
-        centering.update(train.vectors, train.langs)  # the labelled source text is the best estimate
-    x = centering.transform(train.vectors, train.langs)
+    if centering.enabled:  # every text of a language, labelled or not, gives its mean
+        parts = [train] + ([unlabelled] if unlabelled is not None and len(unlabelled.langs) else [])
+        centering.update(np.concatenate([p.vectors for p in parts]), [lang for p in parts for lang in p.langs])
+    x_all = centering.transform(train.vectors, train.langs)
+    x = x_all[is_shared]
     dev_xy = None
     if dev is not None and dev.y is not None and len(dev.y):
         dev_xy = (centering.transform(dev.vectors, dev.langs), dev.y)
+    x_unl = None
+    if unlabelled is not None and len(unlabelled.langs):
+        x_unl = centering.transform(unlabelled.vectors, unlabelled.langs)
     base = HeadConfig(seed=seed)
-    linear, linear_config = _select(x, train.y, n_classes, dev_xy, base)
+    linear, linear_config = _select(x, y, n_classes, dev_xy, base)
     heads, configs, mix = [linear], [linear_config], []  # mix: head weights, [] = equal
     if method == "kernel":
-        x_unl = None
-        if unlabelled is not None and len(unlabelled.langs):
-            x_unl = centering.transform(unlabelled.vectors, unlabelled.langs)
-        heads = [_kernel(x, train.y, x_unl, n_classes, seed), linear]
-        configs = [HeadConfig(kernel_tau=KERNEL_TAU), linear_config]
+        pool = None if x_unl is None else (x_unl, list(unlabelled.langs))
+        heads = [_kernel(x_all, train.y, list(train.langs), private, pool, n_classes, seed), linear]
+        configs = [HeadConfig(kernel_tau=KERNEL_TAU, private_languages=tuple(heads[0].private_languages)),
+                   linear_config]
         mix = [KERNEL_WEIGHT, 1.0 - KERNEL_WEIGHT]
     if method in ("mlp", "fusion"):
-        mlp = fit_head(x, train.y, n_classes, replace(MLP_CONFIG, seed=seed))
+        mlp = fit_head(x, y, n_classes, replace(MLP_CONFIG, seed=seed))
         heads, configs = ([mlp], [MLP_CONFIG]) if method == "mlp" else (heads + [mlp], configs + [MLP_CONFIG])
-    if method in ("self-train", "fusion") and unlabelled is not None and len(unlabelled.langs):
-        x_unl = centering.transform(unlabelled.vectors, unlabelled.langs)
+    if method in ("self-train", "fusion") and x_unl is not None:
         student = [linear]
         for round_ in range(self_training.rounds):
             xp, yp = _pseudo_label(student, x_unl, self_training)
             log.info("self-training round %d: %d of %d unlabelled texts pseudo-labelled",
                      round_ + 1, len(yp), len(x_unl))
-            weights = np.concatenate([np.ones(len(train.y)), np.full(len(yp), self_training.weight)])
-            student = [fit_head(np.concatenate([x, xp]), np.concatenate([train.y, yp]), n_classes,
+            weights = np.concatenate([np.ones(len(y)), np.full(len(yp), self_training.weight)])
+            student = [fit_head(np.concatenate([x, xp]), np.concatenate([y, yp]), n_classes,
                                 linear_config, weights)]
         if method == "self-train":
             heads, configs = student, [linear_config]
         else:
             heads, configs = heads + student, configs + [linear_config]
     temperature = 1.0
+    support = None
     if dev_xy is not None:
-        temperature = fit_temperature(_logits(heads, dev_xy[0], mix or None), dev_xy[1])
+        dev_logits = _logits(heads, dev_xy[0], mix or None, list(dev.langs))
+        temperature = fit_temperature(dev_logits, dev_xy[1])
+        support = Support.fit(x_all, x_unl, _softmax(dev_logits / temperature), dev_xy[0], seed=seed)
+    else:
+        log.warning("no labelled dev data: probabilities are not calibrated and there is no "
+                    "topic_support (abstaining uses the probability alone)")
     return TopicClassifier(labels, heads, centering=centering, encoder_fingerprint=encoder_fingerprint,
                            encoder_name=encoder_name, text_kind=text_kind, temperature=temperature,
-                           threshold=threshold, method=method, configs=configs, weights=mix)
+                           threshold=threshold, method=method, configs=configs, weights=mix,
+                           support=support, support_threshold=support_threshold)
