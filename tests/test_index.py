@@ -139,16 +139,15 @@ class IndexContract:
         got, _ = index.search(x[:1], 20, languages="rare", exclude_ids=[list(rare[12:])])
         assert set(got[0][:12]) == set(keep) and (got[0][12:] == PAD_INT).all()
 
-    def test_k_larger_than_index_is_capped_and_filters_pad(self, data, backend):
+    def test_k_larger_than_index_is_capped_and_filters_pad(self, index, data):
         x, ids, langs = data
-        small = VectorIndex.build(x[:7], ids[:7], list(langs[:7]), kind="exact", device=backend)
-        got, scores = small.search(x[:2], 10)
-        assert got.shape == scores.shape == (2, 7)  # k is cut to the index's size
-        assert sorted(got[0]) == sorted(ids[:7]) and np.isfinite(scores).all()
-        # k = 10**12 is answered without allocating k columns
-        got, scores = small.search(x[:2], 10**12, exclude_ids=[ids[0]])
-        assert got.shape == (2, 7) and sorted(got[0, :6]) == sorted(ids[1:7])
-        assert got[0, 6] == PAD_INT and np.isneginf(scores[:, 6]).all()  # padding where filters cut
+        # k = 10**12 is cut to the index's size, without allocating k columns
+        got, scores = index.search(x[:2], 10**12, languages="rare", exclude_ids=[ids[0]])
+        assert got.shape == scores.shape == (2, N)
+        rare = set(ids[langs == "rare"]) - {ids[0]}
+        found = got[0][got[0] != PAD_INT]
+        assert set(found) <= rare and len(found) >= 0.9 * len(rare)  # approximate kinds may miss a few
+        assert (got[:, len(rare):] == PAD_INT).all() and np.isneginf(scores[:, len(rare):]).all()
 
     def test_remove_and_add(self, index, data):
         x, ids, _ = data
@@ -389,9 +388,13 @@ def test_faiss_gpu_large_k_falls_back(data):
     if "faiss-gpu" not in gpu_backends.available_backends():
         pytest.skip("FAISS without GPU support")
     x, ids, _ = data
-    idx = VectorIndex.build(x, ids, kind="exact", device="faiss-gpu")
-    got, _ = idx.search(x[:2], 2100 if N > 2100 else N)
-    assert (got[:, 0] == ids[:2]).all()
+    big = np.vstack([x, x[:700] + 0.05])  # 2,200 vectors: k above FAISS GPU's limit of 2048
+    big_ids = np.arange(len(big), dtype=np.int64) + 10
+    idx = VectorIndex.build(big, big_ids, kind="exact", device="faiss-gpu")
+    got, scores = idx.search(big[:2], 2100)
+    want, _ = VectorIndex.build(big, big_ids, kind="exact").search(big[:2], 2100)
+    assert got.shape == (2, 2100) and (got[:, 0] == big_ids[:2]).all() and np.isfinite(scores).all()
+    assert (got[:, :100] == want[:, :100]).mean() > 0.99
 
 
 @pytest.mark.gpu
