@@ -317,11 +317,12 @@ class HybridRanker:
             np.pad(recs.scores, pad, constant_values=-np.inf),
             {n: np.pad(v, pad, constant_values=np.nan) for n, v in recs.components.items()})
 
-    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10) -> pl.DataFrame:
+    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0) -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
-        come back for a user when fewer than ``k`` unseen items exist.
+        come back for a user when fewer than ``k`` unseen items exist. ``explain=n`` adds the
+        item's language and the ``n`` nearest history items of each row (:meth:`explain`).
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
@@ -342,7 +343,116 @@ class HybridRanker:
             items[mask], scores[mask] = recs.items, recs.scores
             for n in comps:
                 comps[n][mask] = recs.components[n]
-        return to_frame(ids, items, scores, comps, self.items)
+        frame = to_frame(ids, items, scores, comps, self.items)
+        return self.explain(frame, explain) if explain else frame
+
+
+    # ------------------------------------------------------------------ re-ranking
+    def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
+                    upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
+                    components: bool = True) -> Recommendations:
+        """Given items ``[len(rows), c]`` (-1 = padding) of user rows, best first by the fused
+        score (plus the upstream term, :mod:`xrec.ranking.rerank`); ``k`` (None: all) per row.
+        No exclusion: the caller drops seen items (:func:`~xrec.ranking.rerank.prepare_candidates`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        valid = items >= 0
+        safe = np.where(valid, items, 0)
+        scores = self.score_items(rows, safe) if items.size else np.zeros(items.shape, np.float32)
+        extra = None
+        if upstream is not None and upstream_weight != 0:
+            from xrec.ranking.rerank import upstream_term
+
+            extra = upstream_term(scores, upstream, valid, upstream_weight)
+            scores = scores + extra
+        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        kk = items.shape[1] if k is None else min(k, items.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+        top_items = np.take_along_axis(items, order, 1)
+        top_scores = np.take_along_axis(scores, order, 1)
+        pad = top_items < 0
+        top_scores[pad] = -np.inf
+        comps: dict[str, np.ndarray] = {}
+        if components:
+            safe_top = np.where(pad, 0, top_items)
+            comps = self.components(rows, safe_top) if top_items.size else \
+                {n: np.zeros(top_items.shape, np.float32) for n in COMPONENTS}
+            if extra is not None:
+                comps["upstream_score"] = np.take_along_axis(extra, order, 1)
+            comps["popularity"] = self.popularity[safe_top].copy()
+            for v in comps.values():
+                v[pad] = np.nan
+        return Recommendations(top_items, top_scores, comps)
+
+    def rerank(self, user_ids: Sequence | np.ndarray | pl.Series | None, candidates, k: int | None = None, *,
+               on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
+               explain: int = 0, return_report: bool = False):
+        """Re-rank candidates from another model: ``user_id, rank, item_id, score`` + component
+        scores (+ ``upstream_score`` when ``upstream_weight`` is not 0, + explanations with
+        ``explain``), best first per user.
+
+        ``candidates``: a frame ``user_id, item_id[, score]`` or item-id lists aligned with
+        ``user_ids`` (None: every user of the frame, in order). Unknown ids, duplicates, NaN
+        scores, seen items and empty lists follow :mod:`xrec.ranking.rerank`. ``return_report``
+        also returns the :class:`~xrec.ranking.rerank.RerankReport`."""
+        from xrec.ranking.rerank import prepare_candidates
+
+        if k is not None and k < 1:
+            raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
+        cand, report = prepare_candidates(self, user_ids, candidates, on_unknown=on_unknown,
+                                          exclude_seen=exclude_seen)
+        recs = self.rerank_rows(cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
+        frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, self.items)
+        if explain:
+            frame = self.explain(frame, explain)
+        return (frame, report) if return_report else frame
+
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, frame: pl.DataFrame, n: int = 3) -> pl.DataFrame:
+        """``frame`` (``user_id, item_id, ...``, e.g. from :meth:`recommend` or :meth:`rerank`) with
+        the item's language (``lang``) and, for each row, the ``n`` items of the user's history
+        nearest to the item in the shared embedding space (cosine), most similar first:
+        ``because_item_id``, ``because_lang``, ``because_similarity`` (lists; empty for users
+        without history and items without a vector). The component scores already in the frame say
+        how much collaborative, content, lexical and prior evidence made the score."""
+        if n < 1:
+            raise DataError(f"explain n={n}: must be at least 1")
+        rows = self.users.index(frame["user_id"])
+        items = self.items.index(frame["item_id"])
+        codes, names = self.content.language_codes, self.content.languages
+        lang_of = np.array([None, *names], dtype=object)[codes + 1] if len(names) else \
+            np.full(len(codes), None, dtype=object)
+        ids = self.items.ids.to_list()
+        because_ids: list[list] = [[] for _ in range(frame.height)]
+        because_langs: list[list] = [[] for _ in range(frame.height)]
+        because_sims: list[list[float]] = [[] for _ in range(frame.height)]
+        ok = (rows >= 0) & (items >= 0)
+        order = np.argsort(np.where(ok, rows, -1), kind="stable")
+        order = order[ok[order]]
+        bounds = np.flatnonzero(np.diff(rows[order])) + 1
+        for group in np.split(order, bounds) if len(order) else []:
+            row = rows[group[0]]
+            hist = self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]
+            if not len(hist):
+                continue
+            sims = self.item_vectors[items[group]] @ self.item_vectors[hist].T  # [m, len(hist)]
+            m = min(n, len(hist))
+            top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable"), 1)
+            for j, line in enumerate(group):
+                if not self.item_vectors[items[line]].any():
+                    continue
+                picked = hist[top[j]]
+                because_ids[line] = [ids[h] for h in picked]
+                because_langs[line] = lang_of[picked].tolist()
+                because_sims[line] = sims[j, top[j]].astype(float).tolist()
+        lang = [lang_of[i] if i >= 0 else None for i in items]
+        return frame.with_columns(
+            pl.Series("lang", lang, dtype=pl.String),
+            pl.Series("because_item_id", because_ids, dtype=pl.List(self.items.ids.dtype)),
+            pl.Series("because_lang", because_langs, dtype=pl.List(pl.String)),
+            pl.Series("because_similarity", because_sims, dtype=pl.List(pl.Float32)))
 
 
 def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.csr_matrix) -> FactorModel | None:
