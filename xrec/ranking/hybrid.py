@@ -123,6 +123,7 @@ class HybridRanker:
         self.cold = self.views.cold
         self.fusion = fusion or self._default_fusion()
         self.folded = self.views.fold(self.fusion.raw)
+        self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -244,7 +245,10 @@ class HybridRanker:
         """Write the ranker as an artifact directory (atomically, no pickle); see :mod:`xrec.ranking.persist`."""
         from xrec.ranking.persist import save_ranker
 
-        return save_ranker(self, path, encoder_fingerprint=encoder_fingerprint)
+        encoder_fingerprint = encoder_fingerprint or self.encoder_fingerprint
+        out = save_ranker(self, path, encoder_fingerprint=encoder_fingerprint)
+        self.encoder_fingerprint = encoder_fingerprint
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> HybridRanker:
@@ -346,6 +350,71 @@ class HybridRanker:
         frame = to_frame(ids, items, scores, comps, self.items)
         return self.explain(frame, explain) if explain else frame
 
+
+    # ------------------------------------------------------------------ catalogue
+    def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
+                  languages: Sequence[str | None] | None = None,
+                  metadata: Mapping[str, Sequence[str | None]] | None = None,
+                  encoder_fingerprint: str | None = None) -> None:
+        """Add items to the fitted ranker without refitting anything learned: they are cold items
+        (no interactions), reached through content (the embedding, lexical and metadata graphs
+        grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
+        (CF factors, popularity and age carried over from their warm content neighbours, or
+        predicted from their vectors), under the fusion already learned. They are recommendable
+        from the next call and saved with the ranker.
+
+        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``encoder_fingerprint`` is
+        checked against the one the ranker was saved with, when both are known); ``texts`` link
+        them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
+        in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
+        dimension or a list of the wrong length is a :class:`DataError`."""
+        ids = pl.Series("item_id", ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n_new = len(ids)
+        dim = self.item_vectors.shape[1]
+        if vectors.ndim != 2 or vectors.shape != (n_new, dim):
+            raise DataError(f"add_items: vectors of shape {vectors.shape}; expected ({n_new}, {dim}) "
+                            "(one row per id, the ranker's encoder dimension)")
+        if not np.isfinite(vectors).all():
+            raise DataError("add_items: vectors hold NaN or infinite values")
+        known = getattr(self, "encoder_fingerprint", None)
+        if encoder_fingerprint is not None and known is not None and encoder_fingerprint != known:
+            raise DataError(f"add_items: vectors from encoder {encoder_fingerprint}, the ranker's is {known}")
+        for what, values in (("texts", texts), ("languages", languages),
+                             *((f"metadata[{f!r}]", v) for f, v in (metadata or {}).items())):
+            if values is not None and len(values) != n_new:
+                raise DataError(f"add_items: {len(values)} {what} for {n_new} ids")
+        unknown_fields = set(metadata or {}) - {n[len("meta_"):] for n in self.content.graphs if n.startswith("meta_")}
+        if unknown_fields:
+            raise DataError(f"add_items: metadata field(s) {sorted(unknown_fields)} the ranker was not built with")
+        if n_new and ids.dtype != self.items.ids.dtype:
+            try:
+                ids = ids.cast(self.items.ids.dtype, strict=True)
+            except Exception as exc:
+                raise DataError(f"add_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
+        present = self.items.index(ids) >= 0
+        if present.any():
+            raise DataError(f"add_items: id {ids.filter(pl.Series(present))[0]!r} is already in the catalogue "
+                            f"({int(present.sum())} of {n_new})")
+        all_ids = pl.concat([self.items.ids, ids])
+        items = IdMap(all_ids, "item_id")  # raises on a duplicate within ids
+        n = len(items)
+        all_vectors = np.vstack([self.item_vectors, vectors])
+        content = self.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata)
+        matrix = sp.hstack([self.interactions.matrix, sp.csr_matrix((len(self.users), n_new), dtype=np.float32)]
+                           ).tocsr()
+        inter = Interactions(frame=self.interactions.frame, users=self.users, items=items, matrix=matrix,
+                             report=self.interactions.report)
+        cf = None
+        if self.cf is not None:
+            cf = FactorModel(self.cf.user_factors, np.vstack([self.cf.item_factors, np.zeros(
+                (n_new, self.cf.dim), np.float32)]), name=self.cf.name, regularization=self.cf.regularization)
+        g = self.cf_graph.tocsr()
+        cf_graph = sp.csr_matrix((g.data, g.indices, np.concatenate(
+            [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
+        grown = type(self)(inter, all_vectors, cf, content, self.fusion, self.config, cf_graph=cf_graph)
+        grown.encoder_fingerprint = known if known is not None else encoder_fingerprint
+        self.__dict__.update(grown.__dict__)
 
     # ------------------------------------------------------------------ re-ranking
     def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
