@@ -121,3 +121,18 @@ def test_cold_item_auc_is_chance_for_a_random_scorer(protocol, split_ranker):
         pl.lit(ranker.items.ids[int(np.flatnonzero(ranker.cold)[0])]).alias("item_id"))
     auc, users = cold_item_auc(Flat, test)
     assert users > 0 and auc == pytest.approx(0.5)
+
+
+def test_grown_graph_links_new_items_as_a_rebuild_would(bx_sample):
+    """On real vectors: every edge touching the new items equals the graph built with them."""
+    from xrec.ranking import graphs as g
+
+    _, _, vectors = bx_sample
+    n_new, k = 60, 20
+    full = g.vector_knn(vectors, k)
+    grown = g.extend_knn(g.vector_knn(vectors[:-n_new], k), vectors[-n_new:] @ vectors.T, k)
+    touching = lambda m: m[:, -n_new:].tocoo()  # noqa: E731
+    a, b = touching(full), touching(grown)
+    assert a.nnz > n_new * k / 2
+    assert set(zip(a.row, a.col)) == set(zip(b.row, b.col))
+    np.testing.assert_allclose(np.sort(a.data), np.sort(b.data), atol=1e-5)

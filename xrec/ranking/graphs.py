@@ -145,8 +145,8 @@ def extend_knn(graph: sp.csr_matrix, sims: np.ndarray, k: int) -> sp.csr_matrix:
     similarities to every item (old, then new) are the rows of ``sims`` ``[n_new, n_old + n_new]``,
     as if built with them: each new item's ``k`` nearest items (positive similarities, not
     itself), and an edge from an old item to a new one where the new one would enter the old
-    item's top ``k`` (its similarity beats the row's ``k``-th largest edge; edges the new items
-    would push out are kept). Symmetrised like the graph."""
+    item's top ``k`` among its edges and the other new items (edges the new items would push out
+    of that top ``k`` are kept). Symmetrised like the graph."""
     n_old = graph.shape[0]
     n_new, n = sims.shape
     graph = graph.tocsr()
@@ -170,6 +170,19 @@ def extend_knn(graph: sp.csr_matrix, sims: np.ndarray, k: int) -> sp.csr_matrix:
         threshold[row] = np.partition(values, len(values) - k)[len(values) - k]
     into = own[:, :n_old].T  # [n_old, n_new]
     hit_row, hit_col = np.nonzero((into > threshold[:, None]) & (into > 0))
+    keep = np.ones(len(hit_row), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, hit_row[1:] != hit_row[:-1]]) if len(hit_row) else np.zeros(0, int)
+    for lo, hi in zip(starts, np.r_[starts[1:], len(hit_row)]):
+        if hi - lo < 2:
+            continue  # one new item beating the k-th edge is in the top k
+        row = hit_row[lo]
+        values = graph.data[graph.indptr[row]:graph.indptr[row + 1]]
+        new_values = into[row, hit_col[lo:hi]]
+        # rank of each new item among the row's old edges and the other new items
+        above = (values[None, :] > new_values[:, None]).sum(axis=1) + \
+            (new_values[None, :] > new_values[:, None]).sum(axis=1)
+        keep[lo:hi] = above < k
+    hit_row, hit_col = hit_row[keep], hit_col[keep]
     incoming = sp.csr_matrix((into[hit_row, hit_col].astype(np.float32), (hit_row, hit_col + n_old)),
                              shape=(n, n))
     return symmetric((grown.maximum(out).maximum(incoming)).tocsr())
