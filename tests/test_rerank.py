@@ -57,8 +57,8 @@ def test_rerank_orders_candidates_by_the_rankers_own_score(ml, als_candidates):
     # the scores are the ranker's fused scores, best first, and the components add up to them
     rows = ranker.users.index(out["user_id"])
     items = ranker.items.index(out["item_id"])
-    np.testing.assert_allclose(out["score"].to_numpy(), ranker.score_items(rows[:, None], items[:, None])[:, 0],
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out["score"].to_numpy(), ranker.score_items(rows, items[:, None])[:, 0],
+                               rtol=1e-4, atol=1e-4)
     assert (out.group_by("user_id").agg(pl.col("score").diff().max())["score"] <= 1e-6).all()
     np.testing.assert_allclose(sum(out[c] for c in COMPONENTS).to_numpy(), out["score"].to_numpy(), atol=1e-3)
     # the order differs from ALS's for most users (it is a re-ranking, not a copy)
@@ -169,14 +169,16 @@ def test_rerank_to_parquet_resumes_and_cli(ml, als_candidates, tmp_path, data_di
         rerank_to_parquet(ranker, als_candidates.head(100), 10, out, batch_size=16)
     done = rerank_to_parquet(ranker, als_candidates, 10, out, batch_size=16)  # resumes the two parts
     assert done == out and not parts_dir(out).exists()
-    assert pl.read_parquet(done).equals(ranker.rerank(None, als_candidates, 10))
+    got, want = pl.read_parquet(done), ranker.rerank(None, als_candidates, 10)
+    assert got.select("user_id", "rank", "item_id").equals(want.select("user_id", "rank", "item_id"))
+    np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
     from xrec.cli.main import main
 
     items, ratings, _ = ml
-    items.write_parquet(tmp_path / "items.parquet")
+    items.drop("has_text").write_parquet(tmp_path / "items.parquet")
     ratings.write_csv(tmp_path / "inter.csv")
     bad = pl.concat([als_candidates, pl.DataFrame({"user_id": [1], "item_id": [-3], "score": [0.5]},
                                                   schema=als_candidates.schema)])
