@@ -112,7 +112,8 @@ class ContentGraphs:
             codes = np.where(langs == "", -1, inverse).astype(np.int64)
             names = names.tolist()
         return cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
-                   None if metadata is None else {f: list(v) for f, v in metadata.items()}, k)
+                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
+                                                  for f, v in metadata.items()}, k)
 
     def extend(self, vectors: np.ndarray, n_new: int, *, texts: Sequence[str] | None = None,
                languages: Sequence[str | None] | None = None,
@@ -168,7 +169,8 @@ class ContentGraphs:
         texts_all = None if self.texts is None else self.texts + (
             [str(t) for t in texts] if texts is not None else [""] * n_new)
         meta_all = None if self.metadata is None else {
-            f: v + list((metadata or {}).get(f, [None] * n_new)) for f, v in self.metadata.items()}
+            f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
+            for f, v in self.metadata.items()}
         return ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k)
 
     @property
