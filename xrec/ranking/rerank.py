@@ -18,8 +18,8 @@ Rules (each has a test):
   score: :class:`DataError` naming the row.
 * Items the user interacted with in the ranker's data are dropped (``exclude_seen=True``,
   counted) unless ``exclude_seen=False``.
-* A user in ``user_ids`` with no candidate left (none given, or all dropped) gets no row in the
-  result and is counted in ``users_without_candidates``. An empty candidate frame gives an empty
+* A user (of ``user_ids``, or a known user of the frame) with no candidate left (none given, or
+  all dropped) gets no row in the result and is counted in ``users_without_candidates``. An empty candidate frame gives an empty
   result.
 * ``k=None`` keeps every candidate, re-ordered; ``k`` keeps the best ``k`` of each list (fewer
   when the list is shorter).
@@ -127,7 +127,7 @@ def prepare_candidates(ranker, user_ids: Sequence | pl.Series | None, candidates
             raise DataError(f"{_first(frame, bad)}: score is null, NaN or infinite; give every candidate "
                             "a finite score or leave the score column out")
         frame = frame.with_columns(score)
-    dup = frame.select("user_id", "item_id").is_duplicated()
+    dup = ~frame.select("user_id", "item_id").is_first_distinct()
     if dup.any():
         raise DataError(f"{_first(frame, dup)}: duplicate candidate (the same user and item twice)")
     if user_ids is not None:
@@ -138,9 +138,9 @@ def prepare_candidates(ranker, user_ids: Sequence | pl.Series | None, candidates
         pos = position.index(frame["user_id"])
         frame = frame.filter(pl.Series(pos >= 0))
         report.rows_in = frame.height
-    else:
-        order = frame["user_id"].unique(maintain_order=True)
     rows = ranker.users.index(frame["user_id"])
+    if user_ids is None:  # the known users of the frame (unknown ones are counted as such)
+        order = frame["user_id"].filter(pl.Series(rows >= 0)).unique(maintain_order=True)
     cols = ranker.items.index(frame["item_id"])
     for what, idx in (("users", rows), ("items", cols)):
         bad = idx < 0
