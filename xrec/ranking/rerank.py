@@ -127,7 +127,7 @@ def prepare_candidates(ranker, user_ids: Sequence | pl.Series | None, candidates
             raise DataError(f"{_first(frame, bad)}: score is null, NaN or infinite; give every candidate "
                             "a finite score or leave the score column out")
         frame = frame.with_columns(score)
-    dup = ~pl.struct(frame["user_id"], frame["item_id"]).is_first_distinct()
+    dup = ~frame.select(pl.struct("user_id", "item_id").is_first_distinct()).to_series()
     if dup.any():
         raise DataError(f"{_first(frame, dup)}: duplicate candidate (the same user and item twice)")
     if user_ids is not None:
