@@ -74,7 +74,7 @@ def main() -> None:
             ratings = pl.concat([split.train.frame, split.test.select(split.train.frame.columns)],
                                 how="vertical_relaxed")
             entry["add_items"] = add_items_protocol(split.items, ratings, vectors, fraction=0.1, seed=0,
-                                                    metadata_fields=list(split.metadata))
+                                                    metadata=split.metadata)
         entry["seconds"] = time.perf_counter() - t0
         out[data] = entry
         print(json.dumps({data: entry}, indent=2, default=str), flush=True)

@@ -88,8 +88,10 @@ def test_rerank_bad_input(ml, als_candidates):
     out, report = ranker.rerank(None, pl.concat([good, extra]), k=5, return_report=True)
     assert report.unknown_items == 1 and report.unknown_users == 1 and report.rows_out == 20
     assert report.examples["unknown_items"] == [-7] and out.height == 5
-    with pytest.raises(DataError, match="item not known to the ranker"):
+    with pytest.raises(DataError, match="row 21 .*user not known to the ranker"):
         ranker.rerank(None, pl.concat([good, extra]), on_unknown="error")
+    with pytest.raises(DataError, match="row 20 .*item not known to the ranker"):
+        ranker.rerank(None, pl.concat([good, extra.head(1)]), on_unknown="error")
     with pytest.raises(DataError, match="duplicate candidate"):
         ranker.rerank(None, pl.concat([good, good.head(1)]))
     with pytest.raises(DataError, match="row 3 .*NaN"):

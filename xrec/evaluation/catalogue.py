@@ -18,7 +18,7 @@ the refit and of ``add_items``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -47,9 +47,11 @@ def cold_item_auc(ranker, test: pl.DataFrame) -> tuple[float, int]:
 
 
 def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.ndarray, *, fraction: float = 0.1,
-                       seed: int = 0, metadata_fields: Sequence[str] = (), config=None, cf_fit=None) -> dict:
-    """The module's protocol on a catalogue ``items`` (``item_id, text[, lang]`` + metadata
-    fields), its ``ratings`` (``user_id, item_id[, weight][, timestamp]``) and item ``vectors``."""
+                       seed: int = 0, metadata: Mapping[str, Sequence[str | None]] | None = None, config=None,
+                       cf_fit=None) -> dict:
+    """The module's protocol on a catalogue ``items`` (``item_id, text[, lang]``), its ``ratings``
+    (``user_id, item_id[, weight][, timestamp]``), item ``vectors`` and ``metadata`` fields
+    (catalogue order, as in :meth:`~xrec.ranking.hybrid.HybridRanker.fit`)."""
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.interactions import Interactions
 
@@ -61,7 +63,7 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
     test = ratings.filter(pl.col("item_id").is_in(batch.implode()))
     langs = items["lang"].to_list() if "lang" in items.columns else None
     texts = items["text"].to_list()
-    meta = {f: items[f].cast(pl.String).to_list() for f in metadata_fields}
+    meta = {f: list(v) for f, v in (metadata or {}).items()}
 
     def fit(mask: np.ndarray):
         pick = lambda values: None if values is None else [v for v, m in zip(values, mask) if m]  # noqa: E731
