@@ -98,7 +98,7 @@ def rerank_to_parquet(ranker, candidates: pl.DataFrame, k: int | None, out: str 
 
 def _frame_digest(frame: pl.DataFrame) -> str:
     digest = hashlib.sha256(str(frame.schema).encode())
-    digest.update(frame.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3).to_numpy().tobytes())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
     return digest.hexdigest()
 
 
