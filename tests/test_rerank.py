@@ -221,3 +221,35 @@ def test_rerank_als_scorer_keeps_to_the_candidates(ml):
     assert np.isfinite(scores).all()
     outside = np.setdiff1d(np.arange(len(ranker.items)), cand[0])[:3]
     assert np.isneginf(scorer.score_items(rows[:1], outside[None])).all()
+
+
+def test_language_filters(bx_ranker, bx_sample):
+    items, ratings, _ = bx_sample
+    lang = dict(zip(items["item_id"], items["lang"]))
+    users = bx_ranker.users.ids.head(40)
+    names = bx_ranker.content.languages
+    counts = items.filter(pl.col("lang").is_not_null()).group_by("lang").len().sort("len")
+    main_lang, rare = counts["lang"][-1], counts["lang"][0]
+    only = bx_ranker.recommend(users, k=10, languages=[main_lang])
+    assert only.height == 400 and {lang[i] for i in only["item_id"]} == {main_lang}
+    without = bx_ranker.recommend(users, k=10, exclude_languages=[main_lang])
+    assert main_lang not in {lang[i] for i in without["item_id"]} and without.height == 400
+    # a filter that leaves fewer than k unseen items: a short list, every allowed item once
+    short = bx_ranker.recommend(users.head(3), k=1000, languages=[rare])
+    assert short.group_by("user_id").len()["len"].max() <= counts["len"][0]
+    assert {lang[i] for i in short["item_id"]} == {rare}
+    # "history": only the languages of the user's own history
+    spoken = ratings.with_columns(pl.col("item_id").replace_strict(lang, default=None).alias("lang")) \
+        .group_by("user_id").agg(pl.col("lang").unique())
+    hist = bx_ranker.recommend(users, k=10, language_policy="history").join(spoken, on="user_id")
+    assert all(lang[r["item_id"]] is None or lang[r["item_id"]] in r["lang"] for r in hist.iter_rows(named=True))
+    # re-ranking with a filter drops the other candidates, counted
+    cand = bx_ranker.recommend(users, k=50).select("user_id", "item_id")
+    out, report = bx_ranker.rerank(None, cand, k=5, exclude_languages=[main_lang], return_report=True)
+    assert main_lang not in {lang[i] for i in out["item_id"]}
+    assert report.language_filtered == sum(lang[i] == main_lang for i in cand["item_id"])
+    with pytest.raises(DataError, match="not among the catalogue's languages"):
+        bx_ranker.recommend(users, languages=["xx"])
+    with pytest.raises(DataError, match="language_policy"):
+        bx_ranker.recommend(users, language_policy="some")
+    assert set(names) >= {main_lang, rare}

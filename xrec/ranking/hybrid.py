@@ -277,15 +277,20 @@ class HybridRanker:
             out[group] += raw[feature] * x[..., j]
         return out
 
-    def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True) -> Recommendations:
+    def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
+                       allowed: np.ndarray | None = None) -> Recommendations:
         """Top-``k`` unseen items for user rows (indices into ``self.users``).
 
-        ``components=False`` skips the per-item component scores (the ranking is the same)."""
+        ``components=False`` skips the per-item component scores (the ranking is the same);
+        ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
+        only those items (rows come back short, padded, when fewer than ``k`` remain)."""
         rows = np.asarray(rows, dtype=np.int64)
         kk = min(k, len(self.items))
         scores = self.folded.scores(rows)
         seen = self.history[rows]
         scores[seen.nonzero()] = -np.inf
+        if allowed is not None:
+            scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         top = np.take_along_axis(scores, part, 1)
         order = np.argsort(-top, axis=1, kind="stable")
@@ -301,9 +306,10 @@ class HybridRanker:
                 v[pad] = np.nan
         return self._pad(Recommendations(items, scores, comps), k)
 
-    def recommend_popular(self, n_users: int, k: int) -> Recommendations:
-        """Most popular items (the documented result for users with no history)."""
-        order = np.argsort(-self.popularity, kind="stable")[:k]
+    def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
+        """Most popular items (the documented result for users with no history), among ``allowed``."""
+        order = np.argsort(-self.popularity, kind="stable")
+        order = (order if allowed is None else order[allowed[order]])[:k]
         items = np.broadcast_to(order, (n_users, len(order))).copy()
         scores = np.broadcast_to(self.popularity[order], items.shape).astype(np.float32).copy()
         comps = {name: np.full(items.shape, np.nan, dtype=np.float32) for name in COMPONENTS}
@@ -321,12 +327,58 @@ class HybridRanker:
             np.pad(recs.scores, pad, constant_values=-np.inf),
             {n: np.pad(v, pad, constant_values=np.nan) for n, v in recs.components.items()})
 
-    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0) -> pl.DataFrame:
+    def language_mask(self, rows: np.ndarray, *, languages: Sequence[str] | None = None,
+                      exclude_languages: Sequence[str] | None = None,
+                      language_policy: str = "any") -> np.ndarray | None:
+        """Items a call may return, by language (None: all): ``languages`` keeps only those,
+        ``exclude_languages`` drops those (names exactly as given at fit; an unknown name is a
+        :class:`DataError`); ``language_policy="history"`` keeps, per user row, the languages of
+        the user's history (``[len(rows), n_items]``; users without history keep all). Items
+        without a language pass every filter but ``languages``."""
+        if language_policy not in ("any", "history"):
+            raise DataError(f"language_policy={language_policy!r}: use 'any' or 'history'")
+        if languages is None and exclude_languages is None and language_policy == "any":
+            return None
+        codes, names = self.content.language_codes, self.content.languages
+
+        def code_set(values: Sequence[str], what: str) -> np.ndarray:
+            values = [values] if isinstance(values, str) else list(values)
+            unknown = [v for v in values if v not in names]
+            if unknown:
+                raise DataError(f"{what}: {unknown} not among the catalogue's languages {names}")
+            return np.array([names.index(v) for v in values], dtype=np.int64)
+
+        allowed = np.ones(len(codes), dtype=bool)
+        if languages is not None:
+            allowed &= np.isin(codes, code_set(languages, "languages"))
+        if exclude_languages is not None:
+            allowed &= ~np.isin(codes, code_set(exclude_languages, "exclude_languages"))
+        if language_policy == "any":
+            return allowed
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.broadcast_to(allowed, (len(rows), len(codes))).copy()
+        n_lang = max(len(names), 1)
+        for j, row in enumerate(rows):
+            if row < 0:
+                continue
+            hist = codes[self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]]
+            hist = hist[hist >= 0]
+            if len(hist):
+                spoken = np.bincount(hist, minlength=n_lang) > 0
+                out[j] &= (codes < 0) | spoken[np.maximum(codes, 0)]
+        return out
+
+    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
+                  languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
+                  language_policy: str = "any") -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
         come back for a user when fewer than ``k`` unseen items exist. ``explain=n`` adds the
         item's language and the ``n`` nearest history items of each row (:meth:`explain`).
+        ``languages``, ``exclude_languages`` and ``language_policy`` restrict the items by
+        language (:meth:`language_mask`); a user is given fewer than ``k`` rows when fewer
+        allowed unseen items exist.
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
@@ -339,8 +391,13 @@ class HybridRanker:
         items = np.full((len(rows), k), -1, dtype=np.int64)
         scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
         comps = {n: np.full((len(rows), k), np.nan, dtype=np.float32) for n in (*COMPONENTS, "popularity")}
-        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k) if has_hist.any() else None),
-                           (~has_hist, self.recommend_popular(int((~has_hist).sum()), k)
+        allowed = self.language_mask(rows[has_hist], languages=languages, exclude_languages=exclude_languages,
+                                     language_policy=language_policy)
+        # users without history have no languages of their own: the explicit filters only
+        popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
+        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed)
+                            if has_hist.any() else None),
+                           (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
             if recs is None:
                 continue
@@ -455,7 +512,8 @@ class HybridRanker:
 
     def rerank(self, user_ids: Sequence | np.ndarray | pl.Series | None, candidates, k: int | None = None, *,
                on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
-               explain: int = 0, return_report: bool = False):
+               explain: int = 0, return_report: bool = False, languages: Sequence[str] | None = None,
+               exclude_languages: Sequence[str] | None = None, language_policy: str = "any"):
         """Re-rank candidates from another model: ``user_id, rank, item_id, score`` + component
         scores (+ ``upstream_score`` when ``upstream_weight`` is not 0, + explanations with
         ``explain``), best first per user.
@@ -463,13 +521,23 @@ class HybridRanker:
         ``candidates``: a frame ``user_id, item_id[, score]`` or item-id lists aligned with
         ``user_ids`` (None: every user of the frame, in order). Unknown ids, duplicates, NaN
         scores, seen items and empty lists follow :mod:`xrec.ranking.rerank`. ``return_report``
-        also returns the :class:`~xrec.ranking.rerank.RerankReport`."""
+        also returns the :class:`~xrec.ranking.rerank.RerankReport`. ``languages``,
+        ``exclude_languages`` and ``language_policy`` drop candidates by language
+        (:meth:`language_mask`; counted in ``report.language_filtered``)."""
         from xrec.ranking.rerank import prepare_candidates
 
         if k is not None and k < 1:
             raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
         cand, report = prepare_candidates(self, user_ids, candidates, on_unknown=on_unknown,
                                           exclude_seen=exclude_seen)
+        allowed = self.language_mask(cand.rows, languages=languages, exclude_languages=exclude_languages,
+                                     language_policy=language_policy)
+        if allowed is not None and cand.items.size:
+            valid = cand.items >= 0
+            ok = np.take_along_axis(np.broadcast_to(allowed, (len(cand.rows), len(self.items))),
+                                    np.where(valid, cand.items, 0), 1)
+            report.language_filtered = int((valid & ~ok).sum())
+            cand.items = np.where(ok, cand.items, -1)
         recs = self.rerank_rows(cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
         frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, self.items)
         if explain:

@@ -57,6 +57,7 @@ class RerankReport:
     unknown_items: int = 0  #: rows naming an item outside the ranker's catalogue (dropped)
     seen: int = 0  #: rows naming an item the user already interacted with (dropped with exclude_seen)
     users_without_candidates: int = 0  #: requested users left with no candidate
+    language_filtered: int = 0  #: candidates dropped by a language filter of the call
     examples: dict[str, list] = field(default_factory=dict)
 
     def summary(self) -> str:
