@@ -197,6 +197,9 @@ def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
     assert main(args[:-2] + ["--on-unknown", "error", "--out", str(tmp_path / "o2.parquet")]) == 2
     assert "not known to the ranker" in capsys.readouterr().err
     assert not (tmp_path / "o2.parquet").exists() and not parts_dir(tmp_path / "o2.parquet").exists()
+    # language filters reach the ranker (this catalogue has no languages: a clear error)
+    assert main(args[:-2] + ["--languages", "xx", "--out", str(tmp_path / "o3.parquet")]) == 2
+    assert "not among the catalogue's languages" in capsys.readouterr().err
 
 
 def test_rerank_als_scorer_keeps_to_the_candidates(ml):

@@ -43,6 +43,10 @@ def register(commands, evaluate, bench) -> None:
     p.add_argument("--explain", type=int, default=0, metavar="N",
                    help="add each item's language and the N history items nearest to it (because_item_id, "
                         "because_lang, because_similarity); 0: none")
+    p.add_argument("--languages", nargs="+", metavar="LANG", help="only items in these languages (as in the items' lang)")
+    p.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
+    p.add_argument("--language-policy", default="any", choices=("any", "history"),
+                   help="'history': only the languages of each user's own history")
     p.set_defaults(func=run_recommend)
 
     r = commands.add_parser(
@@ -77,6 +81,10 @@ def register(commands, evaluate, bench) -> None:
     r.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
     r.add_argument("--restart", action="store_true",
                    help="discard the parts (OUT.parts) a crashed run with other settings left behind")
+    r.add_argument("--languages", nargs="+", metavar="LANG", help="only items in these languages (as in the items' lang)")
+    r.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
+    r.add_argument("--language-policy", default="any", choices=("any", "history"),
+                   help="'history': only the languages of each user's own history")
     r.set_defaults(func=run_rerank)
 
     e = evaluate.add_parser("recs", help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
@@ -167,7 +175,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     if unknown:
         print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
-                               restart=args.restart, explain=args.explain)
+                               restart=args.restart, explain=args.explain, languages=args.languages,
+                               exclude_languages=args.exclude_languages, language_policy=args.language_policy)
     print(f"wrote {out}")
     return 0
 
@@ -187,7 +196,9 @@ def run_rerank(args: argparse.Namespace) -> int:
     print(f"candidates: {report.summary()}")
     out = rerank_to_parquet(ranker, candidates, args.k, args.out, batch_size=args.batch_size,
                             on_unknown=args.on_unknown, upstream_weight=args.upstream_weight,
-                            exclude_seen=not args.keep_seen, explain=args.explain, restart=args.restart)
+                            exclude_seen=not args.keep_seen, explain=args.explain, restart=args.restart,
+                            languages=args.languages, exclude_languages=args.exclude_languages,
+                            language_policy=args.language_policy)
     print(f"wrote {out}")
     return 0
 

@@ -47,7 +47,7 @@ def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
 
 def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,
                          batch_size: int = 1024, progress: bool | None = None, restart: bool = False,
-                         stop_after: int | None = None, explain: int = 0) -> Path | None:
+                         stop_after: int | None = None, explain: int = 0, **filters) -> Path | None:
     """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
 
     ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
@@ -55,15 +55,20 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
     reused; those of another job (other users, k, batch size or model) are an error, or discarded
     with ``restart=True``. ``stop_after`` stops after that many new batches (for tests of
     resumption); returns ``out`` when complete, ``None`` when stopped early. ``explain=n`` adds
-    explanation columns (:meth:`~xrec.ranking.hybrid.HybridRanker.explain`).
+    explanation columns (:meth:`~xrec.ranking.hybrid.HybridRanker.explain`); ``filters``
+    (``languages``, ``exclude_languages``, ``language_policy``) go to ``recommend``.
     """
+    filters = {n: v for n, v in filters.items() if v is not None and v != "any"}
     ids = pl.Series("user_id", user_ids)
     job = _job(ranker, ids, k, batch_size)
     if explain:
         job["explain"] = explain
+    if filters:
+        job["filters"] = filters
+    extra = {**({"explain": explain} if explain else {}), **filters}
 
     def score(batch: pl.Series) -> pl.DataFrame:
-        return ranker.recommend(batch, k, explain=explain) if explain else ranker.recommend(batch, k)
+        return ranker.recommend(batch, k, **extra)
 
     return write_batches(score, ids, out, job, batch_size=batch_size, progress=progress, restart=restart,
                          stop_after=stop_after, title=f"recommend top-{k} for {len(ids)} users")
@@ -72,12 +77,14 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
 def rerank_to_parquet(ranker, candidates: pl.DataFrame, k: int | None, out: str | os.PathLike[str], *,
                       batch_size: int = 1024, on_unknown: str = "drop", upstream_weight: float = 0.0,
                       exclude_seen: bool = True, explain: int = 0, progress: bool | None = None,
-                      restart: bool = False, stop_after: int | None = None) -> Path | None:
+                      restart: bool = False, stop_after: int | None = None, **filters) -> Path | None:
     """Write ``ranker.rerank`` of ``candidates`` (``user_id, item_id[, score]``) to ``out``, by
     batches of users (in order of first appearance), resumably and atomically like
     :func:`recommend_to_parquet`. The candidates are checked as a whole before the first batch
     (:func:`~xrec.ranking.rerank.prepare_candidates`: an ``on_unknown="error"`` run fails before
-    writing anything); the job pins a hash of the candidates and every setting."""
+    writing anything); the job pins a hash of the candidates and every setting. ``filters``
+    (``languages``, ``exclude_languages``, ``language_policy``) go to ``rerank``."""
+    filters = {n: v for n, v in filters.items() if v is not None and v != "any"}
     from xrec.ranking.rerank import prepare_candidates
 
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=on_unknown, exclude_seen=exclude_seen)
@@ -85,12 +92,13 @@ def rerank_to_parquet(ranker, candidates: pl.DataFrame, k: int | None, out: str 
     ids = candidates["user_id"].unique(maintain_order=True).alias("user_id")
     job = _job(ranker, ids, k, batch_size)
     job.update({"candidates_sha256": _frame_digest(candidates), "on_unknown": on_unknown,
-                "upstream_weight": upstream_weight, "exclude_seen": exclude_seen, "explain": explain})
+                "upstream_weight": upstream_weight, "exclude_seen": exclude_seen, "explain": explain,
+                **({"filters": filters} if filters else {})})
 
     def score(batch: pl.Series) -> pl.DataFrame:
         part = candidates.filter(pl.col("user_id").is_in(batch.implode()))
         return ranker.rerank(batch, part, k, on_unknown="drop", exclude_seen=exclude_seen,
-                             upstream_weight=upstream_weight, explain=explain)
+                             upstream_weight=upstream_weight, explain=explain, **filters)
 
     return write_batches(score, ids, out, job, batch_size=batch_size, progress=progress, restart=restart,
                          stop_after=stop_after, title=f"rerank candidates of {len(ids)} users")
