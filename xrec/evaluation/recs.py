@@ -257,6 +257,16 @@ def format_report(report: dict) -> str:
         lines += ["", "hybrid NDCG@10 / best other model:"]
         lines += [f"  {name:<20} {r['ratio']:.2f}x (best other: {r['best_other']})" for name, r in ratios.items()
                   if name == "all" or first.get(name, {}).get("n", 0) >= MIN_SLICE_SHOWN]
+    exposed = {n: m["exposure"] for n, m in report["models"].items() if "exposure" in m}
+    if exposed:
+        langs = list(next(iter(exposed.values())))
+        lines += ["", "language exposure: share of top-10 slots (catalogue share, test share)",
+                  f"{'model':<16}" + "".join(f"{lang[:10]:>12}" for lang in langs)]
+        for name, table in exposed.items():
+            lines.append(f"{name:<16}" + "".join(f"{table[lang]['slots']:>12.3f}" for lang in langs))
+        first_table = next(iter(exposed.values()))
+        lines.append(f"{'(catalogue)':<16}" + "".join(f"{first_table[lang]['catalogue']:>12.3f}" for lang in langs))
+        lines.append(f"{'(test)':<16}" + "".join(f"{first_table[lang]['test']:>12.3f}" for lang in langs))
     rerank = report.get("rerank_vs_als")
     if rerank and rerank["ratio"] is not None:
         lines += ["", f"hybrid re-ranking ALS's top-{rerank['candidates']} / ALS's own order, NDCG@10: "
