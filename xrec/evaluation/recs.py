@@ -57,11 +57,11 @@ class DenseScorer(Scorer):
 class RankerScorer(Scorer):
     """Adapter for :class:`xrec.ranking.hybrid.HybridRanker`."""
 
-    def __init__(self, ranker):
-        self.ranker = ranker
+    def __init__(self, ranker, diversity: float = 0.0):
+        self.ranker, self.diversity = ranker, diversity
 
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
-        return self.ranker.recommend_rows(rows, k, components=False).items
+        return self.ranker.recommend_rows(rows, k, components=False, diversity=self.diversity).items
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.ranker.score_items(rows, items)

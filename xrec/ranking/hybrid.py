@@ -278,13 +278,20 @@ class HybridRanker:
         return out
 
     def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
-                       allowed: np.ndarray | None = None) -> Recommendations:
+                       allowed: np.ndarray | None = None, diversity: float = 0.0) -> Recommendations:
         """Top-``k`` unseen items for user rows (indices into ``self.users``).
 
         ``components=False`` skips the per-item component scores (the ranking is the same);
         ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
-        only those items (rows come back short, padded, when fewer than ``k`` remain)."""
+        only those items (rows come back short, padded, when fewer than ``k`` remain);
+        ``diversity`` > 0 picks the ``k`` items from the best ``max(5k, 50)`` by MMR
+        (:mod:`xrec.ranking.diversify`)."""
+        if not 0.0 <= diversity <= 1.0:
+            raise DataError(f"diversity={diversity}: must be within [0, 1]")
         rows = np.asarray(rows, dtype=np.int64)
+        want = k
+        if diversity > 0:
+            k = max(5 * k, 50)
         kk = min(k, len(self.items))
         scores = self.folded.scores(rows)
         seen = self.history[rows]
@@ -298,6 +305,15 @@ class HybridRanker:
         scores = np.take_along_axis(top, order, 1).astype(np.float32)
         pad = ~np.isfinite(scores)
         items[pad], scores[pad] = -1, -np.inf
+        if diversity > 0:
+            from xrec.ranking.diversify import mmr
+
+            picked = mmr(scores, items, self.item_vectors, want, diversity)
+            items = np.where(picked >= 0, np.take_along_axis(items, np.maximum(picked, 0), 1), -1)
+            scores = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf
+                              ).astype(np.float32)
+            pad = items < 0
+            k = want
         comps: dict[str, np.ndarray] = {}
         if components:
             comps = self.components(rows, np.where(pad, 0, items))
@@ -370,7 +386,7 @@ class HybridRanker:
 
     def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
                   languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
-                  language_policy: str = "any") -> pl.DataFrame:
+                  language_policy: str = "any", diversity: float = 0.0) -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
@@ -378,7 +394,8 @@ class HybridRanker:
         item's language and the ``n`` nearest history items of each row (:meth:`explain`).
         ``languages``, ``exclude_languages`` and ``language_policy`` restrict the items by
         language (:meth:`language_mask`); a user is given fewer than ``k`` rows when fewer
-        allowed unseen items exist.
+        allowed unseen items exist. ``diversity`` (0 to 1) trades score for spread over works and
+        languages (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected).
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
@@ -395,7 +412,7 @@ class HybridRanker:
                                      language_policy=language_policy)
         # users without history have no languages of their own: the explicit filters only
         popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
-        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed)
+        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity)
                             if has_hist.any() else None),
                            (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
