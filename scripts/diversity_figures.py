@@ -1,4 +1,7 @@
-import json, sys, time
+"""The diversity knob's NDCG cost and language exposure (README "Figures"), one run:
+python scripts/diversity_figures.py (stores under /tmp/wt15; edit the paths)."""
+import json
+
 import numpy as np
 from xrec.encoders import load_encoder
 from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
