@@ -76,3 +76,13 @@ def test_slices_are_counted_by_the_definitions():
     assert s["lang:fr"]["ndcg@10"] == pytest.approx(1 / np.log2(3))
     assert result["cold_items"]["share_of_top10"] == pytest.approx(
         np.mean([split.train.item_counts()[i] == 0 for i in [7, 6, 5, 3, 2, 7, 6, 3, 2, 1]]))
+
+
+def test_language_exposure_is_counted_by_the_definition():
+    split = _tiny_split()
+    scorer = DenseScorer(lambda rows: np.tile(np.arange(8, dtype=np.float32), (len(rows), 1)), split.train.matrix)
+    exposure = evaluate_scorer(scorer, split, positives(split))["exposure"]
+    # top-10 slots shown: user 1 [7 en, 6 fr, 5 de, 3 en, 2 en], user 2 [7 en, 6 fr, 3 en, 2 en, 1 en]
+    assert exposure["en"] == pytest.approx({"slots": 0.7, "catalogue": 5 / 8, "test": 0.5})
+    assert exposure["de"] == pytest.approx({"slots": 0.1, "catalogue": 2 / 8, "test": 0.25})
+    assert exposure["fr"] == pytest.approx({"slots": 0.2, "catalogue": 1 / 8, "test": 0.25})

@@ -1,4 +1,4 @@
-"""``xrec recommend``, ``xrec evaluate recs`` and ``xrec bench recommend``."""
+"""``xrec recommend``, ``xrec rerank``, ``xrec evaluate recs`` and ``xrec bench recommend``."""
 
 from __future__ import annotations
 
@@ -40,7 +40,54 @@ def register(commands, evaluate, bench) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
     p.add_argument("--restart", action="store_true",
                    help="discard the parts (OUT.parts) a crashed run with other settings left behind")
+    p.add_argument("--explain", type=int, default=0, metavar="N",
+                   help="add each item's language and the N history items nearest to it (because_item_id, "
+                        "because_lang, because_similarity); 0: none")
+    p.add_argument("--languages", nargs="+", metavar="LANG", 
+                   help="only items in these languages (as in the items' lang)")
+    p.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
+    p.add_argument("--language-policy", default="any", choices=("any", "history"),
+                   help="'history': only the languages of each user's own history")
     p.set_defaults(func=run_recommend)
+
+    r = commands.add_parser(
+        "rerank", help="re-rank another model's candidates with the hybrid ranker, to parquet",
+        description="Fit the hybrid ranker on INTERACTIONS (or load a saved one) and re-order each user's "
+                    "candidates from FILE (your own model's top-N: user_id, item_id[, score]) by the hybrid's "
+                    "fused score, in batches of users: a killed run resumes where it stopped; the output "
+                    "appears atomically.")
+    r.add_argument("--candidates", required=True, help="user_id, item_id[, score] (parquet/CSV/JSONL)")
+    r.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
+    r.add_argument("--interactions", required=True,
+                   help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
+    r.add_argument("--ranker", help="a ranker saved by HybridRanker.save (then no fit; --items and "
+                                    "--interactions are only checked against it)")
+    r.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
+    r.add_argument("--metadata", help="comma-separated item fields whose shared values link items (e.g. author)")
+    r.add_argument("--k", type=int, help="candidates kept per user (default: all, re-ordered)")
+    r.add_argument("--on-unknown", default="drop", choices=("drop", "error"),
+                   help="candidates naming users or items the ranker does not know: drop them (reported) or fail")
+    r.add_argument("--keep-seen", action="store_true", help="keep candidates the user already interacted with")
+    r.add_argument("--upstream-weight", type=float, default=0.0,
+                   help="weight of the candidates' standardised score next to the hybrid's (0: hybrid order)")
+    r.add_argument("--explain", type=int, default=0, metavar="N",
+                   help="add each item's language and the N history items nearest to it; 0: none")
+    r.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
+    r.add_argument("--model", default="bundled", help="encoder: bundled, a Hugging Face model directory or hub id")
+    r.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
+    r.add_argument("--batch-size", type=int, default=1024, help="users re-ranked per batch")
+    r.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
+    r.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"),
+                   help="how repeated (user, item) interaction rows combine their weights")
+    r.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
+    r.add_argument("--restart", action="store_true",
+                   help="discard the parts (OUT.parts) a crashed run with other settings left behind")
+    r.add_argument("--languages", nargs="+", metavar="LANG", 
+                   help="only items in these languages (as in the items' lang)")
+    r.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
+    r.add_argument("--language-policy", default="any", choices=("any", "history"),
+                   help="'history': only the languages of each user's own history")
+    r.set_defaults(func=run_rerank)
 
     e = evaluate.add_parser("recs",
                             help="recommenders side by side on MovieLens, Book-Crossing or items + interactions",
@@ -89,24 +136,23 @@ def _models() -> tuple[tuple[str, ...], tuple[str, ...]]:
     return MODELS, NEW_LANGUAGE_MODELS
 
 
-def run_recommend(args: argparse.Namespace) -> int:
+def _fit_ranker(args: argparse.Namespace):
+    """The hybrid ranker of ``--items`` and ``--interactions`` (fitted, or ``--ranker`` loaded)."""
     from xrec.encoders import load_encoder
-    from xrec.errors import DataError
-    from xrec.ranking.batch import read_users, recommend_to_parquet
     from xrec.ranking.content import item_vectors, load_items
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.interactions import Interactions, read_interactions
 
-    if args.k < 1:
-        raise DataError(f"--k {args.k}: must be at least 1")
     items = load_items(args.items, template=args.template)
     inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
                                source=args.interactions, drop_unknown=args.drop_unknown,
                                duplicates=args.duplicates)
     print(f"interactions: {inter.report.summary()}")
-    if args.k > len(inter.items):
-        print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     encoder = load_encoder(args.model, threads=args.threads)
+    if getattr(args, "ranker", None):
+        ranker = HybridRanker.load(args.ranker, encoder_fingerprint=encoder.fingerprint)
+        print(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
+        return ranker, inter
     vectors = item_vectors(items, encoder, store=args.store)
     from xrec.progress import phase
 
@@ -116,12 +162,47 @@ def run_recommend(args: argparse.Namespace) -> int:
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
                                   metadata={f: items[f].cast(pl.String).to_list() for f in fields})
     print(f"fusion: {ranker.fusion.kind}")
+    return ranker, inter
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from xrec.errors import DataError
+    from xrec.ranking.batch import read_users, recommend_to_parquet
+
+    if args.k < 1:
+        raise DataError(f"--k {args.k}: must be at least 1")
+    ranker, inter = _fit_ranker(args)
+    if args.k > len(inter.items):
+        print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
     if unknown:
         print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
-                               restart=args.restart)
+                               restart=args.restart, explain=args.explain, languages=args.languages,
+                               exclude_languages=args.exclude_languages, language_policy=args.language_policy)
+    print(f"wrote {out}")
+    return 0
+
+
+def run_rerank(args: argparse.Namespace) -> int:
+    from xrec.errors import DataError
+    from xrec.ranking.batch import rerank_to_parquet
+    from xrec.ranking.rerank import prepare_candidates
+    from xrec.tables import read_table
+
+    if args.k is not None and args.k < 1:
+        raise DataError(f"--k {args.k}: must be at least 1")
+    candidates = read_table(args.candidates, required=["user_id", "item_id"])
+    ranker, _ = _fit_ranker(args)
+    _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
+                                   exclude_seen=not args.keep_seen)
+    print(f"candidates: {report.summary()}")
+    out = rerank_to_parquet(ranker, candidates, args.k, args.out, batch_size=args.batch_size,
+                            on_unknown=args.on_unknown, upstream_weight=args.upstream_weight,
+                            exclude_seen=not args.keep_seen, explain=args.explain, restart=args.restart,
+                            languages=args.languages, exclude_languages=args.exclude_languages,
+                            language_policy=args.language_policy)
     print(f"wrote {out}")
     return 0
 

@@ -16,6 +16,8 @@ over ``Split.candidates``) are compared with the positives:
   of the test positives.
 * With candidates (new-language protocol), ``auc``: per user, each positive against every other
   unseen candidate.
+* Language exposure (items with languages): each language's share of the top-10 slots, of the
+  items that could be ranked and of the test positives.
 """
 
 from __future__ import annotations
@@ -201,7 +203,25 @@ def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch
     if cand is not None:
         out["auc"] = mean(cand_auc)
     out["slices"] = {name: acc.summary(full=False) for name, acc in sorted(by_slice.items())}
+    if slices.languages:
+        out["exposure"] = exposure(slices, top10, all_pos, cand)
     return out
+
+
+def exposure(slices: SliceMap, shown: np.ndarray, positives: np.ndarray, candidates: np.ndarray | None) -> dict:
+    """Per language: its share of the top-10 slots shown, of the items that could be ranked and of
+    the test positives (items without a language are left out of every share)."""
+    codes = slices.codes
+    ranked = codes if candidates is None else codes[candidates]
+
+    def share(values: np.ndarray) -> np.ndarray:
+        values = values[values >= 0]
+        counts = np.bincount(values, minlength=len(slices.languages)).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
+
+    slots, catalogue, test = share(codes[shown]), share(ranked), share(codes[positives])
+    return {lang: {"slots": float(slots[c]), "catalogue": float(catalogue[c]), "test": float(test[c])}
+            for c, lang in enumerate(slices.languages)}
 
 
 def top_items(scores: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:

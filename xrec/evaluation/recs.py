@@ -27,7 +27,10 @@ from xrec.progress import track
 
 log = logging.getLogger(__name__)
 
-MODELS = ("popularity", "random", "als", "bpr", "lightfm", "lightfm_content", "content", "tfidf", "hybrid")
+MODELS = ("popularity", "random", "als", "bpr", "lightfm", "lightfm_content", "content", "tfidf", "hybrid",
+          "rerank_als")
+#: Candidates per user that ``rerank_als`` takes from ALS (the hybrid re-orders ALS's top-N).
+RERANK_CANDIDATES = 100
 #: The models of the new-language protocol (the others have no signal for a catalogue no one has used).
 NEW_LANGUAGE_MODELS = ("random", "content", "tfidf", "lightfm_content", "hybrid")
 LIKED = 4.0
@@ -54,14 +57,39 @@ class DenseScorer(Scorer):
 class RankerScorer(Scorer):
     """Adapter for :class:`xrec.ranking.hybrid.HybridRanker`."""
 
-    def __init__(self, ranker):
-        self.ranker = ranker
+    def __init__(self, ranker, diversity: float = 0.0):
+        self.ranker, self.diversity = ranker, diversity
 
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
-        return self.ranker.recommend_rows(rows, k, components=False).items
+        return self.ranker.recommend_rows(rows, k, components=False, diversity=self.diversity).items
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.ranker.score_items(rows, items)
+
+
+class RerankScorer(Scorer):
+    """The hybrid re-ordering another model's top-``n`` unseen items
+    (:meth:`xrec.ranking.hybrid.HybridRanker.rerank_rows`); items outside the top-``n`` score -inf."""
+
+    def __init__(self, ranker, base: Scorer, n: int = RERANK_CANDIDATES, upstream_weight: float = 0.0):
+        self.ranker, self.base, self.n, self.upstream_weight = ranker, base, n, upstream_weight
+
+    def candidates(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        items = self.base.topk(rows, self.n)
+        upstream = None
+        if self.upstream_weight:
+            upstream = np.asarray(self.base.score_items(rows, np.where(items >= 0, items, 0)), dtype=np.float64)
+        return items, upstream
+
+    def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
+        items, upstream = self.candidates(rows)
+        return self.ranker.rerank_rows(rows, items, k, upstream=upstream, upstream_weight=self.upstream_weight,
+                                       components=False).items
+
+    def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+        cand, _ = self.candidates(rows)
+        inside = np.array([np.isin(items[j], cand[j]) for j in range(len(rows))]).reshape(items.shape)
+        return np.where(inside, self.ranker.score_items(rows, items), -np.inf)
 
 
 def _mean_profile(history: sp.csr_matrix) -> sp.csr_matrix:
@@ -90,6 +118,9 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
     hist = train.matrix
     n_items = hist.shape[1]
     out: dict[str, Scorer] = {}
+    asked = list(names)
+    if "rerank_als" in asked:  # its parts are fitted once (and shared with "als" and "hybrid" when asked)
+        names = list(dict.fromkeys([n for n in asked if n != "rerank_als"] + ["als", "hybrid", "rerank_als"]))
     for name in track(names, "fit models", "models"):
         t0 = time.perf_counter()
         if name == "popularity":
@@ -119,11 +150,13 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
         elif name == "hybrid":
             out[name] = RankerScorer(HybridRanker.fit(train, vectors, texts=split.items["text"].to_list(),
                                                       languages=_languages(split), metadata=split.metadata))
+        elif name == "rerank_als":
+            out[name] = RerankScorer(out["hybrid"].ranker, out["als"])
         seconds = time.perf_counter() - t0
         log.info("fitted %s in %.1fs", name, seconds)
         if fit_seconds is not None:
             fit_seconds[name] = round(seconds, 2)
-    return out
+    return {n: out[n] for n in asked}
 
 
 def _languages(split: Split) -> list[str | None] | None:
@@ -153,9 +186,13 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
                                        **pos.counts})
         else:
             report["variants"][variant] = entry
-    for name, seconds in fit_seconds.items():
-        report["models"][name]["fit_seconds"] = seconds
+    for name, result in report["models"].items():
+        result["fit_seconds"] = fit_seconds[name]
     report.update(hybrid_ratios(report["models"]))
+    if "rerank_als" in report["models"] and "als" in report["models"]:
+        als, rerank = report["models"]["als"]["ndcg@10"], report["models"]["rerank_als"]["ndcg@10"]
+        report["rerank_vs_als"] = {"ratio": rerank / als if als > 0 else None, "rerank_als": rerank, "als": als,
+                                   "candidates": RERANK_CANDIDATES}
     return report
 
 
@@ -164,7 +201,7 @@ def hybrid_ratios(models: dict) -> dict:
     on each slice (with the name of that best other model)."""
     if "hybrid" not in models:
         return {}
-    others = {n: m for n, m in models.items() if n != "hybrid"}
+    others = {n: m for n, m in models.items() if n not in ("hybrid", "rerank_als")}
     out: dict = {}
 
     def ratio(get) -> dict | None:
@@ -231,6 +268,20 @@ def format_report(report: dict) -> str:
         lines += ["", "hybrid NDCG@10 / best other model:"]
         lines += [f"  {name:<20} {r['ratio']:.2f}x (best other: {r['best_other']})" for name, r in ratios.items()
                   if name == "all" or first.get(name, {}).get("n", 0) >= MIN_SLICE_SHOWN]
+    exposed = {n: m["exposure"] for n, m in report["models"].items() if "exposure" in m}
+    if exposed:
+        langs = list(next(iter(exposed.values())))
+        lines += ["", "language exposure: share of top-10 slots (catalogue share, test share)",
+                  f"{'model':<16}" + "".join(f"{lang[:10]:>12}" for lang in langs)]
+        for name, table in exposed.items():
+            lines.append(f"{name:<16}" + "".join(f"{table[lang]['slots']:>12.3f}" for lang in langs))
+        first_table = next(iter(exposed.values()))
+        lines.append(f"{'(catalogue)':<16}" + "".join(f"{first_table[lang]['catalogue']:>12.3f}" for lang in langs))
+        lines.append(f"{'(test)':<16}" + "".join(f"{first_table[lang]['test']:>12.3f}" for lang in langs))
+    rerank = report.get("rerank_vs_als")
+    if rerank and rerank["ratio"] is not None:
+        lines += ["", f"hybrid re-ranking ALS's top-{rerank['candidates']} / ALS's own order, NDCG@10: "
+                      f"{rerank['ratio']:.2f}x ({rerank['rerank_als']:.4f} vs {rerank['als']:.4f})"]
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """Recommendation: interactions, CF adapters (implicit, LightFM), item graphs and the hybrid ranker.
 
 ``HybridRanker.fit(interactions, item_vectors, texts=..., languages=..., metadata=...)`` is the
-entry point; :func:`recommend_to_parquet` writes batch recommendations resumably.
+entry point; :func:`recommend_to_parquet` writes batch recommendations resumably,
+:func:`rerank_to_parquet` re-ranked candidates of another model.
 """
 
-from xrec.ranking.batch import recommend_to_parquet
+from xrec.ranking.batch import recommend_to_parquet, rerank_to_parquet
 from xrec.ranking.cf import FactorModel, fit_als, fit_bpr, fit_lightfm, from_implicit, from_lightfm
 from xrec.ranking.content import item_vectors, load_items, prepare_items
 from xrec.ranking.hybrid import HybridConfig, HybridRanker, Recommendations
@@ -12,4 +13,5 @@ from xrec.ranking.interactions import Interactions, random_split, read_interacti
 
 __all__ = ["FactorModel", "HybridConfig", "HybridRanker", "Interactions", "Recommendations", "fit_als", "fit_bpr",
            "fit_lightfm", "from_implicit", "from_lightfm", "item_vectors", "load_items", "prepare_items",
-           "random_split", "read_interactions", "recommend_to_parquet", "temporal_split"]
+           "random_split", "read_interactions", "recommend_to_parquet", "rerank_to_parquet",
+           "temporal_split"]

@@ -48,23 +48,81 @@ def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
 
 def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,
                          batch_size: int = 1024, progress: bool | None = None, restart: bool = False,
-                         stop_after: int | None = None) -> Path | None:
+                         stop_after: int | None = None, explain: int = 0, **filters) -> Path | None:
     """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
 
     ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
     :class:`~xrec.ranking.hybrid.HybridRanker`). Parts of an interrupted run of the same job are
     reused; those of another job (other users, k, batch size or model) are an error, or discarded
     with ``restart=True``. ``stop_after`` stops after that many new batches (for tests of
-    resumption); returns ``out`` when complete, ``None`` when stopped early.
+    resumption); returns ``out`` when complete, ``None`` when stopped early. ``explain=n`` adds
+    explanation columns (:meth:`~xrec.ranking.hybrid.HybridRanker.explain`); ``filters``
+    (``languages``, ``exclude_languages``, ``language_policy``) go to ``recommend``.
     """
+    filters = {n: v for n, v in filters.items() if v is not None and v != "any"}
+    ids = pl.Series("user_id", user_ids)
+    job = _job(ranker, ids, k, batch_size)
+    if explain:
+        job["explain"] = explain
+    if filters:
+        job["filters"] = filters
+    extra = {**({"explain": explain} if explain else {}), **filters}
+
+    def score(batch: pl.Series) -> pl.DataFrame:
+        return ranker.recommend(batch, k, **extra)
+
+    return write_batches(score, ids, out, job, batch_size=batch_size, progress=progress, restart=restart,
+                         stop_after=stop_after, title=f"recommend top-{k} for {len(ids)} users")
+
+
+def rerank_to_parquet(ranker, candidates: pl.DataFrame, k: int | None, out: str | os.PathLike[str], *,
+                      batch_size: int = 1024, on_unknown: str = "drop", upstream_weight: float = 0.0,
+                      exclude_seen: bool = True, explain: int = 0, progress: bool | None = None,
+                      restart: bool = False, stop_after: int | None = None, **filters) -> Path | None:
+    """Write ``ranker.rerank`` of ``candidates`` (``user_id, item_id[, score]``) to ``out``, by
+    batches of users (in order of first appearance), resumably and atomically like
+    :func:`recommend_to_parquet`. The candidates are checked as a whole before the first batch
+    (:func:`~xrec.ranking.rerank.prepare_candidates`: an ``on_unknown="error"`` run fails before
+    writing anything); the job pins a hash of the candidates and every setting. ``filters``
+    (``languages``, ``exclude_languages``, ``language_policy``) go to ``rerank``."""
+    filters = {n: v for n, v in filters.items() if v is not None and v != "any"}
+    from xrec.ranking.rerank import prepare_candidates
+
+    _, report = prepare_candidates(ranker, None, candidates, on_unknown=on_unknown, exclude_seen=exclude_seen)
+    log.info("rerank: %s", report.summary())
+    ids = candidates["user_id"].unique(maintain_order=True).alias("user_id")
+    job = _job(ranker, ids, k, batch_size)
+    job.update({"candidates_sha256": _frame_digest(candidates), "on_unknown": on_unknown,
+                "upstream_weight": upstream_weight, "exclude_seen": exclude_seen, "explain": explain,
+                **({"filters": filters} if filters else {})})
+
+    def score(batch: pl.Series) -> pl.DataFrame:
+        part = candidates.filter(pl.col("user_id").is_in(batch.implode()))
+        return ranker.rerank(batch, part, k, on_unknown="drop", exclude_seen=exclude_seen,
+                             upstream_weight=upstream_weight, explain=explain, **filters)
+
+    return write_batches(score, ids, out, job, batch_size=batch_size, progress=progress, restart=restart,
+                         stop_after=stop_after, title=f"rerank candidates of {len(ids)} users")
+
+
+def _frame_digest(frame: pl.DataFrame) -> str:
+    digest = hashlib.sha256(str(frame.schema).encode())
+    digest.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def write_batches(score, user_ids: pl.Series, out: str | os.PathLike[str], job: dict, *, batch_size: int = 1024,
+                  progress: bool | None = None, restart: bool = False, stop_after: int | None = None,
+                  title: str = "batches") -> Path | None:
+    """Write ``score(batch of user ids) -> frame`` for every batch to ``out`` (module docstring):
+    parts pinned by ``job``, resumable, concatenated atomically."""
     if batch_size < 1:
         raise DataError(f"batch_size={batch_size}: must be at least 1")
-    ids = pl.Series("user_id", user_ids)
+    ids = user_ids
     if ids.is_duplicated().any():
         raise DataError(f"users: duplicate user_id {ids.filter(ids.is_duplicated())[0]!r}")
     out = Path(out)
     parts = parts_dir(out)
-    job = _job(ranker, ids, k, batch_size)
     if parts.exists():
         try:
             old = json.loads((parts / JOB).read_text(encoding="utf-8"))
@@ -88,12 +146,11 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
     done_now = 0
     from xrec.progress import Progress
 
-    with Progress(n_batches, f"recommend top-{k} for {len(ids)} users", "batches",
-                  initial=n_batches - len(todo), show=progress) as bar:
+    with Progress(n_batches, title, "batches", initial=n_batches - len(todo), show=progress) as bar:
         for b in todo:
             if stop_after is not None and done_now >= stop_after:
                 return None
-            frame = ranker.recommend(ids[b * batch_size:(b + 1) * batch_size], k)
+            frame = score(ids[b * batch_size:(b + 1) * batch_size])
             with atomic_file(names[b]) as tmp:
                 frame.write_parquet(tmp)
             done_now += 1

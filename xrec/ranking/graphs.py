@@ -138,3 +138,51 @@ def row_normalised(graph: sp.csr_matrix) -> sp.csr_matrix:
     """Each row scaled to sum 1 (empty rows stay empty)."""
     sums = np.asarray(graph.sum(axis=1)).ravel()
     return (sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ graph).tocsr()
+
+
+def extend_knn(graph: sp.csr_matrix, sims: np.ndarray, k: int) -> sp.csr_matrix:
+    """``graph`` (``[n_old, n_old]``, a symmetrised top-``k`` graph) grown by the new items whose
+    similarities to every item (old, then new) are the rows of ``sims`` ``[n_new, n_old + n_new]``,
+    as if built with them: each new item's ``k`` nearest items (positive similarities, not
+    itself), and an edge from an old item to a new one where the new one would enter the old
+    item's top ``k`` among its edges and the other new items (edges the new items would push out
+    of that top ``k`` are kept). Symmetrised like the graph."""
+    n_old = graph.shape[0]
+    n_new, n = sims.shape
+    graph = graph.tocsr()
+    grown = sp.csr_matrix((graph.data, graph.indices, np.concatenate(
+        [graph.indptr, np.full(n_new, graph.indptr[-1], dtype=graph.indptr.dtype)])), shape=(n, n))
+    if not n_new:
+        return grown
+    own = sims.astype(np.float32, copy=True)
+    own[np.arange(n_new), n_old + np.arange(n_new)] = -np.inf
+    kk = min(k, n - 1)
+    if kk < 1:
+        return grown
+    part = np.argpartition(-own, kk - 1, axis=1)[:, :kk]
+    out = _from_topk(np.repeat(np.arange(n_old, n), kk), part.reshape(-1),
+                     np.take_along_axis(own, part, 1).reshape(-1), n)
+    # the k-th largest edge of each old row: a new item beating it enters that row's top k
+    lengths = np.diff(graph.indptr)
+    threshold = np.zeros(n_old, dtype=np.float32)
+    for row in np.flatnonzero(lengths >= k):
+        values = graph.data[graph.indptr[row]:graph.indptr[row + 1]]
+        threshold[row] = np.partition(values, len(values) - k)[len(values) - k]
+    into = own[:, :n_old].T  # [n_old, n_new]
+    hit_row, hit_col = np.nonzero((into > threshold[:, None]) & (into > 0))
+    keep = np.ones(len(hit_row), dtype=bool)
+    starts = np.flatnonzero(np.r_[True, hit_row[1:] != hit_row[:-1]]) if len(hit_row) else np.zeros(0, int)
+    for lo, hi in zip(starts, np.r_[starts[1:], len(hit_row)]):
+        if hi - lo < 2:
+            continue  # one new item beating the k-th edge is in the top k
+        row = hit_row[lo]
+        values = graph.data[graph.indptr[row]:graph.indptr[row + 1]]
+        new_values = into[row, hit_col[lo:hi]]
+        # rank of each new item among the row's old edges and the other new items
+        above = (values[None, :] > new_values[:, None]).sum(axis=1) + \
+            (new_values[None, :] > new_values[:, None]).sum(axis=1)
+        keep[lo:hi] = above < k
+    hit_row, hit_col = hit_row[keep], hit_col[keep]
+    incoming = sp.csr_matrix((into[hit_row, hit_col].astype(np.float32), (hit_row, hit_col + n_old)),
+                             shape=(n, n))
+    return symmetric((grown.maximum(out).maximum(incoming)).tocsr())

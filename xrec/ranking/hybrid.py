@@ -123,6 +123,7 @@ class HybridRanker:
         self.cold = self.views.cold
         self.fusion = fusion or self._default_fusion()
         self.folded = self.views.fold(self.fusion.raw)
+        self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -244,7 +245,10 @@ class HybridRanker:
         """Write the ranker as an artifact directory (atomically, no pickle); see :mod:`xrec.ranking.persist`."""
         from xrec.ranking.persist import save_ranker
 
-        return save_ranker(self, path, encoder_fingerprint=encoder_fingerprint)
+        encoder_fingerprint = encoder_fingerprint or self.encoder_fingerprint
+        out = save_ranker(self, path, encoder_fingerprint=encoder_fingerprint)
+        self.encoder_fingerprint = encoder_fingerprint
+        return out
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> HybridRanker:
@@ -273,15 +277,27 @@ class HybridRanker:
             out[group] += raw[feature] * x[..., j]
         return out
 
-    def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True) -> Recommendations:
+    def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
+                       allowed: np.ndarray | None = None, diversity: float = 0.0) -> Recommendations:
         """Top-``k`` unseen items for user rows (indices into ``self.users``).
 
-        ``components=False`` skips the per-item component scores (the ranking is the same)."""
+        ``components=False`` skips the per-item component scores (the ranking is the same);
+        ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
+        only those items (rows come back short, padded, when fewer than ``k`` remain);
+        ``diversity`` > 0 picks the ``k`` items from the best ``max(5k, 50)`` by MMR
+        (:mod:`xrec.ranking.diversify`)."""
+        if not 0.0 <= diversity <= 1.0:
+            raise DataError(f"diversity={diversity}: must be within [0, 1]")
         rows = np.asarray(rows, dtype=np.int64)
+        want = k
+        if diversity > 0:
+            k = max(5 * k, 50)
         kk = min(k, len(self.items))
         scores = self.folded.scores(rows)
         seen = self.history[rows]
         scores[seen.nonzero()] = -np.inf
+        if allowed is not None:
+            scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
         top = np.take_along_axis(scores, part, 1)
         order = np.argsort(-top, axis=1, kind="stable")
@@ -289,6 +305,15 @@ class HybridRanker:
         scores = np.take_along_axis(top, order, 1).astype(np.float32)
         pad = ~np.isfinite(scores)
         items[pad], scores[pad] = -1, -np.inf
+        if diversity > 0:
+            from xrec.ranking.diversify import mmr
+
+            picked = mmr(scores, items, self.item_vectors, want, diversity)
+            items = np.where(picked >= 0, np.take_along_axis(items, np.maximum(picked, 0), 1), -1)
+            scores = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf
+                              ).astype(np.float32)
+            pad = items < 0
+            k = want
         comps: dict[str, np.ndarray] = {}
         if components:
             comps = self.components(rows, np.where(pad, 0, items))
@@ -297,9 +322,10 @@ class HybridRanker:
                 v[pad] = np.nan
         return self._pad(Recommendations(items, scores, comps), k)
 
-    def recommend_popular(self, n_users: int, k: int) -> Recommendations:
-        """Most popular items (the documented result for users with no history)."""
-        order = np.argsort(-self.popularity, kind="stable")[:k]
+    def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
+        """Most popular items (the documented result for users with no history), among ``allowed``."""
+        order = np.argsort(-self.popularity, kind="stable")
+        order = (order if allowed is None else order[allowed[order]])[:k]
         items = np.broadcast_to(order, (n_users, len(order))).copy()
         scores = np.broadcast_to(self.popularity[order], items.shape).astype(np.float32).copy()
         comps = {name: np.full(items.shape, np.nan, dtype=np.float32) for name in COMPONENTS}
@@ -317,11 +343,59 @@ class HybridRanker:
             np.pad(recs.scores, pad, constant_values=-np.inf),
             {n: np.pad(v, pad, constant_values=np.nan) for n, v in recs.components.items()})
 
-    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10) -> pl.DataFrame:
+    def language_mask(self, rows: np.ndarray, *, languages: Sequence[str] | None = None,
+                      exclude_languages: Sequence[str] | None = None,
+                      language_policy: str = "any") -> np.ndarray | None:
+        """Items a call may return, by language (None: all): ``languages`` keeps only those,
+        ``exclude_languages`` drops those (names exactly as given at fit; an unknown name is a
+        :class:`DataError`); ``language_policy="history"`` keeps, per user row, the languages of
+        the user's history (``[len(rows), n_items]``; users without history keep all). Items
+        without a language pass every filter but ``languages``."""
+        if language_policy not in ("any", "history"):
+            raise DataError(f"language_policy={language_policy!r}: use 'any' or 'history'")
+        if languages is None and exclude_languages is None and language_policy == "any":
+            return None
+        codes, names = self.content.language_codes, self.content.languages
+
+        def code_set(values: Sequence[str], what: str) -> np.ndarray:
+            values = [values] if isinstance(values, str) else list(values)
+            unknown = [v for v in values if v not in names]
+            if unknown:
+                raise DataError(f"{what}: {unknown} not among the catalogue's languages {names}")
+            return np.array([names.index(v) for v in values], dtype=np.int64)
+
+        allowed = np.ones(len(codes), dtype=bool)
+        if languages is not None:
+            allowed &= np.isin(codes, code_set(languages, "languages"))
+        if exclude_languages is not None:
+            allowed &= ~np.isin(codes, code_set(exclude_languages, "exclude_languages"))
+        if language_policy == "any":
+            return allowed
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.broadcast_to(allowed, (len(rows), len(codes))).copy()
+        n_lang = max(len(names), 1)
+        for j, row in enumerate(rows):
+            if row < 0:
+                continue
+            hist = codes[self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]]
+            hist = hist[hist >= 0]
+            if len(hist):
+                spoken = np.bincount(hist, minlength=n_lang) > 0
+                out[j] &= (codes < 0) | spoken[np.maximum(codes, 0)]
+        return out
+
+    def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
+                  languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
+                  language_policy: str = "any", diversity: float = 0.0) -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
-        come back for a user when fewer than ``k`` unseen items exist.
+        come back for a user when fewer than ``k`` unseen items exist. ``explain=n`` adds the
+        item's language and the ``n`` nearest history items of each row (:meth:`explain`).
+        ``languages``, ``exclude_languages`` and ``language_policy`` restrict the items by
+        language (:meth:`language_mask`); a user is given fewer than ``k`` rows when fewer
+        allowed unseen items exist. ``diversity`` (0 to 1) trades score for spread over works and
+        languages (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected).
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
@@ -334,15 +408,205 @@ class HybridRanker:
         items = np.full((len(rows), k), -1, dtype=np.int64)
         scores = np.full((len(rows), k), -np.inf, dtype=np.float32)
         comps = {n: np.full((len(rows), k), np.nan, dtype=np.float32) for n in (*COMPONENTS, "popularity")}
-        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k) if has_hist.any() else None),
-                           (~has_hist, self.recommend_popular(int((~has_hist).sum()), k)
+        allowed = self.language_mask(rows[has_hist], languages=languages, exclude_languages=exclude_languages,
+                                     language_policy=language_policy)
+        # users without history have no languages of their own: the explicit filters only
+        popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
+        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity)
+                            if has_hist.any() else None),
+                           (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
             if recs is None:
                 continue
             items[mask], scores[mask] = recs.items, recs.scores
             for n in comps:
                 comps[n][mask] = recs.components[n]
-        return to_frame(ids, items, scores, comps, self.items)
+        frame = to_frame(ids, items, scores, comps, self.items)
+        return self.explain(frame, explain) if explain else frame
+
+
+    # ------------------------------------------------------------------ catalogue
+    def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
+                  languages: Sequence[str | None] | None = None,
+                  metadata: Mapping[str, Sequence[str | None]] | None = None,
+                  encoder_fingerprint: str | None = None) -> None:
+        """Add items to the fitted ranker without refitting anything learned: they are cold items
+        (no interactions), reached through content (the embedding, lexical and metadata graphs
+        grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
+        (CF factors, popularity and age carried over from their warm content neighbours, or
+        predicted from their vectors), under the fusion already learned. They are recommendable
+        from the next call and saved with the ranker.
+
+        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``encoder_fingerprint`` is
+        checked against the one the ranker was saved with, when both are known); ``texts`` link
+        them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
+        in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
+        dimension or a list of the wrong length is a :class:`DataError`."""
+        ids = pl.Series("item_id", ids)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        n_new = len(ids)
+        dim = self.item_vectors.shape[1]
+        if vectors.ndim != 2 or vectors.shape != (n_new, dim):
+            raise DataError(f"add_items: vectors of shape {vectors.shape}; expected ({n_new}, {dim}) "
+                            "(one row per id, the ranker's encoder dimension)")
+        if not np.isfinite(vectors).all():
+            raise DataError("add_items: vectors hold NaN or infinite values")
+        known = getattr(self, "encoder_fingerprint", None)
+        if encoder_fingerprint is not None and known is not None and encoder_fingerprint != known:
+            raise DataError(f"add_items: vectors from encoder {encoder_fingerprint}, the ranker's is {known}")
+        for what, values in (("texts", texts), ("languages", languages),
+                             *((f"metadata[{f!r}]", v) for f, v in (metadata or {}).items())):
+            if values is not None and len(values) != n_new:
+                raise DataError(f"add_items: {len(values)} {what} for {n_new} ids")
+        unknown_fields = set(metadata or {}) - {n[len("meta_"):] for n in self.content.graphs if n.startswith("meta_")}
+        if unknown_fields:
+            raise DataError(f"add_items: metadata field(s) {sorted(unknown_fields)} the ranker was not built with")
+        if n_new and ids.dtype != self.items.ids.dtype:
+            try:
+                ids = ids.cast(self.items.ids.dtype, strict=True)
+            except Exception as exc:
+                raise DataError(f"add_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
+        present = self.items.index(ids) >= 0
+        if present.any():
+            raise DataError(f"add_items: id {ids.filter(pl.Series(present))[0]!r} is already in the catalogue "
+                            f"({int(present.sum())} of {n_new})")
+        all_ids = pl.concat([self.items.ids, ids])
+        items = IdMap(all_ids, "item_id")  # raises on a duplicate within ids
+        n = len(items)
+        all_vectors = np.vstack([self.item_vectors, vectors])
+        content = self.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata)
+        matrix = sp.hstack([self.interactions.matrix, sp.csr_matrix((len(self.users), n_new), dtype=np.float32)]
+                           ).tocsr()
+        inter = Interactions(frame=self.interactions.frame, users=self.users, items=items, matrix=matrix,
+                             report=self.interactions.report)
+        cf = None
+        if self.cf is not None:
+            cf = FactorModel(self.cf.user_factors, np.vstack([self.cf.item_factors, np.zeros(
+                (n_new, self.cf.dim), np.float32)]), name=self.cf.name, regularization=self.cf.regularization)
+        g = self.cf_graph.tocsr()
+        cf_graph = sp.csr_matrix((g.data, g.indices, np.concatenate(
+            [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
+        grown = type(self)(inter, all_vectors, cf, content, self.fusion, self.config, cf_graph=cf_graph)
+        grown.encoder_fingerprint = known if known is not None else encoder_fingerprint
+        self.__dict__.update(grown.__dict__)
+
+    # ------------------------------------------------------------------ re-ranking
+    def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
+                    upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
+                    components: bool = True) -> Recommendations:
+        """Given items ``[len(rows), c]`` (-1 = padding) of user rows, best first by the fused
+        score (plus the upstream term, :mod:`xrec.ranking.rerank`); ``k`` (None: all) per row.
+        No exclusion: the caller drops seen items (:func:`~xrec.ranking.rerank.prepare_candidates`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        items = np.asarray(items, dtype=np.int64)
+        valid = items >= 0
+        safe = np.where(valid, items, 0)
+        scores = self.score_items(rows, safe) if items.size else np.zeros(items.shape, np.float32)
+        extra = None
+        if upstream is not None and upstream_weight != 0:
+            from xrec.ranking.rerank import upstream_term
+
+            extra = upstream_term(scores, upstream, valid, upstream_weight)
+            scores = scores + extra
+        scores = np.where(valid, scores, -np.inf).astype(np.float32)
+        kk = items.shape[1] if k is None else min(k, items.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+        top_items = np.take_along_axis(items, order, 1)
+        top_scores = np.take_along_axis(scores, order, 1)
+        pad = top_items < 0
+        top_scores[pad] = -np.inf
+        comps: dict[str, np.ndarray] = {}
+        if components:
+            safe_top = np.where(pad, 0, top_items)
+            comps = self.components(rows, safe_top) if top_items.size else \
+                {n: np.zeros(top_items.shape, np.float32) for n in COMPONENTS}
+            if extra is not None:
+                comps["upstream_score"] = np.take_along_axis(extra, order, 1)
+            comps["popularity"] = self.popularity[safe_top].copy()
+            for v in comps.values():
+                v[pad] = np.nan
+        return Recommendations(top_items, top_scores, comps)
+
+    def rerank(self, user_ids: Sequence | np.ndarray | pl.Series | None, candidates, k: int | None = None, *,
+               on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
+               explain: int = 0, return_report: bool = False, languages: Sequence[str] | None = None,
+               exclude_languages: Sequence[str] | None = None, language_policy: str = "any"):
+        """Re-rank candidates from another model: ``user_id, rank, item_id, score`` + component
+        scores (+ ``upstream_score`` when ``upstream_weight`` is not 0, + explanations with
+        ``explain``), best first per user.
+
+        ``candidates``: a frame ``user_id, item_id[, score]`` or item-id lists aligned with
+        ``user_ids`` (None: every user of the frame, in order). Unknown ids, duplicates, NaN
+        scores, seen items and empty lists follow :mod:`xrec.ranking.rerank`. ``return_report``
+        also returns the :class:`~xrec.ranking.rerank.RerankReport`. ``languages``,
+        ``exclude_languages`` and ``language_policy`` drop candidates by language
+        (:meth:`language_mask`; counted in ``report.language_filtered``)."""
+        from xrec.ranking.rerank import prepare_candidates
+
+        if k is not None and k < 1:
+            raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
+        cand, report = prepare_candidates(self, user_ids, candidates, on_unknown=on_unknown,
+                                          exclude_seen=exclude_seen)
+        allowed = self.language_mask(cand.rows, languages=languages, exclude_languages=exclude_languages,
+                                     language_policy=language_policy)
+        if allowed is not None and cand.items.size:
+            valid = cand.items >= 0
+            ok = np.take_along_axis(np.broadcast_to(allowed, (len(cand.rows), len(self.items))),
+                                    np.where(valid, cand.items, 0), 1)
+            report.language_filtered = int((valid & ~ok).sum())
+            cand.items = np.where(ok, cand.items, -1)
+        recs = self.rerank_rows(cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
+        frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, self.items)
+        if explain:
+            frame = self.explain(frame, explain)
+        return (frame, report) if return_report else frame
+
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, frame: pl.DataFrame, n: int = 3) -> pl.DataFrame:
+        """``frame`` (``user_id, item_id, ...``, e.g. from :meth:`recommend` or :meth:`rerank`) with
+        the item's language (``lang``) and, for each row, the ``n`` items of the user's history
+        nearest to the item in the shared embedding space (cosine), most similar first:
+        ``because_item_id``, ``because_lang``, ``because_similarity`` (lists; empty for users
+        without history and items without a vector). The component scores already in the frame say
+        how much collaborative, content, lexical and prior evidence made the score."""
+        if n < 1:
+            raise DataError(f"explain n={n}: must be at least 1")
+        rows = self.users.index(frame["user_id"])
+        items = self.items.index(frame["item_id"])
+        codes, names = self.content.language_codes, self.content.languages
+        lang_of = np.array([None, *names], dtype=object)[codes + 1] if len(names) else \
+            np.full(len(codes), None, dtype=object)
+        ids = self.items.ids.to_list()
+        because_ids: list[list] = [[] for _ in range(frame.height)]
+        because_langs: list[list] = [[] for _ in range(frame.height)]
+        because_sims: list[list[float]] = [[] for _ in range(frame.height)]
+        ok = (rows >= 0) & (items >= 0)
+        order = np.argsort(np.where(ok, rows, -1), kind="stable")
+        order = order[ok[order]]
+        bounds = np.flatnonzero(np.diff(rows[order])) + 1
+        for group in np.split(order, bounds) if len(order) else []:
+            row = rows[group[0]]
+            hist = self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]
+            if not len(hist):
+                continue
+            sims = self.item_vectors[items[group]] @ self.item_vectors[hist].T  # [m, len(hist)]
+            m = min(n, len(hist))
+            top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable"), 1)
+            for j, line in enumerate(group):
+                if not self.item_vectors[items[line]].any():
+                    continue
+                picked = hist[top[j]]
+                because_ids[line] = [ids[h] for h in picked]
+                because_langs[line] = lang_of[picked].tolist()
+                because_sims[line] = sims[j, top[j]].astype(float).tolist()
+        lang = [lang_of[i] if i >= 0 else None for i in items]
+        return frame.with_columns(
+            pl.Series("lang", lang, dtype=pl.String),
+            pl.Series("because_item_id", because_ids, dtype=pl.List(self.items.ids.dtype)),
+            pl.Series("because_lang", because_langs, dtype=pl.List(pl.String)),
+            pl.Series("because_similarity", because_sims, dtype=pl.List(pl.Float32)))
 
 
 def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.csr_matrix) -> FactorModel | None:

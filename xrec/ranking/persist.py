@@ -56,8 +56,16 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         for name, graph in ranker.content.graphs.items():
             _save_csr(graphs, f"content.{name}", graph)
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
+        kept = {}  # the content graphs' inputs, so that items can be added to a loaded ranker
+        if ranker.content.texts is not None:
+            kept["text"] = pl.Series("text", ranker.content.texts, dtype=pl.String)
+        for field, values in (ranker.content.metadata or {}).items():
+            kept[f"meta_{field}"] = pl.Series(f"meta_{field}", values, dtype=pl.String)
+        if kept:
+            pl.DataFrame(kept).write_parquet(tmp / "item_content.parquet")
         meta = {"fusion": ranker.fusion.as_dict(), "config": asdict(ranker.config), "cf": cf,
-                "content_graphs": list(ranker.content.graphs), "languages": ranker.content.languages}
+                "content_graphs": list(ranker.content.graphs), "languages": ranker.content.languages,
+                "graph_k": ranker.content.k, "metadata_fields": list(ranker.content.metadata or {})}
         (tmp / "ranker.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, KIND, FORMAT_VERSION, {
             "encoder_fingerprint": encoder_fingerprint, "dim": int(ranker.item_vectors.shape[1]),
@@ -89,7 +97,15 @@ def load_ranker(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str |
                          np.load(root / "cf_item_factors.npy", allow_pickle=False),
                          name=meta["cf"]["name"], regularization=meta["cf"]["regularization"])
     graphs = {name: _load_csr(root / "graphs", f"content.{name}", n_items) for name in meta["content_graphs"]}
-    content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"])
-    return cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
-               Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
-               cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
+    texts, metadata = None, None
+    if (root / "item_content.parquet").is_file():  # absent in rankers saved before add_items existed
+        kept = pl.read_parquet(root / "item_content.parquet")
+        texts = kept["text"].to_list() if "text" in kept.columns else None
+        metadata = {f: kept[f"meta_{f}"].to_list() for f in meta.get("metadata_fields", [])} or None
+    content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
+                            texts, metadata, meta.get("graph_k", config.get("graph_k", 50)))
+    ranker = cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
+                 Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
+                 cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
+    ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")
+    return ranker

@@ -84,6 +84,11 @@ class ContentGraphs:
     graphs: dict[str, sp.csr_matrix]
     language_codes: np.ndarray  #: ``[n_items]`` int, -1 where unknown
     languages: list[str]  #: code -> language
+    #: item texts (the lexical graph's input; kept so that :meth:`extend` can link new items)
+    texts: list[str] | None = None
+    #: metadata values per field (the metadata graphs' input, kept for :meth:`extend`)
+    metadata: dict[str, list[str | None]] | None = None
+    k: int = 50  #: neighbours per item of the kNN graphs
 
     @classmethod
     def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
@@ -106,7 +111,67 @@ class ContentGraphs:
             names, inverse = np.unique(langs, return_inverse=True)
             codes = np.where(langs == "", -1, inverse).astype(np.int64)
             names = names.tolist()
-        return cls(raw, codes, names)
+        return cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
+                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
+                                                  for f, v in metadata.items()}, k)
+
+    def extend(self, vectors: np.ndarray, n_new: int, *, texts: Sequence[str] | None = None,
+               languages: Sequence[str | None] | None = None,
+               metadata: Mapping[str, Sequence[str | None]] | None = None) -> ContentGraphs:
+        """The graphs grown by ``n_new`` items appended to the catalogue (``vectors``: every
+        item's vector, the new ones last), as :meth:`build` would link them
+        (:func:`~xrec.ranking.graphs.extend_knn`; the metadata graphs are rebuilt, they are
+        cheap). The lexical graph links the new items only when the catalogue's texts are
+        kept (a ranker built with ``texts``) and ``texts`` are given; otherwise they get no
+        lexical edges (logged)."""
+        import logging
+
+        from xrec.ranking.lexical import char_tfidf
+
+        n = vectors.shape[0]
+        n_old = n - n_new
+        graphs = {}
+        for name, graph in self.graphs.items():
+            if name == "embedding":
+                new = np.asarray(vectors[n_old:], dtype=np.float32)
+                sims = np.vstack([new[s:s + 512] @ vectors.T for s in range(0, n_new, 512)]) if n_new else \
+                    np.zeros((0, n), np.float32)
+                graphs[name] = g.extend_knn(graph, sims, self.k)
+            elif name == "lexical":
+                if self.texts is None or texts is None:
+                    logging.getLogger(__name__).warning(
+                        "new items: no lexical edges (the ranker keeps no texts, or none were given)")
+                    graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
+                    continue
+                all_texts = self.texts + [str(t) for t in texts]
+                x = char_tfidf(all_texts, max_df=min(1.0, max(0.01, 50 / max(n, 1))))
+                sims = (x[n_old:] @ x.T).toarray() if n_new else np.zeros((0, n), np.float32)
+                graphs[name] = g.extend_knn(graph, sims, self.k)
+            elif name.startswith("meta_"):
+                field = name[len("meta_"):]
+                old_keys = (self.metadata or {}).get(field)
+                if old_keys is None:
+                    graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
+                    continue
+                added = list((metadata or {}).get(field, [None] * n_new))
+                graphs[name] = g.group_graph(old_keys + added)
+            else:
+                graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
+        names = list(self.languages)
+        codes = list(self.language_codes)
+        for lang in (languages if languages is not None else [None] * n_new):
+            if lang is None or str(lang) == "":
+                codes.append(-1)
+                continue
+            if str(lang) not in names:
+                names.append(str(lang))
+            codes.append(names.index(str(lang)))
+        texts_all = None if self.texts is None else self.texts + (
+            [str(t) for t in texts] if texts is not None else [""] * n_new)
+        meta_all = None if self.metadata is None else {
+            f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
+            for f, v in self.metadata.items()}
+        return ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k)
 
     @property
     def has_languages(self) -> bool:
