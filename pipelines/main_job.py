@@ -114,9 +114,12 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
         else:
             recommend_to_parquet(ranker, users, k, tmp / "recommendations.parquet", batch_size=batch_size,
                                  progress=True)
+        recs = pl.read_parquet(tmp / "recommendations.parquet")
+        ranker.explain(recs.filter(pl.col("user_id").is_in(example_users(recs, items)) & (pl.col("rank") <= 5)),
+                       n=1).write_parquet(tmp / "examples.parquet")
         return {"users": len(users), "k": k, "fusion": ranker.fusion.as_dict()}
 
-    rec_dir, rec_summary = runner.run("recommendations", {**base_key, "k": k, "stage": 2}, build_recommendations)
+    rec_dir, rec_summary = runner.run("recommendations", {**base_key, "k": k, "stage": 3}, build_recommendations)
 
     # 4-5. evaluation on a held-out split, and the new-language protocol
     models = list(rec_cfg.get("evaluate_models", []))
@@ -172,6 +175,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
     # 9. collect the results and write the report
     _publish(rec_dir / "recommendations.parquet", out / "recommendations.parquet")
+    _publish(rec_dir / "examples.parquet", out / "recommendation_examples.parquet")
     _publish(nb_dir / "neighbours.parquet", out / "neighbours.parquet")
     _publish(topics_dir / "tags.parquet", out / "topic_tags.parquet")
     for stage_dir, prefix in ((eval_dir, ""), (nl_dir, "new_language_"), (topics_dir, ""), (lat_dir, "")):
@@ -186,6 +190,13 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
                           timings=runner.timings, total_s=time.perf_counter() - started)
     _say(f"done in {time.perf_counter() - started:.0f}s: {report}")
     return out
+
+
+def example_users(recs: pl.DataFrame, items: pl.DataFrame, n: int = 3) -> list[Any]:
+    """The ``n`` users whose recommendations span the most languages (ties: smallest id)."""
+    langs = recs.join(items.select("item_id", "lang"), on="item_id", how="left")
+    by_user = langs.group_by("user_id").agg(pl.col("lang").n_unique().alias("n_lang"))
+    return by_user.sort(["n_lang", "user_id"], descending=[True, False])["user_id"].head(n).to_list()
 
 
 def _new_language(value: Any, items: pl.DataFrame, source: Path) -> str | None:

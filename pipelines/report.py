@@ -63,23 +63,30 @@ def _recommendations(out: Path, rec: dict[str, Any], items: pl.DataFrame) -> lis
              f"Top-{rec.get('k')} for {rec.get('users')} users in `recommendations.parquet` "
              f"(`user_id, rank, item_id, score` and each component's share of the score); fusion: "
              f"{fusion.get('kind')}.", ""]
-    recs_file = out / "recommendations.parquet"
-    if recs_file.is_file():
-        recs = pl.read_parquet(recs_file).join(items.select("item_id", "text", "lang"), on="item_id", how="left")
-        by_user = recs.group_by("user_id").agg(pl.col("lang").n_unique().alias("n_lang"))
-        picks = by_user.sort(["n_lang", "user_id"], descending=[True, False])["user_id"].head(3).to_list()
-        for user in picks:
-            rows = recs.filter((pl.col("user_id") == user) & (pl.col("rank") <= 5)).sort("rank")
+    recs_file, examples_file = out / "recommendations.parquet", out / "recommendation_examples.parquet"
+    if not recs_file.is_file():
+        return lines
+    recs = pl.read_parquet(recs_file).join(items.select("item_id", "text", "lang"), on="item_id", how="left")
+    if examples_file.is_file():
+        lines += ["A few readers whose lists span the most languages; *because* is the book of the reader's "
+                  "history nearest to the recommended one in the shared space (`recommendation_examples.parquet`).",
+                  ""]
+        title = dict(zip(items["item_id"].to_list(), items["text"].to_list()))
+        examples = pl.read_parquet(examples_file)
+        for user in examples["user_id"].unique(maintain_order=True).to_list():
+            rows = examples.filter(pl.col("user_id") == user).sort("rank")
             lines += [f"User {user}:", ""] + _table(
-                ["rank", "lang", "title", "score", "cf", "content", "lexical"],
-                [[r["rank"], r["lang"], str(r["text"])[:70], r["score"], r.get("cf_score"), r.get("content_score"),
-                  r.get("lexical_score")] for r in rows.iter_rows(named=True)])
-        shares = recs.group_by("lang").len().with_columns(pl.col("len") / recs.height).sort("len", descending=True)
-        catalogue = items.group_by("lang").len().with_columns(pl.col("len") / items.height)
-        lines += ["Language exposure (share of recommendation slots vs share of the catalogue):", ""] + _table(
-            ["language", "slots", "catalogue"],
-            [[r["lang"], r["len"], float(catalogue.filter(pl.col("lang") == r["lang"])["len"].sum())]
-             for r in shares.head(8).iter_rows(named=True)])
+                ["rank", "lang", "title", "score", "cf", "content", "lexical", "because"],
+                [[r["rank"], r["lang"], str(title.get(r["item_id"]))[:60], r["score"], r.get("cf_score"),
+                  r.get("content_score"), r.get("lexical_score"),
+                  f"{r['because_lang'][0]}: {str(title.get(r['because_item_id'][0]))[:40]}"
+                  if r["because_item_id"] else ""] for r in rows.iter_rows(named=True)])
+    shares = recs.group_by("lang").len().with_columns(pl.col("len") / recs.height).sort("len", descending=True)
+    catalogue = items.group_by("lang").len().with_columns(pl.col("len") / items.height)
+    lines += ["Language exposure (share of recommendation slots vs share of the catalogue):", ""] + _table(
+        ["language", "slots", "catalogue"],
+        [[r["lang"], r["len"], float(catalogue.filter(pl.col("lang") == r["lang"])["len"].sum())]
+         for r in shares.head(8).iter_rows(named=True)])
     return lines
 
 

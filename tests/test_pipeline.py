@@ -63,6 +63,15 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
     seen = pl.read_csv(small_data / "bookcrossing" / "ratings.csv", schema_overrides={"item_id": pl.String})
     assert recs.join(seen.select("user_id", "item_id"), on=["user_id", "item_id"]).height == 0  # never seen items
 
+    examples = pl.read_parquet(out / "recommendation_examples.parquet")  # explained top-5 of 3 readers
+    assert examples["user_id"].n_unique() == 3 and examples.height == 15
+    assert examples.join(recs, on=["user_id", "rank", "item_id"]).height == 15
+    assert {"lang", "because_item_id", "because_lang", "because_similarity"} <= set(examples.columns)
+    assert (examples["because_item_id"].list.len() == 1).all()  # every such reader has a history
+    assert examples.join(seen.select("user_id", pl.col("item_id").alias("because")),
+                         left_on=["user_id", pl.col("because_item_id").list.first()],
+                         right_on=["user_id", "because"]).height == 15  # "because" is from the reader's history
+
     neighbours = pl.read_parquet(out / "neighbours.parquet")
     assert (neighbours["lang"] != neighbours["neighbour_lang"]).all()
     assert neighbours["text"].is_not_null().all() and neighbours["neighbour_text"].is_not_null().all()
@@ -73,7 +82,7 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, tmp_path):
     for section in ("## Recommendations", "## Recommendation quality", "## New-language protocol",
                     "## Topic tags", "## Cross-language neighbours", "## Retrieval latency"):
         assert section in report
-    assert "Language exposure" in report and "tfidf" in report
+    assert "Language exposure" in report and "tfidf" in report and "| because |" in report
     for png in ("metrics_by_model.png", "new_language_metrics_by_model.png", "accuracy_by_language.png",
                 "latency_vs_recall.png"):
         assert (out / png).stat().st_size > 1000
