@@ -19,35 +19,15 @@ def register(commands, evaluate, bench) -> None:
         description="Fit the hybrid ranker (ALS factors fused with content scores of the items' text) "
                     "on INTERACTIONS and write the top-k unseen items of every user to OUT, in batches "
                     "of users: a killed run resumes where it stopped; the output appears atomically.")
-    p.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
-    p.add_argument("--interactions", required=True,
-                   help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
-    p.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
-    p.add_argument("--metadata", help="comma-separated item fields whose shared values link items (e.g. author)")
+    _catalogue_options(p)
     p.add_argument("--users", default="all",
                    help="'all' (every user with interactions), a .txt file with one user id per line "
                         "(an optional first line 'user_id' is a header), or a table with a user_id column")
     p.add_argument("--k", type=int, default=10,
                    help="items per user (at most the catalogue: a larger k gives every unseen item)")
-    p.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    p.add_argument("--model", default="bundled", help="encoder: bundled, a Hugging Face model directory or hub id")
-    p.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
     p.add_argument("--batch-size", type=int, default=1024,
                    help="users scored per batch (memory is batch size x min(k, catalogue))")
-    p.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
-    p.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"),
-                   help="how repeated (user, item) rows combine their weights")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
-    p.add_argument("--restart", action="store_true",
-                   help="discard the parts (OUT.parts) a crashed run with other settings left behind")
-    p.add_argument("--explain", type=int, default=0, metavar="N",
-                   help="add each item's language and the N history items nearest to it (because_item_id, "
-                        "because_lang, because_similarity); 0: none")
-    p.add_argument("--languages", nargs="+", metavar="LANG", 
-                   help="only items in these languages (as in the items' lang)")
-    p.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
-    p.add_argument("--language-policy", default="any", choices=("any", "history"),
-                   help="'history': only the languages of each user's own history")
+    _run_options(p)
     p.set_defaults(func=run_recommend)
 
     r = commands.add_parser(
@@ -57,36 +37,17 @@ def register(commands, evaluate, bench) -> None:
                     "fused score, in batches of users: a killed run resumes where it stopped; the output "
                     "appears atomically.")
     r.add_argument("--candidates", required=True, help="user_id, item_id[, score] (parquet/CSV/JSONL)")
-    r.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
-    r.add_argument("--interactions", required=True,
-                   help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
+    _catalogue_options(r)
     r.add_argument("--ranker", help="a ranker saved by HybridRanker.save (then no fit; --items and "
                                     "--interactions are only checked against it)")
-    r.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
-    r.add_argument("--metadata", help="comma-separated item fields whose shared values link items (e.g. author)")
     r.add_argument("--k", type=int, help="candidates kept per user (default: all, re-ordered)")
     r.add_argument("--on-unknown", default="drop", choices=("drop", "error"),
                    help="candidates naming users or items the ranker does not know: drop them (reported) or fail")
     r.add_argument("--keep-seen", action="store_true", help="keep candidates the user already interacted with")
     r.add_argument("--upstream-weight", type=float, default=0.0,
                    help="weight of the candidates' standardised score next to the hybrid's (0: hybrid order)")
-    r.add_argument("--explain", type=int, default=0, metavar="N",
-                   help="add each item's language and the N history items nearest to it; 0: none")
-    r.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    r.add_argument("--model", default="bundled", help="encoder: bundled, a Hugging Face model directory or hub id")
-    r.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
     r.add_argument("--batch-size", type=int, default=1024, help="users re-ranked per batch")
-    r.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
-    r.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"),
-                   help="how repeated (user, item) interaction rows combine their weights")
-    r.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
-    r.add_argument("--restart", action="store_true",
-                   help="discard the parts (OUT.parts) a crashed run with other settings left behind")
-    r.add_argument("--languages", nargs="+", metavar="LANG", 
-                   help="only items in these languages (as in the items' lang)")
-    r.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
-    r.add_argument("--language-policy", default="any", choices=("any", "history"),
-                   help="'history': only the languages of each user's own history")
+    _run_options(r)
     r.set_defaults(func=run_rerank)
 
     e = evaluate.add_parser("recs",
@@ -130,6 +91,38 @@ def register(commands, evaluate, bench) -> None:
     b.add_argument("--json", help="write the results here")
     b.set_defaults(func=run_bench)
 
+
+
+def _catalogue_options(parser: argparse.ArgumentParser) -> None:
+    """The items and interactions a recommend or rerank run fits on."""
+    parser.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
+    parser.add_argument("--interactions", required=True,
+                        help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
+    parser.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
+    parser.add_argument("--metadata",
+                        help="comma-separated item fields whose shared values link items (e.g. author)")
+    parser.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
+    parser.add_argument("--duplicates", default="sum", choices=("sum", "last", "max", "error"),
+                        help="how repeated (user, item) interaction rows combine their weights")
+
+
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """Output, encoder, explanation and language-filter options shared by recommend and rerank."""
+    parser.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
+    parser.add_argument("--model", default="bundled",
+                        help="encoder: bundled, a Hugging Face model directory or hub id")
+    parser.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the parts (OUT.parts) a crashed run with other settings left behind")
+    parser.add_argument("--explain", type=int, default=0, metavar="N",
+                        help="add each item's language and the N history items nearest to it (because_item_id, "
+                             "because_lang, because_similarity); 0: none")
+    parser.add_argument("--languages", nargs="+", metavar="LANG",
+                        help="only items in these languages (as in the items' lang)")
+    parser.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
+    parser.add_argument("--language-policy", default="any", choices=("any", "history"),
+                        help="'history': only the languages of each user's own history")
 
 def _models() -> tuple[tuple[str, ...], tuple[str, ...]]:
     from xrec.evaluation.recs import MODELS, NEW_LANGUAGE_MODELS
