@@ -10,7 +10,7 @@ import pytest
 from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.content import item_vectors, prepare_items
-from xrec.ranking.hybrid import COMPONENTS, HybridConfig, HybridRanker
+from xrec.ranking.hybrid import BOOST_FEATURE, COMPONENTS, HybridConfig, HybridRanker
 from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.views import ContentGraphs, is_cold_feature
 
@@ -83,6 +83,29 @@ def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sa
     assert cold_share < 0.5  # cold items no longer flood the lists (they filled them before)
     langs = items["lang"].to_numpy()
     assert len(set(langs[top[top >= 0]])) >= 3  # lists cross languages
+
+
+def test_language_boost_lifts_the_other_languages_a_user_reads(bx_ranker):
+    """Items in a language the user reads besides their most-read one gain exactly
+    ``language_boost`` nats; items in the most-read language and in unread languages gain nothing."""
+    assert bx_ranker.fusion.raw[BOOST_FEATURE] == pytest.approx(bx_ranker.config.language_boost)
+    assert bx_ranker.config.language_boost > 0
+    unboosted = HybridRanker(bx_ranker.interactions, bx_ranker.item_vectors, bx_ranker.cf, bx_ranker.content,
+                             bx_ranker.fusion.with_raw_weight(BOOST_FEATURE, 0.0), bx_ranker.config,
+                             cf_graph=bx_ranker.cf_graph)
+    codes = bx_ranker.content.language_codes
+    hist = bx_ranker.history
+    read = [set(codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]]) for u in range(hist.shape[0])]
+    rows = np.array([u for u, langs in enumerate(read) if len(langs - {-1}) >= 2][:20])
+    assert len(rows), "the Book-Crossing sample has readers of several languages"
+    items = np.broadcast_to(np.arange(len(codes)), (len(rows), len(codes)))
+    gain = bx_ranker.score_items(rows, items) - unboosted.score_items(rows, items)
+    for j, u in enumerate(rows):
+        counts = np.bincount(codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]][
+            codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]] >= 0], minlength=codes.max() + 1)
+        lifted = (counts[np.maximum(codes, 0)] > 0) & (codes != counts.argmax()) & (codes >= 0)
+        np.testing.assert_allclose(gain[j, lifted], bx_ranker.config.language_boost, atol=1e-3)
+        np.testing.assert_allclose(gain[j, ~lifted], 0.0, atol=1e-3)
 
 
 def test_cold_items_are_reached_by_content(bx_ranker):

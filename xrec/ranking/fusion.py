@@ -72,6 +72,13 @@ class Fusion:
         weights = np.array([defaults.get(n, 0.0) for n in names], dtype=np.float32)
         return cls(tuple(names), weights, scale.astype(np.float32), "default")
 
+    def with_raw_weight(self, name: str, raw: float) -> Fusion:
+        """A copy with feature ``name``'s raw weight set to ``raw`` (a weight set by a rule, not fitted)."""
+        j = self.names.index(name)
+        weights = self.weights.copy()
+        weights[j] = np.float32(raw) * self.scale[j]
+        return Fusion(self.names, weights, self.scale, self.kind)
+
     def as_dict(self) -> dict:
         return {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
                 "scale": [float(s) for s in self.scale]}

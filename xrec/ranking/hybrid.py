@@ -11,6 +11,14 @@ softmax likelihood of the validation items over the catalogue (:class:`~xrec.ran
 Cold items compete with warm ones on these calibrated weights: a cold item enters a list when its
 content evidence beats the warm candidates'. The CF model is then refitted on all the data.
 
+Language exposure is a policy on top of the fit: items in a language the user reads besides their
+most-read one get ``HybridConfig.language_boost`` nats more (the ``language_other_read`` feature).
+The likelihood fit is dominated by same-language reading, and ranks a reader's second-language
+items about as likely as the weakest same-language items of a top-10; lifting them trades a little
+overall NDCG for much more cross-language reach. The default was chosen on a development split of
+Book-Crossing (a random cut with another seed than the evaluation's); the trade-off curve is in
+``benchmarks/README.md``.
+
 Only where no validation slice can be had (fewer than ``min_validation_positives`` held-out
 positives, or a pre-trained CF model without ``cf_fit``) are :data:`DEFAULT_WEIGHTS` used
 (standardised weights learned on Book-Crossing, applied with the data's own feature scales); the
@@ -48,6 +56,10 @@ log = logging.getLogger(__name__)
 DEFAULT_WEIGHTS = {"cf": 0.1, "cf_knn": 0.25, "popularity": 1.0, "cold": -0.2,
                    "embedding": 0.15, "embedding_same": 0.15, "embedding_cross": 0.05,
                    "lexical": 0.02, "lexical_same": 0.02, "meta_author": 0.03, "meta_author_same": 0.03}
+#: Feature whose weight is ``HybridConfig.language_boost`` (set, not fitted).
+BOOST_FEATURE = "language_other_read"
+#: Default ``language_boost`` in nats (module docstring).
+LANGUAGE_BOOST = 4.0
 #: Features left out unless named in ``HybridConfig.features``: measured not to pay (benchmarks/README.md).
 OFF_BY_DEFAULT = ("language", "cold_popularity", "len_x_popularity", "len_x_cf", "len_x_content",
                   "minority_x_popularity", "minority_x_cf", "minority_x_content")
@@ -73,6 +85,9 @@ class HybridConfig:
     cold_l2: float = 1e-3  #: L2 penalty of the cold items' fit (fewer positives)
     max_fit_users: int = 1000  #: validation users sampled for the fusion fit
     max_fit_items: int = 6000  #: catalogue sample of the fusion fit's softmax
+    #: nats added to the score of items in a language the user reads besides their most-read one
+    #: (0: off; module docstring)
+    language_boost: float = LANGUAGE_BOOST
     threads: int = 0  #: threads of implicit's item-item model (0: all cores)
     seed: int = 0
 
@@ -173,7 +188,7 @@ class HybridRanker:
         ranker = cls(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
                      config)
         names = ranker._feature_names()
-        warm_names = [n for n in names if not is_cold_feature(n)]
+        warm_names = [n for n in names if not is_cold_feature(n) and n != BOOST_FEATURE]
         cold_names = [n for n in names if is_cold_feature(n) and n != "cold"]
         seen_all = sub.matrix.tocsr()
         cold = ranker.cold
@@ -204,12 +219,16 @@ class HybridRanker:
         learned = {n: (w, sc) for part in parts for n, w, sc in zip(part.names, part.weights, part.scale)}
         if "cold" in names:
             learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
+        if BOOST_FEATURE in names:
+            learned[BOOST_FEATURE] = (0.0, 1.0)  # a policy, not fitted: set below
         kept = tuple(n for n in names if n in learned)
         fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
                         np.array([learned[n][1] for n in kept], np.float32))
         if "cold" in fusion.names:
             keep = [index[n] for n in fusion.names]
             fusion = calibrate_cold(fusion, x[..., keep], pos, seen, log_weight, cold_col)
+        if BOOST_FEATURE in fusion.names:
+            fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
         return fusion
 
     def _feature_names(self) -> tuple[str, ...]:
@@ -228,7 +247,10 @@ class HybridRanker:
             if len(users) else np.zeros((1, 1, len(names)), np.float32)
         if len(names):
             log.warning("fusion: default weights (%s)", ", ".join(n for n in names if n in DEFAULT_WEIGHTS))
-        return Fusion.default(names, sample, DEFAULT_WEIGHTS)
+        fusion = Fusion.default(names, sample, DEFAULT_WEIGHTS)
+        if BOOST_FEATURE in names and self.config.language_boost:
+            fusion = fusion.with_raw_weight(BOOST_FEATURE, self.config.language_boost)
+        return fusion
 
     def fingerprint(self) -> str:
         """Hash of everything that determines the output (data shapes, config, fusion, scores)."""

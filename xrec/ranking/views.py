@@ -4,7 +4,7 @@ Two kinds of feature score a user ``u`` and an item ``i``:
 
 * **factorised** (:data:`FACTORISED`): a dot product ``user_view[u] @ item_view[i]``: CF factors,
   the user's content profile (mean of the history's vectors) against item vectors, popularity,
-  cold-item terms, language affinity, item age;
+  cold-item terms, language affinity, the languages a user reads besides the most-read one, item age;
 * **graph**: ``(history[u] @ graph)[i]``, the item-item similarities (:mod:`xrec.ranking.graphs`)
   summed over the user's history, each history item weighted ``1 / sqrt(len(history))``:
   co-consumption (BM25), the multilingual embedding, character n-grams and metadata keys. Content
@@ -42,6 +42,7 @@ FACTORISED = {
     "content": ("profile", "content"),
     "cold_content": ("profile", "cold_content"),
     "language": ("language_share", "language"),
+    "language_other_read": ("other_read", "language"),
     "len_x_popularity": ("length", "popularity"),
     "len_x_cf": ("cf_len", "cf"),
     "len_x_content": ("profile_len", "content"),
@@ -67,7 +68,7 @@ RECENT_ITEMS = 5
 RECENT_DIMS = 32
 #: Views that exist only with timestamps, or only with item languages.
 TIME_FEATURES = ("recency", "recency_sq", "time_x_recency", "cold_recency")
-LANGUAGE_FEATURES = ("language",)
+LANGUAGE_FEATURES = ("language", "language_other_read")
 
 
 def is_cold_feature(name: str) -> bool:
@@ -245,6 +246,7 @@ class FeatureViews:
             codes = content.language_codes
             majority = np.bincount(codes[codes >= 0]).argmax()
             user["minority"] = (1.0 - user["language_share"][:, [majority]]) * has[:, None]
+            user["other_read"] = _other_languages_read(user["language_share"])
         for view in ("cf", "profile"):  # per-user modulation of the main evidence
             if view in user:
                 user[f"{view}_len"] = user[view] * user["length"]
@@ -409,6 +411,14 @@ def _language_views(history: sp.csr_matrix, codes: np.ndarray) -> tuple[np.ndarr
     counts = np.asarray(history @ onehot, dtype=np.float32)
     share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1.0)
     return share.astype(np.float32), onehot
+
+
+def _other_languages_read(share: np.ndarray) -> np.ndarray:
+    """1 for each language a user has read other than their most-read one (the user view of
+    ``language_other_read``, whose weight is ``HybridConfig.language_boost``)."""
+    other = (share > 0).astype(np.float32)
+    other[np.arange(len(share)), share.argmax(axis=1)] = 0.0
+    return other
 
 
 def _time_views(timestamps: sp.csr_matrix, cold: np.ndarray, neighbours: sp.csr_matrix
