@@ -142,3 +142,30 @@ def test_grown_graph_links_new_items_as_a_rebuild_would(bx_sample):
     rows, cols = np.array(same).T
     np.testing.assert_allclose(np.asarray(full[:, -n_new:][rows, cols]).ravel(),
                                np.asarray(grown[:, -n_new:][rows, cols]).ravel(), atol=1e-5)
+
+
+def test_removed_items_are_never_served_and_stay_removed_once_saved(split_ranker, tmp_path):
+    base, _, _ = split_ranker
+    ranker = HybridRanker(base.interactions, base.item_vectors, base.cf, base.content, base.fusion, base.config,
+                          cf_graph=base.cf_graph)
+    users = ranker.users.ids.head(40)
+    top = ranker.recommend(users, k=5)
+    gone = top["item_id"].unique(maintain_order=True).head(10)  # items that were being recommended
+    kept = [i for i in ranker.items.ids.to_list() if i not in set(gone.to_list())][:5]
+    assert ranker.remove_items(gone) == len(gone)
+    assert ranker.remove_items(gone[:2]) == 0  # already removed
+    after = ranker.recommend(users, k=5)
+    assert after.height == top.height and not set(gone.to_list()) & set(after["item_id"].to_list())
+    ranked, report = ranker.rerank(users, [gone.to_list() + kept] * len(users), return_report=True)
+    assert report.retired > 0 and not set(gone.to_list()) & set(ranked["item_id"].to_list())
+    assert set(ranked["item_id"].to_list()) <= set(kept)
+    # the interactions with removed items still count: other items score as before
+    rows = ranker.users.index(users)
+    grid = np.broadcast_to(ranker.items.index(pl.Series(kept)), (len(rows), len(kept)))
+    np.testing.assert_allclose(ranker.score_items(rows, grid), base.score_items(rows, grid), rtol=1e-6)
+    loaded = HybridRanker.load(ranker.save(tmp_path / "ranker"))
+    assert int(loaded.retired.sum()) == len(gone) and loaded.recommend(users, k=5).equals(after)
+    with pytest.raises(DataError, match="not in the catalogue"):
+        ranker.remove_items(["no-such-book"])
+    with pytest.raises(DataError, match="removed with remove_items"):
+        ranker.add_items([gone[0]], ranker.item_vectors[:1])

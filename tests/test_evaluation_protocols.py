@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 from xrec.errors import DataError
-from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
+from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives, ratio_interval
 from xrec.evaluation.recs import DenseScorer
 from xrec.evaluation.splits import Split, detect_layout, load_split
 from xrec.ranking.interactions import Interactions, random_split
@@ -66,8 +66,11 @@ def test_slices_are_counted_by_the_definitions():
     # a scorer that ranks item 7 (never a positive), then 6, 5, ... 0
     scorer = DenseScorer(lambda rows: np.tile(np.array([0, 1, 2, 3, 4, 5, 6, 7], np.float32), (len(rows), 1)),
                          split.train.matrix)
-    result = evaluate_scorer(scorer, split, pos)
+    per_user: dict = {}
+    result = evaluate_scorer(scorer, split, pos, per_user=per_user)
     s = result["slices"]
+    assert per_user["all"].mean() == pytest.approx(result["ndcg@10"])
+    assert per_user["lang:fr"].tolist() == pytest.approx([1 / np.log2(3)])
     # user 1 (reads en): positives 5 (de) and 2 (en); user 2 (reads de): positives 3 (en) and 6 (fr)
     assert s["minority_language"]["n"] == 2 and s["minority_language"]["users"] == 2  # items 5 and 6
     assert s["cross_language"]["n"] == 3  # 5 for user 1; 3 and 6 for user 2
@@ -86,3 +89,17 @@ def test_language_exposure_is_counted_by_the_definition():
     assert exposure["en"] == pytest.approx({"slots": 0.7, "catalogue": 5 / 8, "test": 0.5})
     assert exposure["de"] == pytest.approx({"slots": 0.1, "catalogue": 2 / 8, "test": 0.25})
     assert exposure["fr"] == pytest.approx({"slots": 0.2, "catalogue": 1 / 8, "test": 0.25})
+
+
+def test_ratio_interval_is_a_paired_bootstrap():
+    rng = np.random.default_rng(1)
+    other = rng.exponential(0.05, 2000) * (rng.random(2000) < 0.3)
+    assert ratio_interval(2 * other, other) == pytest.approx((2.0, 2.0))  # paired: no spread at all
+    noisy = other * 1.2 + rng.exponential(0.05, 2000) * (rng.random(2000) < 0.05)
+    lo, hi = ratio_interval(noisy, other)
+    assert lo < noisy.mean() / other.mean() < hi and hi - lo < 0.5
+    few_lo, few_hi = ratio_interval(noisy[:50], other[:50])
+    assert few_hi - few_lo > hi - lo  # fewer users, wider interval
+    assert ratio_interval(other, np.zeros(2000)) is None
+    with pytest.raises(DataError, match="same users"):
+        ratio_interval(other, other[:10])

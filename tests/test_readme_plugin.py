@@ -16,7 +16,7 @@ def snippets() -> list[str]:
 
 def test_readme_plugin_snippets_run(tmp_path, capsys, monkeypatch):
     blocks = snippets()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     monkeypatch.chdir(REPO)
     code = "\n".join(blocks).replace("/tmp/xrec_ranker", os.fspath(tmp_path / "ranker"))
     namespace: dict = {}
@@ -28,3 +28,5 @@ def test_readme_plugin_snippets_run(tmp_path, capsys, monkeypatch):
     assert reranked["because_lang"].list.len().max() == 2
     assert len(namespace["ranker"].items) == namespace["inter"].items.ids.len() + 30
     assert namespace["ranker"].fusion.kind == "learned"
+    assert int(namespace["ranker"].retired.sum()) == 5
+    assert namespace["lfm_ranker"].fusion.kind == "learned" and namespace["lfm_ranker"].cf.name == "lightfm"

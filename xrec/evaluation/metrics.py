@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from xrec.errors import DataError
 from xrec.evaluation.splits import Split
 
 #: Discounts of NDCG@10.
@@ -148,8 +149,11 @@ class _Accumulator:
 
 
 def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch: int = 256,
-                    slices: SliceMap | None = None) -> dict:
-    """The protocol's metrics for one model (see the module docstring)."""
+                    slices: SliceMap | None = None, per_user: dict[str, np.ndarray] | None = None) -> dict:
+    """The protocol's metrics for one model (see the module docstring).
+
+    ``per_user``, when given, receives each user's NDCG@10 overall (``"all"``) and per slice, in
+    the order of ``positives.users`` (the same users for every model: :func:`ratio_interval`)."""
     slices = slices or SliceMap(split)
     cand = split.candidates
     n_ranked = len(split.train.items) if cand is None else len(cand)
@@ -205,7 +209,31 @@ def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch
     out["slices"] = {name: acc.summary(full=False) for name, acc in sorted(by_slice.items())}
     if slices.languages:
         out["exposure"] = exposure(slices, top10, all_pos, cand)
+    if per_user is not None:
+        per_user["all"] = np.asarray(overall.ndcg)
+        per_user.update({name: np.asarray(acc.ndcg) for name, acc in by_slice.items()})
     return out
+
+
+def ratio_interval(mine: np.ndarray, other: np.ndarray, *, resamples: int = 1000, level: float = 0.95,
+                   seed: int = 0) -> tuple[float, float] | None:
+    """Paired bootstrap interval of ``mean(mine) / mean(other)``: users resampled with
+    replacement, the same users for both models (None when ``other`` has no positive mean)."""
+    mine, other = np.asarray(mine, np.float64), np.asarray(other, np.float64)
+    if len(mine) != len(other) or not len(mine):
+        raise DataError(f"ratio_interval: {len(mine)} and {len(other)} per-user values; needs the same users")
+    rng = np.random.default_rng(seed)
+    ratios = []
+    for start in range(0, resamples, 100):
+        picks = rng.integers(0, len(mine), (min(100, resamples - start), len(mine)))
+        num, den = mine[picks].mean(axis=1), other[picks].mean(axis=1)
+        ratios.append(np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan))
+    ratios = np.concatenate(ratios)
+    ratios = ratios[np.isfinite(ratios)]
+    if not len(ratios):
+        return None
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
 
 
 def exposure(slices: SliceMap, shown: np.ndarray, positives: np.ndarray, candidates: np.ndarray | None) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xrec.errors import DataError
-from xrec.evaluation.metrics import Scorer, SliceMap, evaluate_scorer, positives, top_items
+from xrec.evaluation.metrics import Scorer, SliceMap, evaluate_scorer, positives, ratio_interval, top_items
 from xrec.evaluation.splits import Split
 from xrec.progress import track
 
@@ -174,21 +174,24 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     has_ratings = split.test["weight"].n_unique() > 1
     variants = {"all": None, **({f"rating>={LIKED}": LIKED} if has_ratings and split.candidates is None else {})}
     report: dict = {"protocol": protocol(split), "models": {}, "variants": {}}
+    main_per_user = None
     for variant, threshold in variants.items():
         pos = positives(split, threshold)
-        results = {name: evaluate_scorer(scorer, split, pos, slices=slices)
+        per_user: dict[str, dict[str, np.ndarray]] = {name: {} for name in models}
+        results = {name: evaluate_scorer(scorer, split, pos, slices=slices, per_user=per_user[name])
                    for name, scorer in track(models.items(), f"evaluate {variant}", "models", show=progress)}
         entry = {"users": len(pos.users), "positives": int(sum(len(p) for p in pos.items)), **pos.counts,
                  "models": results}
         if threshold is None:
             report["models"] = results
+            main_per_user = per_user
             report["protocol"].update({"users_evaluated": len(pos.users), "positives": entry["positives"],
                                        **pos.counts})
         else:
             report["variants"][variant] = entry
     for name, result in report["models"].items():
         result["fit_seconds"] = fit_seconds[name]
-    report.update(hybrid_ratios(report["models"]))
+    report.update(hybrid_ratios(report["models"], main_per_user))
     if "rerank_als" in report["models"] and "als" in report["models"]:
         als, rerank = report["models"]["als"]["ndcg@10"], report["models"]["rerank_als"]["ndcg@10"]
         report["rerank_vs_als"] = {"ratio": rerank / als if als > 0 else None, "rerank_als": rerank, "als": als,
@@ -196,15 +199,17 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     return report
 
 
-def hybrid_ratios(models: dict) -> dict:
+def hybrid_ratios(models: dict, per_user: dict[str, dict[str, np.ndarray]] | None = None) -> dict:
     """``hybrid_vs_best_other``: the hybrid's NDCG@10 over the best other model's, overall and
-    on each slice (with the name of that best other model)."""
+    on each slice (with the name of that best other model); with each model's per-user NDCG@10
+    (:func:`~xrec.evaluation.metrics.evaluate_scorer`), also the ratio's 95% paired-bootstrap
+    interval over users (``ci95``)."""
     if "hybrid" not in models:
         return {}
     others = {n: m for n, m in models.items() if n not in ("hybrid", "rerank_als")}
     out: dict = {}
 
-    def ratio(get) -> dict | None:
+    def ratio(get, key: str) -> dict | None:
         values = {n: get(m) for n, m in others.items()}
         values = {n: v for n, v in values.items() if v is not None and np.isfinite(v)}
         mine = get(models["hybrid"])
@@ -213,11 +218,16 @@ def hybrid_ratios(models: dict) -> dict:
         best = max(values, key=values.get)
         if values[best] <= 0:
             return None
-        return {"ratio": mine / values[best], "best_other": best, "hybrid": mine, "best_other_ndcg@10": values[best]}
+        entry = {"ratio": mine / values[best], "best_other": best, "hybrid": mine, "best_other_ndcg@10": values[best]}
+        if per_user is not None and key in per_user.get("hybrid", {}) and key in per_user.get(best, {}):
+            interval = ratio_interval(per_user["hybrid"][key], per_user[best][key])
+            if interval is not None:
+                entry["ci95"] = list(interval)
+        return entry
 
-    out["all"] = ratio(lambda m: m["ndcg@10"])
+    out["all"] = ratio(lambda m: m["ndcg@10"], "all")
     for name in models["hybrid"].get("slices", {}):
-        out[name] = ratio(lambda m, n=name: m.get("slices", {}).get(n, {}).get("ndcg@10"))
+        out[name] = ratio(lambda m, n=name: m.get("slices", {}).get(n, {}).get("ndcg@10"), name)
     return {"hybrid_vs_best_other": {k: v for k, v in out.items() if v is not None}}
 
 
@@ -266,8 +276,10 @@ def format_report(report: dict) -> str:
     ratios = report.get("hybrid_vs_best_other", {})
     if ratios:
         lines += ["", "hybrid NDCG@10 / best other model:"]
-        lines += [f"  {name:<20} {r['ratio']:.2f}x (best other: {r['best_other']})" for name, r in ratios.items()
-                  if name == "all" or first.get(name, {}).get("n", 0) >= MIN_SLICE_SHOWN]
+        for name, r in ratios.items():
+            if name == "all" or first.get(name, {}).get("n", 0) >= MIN_SLICE_SHOWN:
+                ci = f" (95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f})" if "ci95" in r else ""
+                lines.append(f"  {name:<20} {r['ratio']:.2f}x{ci} (best other: {r['best_other']})")
     exposed = {n: m["exposure"] for n, m in report["models"].items() if "exposure" in m}
     if exposed:
         langs = list(next(iter(exposed.values())))

@@ -139,6 +139,8 @@ class HybridRanker:
         self.fusion = fusion or self._default_fusion()
         self.folded = self.views.fold(self.fusion.raw)
         self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
+        #: items taken out of the catalogue (:meth:`remove_items`): never recommended or re-ranked
+        self.retired = np.zeros(n_items, dtype=bool)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -318,6 +320,7 @@ class HybridRanker:
         scores = self.folded.scores(rows)
         seen = self.history[rows]
         scores[seen.nonzero()] = -np.inf
+        scores[:, self.retired] = -np.inf
         if allowed is not None:
             scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
         part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
@@ -347,6 +350,7 @@ class HybridRanker:
     def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
         order = np.argsort(-self.popularity, kind="stable")
+        order = order[~self.retired[order]]
         order = (order if allowed is None else order[allowed[order]])[:k]
         items = np.broadcast_to(order, (n_users, len(order))).copy()
         scores = np.broadcast_to(self.popularity[order], items.shape).astype(np.float32).copy()
@@ -488,9 +492,12 @@ class HybridRanker:
                 ids = ids.cast(self.items.ids.dtype, strict=True)
             except Exception as exc:
                 raise DataError(f"add_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
-        present = self.items.index(ids) >= 0
+        where = self.items.index(ids)
+        present = where >= 0
         if present.any():
-            raise DataError(f"add_items: id {ids.filter(pl.Series(present))[0]!r} is already in the catalogue "
+            first = int(np.flatnonzero(present)[0])
+            state = " (removed with remove_items: its interactions still count)" if self.retired[where[first]] else ""
+            raise DataError(f"add_items: id {ids[first]!r} is already in the catalogue{state} "
                             f"({int(present.sum())} of {n_new})")
         all_ids = pl.concat([self.items.ids, ids])
         items = IdMap(all_ids, "item_id")  # raises on a duplicate within ids
@@ -510,7 +517,28 @@ class HybridRanker:
             [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
         grown = type(self)(inter, all_vectors, cf, content, self.fusion, self.config, cf_graph=cf_graph)
         grown.encoder_fingerprint = known if known is not None else encoder_fingerprint
+        grown.retired = np.concatenate([self.retired, np.zeros(n_new, dtype=bool)])
         self.__dict__.update(grown.__dict__)
+
+    def remove_items(self, ids: Sequence | pl.Series) -> int:
+        """Take items out of the catalogue: they are no longer recommended, and re-ranking drops
+        them (counted in ``RerankReport.retired``), from the next call on and once saved. The
+        interactions with them stay in the users' histories as evidence of taste, and nothing
+        learned is refitted. Returns how many were not removed before; an id outside the
+        catalogue is a :class:`DataError`."""
+        ids = pl.Series("item_id", ids)
+        if len(ids) and ids.dtype != self.items.ids.dtype:
+            try:
+                ids = ids.cast(self.items.ids.dtype, strict=True)
+            except Exception as exc:
+                raise DataError(f"remove_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
+        where = self.items.index(ids)
+        if (where < 0).any():
+            missing = ids.filter(pl.Series(where < 0))
+            raise DataError(f"remove_items: id {missing[0]!r} is not in the catalogue ({len(missing)} of {len(ids)})")
+        before = int(self.retired.sum())
+        self.retired[where] = True
+        return int(self.retired.sum()) - before
 
     # ------------------------------------------------------------------ re-ranking
     def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
@@ -569,6 +597,10 @@ class HybridRanker:
             raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
         cand, report = prepare_candidates(self, user_ids, candidates, on_unknown=on_unknown,
                                           exclude_seen=exclude_seen)
+        if self.retired.any() and cand.items.size:
+            retired = (cand.items >= 0) & self.retired[np.maximum(cand.items, 0)]
+            report.retired = int(retired.sum())
+            cand.items = np.where(retired, -1, cand.items)
         allowed = self.language_mask(cand.rows, languages=languages, exclude_languages=exclude_languages,
                                      language_policy=language_policy)
         if allowed is not None and cand.items.size:

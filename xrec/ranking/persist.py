@@ -56,6 +56,7 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         for name, graph in ranker.content.graphs.items():
             _save_csr(graphs, f"content.{name}", graph)
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
+        np.save(tmp / "retired.npy", ranker.retired, allow_pickle=False)
         kept = {}  # the content graphs' inputs, so that items can be added to a loaded ranker
         if ranker.content.texts is not None:
             kept["text"] = pl.Series("text", ranker.content.texts, dtype=pl.String)
@@ -69,7 +70,8 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         (tmp / "ranker.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, KIND, FORMAT_VERSION, {
             "encoder_fingerprint": encoder_fingerprint, "dim": int(ranker.item_vectors.shape[1]),
-            "users": len(ranker.users), "items": len(ranker.items), "interactions": int(ranker.history.nnz)})
+            "users": len(ranker.users), "items": len(ranker.items), "interactions": int(ranker.history.nnz),
+            "retired": int(ranker.retired.sum())})
     return Path(path)
 
 
@@ -108,4 +110,11 @@ def load_ranker(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str |
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
                  cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
     ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")
+    if (root / "retired.npy").is_file():  # absent in rankers saved before remove_items existed
+        retired = np.load(root / "retired.npy", allow_pickle=False)
+        if retired.shape != (n_items,) or retired.dtype != bool or int(retired.sum()) != manifest.get("retired"):
+            raise ArtifactError(f"{root}: retired.npy holds {retired.shape} {retired.dtype} "
+                                f"({int(retired.sum())} removed), the manifest says {manifest.get('retired')} "
+                                f"of {n_items} items")
+        ranker.retired = retired
     return ranker

@@ -58,11 +58,13 @@ class RerankReport:
     seen: int = 0  #: rows naming an item the user already interacted with (dropped with exclude_seen)
     users_without_candidates: int = 0  #: requested users left with no candidate
     language_filtered: int = 0  #: candidates dropped by a language filter of the call
+    retired: int = 0  #: candidates naming an item taken out with ``remove_items`` (dropped)
     examples: dict[str, list] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"{self.rows_in} candidate rows in, {self.rows_out} ranked; dropped {self.unknown_users} naming "
-                f"unknown users, {self.unknown_items} naming unknown items, {self.seen} already seen; "
+                f"unknown users, {self.unknown_items} naming unknown items, {self.seen} already seen, "
+                f"{self.retired} removed from the catalogue; "
                 f"{self.users_without_candidates} users without candidates")
 
 
