@@ -108,6 +108,20 @@ def test_language_boost_lifts_the_other_languages_a_user_reads(bx_ranker):
         np.testing.assert_allclose(gain[j, ~lifted], 0.0, atol=1e-3)
 
 
+def test_cold_only_features_are_fitted_with_the_cold_items(ranker):
+    """A feature that is zero on every warm item and not on cold ones must be named as a cold
+    feature: the warm fit never sees cold items, so it would leave such a feature at 0."""
+    views = ranker.views
+    rows = np.arange(min(50, len(ranker.users)))
+    warm, cold = np.flatnonzero(~ranker.cold), np.flatnonzero(ranker.cold)
+    assert len(cold) and "cold_recency_ridge_x_time" in views.names
+    for name in views.names:
+        on_warm = views.feature(name, rows, np.broadcast_to(warm, (len(rows), len(warm))))
+        on_cold = views.feature(name, rows, np.broadcast_to(cold, (len(rows), len(cold))))
+        if not on_warm.any() and on_cold.any():
+            assert is_cold_feature(name), name
+
+
 def test_cold_items_are_reached_by_content(bx_ranker):
     cold = np.flatnonzero(bx_ranker.cold)
     assert len(cold)

@@ -60,7 +60,7 @@ FACTORISED = {
     "cold_recency": ("one", "cold_recency"),
     "cold_recency_ridge": ("one", "cold_recency_ridge"),
     "cold_recency_ridge_sq": ("one", "cold_recency_ridge_sq"),
-    "time_x_cold_recency_ridge": ("time", "cold_recency_ridge"),
+    "cold_recency_ridge_x_time": ("time", "cold_recency_ridge"),  # a cold feature: the name starts "cold"
 }
 #: Items of the recent history (``recent_content``, ``cf_recent``), by time.
 RECENT_ITEMS = 5
