@@ -24,6 +24,11 @@ positives, or a pre-trained CF model without ``cf_fit``) are :data:`DEFAULT_WEIG
 (standardised weights learned on Book-Crossing, applied with the data's own feature scales); the
 ranker logs a warning and ``fusion.kind`` says ``"default"``.
 
+The class is the facade; the work lives beside it: knobs in :mod:`~xrec.ranking.config`, the
+validation fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking.views`, catalogue
+changes in :mod:`~xrec.ranking.catalogue`, re-ranking in :mod:`~xrec.ranking.rerank`, explanations
+in :mod:`~xrec.ranking.explain`, saving in :mod:`~xrec.ranking.persist`.
+
 Seen items are never recommended; users with no history get the most popular items (``score`` =
 log(1 + interactions), component scores NaN); users unknown to the CF model get a least-squares
 fold-in of their history.
@@ -45,52 +50,14 @@ import scipy.sparse as sp
 
 from xrec.errors import DataError
 from xrec.ranking.cf import FactorModel, fit_als
+from xrec.ranking.config import BOOST_FEATURE, COMPONENTS, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
-from xrec.ranking.interactions import IdMap, Interactions, random_split, temporal_split
-from xrec.ranking.views import ContentGraphs, FeatureViews, is_cold_feature
+from xrec.ranking.interactions import IdMap, Interactions
+from xrec.ranking.training import learn_fusion
+from xrec.ranking.views import ContentGraphs, FeatureViews
 
 log = logging.getLogger(__name__)
-
-#: Standardised default weights (used only without a validation slice; see the module docstring).
-DEFAULT_WEIGHTS = {"cf": 0.1, "cf_knn": 0.25, "popularity": 1.0, "cold": -0.2,
-                   "embedding": 0.15, "embedding_same": 0.15, "embedding_cross": 0.05,
-                   "lexical": 0.02, "lexical_same": 0.02, "meta_author": 0.03, "meta_author_same": 0.03}
-#: Feature whose weight is ``HybridConfig.language_boost`` (set, not fitted).
-BOOST_FEATURE = "language_other_read"
-#: Default ``language_boost`` in nats (module docstring).
-LANGUAGE_BOOST = 4.0
-#: Features left out unless named in ``HybridConfig.features``: measured not to pay (benchmarks/README.md).
-OFF_BY_DEFAULT = ("language", "cold_popularity", "len_x_popularity", "len_x_cf", "len_x_content",
-                  "minority_x_popularity", "minority_x_cf", "minority_x_content")
-#: Groups of features reported as component scores; they sum to ``score``.
-COMPONENTS = {"cf_score": ("cf", "cold_cf", "cf_knn"), "content_score": ("embedding", "content", "cold_content"),
-              "lexical_score": ("lexical", "meta_"),
-              "prior_score": ("popularity", "cold", "language", "recency", "time_x_recency")}
-
-
-@dataclass
-class HybridConfig:
-    """Knobs of the hybrid ranker (defaults chosen on validation slices of Book-Crossing and MovieLens)."""
-
-    #: features of the fusion (None: every available one but :data:`OFF_BY_DEFAULT`)
-    features: tuple[str, ...] | None = None
-    graph_k: int = 50  #: neighbours per item in the embedding and lexical graphs
-    cf_knn_k: int = 100  #: neighbours per item in the co-consumption graph
-    validation_fraction: float = 0.2
-    cold_fraction: float = 0.0  #: items made cold in the validation slice (all interactions held out)
-    cold_language: bool = True  #: also make a whole language cold in the validation slice
-    min_validation_positives: int = 50
-    l2: float = 1e-3  #: L2 penalty of the fusion fit (on standardised features)
-    cold_l2: float = 1e-3  #: L2 penalty of the cold items' fit (fewer positives)
-    max_fit_users: int = 1000  #: validation users sampled for the fusion fit
-    max_fit_items: int = 6000  #: catalogue sample of the fusion fit's softmax
-    #: nats added to the score of items in a language the user reads besides their most-read one
-    #: (0: off; module docstring)
-    language_boost: float = LANGUAGE_BOOST
-    threads: int = 0  #: threads of implicit's item-item model (0: all cores)
-    seed: int = 0
-
 
 @dataclass
 class Recommendations:
@@ -168,70 +135,11 @@ class HybridRanker:
             log.warning("pre-trained CF model without cf_fit: no validation fit; default fusion weights")
         else:
             with phase("hybrid: fusion on a validation slice"):
-                fusion = cls._learn_fusion(interactions, item_vectors, content, cf_fit, config)
+                fusion = learn_fusion(cls, interactions, item_vectors, content, cf_fit, config)
         with phase("hybrid: final CF fit"):
             if cf is None:
                 cf = cf_fit(interactions.matrix)
             return cls(interactions, item_vectors, cf, content, fusion, config)
-
-    @classmethod
-    def _learn_fusion(cls, interactions: Interactions, item_vectors: np.ndarray, content: ContentGraphs,
-                      cf_fit: CFFit, config: HybridConfig) -> Fusion | None:
-        """The fusion learned on a validation slice, or None (default weights) with a warning.
-
-        Warm features are weighed by the softmax of the validation items over the warm catalogue,
-        cold features by the softmax of the cold items' validation interactions over the cold
-        items (most of them made cold on purpose, :func:`validation_slice`); the cold-item bias
-        is then set by :func:`calibrate_cold`."""
-        slice_ = validation_slice(interactions, config, content.language_codes)
-        if slice_ is None:
-            return None
-        sub, truth, simulated = slice_
-        ranker = cls(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
-                     config)
-        names = ranker._feature_names()
-        warm_names = [n for n in names if not is_cold_feature(n) and n != BOOST_FEATURE]
-        cold_names = [n for n in names if is_cold_feature(n) and n != "cold"]
-        seen_all = sub.matrix.tocsr()
-        cold = ranker.cold
-
-        def sample(columns: np.ndarray, which: Sequence[str]
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-            users, items, log_weight = _fit_sample(truth[:, columns], config)
-            items = columns[items]
-            x = np.concatenate([ranker.views.features(b, np.broadcast_to(items, (len(b), len(items))), which)
-                                for b in np.array_split(users, max(1, -(-len(users) // 256)))])
-            return users, items, log_weight, x
-
-        users, items, log_weight, x = sample(np.flatnonzero(~simulated), names)
-        pos = truth[users][:, items].toarray() > 0
-        seen = seen_all[users][:, items].toarray() != 0
-        cold_col = cold[items]
-        index = {n: j for j, n in enumerate(names)}
-        warm = Fusion.learn(warm_names, x[..., [index[n] for n in warm_names]], pos & ~cold_col[None],
-                            seen | cold_col[None], log_weight=log_weight, l2=config.l2)
-        parts = [warm]
-        if "cold" in names and cold.any() and cold_names:
-            c_users, c_items, c_log_weight, xc = sample(np.flatnonzero(cold), cold_names)
-            c_pos = truth[c_users][:, c_items].toarray() > 0
-            if c_pos.any():
-                parts.append(Fusion.learn(cold_names, xc, c_pos,
-                                          seen_all[c_users][:, c_items].toarray() != 0,
-                                          log_weight=c_log_weight, l2=config.cold_l2))
-        learned = {n: (w, sc) for part in parts for n, w, sc in zip(part.names, part.weights, part.scale)}
-        if "cold" in names:
-            learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
-        if BOOST_FEATURE in names:
-            learned[BOOST_FEATURE] = (0.0, 1.0)  # a policy, not fitted: set below
-        kept = tuple(n for n in names if n in learned)
-        fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
-                        np.array([learned[n][1] for n in kept], np.float32))
-        if "cold" in fusion.names:
-            keep = [index[n] for n in fusion.names]
-            fusion = calibrate_cold(fusion, x[..., keep], pos, seen, log_weight, cold_col)
-        if BOOST_FEATURE in fusion.names:
-            fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
-        return fusion
 
     def _feature_names(self) -> tuple[str, ...]:
         wanted = self.config.features
@@ -468,57 +376,11 @@ class HybridRanker:
         them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
         in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
         dimension or a list of the wrong length is a :class:`DataError`."""
-        ids = pl.Series("item_id", ids)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        n_new = len(ids)
-        dim = self.item_vectors.shape[1]
-        if vectors.ndim != 2 or vectors.shape != (n_new, dim):
-            raise DataError(f"add_items: vectors of shape {vectors.shape}; expected ({n_new}, {dim}) "
-                            "(one row per id, the ranker's encoder dimension)")
-        if not np.isfinite(vectors).all():
-            raise DataError("add_items: vectors hold NaN or infinite values")
-        known = getattr(self, "encoder_fingerprint", None)
-        if encoder_fingerprint is not None and known is not None and encoder_fingerprint != known:
-            raise DataError(f"add_items: vectors from encoder {encoder_fingerprint}, the ranker's is {known}")
-        for what, values in (("texts", texts), ("languages", languages),
-                             *((f"metadata[{f!r}]", v) for f, v in (metadata or {}).items())):
-            if values is not None and len(values) != n_new:
-                raise DataError(f"add_items: {len(values)} {what} for {n_new} ids")
-        unknown_fields = set(metadata or {}) - {n[len("meta_"):] for n in self.content.graphs if n.startswith("meta_")}
-        if unknown_fields:
-            raise DataError(f"add_items: metadata field(s) {sorted(unknown_fields)} the ranker was not built with")
-        if n_new and ids.dtype != self.items.ids.dtype:
-            try:
-                ids = ids.cast(self.items.ids.dtype, strict=True)
-            except Exception as exc:
-                raise DataError(f"add_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
-        where = self.items.index(ids)
-        present = where >= 0
-        if present.any():
-            first = int(np.flatnonzero(present)[0])
-            state = " (removed with remove_items: its interactions still count)" if self.retired[where[first]] else ""
-            raise DataError(f"add_items: id {ids[first]!r} is already in the catalogue{state} "
-                            f"({int(present.sum())} of {n_new})")
-        all_ids = pl.concat([self.items.ids, ids])
-        items = IdMap(all_ids, "item_id")  # raises on a duplicate within ids
-        n = len(items)
-        all_vectors = np.vstack([self.item_vectors, vectors])
-        content = self.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata)
-        matrix = sp.hstack([self.interactions.matrix, sp.csr_matrix((len(self.users), n_new), dtype=np.float32)]
-                           ).tocsr()
-        inter = Interactions(frame=self.interactions.frame, users=self.users, items=items, matrix=matrix,
-                             report=self.interactions.report)
-        cf = None
-        if self.cf is not None:
-            cf = FactorModel(self.cf.user_factors, np.vstack([self.cf.item_factors, np.zeros(
-                (n_new, self.cf.dim), np.float32)]), name=self.cf.name, regularization=self.cf.regularization)
-        g = self.cf_graph.tocsr()
-        cf_graph = sp.csr_matrix((g.data, g.indices, np.concatenate(
-            [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
-        grown = type(self)(inter, all_vectors, cf, content, self.fusion, self.config, cf_graph=cf_graph)
-        grown.encoder_fingerprint = known if known is not None else encoder_fingerprint
-        grown.retired = np.concatenate([self.retired, np.zeros(n_new, dtype=bool)])
-        self.__dict__.update(grown.__dict__)
+        from xrec.ranking.catalogue import grown
+
+        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
+                       encoder_fingerprint=encoder_fingerprint)
+        self.__dict__.update(bigger.__dict__)
 
     def remove_items(self, ids: Sequence | pl.Series) -> int:
         """Take items out of the catalogue: they are no longer recommended, and re-ranking drops
@@ -526,19 +388,9 @@ class HybridRanker:
         interactions with them stay in the users' histories as evidence of taste, and nothing
         learned is refitted. Returns how many were not removed before; an id outside the
         catalogue is a :class:`DataError`."""
-        ids = pl.Series("item_id", ids)
-        if len(ids) and ids.dtype != self.items.ids.dtype:
-            try:
-                ids = ids.cast(self.items.ids.dtype, strict=True)
-            except Exception as exc:
-                raise DataError(f"remove_items: ids are {ids.dtype}, the catalogue's {self.items.ids.dtype}") from exc
-        where = self.items.index(ids)
-        if (where < 0).any():
-            missing = ids.filter(pl.Series(where < 0))
-            raise DataError(f"remove_items: id {missing[0]!r} is not in the catalogue ({len(missing)} of {len(ids)})")
-        before = int(self.retired.sum())
-        self.retired[where] = True
-        return int(self.retired.sum()) - before
+        from xrec.ranking.catalogue import retire
+
+        return retire(self, ids)
 
     # ------------------------------------------------------------------ re-ranking
     def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
@@ -547,35 +399,10 @@ class HybridRanker:
         """Given items ``[len(rows), c]`` (-1 = padding) of user rows, best first by the fused
         score (plus the upstream term, :mod:`xrec.ranking.rerank`); ``k`` (None: all) per row.
         No exclusion: the caller drops seen items (:func:`~xrec.ranking.rerank.prepare_candidates`)."""
-        rows = np.asarray(rows, dtype=np.int64)
-        items = np.asarray(items, dtype=np.int64)
-        valid = items >= 0
-        safe = np.where(valid, items, 0)
-        scores = self.score_items(rows, safe) if items.size else np.zeros(items.shape, np.float32)
-        extra = None
-        if upstream is not None and upstream_weight != 0:
-            from xrec.ranking.rerank import upstream_term
+        from xrec.ranking.rerank import rerank_rows
 
-            extra = upstream_term(scores, upstream, valid, upstream_weight)
-            scores = scores + extra
-        scores = np.where(valid, scores, -np.inf).astype(np.float32)
-        kk = items.shape[1] if k is None else min(k, items.shape[1])
-        order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
-        top_items = np.take_along_axis(items, order, 1)
-        top_scores = np.take_along_axis(scores, order, 1)
-        pad = top_items < 0
-        top_scores[pad] = -np.inf
-        comps: dict[str, np.ndarray] = {}
-        if components:
-            safe_top = np.where(pad, 0, top_items)
-            comps = self.components(rows, safe_top) if top_items.size else \
-                {n: np.zeros(top_items.shape, np.float32) for n in COMPONENTS}
-            if extra is not None:
-                comps["upstream_score"] = np.take_along_axis(extra, order, 1)
-            comps["popularity"] = self.popularity[safe_top].copy()
-            for v in comps.values():
-                v[pad] = np.nan
-        return Recommendations(top_items, top_scores, comps)
+        return rerank_rows(self, rows, items, k, upstream=upstream, upstream_weight=upstream_weight,
+                           components=components)
 
     def rerank(self, user_ids: Sequence | np.ndarray | pl.Series | None, candidates, k: int | None = None, *,
                on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
@@ -591,30 +418,11 @@ class HybridRanker:
         also returns the :class:`~xrec.ranking.rerank.RerankReport`. ``languages``,
         ``exclude_languages`` and ``language_policy`` drop candidates by language
         (:meth:`language_mask`; counted in ``report.language_filtered``)."""
-        from xrec.ranking.rerank import prepare_candidates
+        from xrec.ranking.rerank import rerank
 
-        if k is not None and k < 1:
-            raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
-        cand, report = prepare_candidates(self, user_ids, candidates, on_unknown=on_unknown,
-                                          exclude_seen=exclude_seen)
-        if self.retired.any() and cand.items.size:
-            retired = (cand.items >= 0) & self.retired[np.maximum(cand.items, 0)]
-            report.retired = int(retired.sum())
-            cand.items = np.where(retired, -1, cand.items)
-        allowed = self.language_mask(cand.rows, languages=languages, exclude_languages=exclude_languages,
-                                     language_policy=language_policy)
-        if allowed is not None and cand.items.size:
-            valid = cand.items >= 0
-            ok = np.take_along_axis(np.broadcast_to(allowed, (len(cand.rows), len(self.items))),
-                                    np.where(valid, cand.items, 0), 1)
-            report.language_filtered = int((valid & ~ok).sum())
-            cand.items = np.where(ok, cand.items, -1)
-        recs = self.rerank_rows(cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
-        frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, self.items)
-        if explain:
-            frame = self.explain(frame, explain)
-        return (frame, report) if return_report else frame
-
+        return rerank(self, user_ids, candidates, k, on_unknown=on_unknown, exclude_seen=exclude_seen,
+                      upstream_weight=upstream_weight, explain=explain, return_report=return_report,
+                      languages=languages, exclude_languages=exclude_languages, language_policy=language_policy)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, frame: pl.DataFrame, n: int = 3) -> pl.DataFrame:
@@ -624,43 +432,9 @@ class HybridRanker:
         ``because_item_id``, ``because_lang``, ``because_similarity`` (lists; empty for users
         without history and items without a vector). The component scores already in the frame say
         how much collaborative, content, lexical and prior evidence made the score."""
-        if n < 1:
-            raise DataError(f"explain n={n}: must be at least 1")
-        rows = self.users.index(frame["user_id"])
-        items = self.items.index(frame["item_id"])
-        codes, names = self.content.language_codes, self.content.languages
-        lang_of = np.array([None, *names], dtype=object)[codes + 1] if len(names) else \
-            np.full(len(codes), None, dtype=object)
-        ids = self.items.ids.to_list()
-        because_ids: list[list] = [[] for _ in range(frame.height)]
-        because_langs: list[list] = [[] for _ in range(frame.height)]
-        because_sims: list[list[float]] = [[] for _ in range(frame.height)]
-        ok = (rows >= 0) & (items >= 0)
-        order = np.argsort(np.where(ok, rows, -1), kind="stable")
-        order = order[ok[order]]
-        bounds = np.flatnonzero(np.diff(rows[order])) + 1
-        for group in np.split(order, bounds) if len(order) else []:
-            row = rows[group[0]]
-            hist = self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]
-            if not len(hist):
-                continue
-            sims = self.item_vectors[items[group]] @ self.item_vectors[hist].T  # [m, len(hist)]
-            m = min(n, len(hist))
-            top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-            top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable"), 1)
-            for j, line in enumerate(group):
-                if not self.item_vectors[items[line]].any():
-                    continue
-                picked = hist[top[j]]
-                because_ids[line] = [ids[h] for h in picked]
-                because_langs[line] = lang_of[picked].tolist()
-                because_sims[line] = sims[j, top[j]].astype(float).tolist()
-        lang = [lang_of[i] if i >= 0 else None for i in items]
-        return frame.with_columns(
-            pl.Series("lang", lang, dtype=pl.String),
-            pl.Series("because_item_id", because_ids, dtype=pl.List(self.items.ids.dtype)),
-            pl.Series("because_lang", because_langs, dtype=pl.List(pl.String)),
-            pl.Series("because_similarity", because_sims, dtype=pl.List(pl.Float32)))
+        from xrec.ranking.explain import explain
+
+        return explain(self, frame, n)
 
 
 def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.csr_matrix) -> FactorModel | None:
@@ -676,101 +450,6 @@ def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.
     if missing.any():
         cf.user_factors[missing] = cf.fold_in(history[np.flatnonzero(missing)])
     return cf
-
-
-def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
-                     ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
-    """``(fit interactions, validation positives, simulated-cold items)`` or None when too few.
-
-    The last ``validation_fraction`` of each user's interactions by time (every interaction
-    timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out. The time cut
-    leaves new items cold, as they will be when served; a random cut leaves few, so without
-    timestamps all the interactions of a random ``cold_fraction`` of the items can be held out too,
-    which makes them cold (0 by default: on Book-Crossing the language block below taught the
-    fusion as much about cold items, and a random cold block cost new-language NDCG).
-    With ``cold_language`` and item languages, every item of the most-read language after the
-    majority one is made cold too: a simulated new-language catalogue, whose readers teach the
-    fusion how cold items are found across languages."""
-    frame = interactions.frame
-    if interactions.has_timestamps:
-        train, val = temporal_split(frame, config.validation_fraction, min_test=0)
-    else:
-        train, val = random_split(frame, config.validation_fraction, seed=config.seed, min_test=0)
-    items = interactions.items
-    # with timestamps the time cut itself leaves new items cold, as they will be when served
-    fraction = 0.0 if interactions.has_timestamps else config.cold_fraction
-    simulated = np.random.default_rng(config.seed + 1).random(len(items)) < fraction
-    if config.cold_language and language_codes is not None and (language_codes >= 0).any():
-        read = language_codes[items.index(train["item_id"])]
-        counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
-        if (counts > 0).sum() > 1:
-            simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
-    if simulated.any():
-        moved = pl.Series(simulated[items.index(train["item_id"])])
-        val = pl.concat([val, train.filter(moved)], how="vertical_relaxed")
-        train = train.filter(~moved)
-    sub = Interactions.build(train, items.ids, user_ids=interactions.users.ids)
-    rows, cols = sub.users.index(val["user_id"]), sub.items.index(val["item_id"])
-    truth = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=sub.matrix.shape)
-    truth = truth - truth.multiply(sub.matrix != 0)
-    truth.eliminate_zeros()
-    truth.data[:] = 1.0
-    if truth.nnz < config.min_validation_positives:
-        log.warning("%d validation positives (< %d): default fusion weights", truth.nnz,
-                    config.min_validation_positives)
-        return None
-    return sub, truth, simulated
-
-
-def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, excluded: np.ndarray,
-                   log_weight: np.ndarray | None, cold: np.ndarray) -> Fusion:
-    """Shift the ``cold`` weight so that the fused softmax puts on (naturally) cold items the share
-    of the validation positives they hold: cold items then enter lists as often as they are read.
-
-    The arrays are the fit sample without the simulated-cold items (``x`` holds the fusion's
-    features in its order); ``cold`` marks the items of the sample that are cold in the fit."""
-    names = list(fusion.names)
-    w = fusion.weights / fusion.scale
-    base = x @ w + np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None])
-    n_pos = positives.sum()
-    target = max(float(positives[:, cold].sum()), 0.5) / max(float(n_pos), 1.0)
-    users = positives.any(axis=1)
-
-    def share(bias: float) -> float:
-        s = base[users] + bias * cold[None]
-        s = s - s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        return float((e[:, cold].sum(axis=1) / e.sum(axis=1)).mean())
-
-    finite = base[np.isfinite(base)]
-    spread = float(finite.max() - finite.min()) + 50.0 if finite.size else 50.0
-    lo, hi = -spread, spread  # the bias that matters lies within the spread of the scores
-    for _ in range(80):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if share(mid) < target else (lo, mid)
-    j = names.index("cold")
-    weights = fusion.weights.copy()
-    weights[j] += (lo + hi) / 2 * fusion.scale[j]
-    log.info("cold items: calibrated to %.4f of the softmax mass (their share of validation positives)", target)
-    return Fusion(fusion.names, weights, fusion.scale, fusion.kind)
-
-
-def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Users and items of the fusion fit, and the items' log-weights (how many catalogue items
-    each sampled item stands for): every validation positive of the sampled users plus a uniform
-    sample of the other items above ``max_fit_items``."""
-    rng = np.random.default_rng(config.seed)
-    users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    if len(users) > config.max_fit_users:
-        users = np.sort(rng.choice(users, config.max_fit_users, replace=False))
-    n = truth.shape[1]
-    if n <= config.max_fit_items:
-        return users, np.arange(n), None
-    positive = np.unique(truth[users].indices)
-    others = np.setdiff1d(np.arange(n), positive)
-    sample = np.sort(rng.choice(others, min(config.max_fit_items, len(others)), replace=False))
-    log_weight = np.concatenate([np.zeros(len(positive)), np.full(len(sample), np.log(len(others) / len(sample)))])
-    return users, np.concatenate([positive, sample]), log_weight.astype(np.float32)
 
 
 def to_frame(user_ids: pl.Series, items: np.ndarray, scores: np.ndarray,

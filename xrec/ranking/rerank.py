@@ -36,11 +36,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.ranking.config import COMPONENTS
+
+if TYPE_CHECKING:
+    from xrec.ranking.hybrid import HybridRanker, Recommendations
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +221,68 @@ def upstream_term(hybrid: np.ndarray, upstream: np.ndarray, valid: np.ndarray, w
     z, _ = standardised(upstream)
     _, spread = standardised(hybrid)
     return (weight * spread * z).astype(np.float32)
+
+
+def rerank_rows(ranker: HybridRanker, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
+                upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
+                components: bool = True) -> Recommendations:
+    """:meth:`HybridRanker.rerank_rows`."""
+    from xrec.ranking.hybrid import Recommendations
+
+    rows = np.asarray(rows, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    valid = items >= 0
+    safe = np.where(valid, items, 0)
+    scores = ranker.score_items(rows, safe) if items.size else np.zeros(items.shape, np.float32)
+    extra = None
+    if upstream is not None and upstream_weight != 0:
+        extra = upstream_term(scores, upstream, valid, upstream_weight)
+        scores = scores + extra
+    scores = np.where(valid, scores, -np.inf).astype(np.float32)
+    kk = items.shape[1] if k is None else min(k, items.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :kk]
+    top_items = np.take_along_axis(items, order, 1)
+    top_scores = np.take_along_axis(scores, order, 1)
+    pad = top_items < 0
+    top_scores[pad] = -np.inf
+    comps: dict[str, np.ndarray] = {}
+    if components:
+        safe_top = np.where(pad, 0, top_items)
+        comps = ranker.components(rows, safe_top) if top_items.size else \
+            {n: np.zeros(top_items.shape, np.float32) for n in COMPONENTS}
+        if extra is not None:
+            comps["upstream_score"] = np.take_along_axis(extra, order, 1)
+        comps["popularity"] = ranker.popularity[safe_top].copy()
+        for v in comps.values():
+            v[pad] = np.nan
+    return Recommendations(top_items, top_scores, comps)
+
+
+def rerank(ranker: HybridRanker, user_ids: Sequence | np.ndarray | pl.Series | None, candidates,
+           k: int | None = None, *, on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
+           explain: int = 0, return_report: bool = False, languages: Sequence[str] | None = None,
+           exclude_languages: Sequence[str] | None = None, language_policy: str = "any"):
+    """:meth:`HybridRanker.rerank`."""
+    from xrec.ranking.hybrid import to_frame
+
+    if k is not None and k < 1:
+        raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
+    cand, report = prepare_candidates(ranker, user_ids, candidates, on_unknown=on_unknown,
+                                      exclude_seen=exclude_seen)
+    if ranker.retired.any() and cand.items.size:
+        retired = (cand.items >= 0) & ranker.retired[np.maximum(cand.items, 0)]
+        report.retired = int(retired.sum())
+        cand.items = np.where(retired, -1, cand.items)
+    allowed = ranker.language_mask(cand.rows, languages=languages, exclude_languages=exclude_languages,
+                                   language_policy=language_policy)
+    if allowed is not None and cand.items.size:
+        valid = cand.items >= 0
+        ok = np.take_along_axis(np.broadcast_to(allowed, (len(cand.rows), len(ranker.items))),
+                                np.where(valid, cand.items, 0), 1)
+        report.language_filtered = int((valid & ~ok).sum())
+        cand.items = np.where(ok, cand.items, -1)
+    recs = rerank_rows(ranker, cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
+    frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, ranker.items)
+    if explain:
+        frame = ranker.explain(frame, explain)
+    return (frame, report) if return_report else frame

@@ -1,0 +1,186 @@
+"""Training the hybrid's fusion: the validation slice, the softmax fits and the cold-item bias.
+
+:func:`learn_fusion` holds out a validation slice of the training data (:func:`validation_slice`),
+fits the CF model on the rest, builds a ranker on it and learns the fusion weights: warm features
+by the softmax of the validation items over the warm catalogue, cold features by the softmax of
+the cold items' validation interactions over the cold items; then the cold-item bias
+(:func:`calibrate_cold`) and the language boost (a policy, :class:`~xrec.ranking.config.HybridConfig`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from xrec.ranking.cf import FactorModel
+from xrec.ranking.config import BOOST_FEATURE, HybridConfig
+from xrec.ranking.fusion import Fusion
+from xrec.ranking.interactions import Interactions, random_split, temporal_split
+from xrec.ranking.views import ContentGraphs, is_cold_feature
+
+if TYPE_CHECKING:
+    from xrec.ranking.hybrid import HybridRanker
+
+log = logging.getLogger(__name__)
+
+
+def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interactions, item_vectors: np.ndarray,
+                 content: ContentGraphs, cf_fit: Callable[[sp.csr_matrix], FactorModel],
+                 config: HybridConfig) -> Fusion | None:
+    """The fusion learned on a validation slice, or None (default weights) with a warning.
+
+    ``make_ranker`` builds the ranker of the validation slice (the :class:`HybridRanker` class).
+
+    Warm features are weighed by the softmax of the validation items over the warm catalogue,
+    cold features by the softmax of the cold items' validation interactions over the cold
+    items (most of them made cold on purpose, :func:`validation_slice`); the cold-item bias
+    is then set by :func:`calibrate_cold`."""
+    slice_ = validation_slice(interactions, config, content.language_codes)
+    if slice_ is None:
+        return None
+    sub, truth, simulated = slice_
+    ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
+                         config)
+    names = ranker._feature_names()
+    warm_names = [n for n in names if not is_cold_feature(n) and n != BOOST_FEATURE]
+    cold_names = [n for n in names if is_cold_feature(n) and n != "cold"]
+    seen_all = sub.matrix.tocsr()
+    cold = ranker.cold
+
+    def sample(columns: np.ndarray, which: Sequence[str]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+        users, items, log_weight = _fit_sample(truth[:, columns], config)
+        items = columns[items]
+        x = np.concatenate([ranker.views.features(b, np.broadcast_to(items, (len(b), len(items))), which)
+                            for b in np.array_split(users, max(1, -(-len(users) // 256)))])
+        return users, items, log_weight, x
+
+    users, items, log_weight, x = sample(np.flatnonzero(~simulated), names)
+    pos = truth[users][:, items].toarray() > 0
+    seen = seen_all[users][:, items].toarray() != 0
+    cold_col = cold[items]
+    index = {n: j for j, n in enumerate(names)}
+    warm = Fusion.learn(warm_names, x[..., [index[n] for n in warm_names]], pos & ~cold_col[None],
+                        seen | cold_col[None], log_weight=log_weight, l2=config.l2)
+    parts = [warm]
+    if "cold" in names and cold.any() and cold_names:
+        c_users, c_items, c_log_weight, xc = sample(np.flatnonzero(cold), cold_names)
+        c_pos = truth[c_users][:, c_items].toarray() > 0
+        if c_pos.any():
+            parts.append(Fusion.learn(cold_names, xc, c_pos,
+                                      seen_all[c_users][:, c_items].toarray() != 0,
+                                      log_weight=c_log_weight, l2=config.cold_l2))
+    learned = {n: (w, sc) for part in parts for n, w, sc in zip(part.names, part.weights, part.scale)}
+    if "cold" in names:
+        learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
+    if BOOST_FEATURE in names:
+        learned[BOOST_FEATURE] = (0.0, 1.0)  # a policy, not fitted: set below
+    kept = tuple(n for n in names if n in learned)
+    fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
+                    np.array([learned[n][1] for n in kept], np.float32))
+    if "cold" in fusion.names:
+        keep = [index[n] for n in fusion.names]
+        fusion = calibrate_cold(fusion, x[..., keep], pos, seen, log_weight, cold_col)
+    if BOOST_FEATURE in fusion.names:
+        fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
+    return fusion
+
+
+def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
+                     ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
+    """``(fit interactions, validation positives, simulated-cold items)`` or None when too few.
+
+    The last ``validation_fraction`` of each user's interactions by time (every interaction
+    timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out. The time cut
+    leaves new items cold, as they will be when served; a random cut leaves few, so without
+    timestamps all the interactions of a random ``cold_fraction`` of the items can be held out too,
+    which makes them cold (0 by default: on Book-Crossing the language block below taught the
+    fusion as much about cold items, and a random cold block cost new-language NDCG).
+    With ``cold_language`` and item languages, every item of the most-read language after the
+    majority one is made cold too: a simulated new-language catalogue, whose readers teach the
+    fusion how cold items are found across languages."""
+    frame = interactions.frame
+    if interactions.has_timestamps:
+        train, val = temporal_split(frame, config.validation_fraction, min_test=0)
+    else:
+        train, val = random_split(frame, config.validation_fraction, seed=config.seed, min_test=0)
+    items = interactions.items
+    # with timestamps the time cut itself leaves new items cold, as they will be when served
+    fraction = 0.0 if interactions.has_timestamps else config.cold_fraction
+    simulated = np.random.default_rng(config.seed + 1).random(len(items)) < fraction
+    if config.cold_language and language_codes is not None and (language_codes >= 0).any():
+        read = language_codes[items.index(train["item_id"])]
+        counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
+        if (counts > 0).sum() > 1:
+            simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
+    if simulated.any():
+        moved = pl.Series(simulated[items.index(train["item_id"])])
+        val = pl.concat([val, train.filter(moved)], how="vertical_relaxed")
+        train = train.filter(~moved)
+    sub = Interactions.build(train, items.ids, user_ids=interactions.users.ids)
+    rows, cols = sub.users.index(val["user_id"]), sub.items.index(val["item_id"])
+    truth = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=sub.matrix.shape)
+    truth = truth - truth.multiply(sub.matrix != 0)
+    truth.eliminate_zeros()
+    truth.data[:] = 1.0
+    if truth.nnz < config.min_validation_positives:
+        log.warning("%d validation positives (< %d): default fusion weights", truth.nnz,
+                    config.min_validation_positives)
+        return None
+    return sub, truth, simulated
+
+
+def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, excluded: np.ndarray,
+                   log_weight: np.ndarray | None, cold: np.ndarray) -> Fusion:
+    """Shift the ``cold`` weight so that the fused softmax puts on (naturally) cold items the share
+    of the validation positives they hold: cold items then enter lists as often as they are read.
+
+    The arrays are the fit sample without the simulated-cold items (``x`` holds the fusion's
+    features in its order); ``cold`` marks the items of the sample that are cold in the fit."""
+    names = list(fusion.names)
+    w = fusion.weights / fusion.scale
+    base = x @ w + np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None])
+    n_pos = positives.sum()
+    target = max(float(positives[:, cold].sum()), 0.5) / max(float(n_pos), 1.0)
+    users = positives.any(axis=1)
+
+    def share(bias: float) -> float:
+        s = base[users] + bias * cold[None]
+        s = s - s.max(axis=1, keepdims=True)
+        e = np.exp(s)
+        return float((e[:, cold].sum(axis=1) / e.sum(axis=1)).mean())
+
+    finite = base[np.isfinite(base)]
+    spread = float(finite.max() - finite.min()) + 50.0 if finite.size else 50.0
+    lo, hi = -spread, spread  # the bias that matters lies within the spread of the scores
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if share(mid) < target else (lo, mid)
+    j = names.index("cold")
+    weights = fusion.weights.copy()
+    weights[j] += (lo + hi) / 2 * fusion.scale[j]
+    log.info("cold items: calibrated to %.4f of the softmax mass (their share of validation positives)", target)
+    return Fusion(fusion.names, weights, fusion.scale, fusion.kind)
+
+
+def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Users and items of the fusion fit, and the items' log-weights (how many catalogue items
+    each sampled item stands for): every validation positive of the sampled users plus a uniform
+    sample of the other items above ``max_fit_items``."""
+    rng = np.random.default_rng(config.seed)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    if len(users) > config.max_fit_users:
+        users = np.sort(rng.choice(users, config.max_fit_users, replace=False))
+    n = truth.shape[1]
+    if n <= config.max_fit_items:
+        return users, np.arange(n), None
+    positive = np.unique(truth[users].indices)
+    others = np.setdiff1d(np.arange(n), positive)
+    sample = np.sort(rng.choice(others, min(config.max_fit_items, len(others)), replace=False))
+    log_weight = np.concatenate([np.zeros(len(positive)), np.full(len(sample), np.log(len(others) / len(sample)))])
+    return users, np.concatenate([positive, sample]), log_weight.astype(np.float32)
