@@ -1,12 +1,11 @@
-"""GPU backends of :class:`~xrec.index.VectorIndex`.
+"""GPU detection and GPU pieces of the index backends (see :mod:`xrec.index.backends`).
 
-* ``faiss-gpu``: where FAISS was built with GPU support (``faiss.get_num_gpus() > 0``), the
-  CPU index is cloned to GPU 0 and unfiltered searches with ``k <= 2048`` run there; filtered
-  searches (FAISS GPU indexes take no ID selectors), larger ``k`` and kinds FAISS cannot move
-  (HNSW, refine wrappers) fall back to the CPU index.
-* ``torch-cuda``: where FAISS lacks GPU support but torch sees CUDA, exact search runs as a
-  matmul + top-k on the GPU (filters as a mask); approximate kinds stay on the CPU.
-* ``cpu`` otherwise.
+* ``faiss-gpu``: where FAISS was built with GPU support (``faiss.get_num_gpus() > 0``);
+  :func:`to_faiss_gpu` clones a CPU index to GPU 0.
+* ``torch-cuda``: where FAISS lacks GPU support but torch sees CUDA; :class:`TorchExact` runs
+  exact search as a matmul + ``torch.topk`` on the device (the GPU twin of
+  :func:`xrec.index.topk.top_k`).
+* ``cpu`` otherwise. :func:`resolve_backend` maps a device name to one of these.
 """
 
 from __future__ import annotations
