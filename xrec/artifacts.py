@@ -23,6 +23,19 @@ from xrec.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 
+#: Kind names of artifacts written before every kind was spelled ``xrec.<kind>``; they still load.
+LEGACY_KINDS = {
+    "topic_classifier": "xrec.topic_classifier",
+    "hybrid-ranker": "xrec.hybrid_ranker",
+    "xrec-bundled-encoder": "xrec.bundled_encoder",
+    "xrec-onnx-encoder": "xrec.onnx_encoder",
+}
+
+
+def canonical_kind(kind: str | None) -> str | None:
+    """``kind`` in today's spelling (``xrec.<kind>``); old spellings map to it."""
+    return LEGACY_KINDS.get(kind, kind) if isinstance(kind, str) else kind
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -99,6 +112,7 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
                   expect: Mapping[str, Any] | None = None, verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest; raise :class:`ArtifactError` naming what is wrong.
 
+    A manifest whose kind is an old spelling of ``kind`` (:data:`LEGACY_KINDS`) is accepted.
     ``expect`` maps manifest fields (e.g. ``encoder_fingerprint``, ``dim``) to required values.
     ``verify`` recomputes every file's checksum.
     """
@@ -112,11 +126,12 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
-    if manifest.get("kind") != kind:
+    if canonical_kind(manifest.get("kind")) != canonical_kind(kind):
         raise ArtifactError(f"{path}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
     if manifest.get("format_version") != format_version:
         raise ArtifactError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}")
+            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}; "
+            f"rebuild the {canonical_kind(kind)} artifact with this xrec")
     for field, wanted in (expect or {}).items():
         if wanted is not None and manifest.get(field) != wanted:
             raise ArtifactError(

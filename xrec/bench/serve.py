@@ -27,6 +27,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from xrec.bench.retrieval import hardware
+from xrec.errors import DataError, XrecError
 
 
 # ---------------------------------------------------------------------- data
@@ -53,7 +54,7 @@ def real_sentences(data: Path, n_items: int, n_queries: int, seed: int = 0
     texts = sorted(seen)
     random.Random(seed).shuffle(texts)
     if len(texts) < n_items + n_queries:
-        raise ValueError(f"{data}: only {len(texts)} distinct sentences, need {n_items + n_queries}")
+        raise DataError(f"{data}: only {len(texts)} distinct sentences, need {n_items + n_queries}")
     items, queries = texts[:n_items], texts[n_items:n_items + n_queries]
     return items, [seen[t] for t in items], queries, [seen[t] for t in queries]
 
@@ -293,7 +294,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:
-            raise RuntimeError(f"xrec serve did not start: {line!r}")
+            raise XrecError(f"xrec serve did not start: {line!r}")
         host, port = line.rsplit("/", 1)[1].strip().split(":")
         asyncio.run(_closed_loop(host, int(port), bodies[:50], 1, 2.0))  # warm-up
         plan = [("closed", c) for c in concurrencies] + [("open", r) for r in rates]

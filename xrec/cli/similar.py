@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
@@ -51,7 +52,8 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     b.add_argument("--text-kind", default="query", choices=("query", "passage"),
                    help="encoder role for both sides (e5 uses query: for symmetric tasks)")
-    b.add_argument("--cache", help="embedding store file reused between runs")
+    b.add_argument("--store", help="embedding store file reused between runs")
+    renamed(b, "--cache", "--store", "--store is the embedding cache in every command")
     b.add_argument("--batch-size", type=int, default=None,
                    help="texts per forward pass (default: the encoder's, 32)")
     b.set_defaults(func=run_bitext)
@@ -69,7 +71,8 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     q.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     q.add_argument("--text-kind", default="query", choices=("query", "passage"),
                    help="encoder role for both sides")
-    q.add_argument("--cache", help="embedding store file reused between runs")
+    q.add_argument("--store", help="embedding store file reused between runs")
+    renamed(q, "--cache", "--store", "--store is the embedding cache in every command")
     q.add_argument("--batch-size", type=int, default=None,
                    help="texts per forward pass (default: the encoder's, 32)")
     q.set_defaults(func=run_parallel)
@@ -137,7 +140,7 @@ def run_bitext(args: argparse.Namespace) -> int:
 
     pairs = load_pairs(args.data, args.languages)
     encoder = load_encoder(args.model, precision=args.precision)
-    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.cache,
+    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.store,
                              batch_size=args.batch_size, progress=sys.stderr.isatty(),
                              languages=args.languages,
                              on_language=lambda partial: _write_json(args.json, partial))
@@ -158,7 +161,7 @@ def run_parallel(args: argparse.Namespace) -> int:
     frame = load_file(args.data, languages)
     encoder = load_encoder(args.model, precision=args.precision)
     result = evaluate_parallel(frame, encoder, pivot=args.pivot, kind=args.text_kind,
-                               cache=args.cache, batch_size=args.batch_size,
+                               cache=args.store, batch_size=args.batch_size,
                                progress=sys.stderr.isatty())
     _write_json(args.json, result)
     print(f"{'lang':10s} {'n':>5s} {'xx2pivot':>9s} {'pivot2xx':>9s}")

@@ -89,7 +89,7 @@ class Service:
         if self.paths["topics"] is not None:
             from xrec.topics import TopicClassifier
 
-            topics = TopicClassifier.load(self.paths["topics"], encoder_fingerprint=fp)
+            topics = TopicClassifier.load(self.paths["topics"], expect_fingerprint=fp)
         space = ItemSpace(index, texts, encoder=self.encoder)
         return Loaded(space, frozenset(index.language_set), ranker, topics)
 
