@@ -82,7 +82,6 @@ def setup_logging(verbose: bool = False) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("xrec").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("pipelines").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:
