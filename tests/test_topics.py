@@ -13,13 +13,12 @@ from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.topics import (
     embed_split,
     evaluate_topics,
-    few_shot_split,
     macro_f1,
     plot_accuracy,
     plot_accuracy_vs_bitext,
 )
 from xrec.topics import UNKNOWN, KernelHead, LanguageCentering, TopicClassifier
-from xrec.topics.data import labelled, sample_per_language, select_languages
+from xrec.topics.data import few_shot_split, labelled, sample_per_language, select_languages
 from xrec.topics.tagging import TEXT_KIND, item_topics, tag_items, train_topics
 from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier, shared_languages
 

@@ -95,6 +95,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented UTF-8 JSON (non-ASCII kept) to ``path``, atomically: xrec's
+    one JSON writer for results (the CLI's ``--json``, benchmarks, the main job's stages)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Path(path)
+
+
 def write_manifest(directory: str | os.PathLike[str], kind: str, format_version: int,
                    fields: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``manifest.json`` for every other file in ``directory`` (call last, inside atomic_dir)."""

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from xrec.artifacts import write_json
 from xrec.bench.retrieval import hardware
 from xrec.errors import DataError, XrecError
 
@@ -309,10 +310,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    json_file = Path(json_path)
-    json_file.parent.mkdir(parents=True, exist_ok=True)
-    json_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot(result, json_file.with_suffix(".png"))
+    plot(result, write_json(json_path, result).with_suffix(".png"))
     return result
 
 

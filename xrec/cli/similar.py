@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from xrec.artifacts import write_json
 from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
@@ -126,13 +126,6 @@ def run_similar(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- evaluation
-def _write_json(path: str, payload: dict) -> None:
-    from xrec.artifacts import atomic_file
-
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def run_bitext(args: argparse.Namespace) -> int:
     from xrec.datasets.tatoeba import load_pairs
     from xrec.encoders import load_encoder
@@ -143,8 +136,8 @@ def run_bitext(args: argparse.Namespace) -> int:
     result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.store,
                              batch_size=args.batch_size, progress=sys.stderr.isatty(),
                              languages=args.languages,
-                             on_language=lambda partial: _write_json(args.json, partial))
-    _write_json(args.json, result)
+                             on_language=lambda partial: write_json(args.json, partial))
+    write_json(args.json, result)
     print(f"{'lang':8s} {'n':>5s} {'xx2en':>7s} {'en2xx':>7s}")
     for lang, row in result["languages"].items():
         print(f"{lang:8s} {row['n']:5d} {row['xx2en']:7.3f} {row['en2xx']:7.3f}")
@@ -163,7 +156,7 @@ def run_parallel(args: argparse.Namespace) -> int:
     result = evaluate_parallel(frame, encoder, pivot=args.pivot, kind=args.text_kind,
                                cache=args.store, batch_size=args.batch_size,
                                progress=sys.stderr.isatty())
-    _write_json(args.json, result)
+    write_json(args.json, result)
     print(f"{'lang':10s} {'n':>5s} {'xx2pivot':>9s} {'pivot2xx':>9s}")
     for lang, row in result["languages"].items():
         print(f"{lang:10s} {row['n']:5d} {row['xx2pivot']:9.3f} {row['pivot2xx']:9.3f}")
@@ -176,10 +169,17 @@ def run_parallel(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- bench
 def run_bench(args: argparse.Namespace) -> int:
-    from xrec.bench.retrieval import run_retrieval_bench
+    from xrec.bench.retrieval import load_vectors, run_retrieval_bench, write_outputs
 
-    result = run_retrieval_bench(n=args.n, dim=args.dim, n_queries=args.queries,
-                                 vectors=args.vectors, query_vectors=args.query_vectors,
+    if (args.vectors is None) != (args.query_vectors is None):
+        raise DataError("give both --vectors and --query-vectors, or neither")
+    corpus = queries = source = None
+    if args.vectors is not None:
+        corpus = load_vectors(args.vectors, "corpus vectors")
+        queries = load_vectors(args.query_vectors, "query vectors")
+        source = f"vectors from {args.vectors} and {args.query_vectors}"
+    result = run_retrieval_bench(corpus, queries, n=args.n, dim=args.dim, n_queries=args.queries,
                                  kinds=args.kinds, k=args.k, n_single=args.single, seed=args.seed,
-                                 json_path=args.json, plot_path=args.plot, out=sys.stdout)
+                                 source=source)
+    write_outputs(result, args.json, args.plot, out=sys.stdout)
     return 0 if result["results"] else 1

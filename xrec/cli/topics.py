@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from xrec.artifacts import atomic_file
+from xrec.artifacts import atomic_file, write_json
 from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
@@ -175,18 +175,15 @@ def _write_table(frame: pl.DataFrame, path: str) -> None:
 def _training_tables(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame | None,
                                                         pl.DataFrame | None, list[str]]:
     from xrec.tables import read_table
-    from xrec.topics.data import sample_per_language, select_languages
+    from xrec.topics.data import sample_per_language, select_languages, topic_tables
 
     data = Path(args.data)
     if data.is_dir():
-        from xrec.datasets.sib200 import load_labels, load_split
-
-        labels = load_labels(data) if not args.labels else _read_labels(args.labels)
-        every = load_split(data, "train")
-        train = select_languages(every, args.train_lang, f"{data}/train")
-        dev = load_split(data, "dev", args.train_lang) if args.dev is None else read_table(args.dev)
-        rest = every.filter(~pl.col("lang").is_in(train["lang"].unique().to_list()))
-        unlabelled = sample_per_language(rest, args.unlabelled_per_lang).select("lang", "text")
+        tables = topic_tables(data, args.train_lang, unlabelled_per_lang=args.unlabelled_per_lang)
+        labels = tables.labels if not args.labels else _read_labels(args.labels)
+        train = tables.train
+        dev = tables.dev if args.dev is None else read_table(args.dev)
+        unlabelled = tables.unlabelled.select("lang", "text")
     else:
         train = select_languages(read_table(data, required=["text", "category"]), args.train_lang,
                                  str(data))
@@ -275,8 +272,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if result.get("bitext"):
         result["bitext_plot"] = str(plot_accuracy_vs_bitext(
             result, Path(args.json).with_name(Path(args.json).stem + "_vs_bitext.png")))
-    with atomic_file(args.json) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, result)
     n_other = len(result["languages"]) - sum(s in result["languages"] for s in result["train_langs"])
     print(f"{result['train_lang']} ({result['method']}, {result['shots']} shots): "
           f"{result['train_lang_accuracy']:.3f}; mean over {n_other} other languages "

@@ -147,7 +147,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
     topics_dir, topics_summary = runner.run(
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
-                   "stage": 2}, build_topics)  # 2: tags carry topic_support
+                   "stage": 3}, build_topics)  # 2: tags carry topic_support; 3: one trained classifier
 
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config.get("neighbours", {}).get("k", 5))
