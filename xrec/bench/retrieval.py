@@ -111,7 +111,7 @@ def measure_hnswlib(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, 
                     efs: Iterable[int] = HNSW_EFS) -> tuple[list[Result], Any]:
     try:
         import hnswlib
-    except ImportError:  # hnswlib is a dev extra
+    except ImportError:  # a dependency of xrec, but a trimmed install may lack it
         return [], None
     start = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=corpus.shape[1])

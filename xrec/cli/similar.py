@@ -45,17 +45,10 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
                     "their translation (xx2en) and the reverse (en2xx).")
     b.add_argument("--data", required=True, help="pairs file (lang, pair_id, text, eng), JSONL(.gz)")
     b.add_argument("--json", required=True, help="write the results here")
-    b.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     b.add_argument("--languages", nargs="+",
                    help="only these languages, evaluated in this order (the JSON is rewritten "
                         "after each language, with complete=false until the end)")
-    b.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
-    b.add_argument("--text-kind", default="query", choices=("query", "passage"),
-                   help="encoder role for both sides (e5 uses query: for symmetric tasks)")
-    b.add_argument("--store", help="embedding store file reused between runs")
-    renamed(b, "--cache", "--store", "--store is the embedding cache in every command")
-    b.add_argument("--batch-size", type=int, default=None,
-                   help="texts per forward pass (default: the encoder's, 32)")
+    _embedding_options(b, "encoder role for both sides (e5 uses query: for symmetric tasks)")
     b.set_defaults(func=run_bitext)
 
     q = evaluate.add_parser(
@@ -66,15 +59,8 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     q.add_argument("--data", required=True, help="split file (lang, index_id, text), JSONL(.gz)")
     q.add_argument("--pivot", default="eng_Latn", help="pivot language (default eng_Latn)")
     q.add_argument("--json", required=True, help="write the results here")
-    q.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     q.add_argument("--languages", nargs="+", help="only these languages (the pivot is always kept)")
-    q.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
-    q.add_argument("--text-kind", default="query", choices=("query", "passage"),
-                   help="encoder role for both sides")
-    q.add_argument("--store", help="embedding store file reused between runs")
-    renamed(q, "--cache", "--store", "--store is the embedding cache in every command")
-    q.add_argument("--batch-size", type=int, default=None,
-                   help="texts per forward pass (default: the encoder's, 32)")
+    _embedding_options(q, "encoder role for both sides")
     q.set_defaults(func=run_parallel)
 
     r = bench.add_parser(
@@ -94,6 +80,17 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     r.add_argument("--plot", help="recall-vs-latency PNG (default: beside --json)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data and queries")
     r.set_defaults(func=run_bench)
+
+
+def _embedding_options(p: argparse.ArgumentParser, text_kind_help: str) -> None:
+    """The encoder and embedding-cache options of the retrieval evaluations."""
+    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    p.add_argument("--text-kind", default="query", choices=("query", "passage"), help=text_kind_help)
+    p.add_argument("--store", help="embedding store file reused between runs")
+    renamed(p, "--cache", "--store", "--store is the embedding cache in every command")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="texts per forward pass (default: the encoder's, 32)")
 
 
 # ---------------------------------------------------------------------- similar
