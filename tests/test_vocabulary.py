@@ -14,7 +14,8 @@ def test_old_artifact_kind_spellings_still_read(tmp_path, old, new):
     assert new.startswith("xrec.") and "-" not in new
     (tmp_path / "data.bin").write_bytes(b"x")
     write_manifest(tmp_path, old, 1, {"dim": 3})
-    assert read_manifest(tmp_path, new, 1)["dim"] == 3
+    manifest = read_manifest(tmp_path, new, 1)
+    assert manifest["dim"] == 3 and manifest["kind"] == new
     with pytest.raises(ArtifactError, match="expected a 'xrec.vector_index'"):
         read_manifest(tmp_path, "xrec.vector_index", 1)
 

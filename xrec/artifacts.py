@@ -120,7 +120,8 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
                   expect: Mapping[str, Any] | None = None, verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest; raise :class:`ArtifactError` naming what is wrong.
 
-    A manifest whose kind is an old spelling of ``kind`` (:data:`LEGACY_KINDS`) is accepted.
+    A manifest whose kind is an old spelling of ``kind`` (:data:`LEGACY_KINDS`) is accepted and
+    comes back with today's spelling.
     ``expect`` maps manifest fields (e.g. ``encoder_fingerprint``, ``dim``) to required values.
     ``verify`` recomputes every file's checksum.
     """
@@ -136,6 +137,7 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
     if canonical_kind(manifest.get("kind")) != canonical_kind(kind):
         raise ArtifactError(f"{path}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
+    manifest["kind"] = canonical_kind(manifest["kind"])  # readers see today's spelling
     if manifest.get("format_version") != format_version:
         raise ArtifactError(
             f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}; "

@@ -235,10 +235,10 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.head import TopicClassifier
     from xrec.topics.tagging import tag_items
 
-    items = read_table(args.items, required=["text"])
     if args.topics is None:
         raise DataError("xrec tag: give the topic model with --topics DIR (--model names the encoder, "
                         "as in every command; it was the topic model before)")
+    items = read_table(args.items, required=["text"])
     classifier = TopicClassifier.load(args.topics)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,
                            precision=args.precision)
