@@ -17,6 +17,11 @@ def small_cf(matrix):
     return fit_als(matrix, factors=16)[0]
 
 
+def every(frame: pl.DataFrame, k: int, offset: int = 0) -> pl.DataFrame:
+    """Every ``k``-th row of each language (a stratified subset: SIB files are sorted by label)."""
+    return frame.filter((pl.int_range(pl.len()).over("lang") % k) == offset)
+
+
 def movielens_sample(data_dir, n_items: int = 260, n_cold: int = 40):
     """Ratings of real users on the most rated sample items, plus never-rated (cold) items."""
     from xrec.datasets.movielens import load_movielens

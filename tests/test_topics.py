@@ -22,14 +22,11 @@ from xrec.topics.data import few_shot_split, labelled, sample_per_language, sele
 from xrec.topics.tagging import TEXT_KIND, item_topics, tag_items, train_topics
 from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier, shared_languages
 
+from samples import every
+
 N_TARGETS = 3
 N_TEST = 51  # every 4th of the 204 test rows per language (the files are sorted by category)
 N_UNL = 42  # every 17th train row per target language (text only)
-
-
-def every(frame: pl.DataFrame, k: int, offset: int = 0) -> pl.DataFrame:
-    """Every ``k``-th row of each language (a stratified subset: SIB files are sorted by label)."""
-    return frame.filter((pl.int_range(pl.len()).over("lang") % k) == offset)
 
 
 @pytest.fixture(scope="module")

@@ -15,17 +15,14 @@ from xrec.cli.main import main
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.topics.transfer import DEFAULT_METHOD
 
+from samples import every
+
 
 @pytest.fixture(autouse=True)
 def shared_encoder(monkeypatch, encoder):
     import xrec.encoders
 
     monkeypatch.setattr(xrec.encoders, "load_encoder", lambda *args, **kwargs: encoder)
-
-
-def every(frame: pl.DataFrame, k: int, offset: int = 0) -> pl.DataFrame:
-    """Every ``k``-th row per language (SIB files are sorted by label)."""
-    return frame.filter((pl.int_range(pl.len()).over("lang") % k) == offset)
 
 
 @pytest.fixture(scope="module")
