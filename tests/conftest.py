@@ -60,3 +60,41 @@ def bx_sample(data_dir, encoder):
     items = prepare_items(books.select("item_id", bx.items().filter(
         pl.col("item_id").is_in(books["item_id"].implode()))["text"], "lang", "author"))
     return items, ratings, item_vectors(items, encoder)
+
+
+@pytest.fixture(scope="session")
+def ml_sample(data_dir, encoder):
+    """The MovieLens sample of :func:`samples.movielens_sample` (items, ratings) and its real vectors."""
+    from xrec.ranking.content import item_vectors
+
+    from samples import movielens_sample
+
+    items, ratings = movielens_sample(data_dir)
+    return items, ratings, item_vectors(items, encoder)
+
+
+@pytest.fixture(scope="session")
+def ml_ranker(ml_sample):
+    """A HybridRanker fitted on :func:`ml_sample` (learned fusion, timestamps); tests only read it."""
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions
+
+    from samples import SMALL, small_cf
+
+    items, ratings, vectors = ml_sample
+    inter = Interactions.build(ratings, items["item_id"])
+    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), cf_fit=small_cf, config=SMALL)
+
+
+@pytest.fixture(scope="session")
+def bx_ranker(bx_sample):
+    """A HybridRanker fitted on :func:`bx_sample` (languages, authors, no timestamps); tests only read it."""
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions
+
+    from samples import SMALL
+
+    items, ratings, vectors = bx_sample
+    inter = Interactions.build(ratings, items["item_id"])
+    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
+                            metadata={"author": items["author"].to_list()}, config=SMALL)

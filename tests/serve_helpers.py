@@ -34,7 +34,7 @@ def build_catalogue(root: Path, data_dir: Path, encoder) -> dict[str, Any]:
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.interactions import Interactions
 
-    from test_hybrid import movielens_sample
+    from samples import movielens_sample
 
     films, ratings = movielens_sample(data_dir, n_items=120, n_cold=10)
     film_vectors = item_vectors(films, encoder)

@@ -12,7 +12,7 @@ from xrec.index import VectorIndex
 from xrec.ranking.hybrid import HybridRanker
 from xrec.ranking.interactions import Interactions
 
-from test_hybrid import SMALL
+from samples import SMALL
 
 
 @pytest.fixture(scope="module")

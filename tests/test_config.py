@@ -6,9 +6,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pipelines.config import DEFAULT, load_config
 from xrec.cli.main import main
 from xrec.errors import DataError
+from xrec.jobs.config import DEFAULT, load_config
 
 
 @pytest.mark.parametrize("override, message", [
@@ -71,7 +71,7 @@ def test_relative_paths_follow_the_config_file_and_overrides_the_working_directo
 
 
 def test_the_default_config_matches_the_schema():
-    from pipelines.config import SCHEMA
+    from xrec.jobs.config import SCHEMA
 
     raw = tomllib.loads(DEFAULT.read_text(encoding="utf-8"))
     for section, keys in raw.items():

@@ -14,46 +14,17 @@ from xrec.ranking.hybrid import BOOST_FEATURE, COMPONENTS, HybridConfig, HybridR
 from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.views import ContentGraphs, is_cold_feature
 
-SMALL = HybridConfig(max_fit_users=300, max_fit_items=2000)
-
-
-def movielens_sample(data_dir, n_items: int = 260, n_cold: int = 40):
-    """Ratings of real users on the most rated sample items, plus never-rated (cold) items."""
-    from xrec.datasets.movielens import load_movielens
-
-    ml = load_movielens(data_dir / "movielens")
-    top = ml.ratings.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
-    keep = top["item_id"].head(n_items)
-    cold = ml.movies.filter(~pl.col("item_id").is_in(ml.ratings["item_id"].unique().implode()))
-    ids = pl.concat([keep, cold["item_id"].head(n_cold)])
-    items = ml.items().filter(pl.col("item_id").is_in(ids.implode()))
-    ratings = ml.ratings.filter(pl.col("item_id").is_in(keep.implode()) & (pl.col("user_id") <= 150))
-    return prepare_items(items), ratings
+from samples import SMALL, small_cf
 
 
 @pytest.fixture(scope="module")
-def sample(data_dir, encoder):
-    items, ratings = movielens_sample(data_dir)
-    return items, ratings, item_vectors(items, encoder)
-
-
-def _small_cf(matrix):
-    return fit_als(matrix, factors=16)[0]
+def sample(ml_sample):
+    return ml_sample
 
 
 @pytest.fixture(scope="module")
-def ranker(sample):
-    items, ratings, vectors = sample
-    inter = Interactions.build(ratings, items["item_id"])
-    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), cf_fit=_small_cf, config=SMALL)
-
-
-@pytest.fixture(scope="module")
-def bx_ranker(bx_sample):
-    items, ratings, vectors = bx_sample
-    inter = Interactions.build(ratings, items["item_id"])
-    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
-                            metadata={"author": items["author"].to_list()}, config=SMALL)
+def ranker(ml_ranker):
+    return ml_ranker
 
 
 def test_learned_fusion_with_timestamps(ranker):
@@ -174,7 +145,7 @@ def test_default_weights_are_not_silent(sample, caplog):
     items, ratings, vectors = sample
     inter = Interactions.build(ratings.group_by("user_id").head(4).head(40), items["item_id"])
     with caplog.at_level(logging.WARNING, logger="xrec.ranking.hybrid"):
-        ranker = HybridRanker.fit(inter, vectors, cf_fit=_small_cf, config=SMALL)
+        ranker = HybridRanker.fit(inter, vectors, cf_fit=small_cf, config=SMALL)
     assert ranker.fusion.kind == "default"
     assert "validation positives" in caplog.text and "default" in caplog.text
     assert ranker.recommend(inter.users.ids.head(2), k=3).height == 6

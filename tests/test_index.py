@@ -428,3 +428,39 @@ def test_index_files_failing_their_checksum_never_reach_faiss(data, tmp_path):
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="index.faiss not listed in the manifest"):
         VectorIndex.load(tmp_path / "b")
+
+
+# ---------------------------------------------------------------- kernel and backend twins
+def test_top_k_kernel_orders_pads_and_caps():
+    from xrec.index.topk import top_k
+
+    scores = np.array([[0.1, 0.9, -np.inf, 0.5], [0.3, 0.2, 0.1, 0.0]], dtype=np.float32)
+    cols, top = top_k(scores, 3)
+    assert cols.tolist() == [[1, 3, 0], [0, 1, 2]] and np.allclose(top[1], [0.3, 0.2, 0.1])
+    cols, top = top_k(scores, 10)  # k beyond n: every column, -inf last
+    assert cols.shape == (2, 4) and cols[0, -1] == 2 and np.isneginf(top[0, -1])
+    assert top_k(scores, 0)[0].shape == (2, 0)
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_backend_twins_agree_on_the_cpu(data, kind):
+    """Each backend class, run on the CPU (FAISS GPU cannot clone here, so it falls back; the
+    torch twin runs its matmul + top-k on the CPU device), answers like :class:`FaissCpu`."""
+    from xrec.index import backends
+
+    class TorchOnCpu(backends.TorchCuda):
+        torch_device = "cpu"
+
+    x, ids, langs = data
+    idx = VectorIndex.build(x, ids, list(langs), kind=kind, device="cpu")
+    idx.remove(ids[:3])
+    allowed = idx._slots.allowed(["rare"], None)
+    alive = idx._slots.alive
+    q = x[:6]
+    for twin in (backends.FaissGpu, TorchOnCpu):
+        other = twin(idx._index, idx.kind, idx.dim, idx.knobs)
+        for mask in (None, allowed, alive):
+            want_scores, want_slots = idx._backend.search(q, 10, mask, alive)
+            got_scores, got_slots = other.search(q, 10, mask, alive)
+            assert np.allclose(got_scores, want_scores, atol=1e-4)
+            assert (got_slots[:, :5] == want_slots[:, :5]).mean() > 0.95

@@ -12,20 +12,13 @@ from xrec.evaluation.metrics import Scorer
 from xrec.evaluation.recs import RerankScorer
 from xrec.ranking.batch import parts_dir, rerank_to_parquet
 from xrec.ranking.cf import fit_als
-from xrec.ranking.content import item_vectors
-from xrec.ranking.hybrid import COMPONENTS, HybridRanker
-from xrec.ranking.interactions import Interactions
-
-from test_hybrid import SMALL, _small_cf, movielens_sample
+from xrec.ranking.hybrid import COMPONENTS
 
 
 @pytest.fixture(scope="module")
-def ml(data_dir, encoder):
-    items, ratings = movielens_sample(data_dir)
-    vectors = item_vectors(items, encoder)
-    inter = Interactions.build(ratings, items["item_id"])
-    ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), cf_fit=_small_cf, config=SMALL)
-    return items, ratings, ranker
+def ml(ml_sample, ml_ranker):
+    items, ratings, _ = ml_sample
+    return items, ratings, ml_ranker
 
 
 @pytest.fixture(scope="module")
@@ -38,14 +31,6 @@ def als_candidates(ml):
     return pl.DataFrame({"user_id": ranker.users.ids.gather(np.repeat(rows, ids.shape[1])),
                          "item_id": ranker.items.ids.gather(ids.reshape(-1)),
                          "score": scores.reshape(-1).astype(np.float64)})
-
-
-@pytest.fixture(scope="module")
-def bx_ranker(bx_sample):
-    items, ratings, vectors = bx_sample
-    inter = Interactions.build(ratings, items["item_id"])
-    return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
-                            metadata={"author": items["author"].to_list()}, config=SMALL)
 
 
 def test_rerank_orders_candidates_by_the_rankers_own_score(ml, als_candidates):

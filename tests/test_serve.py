@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from xrec.index.vector_index import INDEX_FILE
+from xrec.index.persist import INDEX_FILE
 from xrec.serve import Limits, Service
 from xrec.serve.server import ServerThread
 

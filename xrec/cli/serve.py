@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 
 
@@ -39,8 +40,9 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16, 64],
                    help="closed-loop concurrencies (default: 1 4 16 64)")
     b.add_argument("--seconds", type=float, default=8.0, help="seconds of each load step (default 8.0)")
-    b.add_argument("--cache", default=None, help="folder for the cached vectors and index "
+    b.add_argument("--store", default=None, help="folder for the cached vectors and index "
                                                  "(default: $XREC_CACHE_DIR/bench-serve)")
+    renamed(b, "--cache", "--store", "--store is the embedding cache in every command")
     b.add_argument("--kind", default="hnsw", help="index kind (default hnsw)")
     _encoder_options(b)
     b.set_defaults(func=run_bench_serve)
@@ -94,7 +96,7 @@ def run_bench_serve(args: argparse.Namespace) -> int:
     from xrec.bench.serve import run_serve_bench
 
     result = run_serve_bench(json_path=args.json, data=args.data, n=args.n, rates=args.rates,
-                             concurrencies=args.concurrency, seconds=args.seconds, cache=args.cache,
+                             concurrencies=args.concurrency, seconds=args.seconds, cache=args.store,
                              kind=args.kind, service_args=service_options(args), out=sys.stdout)
     return 0 if result["steps"] else 1
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
+from xrec.artifacts import write_json
+from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
@@ -44,16 +45,10 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
                     "their translation (xx2en) and the reverse (en2xx).")
     b.add_argument("--data", required=True, help="pairs file (lang, pair_id, text, eng), JSONL(.gz)")
     b.add_argument("--json", required=True, help="write the results here")
-    b.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     b.add_argument("--languages", nargs="+",
                    help="only these languages, evaluated in this order (the JSON is rewritten "
                         "after each language, with complete=false until the end)")
-    b.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
-    b.add_argument("--text-kind", default="query", choices=("query", "passage"),
-                   help="encoder role for both sides (e5 uses query: for symmetric tasks)")
-    b.add_argument("--cache", help="embedding store file reused between runs")
-    b.add_argument("--batch-size", type=int, default=None,
-                   help="texts per forward pass (default: the encoder's, 32)")
+    _embedding_options(b, "encoder role for both sides (e5 uses query: for symmetric tasks)")
     b.set_defaults(func=run_bitext)
 
     q = evaluate.add_parser(
@@ -64,14 +59,8 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     q.add_argument("--data", required=True, help="split file (lang, index_id, text), JSONL(.gz)")
     q.add_argument("--pivot", default="eng_Latn", help="pivot language (default eng_Latn)")
     q.add_argument("--json", required=True, help="write the results here")
-    q.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     q.add_argument("--languages", nargs="+", help="only these languages (the pivot is always kept)")
-    q.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
-    q.add_argument("--text-kind", default="query", choices=("query", "passage"),
-                   help="encoder role for both sides")
-    q.add_argument("--cache", help="embedding store file reused between runs")
-    q.add_argument("--batch-size", type=int, default=None,
-                   help="texts per forward pass (default: the encoder's, 32)")
+    _embedding_options(q, "encoder role for both sides")
     q.set_defaults(func=run_parallel)
 
     r = bench.add_parser(
@@ -91,6 +80,17 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     r.add_argument("--plot", help="recall-vs-latency PNG (default: beside --json)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data and queries")
     r.set_defaults(func=run_bench)
+
+
+def _embedding_options(p: argparse.ArgumentParser, text_kind_help: str) -> None:
+    """The encoder and embedding-cache options of the retrieval evaluations."""
+    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    p.add_argument("--text-kind", default="query", choices=("query", "passage"), help=text_kind_help)
+    p.add_argument("--store", help="embedding store file reused between runs")
+    renamed(p, "--cache", "--store", "--store is the embedding cache in every command")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="texts per forward pass (default: the encoder's, 32)")
 
 
 # ---------------------------------------------------------------------- similar
@@ -123,13 +123,6 @@ def run_similar(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- evaluation
-def _write_json(path: str, payload: dict) -> None:
-    from xrec.artifacts import atomic_file
-
-    with atomic_file(path) as tmp:
-        Path(tmp).write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def run_bitext(args: argparse.Namespace) -> int:
     from xrec.datasets.tatoeba import load_pairs
     from xrec.encoders import load_encoder
@@ -137,11 +130,11 @@ def run_bitext(args: argparse.Namespace) -> int:
 
     pairs = load_pairs(args.data, args.languages)
     encoder = load_encoder(args.model, precision=args.precision)
-    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.cache,
+    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.store,
                              batch_size=args.batch_size, progress=sys.stderr.isatty(),
                              languages=args.languages,
-                             on_language=lambda partial: _write_json(args.json, partial))
-    _write_json(args.json, result)
+                             on_language=lambda partial: write_json(args.json, partial))
+    write_json(args.json, result)
     print(f"{'lang':8s} {'n':>5s} {'xx2en':>7s} {'en2xx':>7s}")
     for lang, row in result["languages"].items():
         print(f"{lang:8s} {row['n']:5d} {row['xx2en']:7.3f} {row['en2xx']:7.3f}")
@@ -158,9 +151,9 @@ def run_parallel(args: argparse.Namespace) -> int:
     frame = load_file(args.data, languages)
     encoder = load_encoder(args.model, precision=args.precision)
     result = evaluate_parallel(frame, encoder, pivot=args.pivot, kind=args.text_kind,
-                               cache=args.cache, batch_size=args.batch_size,
+                               cache=args.store, batch_size=args.batch_size,
                                progress=sys.stderr.isatty())
-    _write_json(args.json, result)
+    write_json(args.json, result)
     print(f"{'lang':10s} {'n':>5s} {'xx2pivot':>9s} {'pivot2xx':>9s}")
     for lang, row in result["languages"].items():
         print(f"{lang:10s} {row['n']:5d} {row['xx2pivot']:9.3f} {row['pivot2xx']:9.3f}")
@@ -173,10 +166,17 @@ def run_parallel(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------- bench
 def run_bench(args: argparse.Namespace) -> int:
-    from xrec.bench.retrieval import run_retrieval_bench
+    from xrec.bench.retrieval import load_vectors, run_retrieval_bench, write_outputs
 
-    result = run_retrieval_bench(n=args.n, dim=args.dim, n_queries=args.queries,
-                                 vectors=args.vectors, query_vectors=args.query_vectors,
+    if (args.vectors is None) != (args.query_vectors is None):
+        raise DataError("give both --vectors and --query-vectors, or neither")
+    corpus = queries = source = None
+    if args.vectors is not None:
+        corpus = load_vectors(args.vectors, "corpus vectors")
+        queries = load_vectors(args.query_vectors, "query vectors")
+        source = f"vectors from {args.vectors} and {args.query_vectors}"
+    result = run_retrieval_bench(corpus, queries, n=args.n, dim=args.dim, n_queries=args.queries,
                                  kinds=args.kinds, k=args.k, n_single=args.single, seed=args.seed,
-                                 json_path=args.json, plot_path=args.plot, out=sys.stdout)
+                                 source=source)
+    write_outputs(result, args.json, args.plot, out=sys.stdout)
     return 0 if result["results"] else 1

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
-from xrec.artifacts import atomic_file
+from xrec.artifacts import atomic_file, write_json
+from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
@@ -52,13 +53,14 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                                           "model's labels; topic_support: share of held-out "
                                           "labelled texts less covered by the labels than the item.")
     tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
-    tag.add_argument("--model", required=True, help="topic model directory (xrec topics train)")
+    tag.add_argument("--topics", default=None, help="topic model directory (xrec topics train); required")
     tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
     tag.add_argument("--abstain", action="store_true",
                      help="write 'unknown' where topic_score or topic_support is below the "
                           "model's thresholds")
-    tag.add_argument("--encoder", default=None,
-                     help="encoder (default: the one the model was trained with)")
+    tag.add_argument("--model", default=None,
+                     help="encoder (default: the one the topic model was trained with)")
+    renamed(tag, "--encoder", "--model", "--model is the encoder in every command")
     tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
                      help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
@@ -88,7 +90,8 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                          "out-of-distribution signal (AUROC)")
     ev.add_argument("--bitext", help="result JSON of `xrec evaluate bitext` (with flores codes): "
                                      "plots topic accuracy against it (PNG beside --json)")
-    ev.add_argument("--cache", help="folder caching vectors per split and language")
+    ev.add_argument("--store", help="folder caching vectors per split and language")
+    renamed(ev, "--cache", "--store", "--store is the embedding cache in every command")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
 
@@ -172,18 +175,15 @@ def _write_table(frame: pl.DataFrame, path: str) -> None:
 def _training_tables(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame | None,
                                                         pl.DataFrame | None, list[str]]:
     from xrec.tables import read_table
-    from xrec.topics.data import sample_per_language, select_languages
+    from xrec.topics.data import sample_per_language, select_languages, topic_tables
 
     data = Path(args.data)
     if data.is_dir():
-        from xrec.datasets.sib200 import load_labels, load_split
-
-        labels = load_labels(data) if not args.labels else _read_labels(args.labels)
-        every = load_split(data, "train")
-        train = select_languages(every, args.train_lang, f"{data}/train")
-        dev = load_split(data, "dev", args.train_lang) if args.dev is None else read_table(args.dev)
-        rest = every.filter(~pl.col("lang").is_in(train["lang"].unique().to_list()))
-        unlabelled = sample_per_language(rest, args.unlabelled_per_lang).select("lang", "text")
+        tables = topic_tables(data, args.train_lang, unlabelled_per_lang=args.unlabelled_per_lang)
+        labels = tables.labels if not args.labels else _read_labels(args.labels)
+        train = tables.train
+        dev = tables.dev if args.dev is None else read_table(args.dev)
+        unlabelled = tables.unlabelled.select("lang", "text")
     else:
         train = select_languages(read_table(data, required=["text", "category"]), args.train_lang,
                                  str(data))
@@ -235,9 +235,12 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.head import TopicClassifier
     from xrec.topics.tagging import tag_items
 
+    if args.topics is None:
+        raise DataError("xrec tag: give the topic model with --topics DIR (--model names the encoder, "
+                        "as in every command; it was the topic model before)")
     items = read_table(args.items, required=["text"])
-    classifier = TopicClassifier.load(args.model)
-    encoder = load_encoder(args.encoder or classifier.encoder_name or "bundled", device=args.device,
+    classifier = TopicClassifier.load(args.topics)
+    encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,
                            precision=args.precision)
     tagged = tag_items(classifier, encoder, items, abstain=args.abstain, source=args.items)
     _write_table(tagged, args.out)
@@ -262,15 +265,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
     with phase("topic accuracy by language"):
         result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
                                  shots=args.shots, seed=args.seed, hold_out=args.hold_out,
-                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.cache,
+                                 unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.store,
                                  bitext=bitext)
     plot = args.plot or str(Path(args.json).with_suffix(".png"))
     result["plot"] = str(plot_accuracy(result, plot))
     if result.get("bitext"):
         result["bitext_plot"] = str(plot_accuracy_vs_bitext(
             result, Path(args.json).with_name(Path(args.json).stem + "_vs_bitext.png")))
-    with atomic_file(args.json) as tmp:
-        tmp.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json, result)
     n_other = len(result["languages"]) - sum(s in result["languages"] for s in result["train_langs"])
     print(f"{result['train_lang']} ({result['method']}, {result['shots']} shots): "
           f"{result['train_lang_accuracy']:.3f}; mean over {n_other} other languages "

@@ -30,7 +30,7 @@ from xrec.errors import ArtifactError, ModelError
 
 log = logging.getLogger(__name__)
 
-KIND = "xrec-bundled-encoder"
+KIND = "xrec.bundled_encoder"
 FORMAT_VERSION = 1
 QUERY_PREFIX = "query: "
 PASSAGE_PREFIX = "passage: "
@@ -119,7 +119,7 @@ def build_charsmap(mapping: Mapping[str, str]) -> bytes:
             units.extend([0] * (need - len(units)))
         offset = pos ^ base
         if offset >= 1 << 21:
-            raise ValueError("charsmap trie too large for darts-clone offsets")
+            raise ModelError("charsmap trie too large for darts-clone offsets")
         units[pos] = label | ((None in node) << 8) | (offset << 10)
         for c in labels:
             used[base ^ c] = 1

@@ -42,7 +42,7 @@ class OnnxEncoder(TransformersEncoder):
                  **kwargs) -> None:
         if precision not in ONNX_PRECISIONS:
             raise ModelError(f"precision {precision!r} is not an ONNX precision ({', '.join(ONNX_PRECISIONS)})")
-        if device not in (None, "cpu"):
+        if device not in (None, "cpu", "auto"):
             raise ModelError(f"precision {precision!r} runs on the CPU only, not on {device!r}")
         if file_hashes is None:
             file_hashes = model_file_hashes(resolve_model_dir(model))

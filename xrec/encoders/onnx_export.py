@@ -25,7 +25,7 @@ from xrec.errors import ArtifactError, ModelError
 
 log = logging.getLogger(__name__)
 
-KIND = "xrec-onnx-encoder"
+KIND = "xrec.onnx_encoder"
 FORMAT_VERSION = 1
 GRAPHS = {"onnx-fp32": "model-fp32.onnx", "int8": "model-int8.onnx"}
 INPUTS = ("input_ids", "attention_mask")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xrec.devices import resolve_device
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import DataError, ModelError
 
@@ -98,17 +99,6 @@ def resolve_model_dir(model: str | os.PathLike[str]) -> Path:
     except Exception as exc:  # offline, unknown id, ...
         raise ModelError(f"{model}: not a local model directory, and fetching it from the "
                          f"Hugging Face hub failed ({type(exc).__name__}: {exc})") from exc
-
-
-def resolve_device(device: str | None) -> str:
-    """``None`` -> ``"cuda"`` when torch sees a GPU, else ``"cpu"``."""
-    import torch
-
-    if device is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but torch sees no CUDA GPU")
-    return device
 
 
 def resolve_dtype(precision: str, device: str):

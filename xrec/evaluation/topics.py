@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from xrec.datasets.sib200 import load_labels, load_split
 from xrec.encoders.base import Encoder
 from xrec.errors import ArtifactError, DataError
 from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
-from xrec.topics.data import check_texts_column, labelled, sample_per_language, select_languages
+from xrec.topics.data import check_texts_column, labelled, topic_tables
+from xrec.topics.head import TopicClassifier
 from xrec.topics.tagging import TEXT_KIND
 from xrec.topics.transfer import DEFAULT_METHOD, SelfTraining, TopicVectors, fit_topic_classifier
 
@@ -98,30 +98,6 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
     return out
 
 
-def few_shot_split(train: pl.DataFrame, sources: Sequence[str], labels: Sequence[str], shots: int,
-                   unlabelled_per_lang: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """The labelled rows and the unlabelled pool of the ``--shots`` protocol.
-
-    Labelled: every train row of ``sources`` plus, for every other language, ``shots`` rows per
-    label (fewer where a label has fewer), drawn with a generator seeded by ``seed`` and the
-    language code. Pool: at most ``unlabelled_per_lang`` of each other language's remaining rows,
-    with the label column dropped. ``shots=0`` is the zero-shot protocol.
-    """
-    codes = np.asarray(train["lang"].to_list(), dtype=object)
-    categories = np.asarray(train["category"].to_list(), dtype=object)
-    chosen = np.isin(codes, list(sources))
-    if shots > 0:
-        for lang in dict.fromkeys(codes[~chosen].tolist()):
-            rng = np.random.default_rng(seed + zlib.crc32(str(lang).encode()))
-            for label in labels:
-                rows = np.flatnonzero((codes == lang) & (categories == label))
-                chosen[rng.choice(rows, min(shots, len(rows)), replace=False)] = True
-    mask = pl.Series(chosen)
-    rest = train.filter(~mask & ~pl.col("lang").is_in(list(sources)))
-    pool = sample_per_language(rest, unlabelled_per_lang, seed).select("lang", "index_id", "text")
-    return train.filter(mask), pool
-
-
 def _quarter(values: Sequence[float]) -> float:
     """Mean of the lowest quarter (at least one value) of ``values``; NaN when empty."""
     ordered = np.sort(np.asarray(values, dtype=float))
@@ -155,44 +131,44 @@ def _ood_report(found, known: np.ndarray, codes: np.ndarray, threshold: float) -
     }
 
 
+#: Keys of the result of :func:`evaluate_topics`, in the order the JSON shows them.
+RESULT_KEYS = ("train_lang", "train_langs", "method", "shots", "seed", "hold_out", "languages", "mean_accuracy",
+               "train_lang_accuracy", "weakest_quarter_accuracy", "languages_under_70", "n_languages",
+               "unlabelled_per_lang", "encoder_fingerprint", "fit_seconds", "ood", "bitext", "total_seconds")
+
+
 def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence[str], encoder: Encoder, *,
                     method: str = DEFAULT_METHOD, shots: int = 0, unlabelled_per_lang: int = 100,
                     hold_out: Sequence[str] = (), self_training: SelfTraining = SelfTraining(),
                     seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
                     bitext: dict | None = None) -> dict:
     """Train on the labels of ``train_lang`` (one code or several) and test on every language of
-    ``data_dir``; returns the JSON dict of ``xrec evaluate topics``.
+    ``data_dir`` (:func:`evaluate_classifier`); returns the JSON dict of ``xrec evaluate topics``.
 
     ``shots``: every other language also gives that many labelled train texts per label (see
-    :func:`few_shot_split`); its other train texts are only ever read unlabelled and its test split
-    is untouched. ``hold_out``: labels left out of training; their test texts then measure
-    ``topic_support`` as an out-of-distribution signal (``"ood"`` in the result), and accuracy is
-    over the other labels' texts. ``bitext``: a result of ``xrec evaluate bitext`` whose languages
-    carry ``flores_code``; their ``xx2en`` accuracy is put beside the topic accuracy (``"bitext"``).
-    Accuracy summaries (mean, weakest quarter, languages under :data:`UNDER`) are over the
-    languages not in ``train_lang``.
+    :func:`~xrec.topics.data.few_shot_split`); its other train texts are only ever read unlabelled
+    and its test split is untouched. ``hold_out``: labels left out of training; their test texts
+    then measure ``topic_support`` as an out-of-distribution signal (``"ood"`` in the result), and
+    accuracy is over the other labels' texts. ``bitext``: a result of ``xrec evaluate bitext`` whose
+    languages carry ``flores_code``; their ``xx2en`` accuracy is put beside the topic accuracy
+    (``"bitext"``). Accuracy summaries (mean, weakest quarter, languages under :data:`UNDER`) are
+    over the languages not in ``train_lang``.
     """
     started = time.perf_counter()
+    tables = topic_tables(data_dir, train_lang, shots=shots, unlabelled_per_lang=unlabelled_per_lang, seed=seed)
     sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))
-    if shots < 0 or unlabelled_per_lang < 0:
-        raise DataError(f"shots ({shots}) and unlabelled_per_lang ({unlabelled_per_lang}) must be >= 0")
-    all_labels = load_labels(data_dir)
-    unknown = sorted(set(hold_out) - set(all_labels))
+    unknown = sorted(set(hold_out) - set(tables.labels))
     if unknown:
-        raise DataError(f"held-out label(s) {unknown} not in the label set {all_labels}")
-    labels = [label for label in all_labels if label not in set(hold_out)]
+        raise DataError(f"held-out label(s) {unknown} not in the label set {tables.labels}")
+    labels = [label for label in tables.labels if label not in set(hold_out)]
     if len(labels) < 2:
         raise DataError(f"holding out {list(hold_out)} leaves fewer than two labels to train on")
     cache = Path(cache_dir) if cache_dir is not None else None
-    train_all = load_split(data_dir, "train")
-    select_languages(train_all, sources, f"{data_dir}/train")  # every source must have rows
-    dev = load_split(data_dir, "dev", sources).filter(pl.col("category").is_in(labels))
-    test = load_split(data_dir, "test")
-    if test.height == 0:
-        raise DataError(f"{data_dir}: the test split has no rows")
+    test = _test_split(data_dir)
     # labelled: sources plus the shots; pool: other languages' remaining train text, no labels
-    train, pool = few_shot_split(train_all, sources, all_labels, shots, unlabelled_per_lang, seed)
-    train = train.filter(pl.col("category").is_in(labels))
+    train = tables.train.filter(pl.col("category").is_in(labels))
+    dev = tables.dev.filter(pl.col("category").is_in(labels))
+    pool = tables.unlabelled
     _, y, langs = labelled(train, labels, f"{data_dir}/train ({', '.join(sources)})")
     train_v = TopicVectors(embed_split(encoder, train, cache, "train"), langs, y)
     dev_v = None
@@ -207,10 +183,44 @@ def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence
                                       encoder_name=encoder.name, self_training=self_training,
                                       seed=seed)
     fit_seconds = time.perf_counter() - trained
-    # languages without train text get the mean of the known means, never their test text's mean
-    classifier.centering.min_group = np.iinfo(np.int64).max
+    result = evaluate_classifier(classifier, encoder, data_dir, sources, hold_out=hold_out, cache_dir=cache,
+                                 bitext=bitext, test=test)
+    result.update(method=method, shots=shots, seed=seed, unlabelled_per_lang=unlabelled_per_lang,
+                  fit_seconds=round(fit_seconds, 2), total_seconds=round(time.perf_counter() - started, 1))
+    return {key: result[key] for key in RESULT_KEYS if key in result}
+
+
+def _test_split(data_dir: str | os.PathLike[str]) -> pl.DataFrame:
+    test = load_split(data_dir, "test")
+    if test.height == 0:
+        raise DataError(f"{data_dir}: the test split has no rows")
+    return test
+
+
+def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir: str | os.PathLike[str],
+                        train_lang: str | Sequence[str], *, hold_out: Sequence[str] | None = None,
+                        cache_dir: str | os.PathLike[str] | None = None, bitext: dict | None = None,
+                        test: pl.DataFrame | None = None) -> dict:
+    """Accuracy and macro-F1 by language of a fitted ``classifier`` on the test split of
+    ``data_dir`` (``test``: that split, when already loaded), and their summaries over the
+    languages not in ``train_lang`` (see :func:`evaluate_topics`, whose result this is, less the
+    training settings). Test texts of labels the classifier lacks (``hold_out``; default: every
+    such label of the folder) measure ``topic_support`` as an out-of-distribution signal."""
+    sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))
+    labels = list(classifier.labels)
+    if hold_out is None:
+        hold_out = [label for label in load_labels(data_dir) if label not in set(labels)]
+    test = _test_split(data_dir) if test is None else test
+    cache = Path(cache_dir) if cache_dir is not None else None
     codes = np.asarray(test["lang"].to_list(), dtype=object)
-    found = classifier.predict(embed_split(encoder, test, cache, "test"), codes.tolist())
+    vectors = embed_split(encoder, test, cache, "test")
+    # languages without train text get the mean of the known means, never their test text's mean
+    min_group = classifier.centering.min_group
+    classifier.centering.min_group = np.iinfo(np.int64).max
+    try:
+        found = classifier.predict(vectors, codes.tolist())
+    finally:
+        classifier.centering.min_group = min_group
     known = test["category"].is_in(labels).to_numpy()
     index = {label: i for i, label in enumerate(labels)}
     y_test = np.asarray([index.get(c, -1) for c in test["category"].to_list()])
@@ -224,21 +234,19 @@ def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence
     others = sorted(lang for lang in languages if lang not in sources)
     accs = [languages[lang]["accuracy"] for lang in others]
     result = {
-        "train_lang": ",".join(sources), "train_langs": sources, "method": method, "shots": shots,
-        "seed": seed, "hold_out": list(hold_out), "languages": languages,
+        "train_lang": ",".join(sources), "train_langs": sources, "method": classifier.method,
+        "hold_out": list(hold_out), "languages": languages,
         "mean_accuracy": float(np.mean(accs)) if accs else float("nan"),
         "train_lang_accuracy": float(np.mean([languages[s]["accuracy"] for s in sources if s in languages]))
         if any(s in languages for s in sources) else float("nan"),
         "weakest_quarter_accuracy": _quarter(accs),
         "languages_under_70": int(sum(a < UNDER for a in accs)),
-        "n_languages": len(languages), "unlabelled_per_lang": unlabelled_per_lang,
-        "encoder_fingerprint": encoder.fingerprint, "fit_seconds": round(fit_seconds, 2),
+        "n_languages": len(languages), "encoder_fingerprint": encoder.fingerprint,
     }
     if hold_out:
         result["ood"] = _ood_report(found, known, codes, classifier.support_threshold)
     if bitext is not None:
         result["bitext"] = bitext_by_language(bitext, languages)
-    result["total_seconds"] = round(time.perf_counter() - started, 1)
     return result
 
 

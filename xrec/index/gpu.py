@@ -1,23 +1,22 @@
-"""GPU backends of :class:`~xrec.index.VectorIndex`.
+"""GPU detection and GPU pieces of the index backends (see :mod:`xrec.index.backends`).
 
-* ``faiss-gpu``: where FAISS was built with GPU support (``faiss.get_num_gpus() > 0``), the
-  CPU index is cloned to GPU 0 and unfiltered searches with ``k <= 2048`` run there; filtered
-  searches (FAISS GPU indexes take no ID selectors), larger ``k`` and kinds FAISS cannot move
-  (HNSW, refine wrappers) fall back to the CPU index.
-* ``torch-cuda``: where FAISS lacks GPU support but torch sees CUDA, exact search runs as a
-  matmul + top-k on the GPU (filters as a mask); approximate kinds stay on the CPU.
-* ``cpu`` otherwise.
+* ``faiss-gpu``: where FAISS was built with GPU support (``faiss.get_num_gpus() > 0``);
+  :func:`to_faiss_gpu` clones a CPU index to GPU 0.
+* ``torch-cuda``: where FAISS lacks GPU support but torch sees CUDA; :class:`TorchExact` runs
+  exact search as a matmul + ``torch.topk`` on the device (the GPU twin of
+  :func:`xrec.index.topk.top_k`).
+* ``cpu`` otherwise. :func:`resolve_backend` maps a device name to one of these.
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import faiss
 import numpy as np
 
-from xrec.errors import XrecError
+from xrec.devices import cuda_available
+from xrec.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -34,26 +33,9 @@ def faiss_gpus() -> int:
         return 0
 
 
-def _no_cuda_device_node() -> bool:
-    """True on Linux when no NVIDIA (or WSL GPU) device node exists, so CUDA cannot be present:
-    answers without importing torch (about a second of start-up)."""
-    import sys
-
-    if not sys.platform.startswith("linux") or "torch" in sys.modules:
-        return False
-    dev = Path("/dev")
-    return not ((dev / "nvidiactl").exists() or (dev / "dxg").exists() or any(dev.glob("nvidia[0-9]*")))
-
-
 def torch_cuda() -> bool:
-    """True when torch sees a CUDA device."""
-    if _no_cuda_device_node():
-        return False
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return False
-    return bool(torch.cuda.is_available())
+    """True when torch sees a CUDA device (see :func:`xrec.devices.cuda_available`)."""
+    return cuda_available()
 
 
 def available_backends() -> list[str]:
@@ -70,7 +52,7 @@ def resolve_backend(device: str | None) -> str:
     """Map ``device`` (None/"auto", "cpu", "cuda", or a backend name) to a backend name.
 
     ``None``/``"auto"``/``"cuda"`` prefer FAISS GPU, then torch CUDA; ``"cuda"`` without a GPU
-    raises :class:`XrecError`; ``None``/``"auto"`` fall back to the CPU.
+    raises :class:`~xrec.errors.DeviceError`; ``None``/``"auto"`` fall back to the CPU.
     """
     wanted = "auto" if device is None else str(device).lower()
     if wanted == "cpu":
@@ -82,13 +64,13 @@ def resolve_backend(device: str | None) -> str:
             return "torch-cuda"
         if wanted == "auto":
             return "cpu"
-        raise XrecError(f"device {device!r}: no CUDA GPU is visible to FAISS or torch")
+        raise DeviceError(f"device {device!r}: no CUDA GPU is visible to FAISS or torch")
     if wanted in BACKENDS:
         if wanted not in available_backends():
-            raise XrecError(f"device {device!r}: backend not available here "
+            raise DeviceError(f"device {device!r}: backend not available here "
                             f"(available: {available_backends()})")
         return wanted
-    raise XrecError(f"device {device!r}: expected one of auto, cpu, cuda, {', '.join(BACKENDS)}")
+    raise DeviceError(f"device {device!r}: expected one of auto, cpu, cuda, {', '.join(BACKENDS)}")
 
 
 def to_faiss_gpu(index: faiss.Index) -> faiss.Index | None:

@@ -3,6 +3,7 @@ vectors, ids, languages and ``k``; each bad value gets a :class:`~xrec.errors.Da
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -117,3 +118,28 @@ def as_langs(languages: Any, what: str) -> list[str]:
 def is_id_sequence(entry: Any) -> bool:
     return isinstance(entry, (list, tuple, set, frozenset, np.ndarray)) or (
         hasattr(entry, "__iter__") and not isinstance(entry, (str, bytes)))
+
+
+def check_queries(queries: Any, dim: int, normalize: bool) -> np.ndarray:
+    """Queries as C-contiguous float32 ``[q, dim]``, unit rows if ``normalize``; one reduction
+    (the row norms) both checks for NaN/inf and normalises. DataError names a bad row."""
+    if not (type(queries) is np.ndarray and queries.dtype == np.float32 and queries.ndim == 2
+            and queries.shape[1] == dim and queries.flags.c_contiguous):
+        return _checked_queries(queries, dim, normalize)
+    q = queries
+    if len(q) == 1:  # the common single-query case, in scalar arithmetic
+        sq = float(np.dot(q[0], q[0]))
+        if math.isfinite(sq) and (not normalize or abs(sq - 1.0) < 2e-5):
+            return q
+    norms = np.sqrt(np.einsum("ij,ij->i", q, q))
+    if not np.isfinite(norms).all():
+        return _checked_queries(queries, dim, normalize)  # names the row (or copes with overflow)
+    if not normalize or (np.abs(norms - 1) < 1e-5).all():
+        return q
+    norms[norms == 0] = 1
+    return q / norms[:, None]
+
+
+def _checked_queries(queries: Any, dim: int, normalize: bool) -> np.ndarray:
+    q = as_matrix(queries, dim, "queries")
+    return unit_rows(q) if normalize else q

@@ -1,4 +1,6 @@
-"""Cross-language neighbours: each item's nearest items in *other* languages, batched per language."""
+"""Neighbours across languages, batched: every lookup of several items' nearest items in *other*
+languages (``xrec similar --other-languages``, the main job's neighbours) goes through
+:func:`search_by_language`, one index search per language and batch."""
 
 from __future__ import annotations
 
@@ -11,6 +13,39 @@ import polars as pl
 from xrec.index.vector_index import VectorIndex
 
 
+def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Sequence[str | None], k: int, *,
+                       other_languages: bool = True, languages: Sequence[str] | None = None,
+                       exclude_languages: Sequence[str] | None = None,
+                       exclude_ids: Sequence[Sequence[Any]] | None = None,
+                       batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, scores)`` of the ``k`` nearest items of each row of ``vectors``, in row order (as
+    :meth:`VectorIndex.search`). With ``other_languages``, row ``i`` skips items in
+    ``query_langs[i]`` (a row without a language gets no such filter); rows are searched in
+    batches of one language. ``languages`` keeps only items in those, ``exclude_languages`` drops
+    items in those for every row; ``exclude_ids``: one sequence of ids per row to leave out."""
+    query_langs = list(query_langs)
+    groups: dict[str | None, list[int]] = {}
+    for row, lang in enumerate(query_langs):
+        groups.setdefault(lang if other_languages else None, []).append(row)
+    out_ids: np.ndarray | None = None
+    out_scores: np.ndarray | None = None
+    for lang, rows in groups.items():
+        excluded = sorted(set(exclude_languages or ()) | ({lang} if lang is not None else set())) or None
+        for start in range(0, len(rows), batch):
+            part = np.asarray(rows[start:start + batch])
+            found, scores = index.search(
+                vectors[part], k, languages=languages, exclude_languages=excluded,
+                exclude_ids=None if exclude_ids is None else [list(exclude_ids[r]) for r in part])
+            if out_ids is None:
+                out_ids = np.empty((len(query_langs), found.shape[1]), dtype=found.dtype)
+                out_scores = np.empty((len(query_langs), found.shape[1]), dtype=np.float32)
+            out_ids[part], out_scores[part] = found, scores
+    if out_ids is None:
+        width = min(k, len(index))
+        return np.empty((0, width), dtype=index.ids.dtype), np.empty((0, width), dtype=np.float32)
+    return out_ids, out_scores
+
+
 def cross_language_neighbours(index: VectorIndex, ids: Sequence[Any] | None = None, k: int = 5, *,
                               batch: int = 4096) -> pl.DataFrame:
     """``item_id, lang, rank, neighbour_id, neighbour_lang, score``: for each of ``ids`` (default:
@@ -18,24 +53,24 @@ def cross_language_neighbours(index: VectorIndex, ids: Sequence[Any] | None = No
     its own (exact language filter). Items without a language are skipped; padding rows (fewer
     than ``k`` items in other languages) are left out."""
     ids = list(index.ids) if ids is None else list(ids)
-    langs = np.asarray(index.language_of(ids), dtype=object)
-    vectors = index.vectors_of(ids)
-    id_array = np.asarray(ids, dtype=object)
-    frames = []
-    for lang in sorted({x for x in langs if x is not None}):
-        rows = np.flatnonzero(langs == lang)
-        for start in range(0, len(rows), batch):
-            part = rows[start:start + batch]
-            found, scores = index.search(vectors[part], k, exclude_languages=[lang])
-            kk = found.shape[1]
-            frames.append(pl.DataFrame({
-                "item_id": np.repeat(id_array[part], kk).tolist(), "lang": [lang] * (len(part) * kk),
-                "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(part)),
-                "neighbour_id": found.reshape(-1).tolist(), "score": scores.reshape(-1).astype(np.float32)}))
-    if not frames:
-        return pl.DataFrame(schema={"item_id": pl.Object, "lang": pl.String, "rank": pl.Int32,
-                                    "neighbour_id": pl.Object, "neighbour_lang": pl.String, "score": pl.Float32})
-    table = pl.concat(frames).filter(pl.col("score").is_finite())
+    langs = index.language_of(ids)
+    keep = [row for row, lang in enumerate(langs) if lang is not None]
+    empty = pl.DataFrame(schema={"item_id": pl.Object, "lang": pl.String, "rank": pl.Int32,
+                                 "neighbour_id": pl.Object, "neighbour_lang": pl.String, "score": pl.Float32})
+    if not keep:
+        return empty
+    # one language after another (sorted), as the table lists them
+    keep.sort(key=lambda row: langs[row])
+    kept_ids = [ids[row] for row in keep]
+    kept_langs = [langs[row] for row in keep]
+    found, scores = search_by_language(index, index.vectors_of(kept_ids), kept_langs, k, batch=batch)
+    kk = found.shape[1]
+    table = pl.DataFrame({
+        "item_id": np.repeat(np.asarray(kept_ids, dtype=object), kk).tolist(),
+        "lang": np.repeat(np.asarray(kept_langs, dtype=object), kk).tolist(),
+        "rank": np.tile(np.arange(1, kk + 1, dtype=np.int32), len(keep)),
+        "neighbour_id": found.reshape(-1).tolist(), "score": scores.reshape(-1).astype(np.float32)})
+    table = table.filter(pl.col("score").is_finite())
     table = table.with_columns(pl.Series("neighbour_lang", index.language_of(table["neighbour_id"].to_list()),
                                          dtype=pl.String))
     return table.select("item_id", "lang", "rank", "neighbour_id", "neighbour_lang", "score")

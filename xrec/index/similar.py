@@ -99,13 +99,30 @@ class ItemSpace:
 
     def neighbours(self, vector: np.ndarray, k: int, *, languages: Sequence[str] | None,
                    exclude_languages: Sequence[str] | None, exclude: Sequence[Any] = ()) -> list[dict]:
-        ids, scores = self.index.search(vector[None, :], k, languages=languages,
-                                        exclude_languages=exclude_languages,
-                                        exclude_ids=list(exclude) or None)
-        langs = self.index.language_of([i for i in ids[0] if i != self.index.pad_id]) \
-            if np.isfinite(scores[0]).any() else []
+        """The hits of one query vector (see :meth:`neighbours_of`)."""
+        return self.neighbours_of(vector[None, :], [None], k, languages=languages,
+                                  exclude_languages=exclude_languages,
+                                  exclude_ids=[list(exclude)] if exclude else None)[0]
+
+    def neighbours_of(self, vectors: np.ndarray, query_langs: Sequence[str | None], k: int, *,
+                      languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
+                      other_languages: bool = False,
+                      exclude_ids: Sequence[Sequence[Any]] | None = None) -> list[list[dict]]:
+        """The hits (``id``, ``lang``, ``score``, ``text`` where known) of each query vector, searched
+        in batches (:func:`~xrec.index.neighbours.search_by_language`); ``other_languages`` skips
+        items in each query's own language."""
+        from xrec.index.neighbours import search_by_language
+
+        ids, scores = search_by_language(self.index, vectors, query_langs, k, other_languages=other_languages,
+                                         languages=languages, exclude_languages=exclude_languages,
+                                         exclude_ids=exclude_ids)
+        return [self._hits(row_ids, row_scores) for row_ids, row_scores in zip(ids, scores)]
+
+    def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
+        langs = self.index.language_of([i for i in ids if i != self.index.pad_id]) \
+            if np.isfinite(scores).any() else []
         out = []
-        for item, score, lang in zip(ids[0], scores[0], langs):
+        for item, score, lang in zip(ids, scores, langs):
             hit = {"id": item.item() if isinstance(item, np.generic) else item, "lang": lang,
                    "score": round(float(score), 6)}
             text = self.text(item)
@@ -128,11 +145,11 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
     space.check_languages(languages)
-    vectors = space.index.vectors_of(wanted)
+    langs = space.index.language_of(wanted)
+    found = space.neighbours_of(space.index.vectors_of(wanted), langs, k, languages=languages,
+                                other_languages=other_languages, exclude_ids=[[item] for item in wanted])
     queries = []
-    for item, vector, lang in zip(wanted, vectors, space.index.language_of(wanted)):
-        excl = [lang] if other_languages and lang is not None else None
-        hits = space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=[item])
+    for item, lang, hits in zip(wanted, langs, found):
         entry = {"id": item, "lang": lang, "neighbours": hits}
         if space.text(item) is not None:
             entry["text"] = space.text(item)

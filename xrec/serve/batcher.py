@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from xrec.errors import DataError
+
 
 class Overloaded(Exception):
     """The queue is full: the request is refused (HTTP 503) and the server stays up."""
@@ -58,7 +60,7 @@ class MicroBatcher:
     def __init__(self, encode: Callable[[list[str], str], np.ndarray], dim: int, *,
                  max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
-            raise ValueError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
+            raise DataError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
         self.encode, self.dim = encode, dim
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
         self._jobs: deque[Job] = deque()

@@ -162,7 +162,7 @@ class ServerThread:
         deadline = time.monotonic() + 30
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("xrec serve did not start")
+                raise XrecError("xrec serve did not start")
             time.sleep(0.01)
         return self.url
 

@@ -89,7 +89,7 @@ class Service:
         if self.paths["topics"] is not None:
             from xrec.topics import TopicClassifier
 
-            topics = TopicClassifier.load(self.paths["topics"], encoder_fingerprint=fp)
+            topics = TopicClassifier.load(self.paths["topics"], expect_fingerprint=fp)
         space = ItemSpace(index, texts, encoder=self.encoder)
         return Loaded(space, frozenset(index.language_set), ranker, topics)
 
@@ -122,10 +122,12 @@ class Service:
 
             def answer(_: np.ndarray) -> dict:
                 space, queries = state.space, []
-                for item, vector, lang in zip(ids, space.index.vectors_of(ids), space.index.language_of(ids)):
-                    excl = sorted(set(excluded or []) | ({lang} if other and lang else set())) or None
-                    entry = {"id": item, "lang": lang, "neighbours": space.neighbours(
-                        vector, k, languages=languages, exclude_languages=excl, exclude=[item])}
+                langs = space.index.language_of(ids)
+                found = space.neighbours_of(space.index.vectors_of(ids), langs, k, languages=languages,
+                                            exclude_languages=excluded, other_languages=other,
+                                            exclude_ids=[[item] for item in ids])
+                for item, lang, hits in zip(ids, langs, found):
+                    entry = {"id": item, "lang": lang, "neighbours": hits}
                     if item in space.texts:
                         entry["text"] = space.texts[item]
                     queries.append(entry)

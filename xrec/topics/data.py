@@ -1,9 +1,13 @@
-"""Checking the labelled and unlabelled text tables topic training takes."""
+"""The labelled and unlabelled text tables topic training takes: checks, sampling, and the
+tables of a SIB-200-style folder (:func:`topic_tables`, shared by ``xrec topics train``,
+``xrec evaluate topics`` and the main job)."""
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -85,3 +89,60 @@ def sample_per_language(frame: pl.DataFrame, n: int, seed: int = 0) -> pl.DataFr
             part = part.sample(n, seed=seed + zlib.crc32(str(code).encode()))
         parts.append(part)
     return pl.concat(parts) if parts else frame
+
+
+def few_shot_split(train: pl.DataFrame, sources: Sequence[str], labels: Sequence[str], shots: int,
+                   unlabelled_per_lang: int, seed: int = 0) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The labelled rows and the unlabelled pool of the ``--shots`` protocol.
+
+    Labelled: every train row of ``sources`` plus, for every other language, ``shots`` rows per
+    label (fewer where a label has fewer), drawn with a generator seeded by ``seed`` and the
+    language code. Pool: at most ``unlabelled_per_lang`` of each other language's remaining rows,
+    with the label column dropped. ``shots=0`` is the zero-shot protocol.
+    """
+    codes = np.asarray(train["lang"].to_list(), dtype=object)
+    categories = np.asarray(train["category"].to_list(), dtype=object)
+    chosen = np.isin(codes, list(sources))
+    if shots > 0:
+        for lang in dict.fromkeys(codes[~chosen].tolist()):
+            rng = np.random.default_rng(seed + zlib.crc32(str(lang).encode()))
+            for label in labels:
+                rows = np.flatnonzero((codes == lang) & (categories == label))
+                chosen[rng.choice(rows, min(shots, len(rows)), replace=False)] = True
+    mask = pl.Series(chosen)
+    rest = train.filter(~mask & ~pl.col("lang").is_in(list(sources)))
+    pool = sample_per_language(rest, unlabelled_per_lang, seed).select("lang", "index_id", "text")
+    return train.filter(mask), pool
+
+
+@dataclass(frozen=True)
+class TopicTables:
+    """The tables of topic training on a SIB-200-style folder (see :func:`topic_tables`)."""
+
+    labels: list[str]  #: the folder's label set
+    train: pl.DataFrame  #: labelled train rows (``lang, index_id, text, category``)
+    dev: pl.DataFrame  #: labelled dev rows of the training languages
+    unlabelled: pl.DataFrame  #: other languages' train text, no labels (``lang, index_id, text``)
+
+
+def topic_tables(data_dir: str | os.PathLike[str], train_langs: str | Sequence[str] | None, *,
+                 shots: int = 0, unlabelled_per_lang: int = 100, seed: int = 0) -> TopicTables:
+    """Train, dev and unlabelled tables of a SIB-200-style folder for training on the labels of
+    ``train_langs`` (None: every language): train holds their train rows (plus ``shots`` rows per
+    label of every other language, see :func:`few_shot_split`), dev their dev rows, unlabelled at
+    most ``unlabelled_per_lang`` of each other language's remaining train rows. Raises
+    :class:`DataError` naming a training language without train rows."""
+    from xrec.datasets.sib200 import load_labels, load_split
+
+    if shots < 0 or unlabelled_per_lang < 0:
+        raise DataError(f"shots ({shots}) and unlabelled_per_lang ({unlabelled_per_lang}) must be >= 0")
+    labels = load_labels(data_dir)
+    every = load_split(data_dir, "train")
+    if train_langs is None:
+        sources = list(dict.fromkeys(every["lang"].to_list()))
+    else:
+        sources = [train_langs] if isinstance(train_langs, str) else list(dict.fromkeys(train_langs))
+        select_languages(every, sources, f"{data_dir}/train")  # every source must have rows
+    train, pool = few_shot_split(every, sources, labels, shots, unlabelled_per_lang, seed)
+    dev = load_split(data_dir, "dev", None if train_langs is None else sources)
+    return TopicTables(labels, train, dev, pool)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from xrec.errors import ArtifactError
+from xrec.errors import ArtifactError, DataError
 
 #: Abstain (with ``abstain=True``) below this ``topic_support``: about 5% of dev-like text.
 DEFAULT_SUPPORT_THRESHOLD = 0.05
@@ -68,7 +68,7 @@ class Support:
             return t / t.norm(dim=1, keepdim=True).clamp(min=1e-12)
 
         if len(labelled) == 0 or len(ref_combined) == 0:
-            raise ValueError("a support model needs labelled vectors and dev reference values")
+            raise DataError("a support model needs labelled vectors and dev reference values")
         self.labelled = unit(labelled)
         self.background = None if background is None or len(background) == 0 else unit(background)
         self.ref_certainty = np.sort(np.asarray(ref_certainty, dtype=np.float32))

@@ -22,7 +22,8 @@ from typing import Any
 
 from xrec.errors import DataError
 
-DEFAULT = Path(__file__).with_name("default.toml")
+#: The bundled job definition: ``pipelines/default.toml`` of the checkout xrec runs from.
+DEFAULT = Path(__file__).resolve().parents[2] / "pipelines" / "default.toml"
 REQUIRED = object()  #: default of a key that every config must set
 
 
@@ -85,7 +86,7 @@ TOP_LEVEL: dict[str, Key] = {"root": text(".")}
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
-    """Read a TOML config (default: ``pipelines/default.toml``), apply ``section.key=value``
+    """Read a TOML config (default: :data:`DEFAULT`), apply ``section.key=value``
     overrides and check the result against :data:`SCHEMA` (see the module docs).
 
     Values of overrides are read as the key's type (``k=20``; lists as JSON, ``kinds=["exact"]``,
@@ -93,7 +94,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     file = Path(path) if path else DEFAULT
     if not file.is_file():
-        raise DataError(f"{file}: config file not found")
+        hint = ("; the default job definition lives in a checkout of xrec (pipelines/default.toml): "
+                "pass --config FILE, e.g. a copy of it") if not path else ""
+        raise DataError(f"{file}: config file not found{hint}")
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from xrec.errors import DataError
-from xrec.stages import StageRunner, file_digest
 
-from pipelines.config import resolve, validate_config
+from xrec.errors import DataError
+from xrec.jobs.config import resolve, validate_config
+from xrec.stages import StageRunner, file_digest
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
     def evaluation(protocol_language: str | None):
         def build(tmp: Path) -> dict[str, Any]:
-            from pipelines.stages import evaluation_stage
+            from xrec.jobs.stages import evaluation_stage
 
             return evaluation_stage(tmp, catalogue_dir, vectors, items, template, metadata_fields,
                                     protocol_language, None if protocol_language else (models or None))
@@ -141,19 +141,19 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     train_lang = str(top_cfg.get("train_lang", "eng_Latn"))
 
     def build_topics(tmp: Path) -> dict[str, Any]:
-        from pipelines.stages import topics_stage
+        from xrec.jobs.stages import topics_stage
 
         return topics_stage(tmp, sib_dir, train_lang, encoder, sib_test, store_dir / "topics")
 
     topics_dir, topics_summary = runner.run(
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
-                   "stage": 2}, build_topics)  # 2: tags carry topic_support
+                   "stage": 3}, build_topics)  # 2: tags carry topic_support; 3: one trained classifier
 
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config.get("neighbours", {}).get("k", 5))
 
     def build_neighbours(tmp: Path) -> dict[str, Any]:
-        from pipelines.stages import neighbours_stage
+        from xrec.jobs.stages import neighbours_stage
 
         return neighbours_stage(tmp, items, vectors, catalogue.books, nb_k, encoder.fingerprint)
 
@@ -163,7 +163,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     lat_cfg = config.get("latency", {})
 
     def build_latency(tmp: Path) -> dict[str, Any]:
-        from pipelines.stages import latency_stage
+        from xrec.jobs.stages import latency_stage
 
         corpus = np.concatenate([vectors[np.any(vectors != 0, axis=1)], sib_vectors])
         return latency_stage(tmp, corpus, list(lat_cfg.get("kinds", ["exact", "hnsw"])),
@@ -181,7 +181,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     for stage_dir, prefix in ((eval_dir, ""), (nl_dir, "new_language_"), (topics_dir, ""), (lat_dir, "")):
         for png in (stage_dir.glob("*.png") if stage_dir else []):
             _publish(png, out / f"{prefix}{png.name}")
-    from pipelines.report import write_report
+    from xrec.jobs.report import write_report
 
     report = write_report(out, config=config, engine=engine, encoder=encoder, items=items,
                           summaries={"recommendations": rec_summary, "evaluation": eval_summary,

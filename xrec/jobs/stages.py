@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+
+from xrec.artifacts import write_json
 from xrec.errors import DataError
 
 
@@ -15,8 +17,6 @@ def evaluation_stage(out: Path, data_dir: Path, vectors: np.ndarray, items: pl.D
                      metadata: list[str], new_language: str | None, models: list[str] | None) -> dict[str, Any]:
     """Every model side by side on a held-out split of ``data_dir`` (or the new-language protocol)
     -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
-    import json
-
     from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
     from xrec.evaluation.splits import load_split
 
@@ -24,7 +24,7 @@ def evaluation_stage(out: Path, data_dir: Path, vectors: np.ndarray, items: pl.D
     if not split.items["item_id"].equals(items["item_id"]):  # same catalogue, same order: reuse the vectors
         raise DataError(f"{data_dir}: the evaluation catalogue differs from the job's")
     report = evaluate_recs(split, vectors, models, progress=True)
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+    write_json(out / "evaluation.json", report)
     (out / "evaluation.txt").write_text(format_report(report) + "\n", encoding="utf-8")
     plot_report(report, out / "metrics_by_model.png")
     keep = ("ndcg@10", "recall@20", "coverage@10")
@@ -77,18 +77,15 @@ def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: i
     ``n_queries`` random rows are held out of ``vectors`` as queries; the rest is the corpus.
     Writes ``latency.json`` and ``latency_vs_recall.png``.
     """
-    from xrec.bench.retrieval import run_retrieval_bench
+    from xrec.bench.retrieval import run_retrieval_bench, write_outputs
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(vectors))
     n_queries = min(n_queries, len(vectors) // 10)
-    np.save(out / "queries.npy", vectors[order[:n_queries]], allow_pickle=False)
-    np.save(out / "corpus.npy", vectors[order[n_queries:]], allow_pickle=False)
-    payload = run_retrieval_bench(vectors=str(out / "corpus.npy"), query_vectors=str(out / "queries.npy"),
-                                  kinds=kinds, n_single=min(200, n_queries), json_path=out / "latency.json",
-                                  plot_path=out / "latency_vs_recall.png")
-    (out / "queries.npy").unlink()
-    (out / "corpus.npy").unlink()
+    payload = run_retrieval_bench(vectors[order[n_queries:]], vectors[order[:n_queries]], kinds=kinds,
+                                  n_single=min(200, n_queries),
+                                  source="the job's catalogue and topic-sentence vectors")
+    write_outputs(payload, out / "latency.json", out / "latency_vs_recall.png")
     return {"n": payload["n"], "dim": payload["dim"], "queries": payload["queries"],
             "results": [{key: r[key] for key in ("name", "build_s", "p50_ms", "p99_ms", "qps", "recall_at_10",
                                                  "memory_mb")} for r in payload["results"]],
@@ -100,25 +97,20 @@ def topics_stage(out: Path, sib_dir: Path, train_lang: str, encoder: Any, items:
     """Train a topic head on ``train_lang`` labels only, tag ``items`` of every language, and
     measure per-language accuracy on the test split -> ``tags.parquet``, ``topics.json``,
     ``accuracy_by_language.png`` and the saved model in ``model/``."""
-    import json
 
-    from xrec.datasets.sib200 import load_labels, load_split
-    from xrec.evaluation.topics import evaluate_topics, plot_accuracy
-    from xrec.topics.data import sample_per_language
+    from xrec.evaluation.topics import evaluate_classifier, plot_accuracy
+    from xrec.topics.data import topic_tables
     from xrec.topics.tagging import tag_items, train_topics
 
-    labels = load_labels(sib_dir)
-    train = load_split(sib_dir, "train")
-    classifier = train_topics(
-        encoder, train.filter(pl.col("lang") == train_lang), labels,
-        dev=load_split(sib_dir, "dev", [train_lang]),
-        unlabelled=sample_per_language(train.filter(pl.col("lang") != train_lang), 100).select("lang", "text"),
-        source=f"{sib_dir}/train ({train_lang})", progress=True)
+    tables = topic_tables(sib_dir, train_lang)
+    classifier = train_topics(encoder, tables.train, tables.labels, dev=tables.dev,
+                              unlabelled=tables.unlabelled.select("lang", "text"),
+                              source=f"{sib_dir}/train ({train_lang})", progress=True)
     classifier.save(out / "model")
     tagged = tag_items(classifier, encoder, items.drop("category"), progress=True)
     tagged.write_parquet(out / "tags.parquet")
-    result = evaluate_topics(sib_dir, train_lang, encoder, cache_dir=cache)
-    (out / "topics.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    result = evaluate_classifier(classifier, encoder, sib_dir, train_lang, cache_dir=cache)
+    write_json(out / "topics.json", result)
     plot_accuracy(result, out / "accuracy_by_language.png")
     return {"train_lang": train_lang, "method": result["method"], "mean_accuracy": result["mean_accuracy"],
             "train_lang_accuracy": result["train_lang_accuracy"],

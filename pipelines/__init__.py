@@ -1,1 +1,0 @@
-"""Batch jobs composed from xrec's public API (see ``main_job``)."""

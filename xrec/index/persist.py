@@ -1,0 +1,77 @@
+"""Saving and loading a :class:`~xrec.index.VectorIndex`: a directory holding the FAISS index,
+the slot table (``items.parquet``: id, language, alive, optional text) and a checked manifest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import faiss
+import polars as pl
+
+from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.errors import ArtifactError
+from xrec.index.slots import Slots
+
+ARTIFACT_KIND = "xrec.vector_index"
+FORMAT_VERSION = 1
+INDEX_FILE = "index.faiss"
+ITEMS_FILE = "items.parquet"
+
+
+def write_index_dir(path: str | os.PathLike[str], index: faiss.Index, slots: Slots,
+                    fields: dict[str, Any]) -> Path:
+    """Write ``index`` and ``slots`` under ``path`` atomically, ``fields`` into the manifest."""
+    with atomic_dir(path) as tmp:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        columns = {"id": pl.Series(slots.ids.tolist(), dtype=pl.Int64 if slots.id_type == "int" else pl.String),
+                   "lang": pl.Series(slots.all_languages(), dtype=pl.String),
+                   "alive": pl.Series(slots.alive.tolist(), dtype=pl.Boolean)}
+        if slots.text is not None:
+            columns["text"] = pl.Series(slots.text.tolist(), dtype=pl.String)
+        pl.DataFrame(columns).write_parquet(tmp / ITEMS_FILE)
+        write_manifest(tmp, ARTIFACT_KIND, FORMAT_VERSION, {
+            **fields, "metric": "inner_product", "count": slots.live, "slots": len(slots),
+            "id_type": slots.id_type, "faiss_version": faiss.__version__})
+    return Path(path)
+
+
+def read_index_dir(path: str | os.PathLike[str], expect_fingerprint: str | None = None,
+                   expect_dim: int | None = None) -> tuple[faiss.Index, Slots, dict[str, Any]]:
+    """``(faiss_index, slots, manifest)`` of a saved index; :class:`ArtifactError` if it is
+    incomplete, corrupted, or made for another encoder (``expect_fingerprint``) or dimension.
+
+    FAISS parses only a file the manifest lists and whose SHA-256 matches it: a corrupted or
+    swapped index file is refused before FAISS sees it. (Checksums catch damage, not a
+    hostile folder that rewrites its own manifest: load indexes you or xrec made.)
+    """
+    root = Path(path)
+    manifest = read_manifest(root, ARTIFACT_KIND, FORMAT_VERSION, verify=True)
+    unlisted = [name for name in (INDEX_FILE, ITEMS_FILE) if name not in manifest.get("files", {})]
+    if unlisted:
+        raise ArtifactError(f"{root}: {', '.join(unlisted)} not listed in the manifest (no checksum "
+                            "to check it against); refusing to read it")
+    if expect_fingerprint is not None and manifest.get("encoder_fingerprint") != expect_fingerprint:
+        raise ArtifactError(
+            f"{root}: index built with encoder {manifest.get('encoder_fingerprint')!r}, "
+            f"expected {expect_fingerprint!r}; rebuild it with this encoder")
+    if expect_dim is not None and manifest.get("dim") != expect_dim:
+        raise ArtifactError(f"{root}: index has dimension {manifest.get('dim')}, expected {expect_dim}")
+    try:
+        index = faiss.read_index(str(root / INDEX_FILE))
+        items = pl.read_parquet(root / ITEMS_FILE)
+    except Exception as exc:  # FAISS raises RuntimeError, parquet several types
+        raise ArtifactError(f"{root}: unreadable index files ({str(exc).splitlines()[0]})") from exc
+    dim, n_slots = manifest.get("dim"), manifest.get("slots")
+    if (index.d != dim or len(items) != n_slots
+            or set(items.columns) - {"text"} != {"id", "lang", "alive"}):
+        raise ArtifactError(f"{root}: files disagree with the manifest (dim {index.d} vs {dim}, "
+                            f"{len(items)} item rows vs {n_slots} slots)")
+    slots = Slots.restore(manifest["id_type"], items["id"].to_list(), items["lang"].to_list(),
+                          items["alive"].to_numpy().astype(bool),
+                          items["text"].to_list() if "text" in items.columns else None)
+    if int(index.ntotal) < slots.live:
+        raise ArtifactError(f"{root}: FAISS index holds {index.ntotal} vectors, fewer than "
+                            f"the {slots.live} live items")
+    return index, slots, manifest
