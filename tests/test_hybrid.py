@@ -184,15 +184,15 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
 
 def test_save_and_load_round_trip(bx_ranker, tmp_path):
     path = bx_ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
-    loaded = HybridRanker.load(path, encoder_fingerprint="fp")
+    loaded = HybridRanker.load(path, expect_fingerprint="fp")
     users = bx_ranker.users.ids.head(15)
     assert loaded.recommend(users, k=10).equals(bx_ranker.recommend(users, k=10))
-    assert loaded.fusion.kind == bx_ranker.fusion.kind and loaded.fingerprint() == bx_ranker.fingerprint()
+    assert loaded.fusion.kind == bx_ranker.fusion.kind and loaded.fingerprint == bx_ranker.fingerprint
     assert loaded.items.ids.dtype == pl.String  # ISBNs stay strings
     with pytest.raises(ArtifactError, match="encoder_fingerprint"):
-        HybridRanker.load(path, encoder_fingerprint="other")
+        HybridRanker.load(path, encoder_fingerprint="other")  # the old name still works
     (path / "item_vectors.npy").write_bytes(b"broken")
     with pytest.raises(ArtifactError, match="item_vectors.npy"):
-        HybridRanker.load(path, encoder_fingerprint="fp")
+        HybridRanker.load(path, expect_fingerprint="fp")
     with pytest.raises(ArtifactError, match="not a directory"):
         HybridRanker.load(tmp_path / "missing")

@@ -123,8 +123,9 @@ class _Counting:
     def __init__(self, ranker):
         self.ranker, self.calls = ranker, 0
 
+    @property
     def fingerprint(self):
-        return self.ranker.fingerprint()
+        return self.ranker.fingerprint
 
     def recommend(self, users, k):
         self.calls += len(users)

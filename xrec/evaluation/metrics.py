@@ -254,10 +254,10 @@ def exposure(slices: SliceMap, shown: np.ndarray, positives: np.ndarray, candida
 
 def top_items(scores: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     """Top-``k`` of ``items`` by ``scores`` ``[b, len(items)]``, -1 where the score is -inf."""
-    want, k = k, min(k, scores.shape[1])
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
-    idx = np.take_along_axis(part, order, 1)
-    top = items[idx]
-    top[~np.isfinite(np.take_along_axis(scores, idx, 1))] = -1
-    return np.pad(top, ((0, 0), (0, want - k)), constant_values=-1) if want > k else top
+    from xrec.index.topk import top_k
+
+    want = k
+    cols, best = top_k(scores, k)
+    top = items[cols]
+    top[~np.isfinite(best)] = -1
+    return np.pad(top, ((0, 0), (0, want - top.shape[1])), constant_values=-1) if want > top.shape[1] else top

@@ -41,9 +41,8 @@ def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
     digest.update(str(user_ids.dtype).encode())
     for chunk in user_ids.cast(pl.String).to_list():
         digest.update(chunk.encode() + b"\0")
-    model = getattr(ranker, "fingerprint", None)
     return {"k": k, "batch_size": batch_size, "users": len(user_ids), "users_sha256": digest.hexdigest(),
-            "ranker": model() if callable(model) else None}
+            "ranker": getattr(ranker, "fingerprint", None)}
 
 
 def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: str | os.PathLike[str], *,

@@ -33,7 +33,7 @@ def catalogue_ids(ranker: HybridRanker, ids: Sequence | pl.Series, what: str) ->
 def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, *,
           texts: Sequence[str] | None = None, languages: Sequence[str | None] | None = None,
           metadata: Mapping[str, Sequence[str | None]] | None = None,
-          encoder_fingerprint: str | None = None) -> HybridRanker:
+          expect_fingerprint: str | None = None) -> HybridRanker:
     """A new ranker: ``ranker`` with the items added (:meth:`HybridRanker.add_items`)."""
     ids = catalogue_ids(ranker, ids, "add_items")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -45,8 +45,8 @@ def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, 
     if not np.isfinite(vectors).all():
         raise DataError("add_items: vectors hold NaN or infinite values")
     known = ranker.encoder_fingerprint
-    if encoder_fingerprint is not None and known is not None and encoder_fingerprint != known:
-        raise DataError(f"add_items: vectors from encoder {encoder_fingerprint}, the ranker's is {known}")
+    if expect_fingerprint is not None and known is not None and expect_fingerprint != known:
+        raise DataError(f"add_items: vectors from encoder {expect_fingerprint}, the ranker's is {known}")
     for what, values in (("texts", texts), ("languages", languages),
                          *((f"metadata[{f!r}]", v) for f, v in (metadata or {}).items())):
         if values is not None and len(values) != n_new:
@@ -78,7 +78,7 @@ def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, 
     cf_graph = sp.csr_matrix((g.data, g.indices, np.concatenate(
         [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
     grown = type(ranker)(inter, all_vectors, cf, content, ranker.fusion, ranker.config, cf_graph=cf_graph)
-    grown.encoder_fingerprint = known if known is not None else encoder_fingerprint
+    grown.encoder_fingerprint = known if known is not None else expect_fingerprint
     grown.retired = np.concatenate([ranker.retired, np.zeros(n_new, dtype=bool)])
     return grown
 

@@ -182,6 +182,16 @@ def fit_bpr(matrix: sp.csr_matrix, *, factors: int = 32, learning_rate: float = 
     return out, model
 
 
+def principal_basis(vectors: np.ndarray, dims: int, sample: int = 20000) -> np.ndarray:
+    """``[dim, dims]`` top principal directions of ``vectors`` (identity when ``dims`` keeps all)."""
+    x = np.asarray(vectors, dtype=np.float32)
+    if dims >= x.shape[1] or x.shape[0] <= dims:
+        return np.eye(x.shape[1], dtype=np.float32)
+    part = x[:: max(1, len(x) // sample)].astype(np.float64)
+    _, _, vt = np.linalg.svd(part - part.mean(axis=0), full_matrices=False)
+    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
+
+
 def content_features(item_vectors: np.ndarray, identity: bool = True, scale: float = 1.0,
                      dims: int | None = 32) -> sp.csr_matrix:
     """LightFM item features: an identity block (per-item embedding) next to the content vectors.
@@ -192,9 +202,7 @@ def content_features(item_vectors: np.ndarray, identity: bool = True, scale: flo
     """
     x = np.asarray(item_vectors, dtype=np.float32)
     if dims is not None and dims < x.shape[1] and x.shape[0] > dims:
-        centred = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(centred[:: max(1, len(x) // 20000)], full_matrices=False)
-        x = centred @ vt[:dims].T
+        x = (x - x.mean(axis=0)) @ principal_basis(x, dims)
         norms = np.linalg.norm(x, axis=1, keepdims=True)
         x = np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
     content = sp.csr_matrix(x * scale)

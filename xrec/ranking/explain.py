@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.index.topk import top_k
 
 if TYPE_CHECKING:
     from xrec.ranking.hybrid import HybridRanker
@@ -42,8 +43,7 @@ def explain(ranker: HybridRanker, frame: pl.DataFrame, n: int = 3) -> pl.DataFra
             continue
         sims = ranker.item_vectors[items[group]] @ ranker.item_vectors[hist].T  # [m, len(hist)]
         m = min(n, len(hist))
-        top = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(sims, top, 1), axis=1, kind="stable"), 1)
+        top = top_k(sims, m)[0]
         for j, line in enumerate(group):
             if not ranker.item_vectors[items[line]].any():
                 continue

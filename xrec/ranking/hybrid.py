@@ -49,6 +49,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
+from xrec.index.topk import top_k
 from xrec.ranking.cf import FactorModel, fit_als
 from xrec.ranking.config import BOOST_FEATURE, COMPONENTS, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
 from xrec.ranking.fusion import Fusion
@@ -162,6 +163,7 @@ class HybridRanker:
             fusion = fusion.with_raw_weight(BOOST_FEATURE, self.config.language_boost)
         return fusion
 
+    @property
     def fingerprint(self) -> str:
         """Hash of everything that determines the output (data shapes, config, fusion, scores)."""
         h = hashlib.sha256(json.dumps({"config": asdict(self.config), "fusion": self.fusion.as_dict(),
@@ -183,11 +185,15 @@ class HybridRanker:
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> HybridRanker:
-        """Read a ranker written by :meth:`save`; :class:`~xrec.errors.ArtifactError` names what is wrong."""
+    def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
+             encoder_fingerprint: str | None = None) -> HybridRanker:
+        """Read a ranker written by :meth:`save`; :class:`~xrec.errors.ArtifactError` names what is
+        wrong, also a ranker saved for another encoder than ``expect_fingerprint``
+        (``encoder_fingerprint`` is its old name, still accepted)."""
         from xrec.ranking.persist import load_ranker
 
-        return load_ranker(cls, path, encoder_fingerprint=encoder_fingerprint)
+        expect = expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint
+        return load_ranker(cls, path, expect_fingerprint=expect)
 
     # ------------------------------------------------------------------ scoring
     def features(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -231,11 +237,8 @@ class HybridRanker:
         scores[:, self.retired] = -np.inf
         if allowed is not None:
             scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
-        part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-        top = np.take_along_axis(scores, part, 1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        items = np.take_along_axis(part, order, 1).astype(np.int64)
-        scores = np.take_along_axis(top, order, 1).astype(np.float32)
+        items, scores = top_k(scores, kk)
+        scores = scores.astype(np.float32, copy=False)
         pad = ~np.isfinite(scores)
         items[pad], scores[pad] = -1, -np.inf
         if diversity > 0:
@@ -363,7 +366,7 @@ class HybridRanker:
     def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
                   languages: Sequence[str | None] | None = None,
                   metadata: Mapping[str, Sequence[str | None]] | None = None,
-                  encoder_fingerprint: str | None = None) -> None:
+                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None) -> None:
         """Add items to the fitted ranker without refitting anything learned: they are cold items
         (no interactions), reached through content (the embedding, lexical and metadata graphs
         grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
@@ -371,15 +374,16 @@ class HybridRanker:
         predicted from their vectors), under the fusion already learned. They are recommendable
         from the next call and saved with the ranker.
 
-        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``encoder_fingerprint`` is
-        checked against the one the ranker was saved with, when both are known); ``texts`` link
+        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``expect_fingerprint``, the
+        fingerprint of the encoder that made them, is checked against the one the ranker was saved
+        with, when both are known; ``encoder_fingerprint`` is its old name); ``texts`` link
         them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
         in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
         dimension or a list of the wrong length is a :class:`DataError`."""
         from xrec.ranking.catalogue import grown
 
         bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
-                       encoder_fingerprint=encoder_fingerprint)
+                       expect_fingerprint=expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint)
         self.__dict__.update(bigger.__dict__)
 
     def remove_items(self, ids: Sequence | pl.Series) -> int:

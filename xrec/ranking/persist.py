@@ -75,12 +75,12 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
     return Path(path)
 
 
-def load_ranker(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None):
+def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | None = None):
     """Read a ranker written by :func:`save_ranker` as an instance of ``cls``."""
     from xrec.ranking.hybrid import HybridConfig
 
     root = Path(path)
-    manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": encoder_fingerprint})
+    manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": expect_fingerprint})
     meta = json.loads((root / "ranker.json").read_text(encoding="utf-8"))
     config = meta["config"]
     if config.get("features") is not None:

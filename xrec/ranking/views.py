@@ -1,5 +1,8 @@
 """Feature views of the hybrid ranker: every feature of the fusion, for any user and item.
 
+(One module on purpose, above the project's ~400 lines: each feature is defined once, here, next to
+the views it multiplies; splitting factorised from graph features would split their definitions.)
+
 Two kinds of feature score a user ``u`` and an item ``i``:
 
 * **factorised** (:data:`FACTORISED`): a dot product ``user_view[u] @ item_view[i]``: CF factors,
@@ -30,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from xrec.ranking import graphs as g
-from xrec.ranking.cf import FactorModel
+from xrec.ranking.cf import FactorModel, principal_basis
 
 #: Factorised features: ``name -> (user view, item view)``.
 FACTORISED = {
@@ -337,16 +340,6 @@ def unit_rows(a: np.ndarray) -> np.ndarray:
     a = np.asarray(a, dtype=np.float32)
     norms = np.linalg.norm(a, axis=1, keepdims=True)
     return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
-
-
-def principal_basis(vectors: np.ndarray, dims: int, sample: int = 20000) -> np.ndarray:
-    """``[dim, dims]`` top principal directions of ``vectors`` (identity when ``dims`` keeps all)."""
-    x = np.asarray(vectors, dtype=np.float32)
-    if dims >= x.shape[1] or x.shape[0] <= dims:
-        return np.eye(x.shape[1], dtype=np.float32)
-    part = x[:: max(1, len(x) // sample)].astype(np.float64)
-    _, _, vt = np.linalg.svd(part - part.mean(axis=0), full_matrices=False)
-    return np.ascontiguousarray(vt[:dims].T, dtype=np.float32)
 
 
 def _recent_items(timestamps: sp.csr_matrix, m: int) -> np.ndarray:
