@@ -77,6 +77,20 @@ def test_language_boost_lifts_the_other_languages_a_user_reads(bx_ranker):
         lifted = (counts[np.maximum(codes, 0)] > 0) & (codes != counts.argmax()) & (codes >= 0)
         np.testing.assert_allclose(gain[j, lifted], bx_ranker.config.language_boost, atol=1e-3)
         np.testing.assert_allclose(gain[j, ~lifted], 0.0, atol=1e-3)
+    # the same boost changed per call: scores, lists and component scores follow it
+    per_call = bx_ranker.score_items(rows, items, language_boost=0.0)
+    np.testing.assert_allclose(per_call, unboosted.score_items(rows, items), rtol=1e-5, atol=1e-4)
+    recs = bx_ranker.recommend_rows(rows, 10, language_boost=0.0)
+    expected = unboosted.recommend_rows(rows, 10)
+    np.testing.assert_allclose(recs.scores, expected.scores, rtol=1e-5, atol=1e-4)
+    parts = sum(recs.components[c] for c in COMPONENTS)
+    np.testing.assert_allclose(parts, recs.scores, rtol=1e-3, atol=1e-3)
+    lifted_more = bx_ranker.recommend_rows(rows, 10, language_boost=20.0, components=False).items
+    codes_top = codes[lifted_more]
+    assert any((c != np.bincount(codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]][
+        codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]] >= 0]).argmax()).any() for c, u in zip(codes_top, rows))
+    with pytest.raises(DataError, match="language_boost"):
+        bx_ranker.recommend_rows(rows, 10, language_boost=float("nan"))
 
 
 def test_cold_only_features_are_fitted_with_the_cold_items(ranker):

@@ -200,9 +200,14 @@ class HybridRanker:
         """``[len(rows), c, len(fusion.names)]`` raw features of ``items`` ``[len(rows), c]``."""
         return self.views.features(np.asarray(rows, np.int64), np.asarray(items, np.int64), self.fusion.names)
 
-    def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Fused scores of given items ``[len(rows), c]`` (no exclusion)."""
-        return self.folded.score_items(np.asarray(rows, np.int64), np.asarray(items, np.int64))
+    def score_items(self, rows: np.ndarray, items: np.ndarray, *, language_boost: float | None = None
+                    ) -> np.ndarray:
+        """Fused scores of given items ``[len(rows), c]`` (no exclusion); ``language_boost`` as in
+        :meth:`recommend_rows`."""
+        rows, items = np.asarray(rows, np.int64), np.asarray(items, np.int64)
+        scores = self.folded.score_items(rows, items)
+        delta = self._boost_change(language_boost)
+        return scores + delta * np.take_along_axis(self._lifted(rows), items, 1) if delta else scores
 
     def components(self, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Each :data:`COMPONENTS` group's share of the fused score of ``items`` ``[len(rows), c]``."""
@@ -216,14 +221,17 @@ class HybridRanker:
         return out
 
     def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
-                       allowed: np.ndarray | None = None, diversity: float = 0.0) -> Recommendations:
+                       allowed: np.ndarray | None = None, diversity: float = 0.0,
+                       language_boost: float | None = None) -> Recommendations:
         """Top-``k`` unseen items for user rows (indices into ``self.users``).
 
         ``components=False`` skips the per-item component scores (the ranking is the same);
         ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
         only those items (rows come back short, padded, when fewer than ``k`` remain);
         ``diversity`` > 0 picks the ``k`` items from the best ``max(5k, 50)`` by MMR
-        (:mod:`xrec.ranking.diversify`)."""
+        (:mod:`xrec.ranking.diversify`); ``language_boost`` replaces the fitted
+        ``HybridConfig.language_boost`` for this call (nats for items in the other languages a
+        user reads; it shows in ``prior_score``)."""
         if not 0.0 <= diversity <= 1.0:
             raise DataError(f"diversity={diversity}: must be within [0, 1]")
         rows = np.asarray(rows, dtype=np.int64)
@@ -232,6 +240,9 @@ class HybridRanker:
             k = max(5 * k, 50)
         kk = min(k, len(self.items))
         scores = self.folded.scores(rows)
+        delta = self._boost_change(language_boost)
+        if delta:
+            scores += delta * self._lifted(rows)
         seen = self.history[rows]
         scores[seen.nonzero()] = -np.inf
         scores[:, self.retired] = -np.inf
@@ -253,10 +264,26 @@ class HybridRanker:
         comps: dict[str, np.ndarray] = {}
         if components:
             comps = self.components(rows, np.where(pad, 0, items))
+            if delta:
+                comps["prior_score"] += delta * np.take_along_axis(self._lifted(rows), np.where(pad, 0, items), 1)
             comps["popularity"] = self.popularity[np.where(pad, 0, items)].copy()
             for v in comps.values():
                 v[pad] = np.nan
         return self._pad(Recommendations(items, scores, comps), k)
+
+    def _boost_change(self, language_boost: float | None) -> float:
+        """How far a per-call ``language_boost`` moves the fitted one (0 when not given)."""
+        if language_boost is None:
+            return 0.0
+        if not np.isfinite(language_boost):
+            raise DataError(f"language_boost={language_boost}: must be a finite number of nats")
+        if BOOST_FEATURE not in self.fusion.names:
+            raise DataError("language_boost: this ranker has no item languages (fit it with languages=)")
+        return float(language_boost) - self.fusion.raw[BOOST_FEATURE]
+
+    def _lifted(self, rows: np.ndarray) -> np.ndarray:
+        """``[len(rows), n_items]`` 1 where the item is in a language the user reads besides the most-read one."""
+        return self.views.user_views["other_read"][rows] @ self.views.item_views["language"].T
 
     def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
@@ -323,7 +350,8 @@ class HybridRanker:
 
     def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
                   languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
-                  language_policy: str = "any", diversity: float = 0.0) -> pl.DataFrame:
+                  language_policy: str = "any", diversity: float = 0.0,
+                  language_boost: float | None = None) -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
@@ -331,8 +359,10 @@ class HybridRanker:
         item's language and the ``n`` nearest history items of each row (:meth:`explain`).
         ``languages``, ``exclude_languages`` and ``language_policy`` restrict the items by
         language (:meth:`language_mask`); a user is given fewer than ``k`` rows when fewer
-        allowed unseen items exist. ``diversity`` (0 to 1) trades score for spread over works and
-        languages (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected).
+        allowed unseen items exist. ``diversity`` (0 to 1) trades score for spread over works
+        (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected);
+        ``language_boost`` (nats) trades it for the other languages each user reads, for this call
+        (default: the fitted ``HybridConfig.language_boost``; 0 is the likelihood ranking).
         """
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
@@ -349,7 +379,8 @@ class HybridRanker:
                                      language_policy=language_policy)
         # users without history have no languages of their own: the explicit filters only
         popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
-        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity)
+        for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity,
+                                                                language_boost=language_boost)
                             if has_hist.any() else None),
                            (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
