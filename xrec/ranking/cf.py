@@ -243,3 +243,18 @@ def _zero_cold(model: FactorModel, matrix: sp.csr_matrix) -> None:
     """Items without interactions carry no CF signal: give them zero vectors (score 0)."""
     cold = np.diff(matrix.tocsc().indptr) == 0
     model.item_factors[cold] = 0.0
+
+
+def align_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.csr_matrix) -> FactorModel | None:
+    """The CF model aligned to the data's users and items; unseen users with history folded in."""
+    if cf is None:
+        return None
+    if cf.users is not None or cf.items is not None:
+        cf = cf.align(users, items)
+    elif cf.item_factors.shape[0] != len(items) or cf.user_factors.shape[0] != len(users):
+        raise DataError(f"CF model has {cf.user_factors.shape[0]} users x {cf.item_factors.shape[0]} "
+                        f"items, the data {len(users)} x {len(items)}; pass the model's ids")
+    missing = ~cf.user_factors.any(axis=1) & (np.diff(history.indptr) > 0)
+    if missing.any():
+        cf.user_factors[missing] = cf.fold_in(history[np.flatnonzero(missing)])
+    return cf

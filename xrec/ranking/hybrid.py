@@ -20,14 +20,15 @@ Book-Crossing (a random cut with another seed than the evaluation's); the trade-
 ``benchmarks/README.md``.
 
 Only where no validation slice can be had (fewer than ``min_validation_positives`` held-out
-positives, or a pre-trained CF model without ``cf_fit``) are :data:`DEFAULT_WEIGHTS` used
+positives, or a pre-trained CF model without ``cf_fit``) are :data:`~xrec.ranking.config.DEFAULT_WEIGHTS` used
 (standardised weights learned on Book-Crossing, applied with the data's own feature scales); the
 ranker logs a warning and ``fusion.kind`` says ``"default"``.
 
 The class is the facade; the work lives beside it: knobs in :mod:`~xrec.ranking.config`, the
 validation fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking.views`, catalogue
-changes in :mod:`~xrec.ranking.catalogue`, re-ranking in :mod:`~xrec.ranking.rerank`, explanations
-in :mod:`~xrec.ranking.explain`, saving in :mod:`~xrec.ranking.persist`.
+changes in :mod:`~xrec.ranking.catalogue`, a call's language rules in :mod:`~xrec.ranking.languages`,
+re-ranking in :mod:`~xrec.ranking.rerank`, explanations in :mod:`~xrec.ranking.explain`, saving in
+:mod:`~xrec.ranking.persist`.
 
 Seen items are never recommended; users with no history get the most popular items (``score`` =
 log(1 + interactions), component scores NaN); users unknown to the CF model get a least-squares
@@ -50,12 +51,13 @@ import scipy.sparse as sp
 
 from xrec.errors import DataError
 from xrec.index.topk import top_k
-from xrec.ranking.cf import FactorModel, fit_als
-from xrec.ranking.config import BOOST_FEATURE, COMPONENTS, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
+from xrec.ranking.cf import FactorModel, align_cf, fit_als
+from xrec.ranking.config import COMPONENTS, HybridConfig
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
 from xrec.ranking.interactions import IdMap, Interactions
-from xrec.ranking.training import learn_fusion
+from xrec.ranking.languages import boost_change, lifted
+from xrec.ranking.training import default_fusion, learn_fusion
 from xrec.ranking.views import ContentGraphs, FeatureViews
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ class HybridRanker:
         self.history.sort_indices()
         self.item_vectors = item_vectors
         self.content = content
-        self.cf = _prepare_cf(cf, self.users, self.items, self.history)
+        self.cf = align_cf(cf, self.users, self.items, self.history)
         self.cf_graph = cf_knn(self.history, self.config.cf_knn_k, threads=self.config.threads) \
             if cf_graph is None else cf_graph
         ts = interactions.timestamp_matrix() if interactions.has_timestamps else None
@@ -104,7 +106,7 @@ class HybridRanker:
                                   timestamps=ts)
         self.popularity = self.views.item_views["popularity"][:, 0]
         self.cold = self.views.cold
-        self.fusion = fusion or self._default_fusion()
+        self.fusion = fusion or default_fusion(self)
         self.folded = self.views.fold(self.fusion.raw)
         self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
         #: items taken out of the catalogue (:meth:`remove_items`): never recommended or re-ranked
@@ -141,27 +143,6 @@ class HybridRanker:
             if cf is None:
                 cf = cf_fit(interactions.matrix)
             return cls(interactions, item_vectors, cf, content, fusion, config)
-
-    def _feature_names(self) -> tuple[str, ...]:
-        wanted = self.config.features
-        if wanted is None:
-            return tuple(n for n in self.views.names if n not in OFF_BY_DEFAULT)
-        return tuple(n for n in self.views.names if n in wanted)
-
-    def _default_fusion(self) -> Fusion:
-        names = self._feature_names()
-        rng = np.random.default_rng(self.config.seed)
-        users = np.flatnonzero(np.diff(self.history.indptr) > 0)
-        users = np.sort(rng.choice(users, min(256, len(users)), replace=False)) if len(users) else users
-        items = np.sort(rng.choice(len(self.items), min(2000, len(self.items)), replace=False))
-        sample = self.views.features(users, np.broadcast_to(items, (len(users), len(items))), names) \
-            if len(users) else np.zeros((1, 1, len(names)), np.float32)
-        if len(names):
-            log.warning("fusion: default weights (%s)", ", ".join(n for n in names if n in DEFAULT_WEIGHTS))
-        fusion = Fusion.default(names, sample, DEFAULT_WEIGHTS)
-        if BOOST_FEATURE in names and self.config.language_boost:
-            fusion = fusion.with_raw_weight(BOOST_FEATURE, self.config.language_boost)
-        return fusion
 
     @property
     def fingerprint(self) -> str:
@@ -206,8 +187,8 @@ class HybridRanker:
         :meth:`recommend_rows`."""
         rows, items = np.asarray(rows, np.int64), np.asarray(items, np.int64)
         scores = self.folded.score_items(rows, items)
-        delta = self._boost_change(language_boost)
-        return scores + delta * np.take_along_axis(self._lifted(rows), items, 1) if delta else scores
+        delta = boost_change(self, language_boost)
+        return scores + delta * np.take_along_axis(lifted(self, rows), items, 1) if delta else scores
 
     def components(self, rows: np.ndarray, items: np.ndarray) -> dict[str, np.ndarray]:
         """Each :data:`COMPONENTS` group's share of the fused score of ``items`` ``[len(rows), c]``."""
@@ -240,9 +221,9 @@ class HybridRanker:
             k = max(5 * k, 50)
         kk = min(k, len(self.items))
         scores = self.folded.scores(rows)
-        delta = self._boost_change(language_boost)
+        delta = boost_change(self, language_boost)
         if delta:
-            scores += delta * self._lifted(rows)
+            scores += delta * lifted(self, rows)
         seen = self.history[rows]
         scores[seen.nonzero()] = -np.inf
         scores[:, self.retired] = -np.inf
@@ -265,25 +246,11 @@ class HybridRanker:
         if components:
             comps = self.components(rows, np.where(pad, 0, items))
             if delta:
-                comps["prior_score"] += delta * np.take_along_axis(self._lifted(rows), np.where(pad, 0, items), 1)
+                comps["prior_score"] += delta * np.take_along_axis(lifted(self, rows), np.where(pad, 0, items), 1)
             comps["popularity"] = self.popularity[np.where(pad, 0, items)].copy()
             for v in comps.values():
                 v[pad] = np.nan
         return self._pad(Recommendations(items, scores, comps), k)
-
-    def _boost_change(self, language_boost: float | None) -> float:
-        """How far a per-call ``language_boost`` moves the fitted one (0 when not given)."""
-        if language_boost is None:
-            return 0.0
-        if not np.isfinite(language_boost):
-            raise DataError(f"language_boost={language_boost}: must be a finite number of nats")
-        if BOOST_FEATURE not in self.fusion.names:
-            raise DataError("language_boost: this ranker has no item languages (fit it with languages=)")
-        return float(language_boost) - self.fusion.raw[BOOST_FEATURE]
-
-    def _lifted(self, rows: np.ndarray) -> np.ndarray:
-        """``[len(rows), n_items]`` 1 where the item is in a language the user reads besides the most-read one."""
-        return self.views.user_views["other_read"][rows] @ self.views.item_views["language"].T
 
     def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
@@ -315,38 +282,10 @@ class HybridRanker:
         :class:`DataError`); ``language_policy="history"`` keeps, per user row, the languages of
         the user's history (``[len(rows), n_items]``; users without history keep all). Items
         without a language pass every filter but ``languages``."""
-        if language_policy not in ("any", "history"):
-            raise DataError(f"language_policy={language_policy!r}: use 'any' or 'history'")
-        if languages is None and exclude_languages is None and language_policy == "any":
-            return None
-        codes, names = self.content.language_codes, self.content.languages
+        from xrec.ranking.languages import language_mask
 
-        def code_set(values: Sequence[str], what: str) -> np.ndarray:
-            values = [values] if isinstance(values, str) else list(values)
-            unknown = [v for v in values if v not in names]
-            if unknown:
-                raise DataError(f"{what}: {unknown} not among the catalogue's languages {names}")
-            return np.array([names.index(v) for v in values], dtype=np.int64)
-
-        allowed = np.ones(len(codes), dtype=bool)
-        if languages is not None:
-            allowed &= np.isin(codes, code_set(languages, "languages"))
-        if exclude_languages is not None:
-            allowed &= ~np.isin(codes, code_set(exclude_languages, "exclude_languages"))
-        if language_policy == "any":
-            return allowed
-        rows = np.asarray(rows, dtype=np.int64)
-        out = np.broadcast_to(allowed, (len(rows), len(codes))).copy()
-        n_lang = max(len(names), 1)
-        for j, row in enumerate(rows):
-            if row < 0:
-                continue
-            hist = codes[self.history.indices[self.history.indptr[row]:self.history.indptr[row + 1]]]
-            hist = hist[hist >= 0]
-            if len(hist):
-                spoken = np.bincount(hist, minlength=n_lang) > 0
-                out[j] &= (codes < 0) | spoken[np.maximum(codes, 0)]
-        return out
+        return language_mask(self, rows, languages=languages, exclude_languages=exclude_languages,
+                             language_policy=language_policy)
 
     def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
                   languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
@@ -470,21 +409,6 @@ class HybridRanker:
         from xrec.ranking.explain import explain
 
         return explain(self, frame, n)
-
-
-def _prepare_cf(cf: FactorModel | None, users: IdMap, items: IdMap, history: sp.csr_matrix) -> FactorModel | None:
-    """The CF model aligned to the data's users and items; unseen users with history folded in."""
-    if cf is None:
-        return None
-    if cf.users is not None or cf.items is not None:
-        cf = cf.align(users, items)
-    elif cf.item_factors.shape[0] != len(items) or cf.user_factors.shape[0] != len(users):
-        raise DataError(f"CF model has {cf.user_factors.shape[0]} users x {cf.item_factors.shape[0]} "
-                        f"items, the data {len(users)} x {len(items)}; pass the model's ids")
-    missing = ~cf.user_factors.any(axis=1) & (np.diff(history.indptr) > 0)
-    if missing.any():
-        cf.user_factors[missing] = cf.fold_in(history[np.flatnonzero(missing)])
-    return cf
 
 
 def to_frame(user_ids: pl.Series, items: np.ndarray, scores: np.ndarray,

@@ -18,7 +18,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.ranking.cf import FactorModel
-from xrec.ranking.config import BOOST_FEATURE, HybridConfig
+from xrec.ranking.config import BOOST_FEATURE, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions, random_split, temporal_split
 from xrec.ranking.views import ContentGraphs, is_cold_feature
@@ -46,7 +46,7 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     sub, truth, simulated = slice_
     ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
                          config)
-    names = ranker._feature_names()
+    names = feature_names(ranker)
     warm_names = [n for n in names if not is_cold_feature(n) and n != BOOST_FEATURE]
     cold_names = [n for n in names if is_cold_feature(n) and n != "cold"]
     seen_all = sub.matrix.tocsr()
@@ -184,3 +184,27 @@ def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray,
     sample = np.sort(rng.choice(others, min(config.max_fit_items, len(others)), replace=False))
     log_weight = np.concatenate([np.zeros(len(positive)), np.full(len(sample), np.log(len(others) / len(sample)))])
     return users, np.concatenate([positive, sample]), log_weight.astype(np.float32)
+
+
+def feature_names(ranker: HybridRanker) -> tuple[str, ...]:
+    """The ranker's fusion features: ``config.features``, or every available one but ``OFF_BY_DEFAULT``."""
+    wanted = ranker.config.features
+    if wanted is None:
+        return tuple(n for n in ranker.views.names if n not in OFF_BY_DEFAULT)
+    return tuple(n for n in ranker.views.names if n in wanted)
+
+def default_fusion(ranker: HybridRanker) -> Fusion:
+    """Default weights (no validation slice): ``DEFAULT_WEIGHTS`` at the data's own feature scales."""
+    names = feature_names(ranker)
+    rng = np.random.default_rng(ranker.config.seed)
+    users = np.flatnonzero(np.diff(ranker.history.indptr) > 0)
+    users = np.sort(rng.choice(users, min(256, len(users)), replace=False)) if len(users) else users
+    items = np.sort(rng.choice(len(ranker.items), min(2000, len(ranker.items)), replace=False))
+    sample = ranker.views.features(users, np.broadcast_to(items, (len(users), len(items))), names) \
+        if len(users) else np.zeros((1, 1, len(names)), np.float32)
+    if len(names):
+        log.warning("fusion: default weights (%s)", ", ".join(n for n in names if n in DEFAULT_WEIGHTS))
+    fusion = Fusion.default(names, sample, DEFAULT_WEIGHTS)
+    if BOOST_FEATURE in names and ranker.config.language_boost:
+        fusion = fusion.with_raw_weight(BOOST_FEATURE, ranker.config.language_boost)
+    return fusion
