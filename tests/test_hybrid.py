@@ -9,8 +9,9 @@ import polars as pl
 import pytest
 from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
+from xrec.ranking.config import BOOST_FEATURE, COMPONENTS, HybridConfig
 from xrec.ranking.content import item_vectors, prepare_items
-from xrec.ranking.hybrid import BOOST_FEATURE, COMPONENTS, HybridConfig, HybridRanker
+from xrec.ranking.hybrid import HybridRanker
 from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.views import ContentGraphs, is_cold_feature
 

@@ -12,7 +12,7 @@ from xrec.evaluation.metrics import Scorer
 from xrec.evaluation.recs import RerankScorer
 from xrec.ranking.batch import parts_dir, rerank_to_parquet
 from xrec.ranking.cf import fit_als
-from xrec.ranking.hybrid import COMPONENTS
+from xrec.ranking.config import COMPONENTS
 
 
 @pytest.fixture(scope="module")

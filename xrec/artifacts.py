@@ -15,7 +15,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -155,3 +156,34 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
         if verify and sha256_file(file) != meta["sha256"]:
             raise ArtifactError(f"{file}: checksum mismatch (corrupted)")
     return manifest
+
+
+def build_once(target: Path, valid: Callable[[], dict | None], build: Callable[[Path], dict]) -> dict:
+    """The manifest of the cache directory ``target``: ``valid()`` when it is complete, else built
+    by ``build(tmp)`` into a temporary directory renamed into place (:func:`atomic_dir`), under a
+    file lock so that concurrent processes build it once; build folders left by killed processes
+    are removed first."""
+    import fcntl
+
+    manifest = valid()
+    if manifest is not None:
+        return manifest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        manifest = valid()  # another process may have built it meanwhile
+        if manifest is not None:
+            return manifest
+        _remove_stale_temps(target)
+        with atomic_dir(target) as tmp:
+            return build(tmp)
+
+
+def _remove_stale_temps(target: Path, max_age_s: float = 3600.0) -> None:
+    """Delete temporary build folders of ``target`` left behind by killed processes."""
+    now = time.time()
+    for tmp in target.parent.glob(f".{target.name}.*"):
+        if tmp.is_dir() and now - tmp.stat().st_mtime > max_age_s:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if target.exists() and not target.is_dir():
+        target.unlink()

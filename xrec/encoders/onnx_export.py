@@ -11,7 +11,6 @@ it came from; a directory without a complete manifest (a killed export) is rebui
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -20,7 +19,7 @@ import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
-from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.artifacts import build_once, read_manifest, write_manifest
 from xrec.errors import ArtifactError, ModelError
 
 log = logging.getLogger(__name__)
@@ -45,22 +44,16 @@ def onnx_model_dir(model_dir: str | Path, file_hashes: Mapping[str, str],
     key = hashlib.sha256(json.dumps(dict(sorted(file_hashes.items()))).encode()).hexdigest()[:20]
     base = Path(root) if root is not None else cache_dir()
     target = base / "onnx" / f"{key}-v{FORMAT_VERSION}"
-    manifest = _valid(target, key)
-    if manifest is not None:
-        return target, manifest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        manifest = _valid(target, key)  # another process may have exported it meanwhile
-        if manifest is not None:
-            return target, manifest
+
+    def build(tmp: Path) -> dict:
         log.warning("exporting %s to ONNX (fp32 and int8) in %s, once", model_dir, target)
-        with atomic_dir(target) as tmp:
-            export(Path(model_dir), tmp)
-            manifest = write_manifest(tmp, KIND, FORMAT_VERSION, {
-                "source_key": key, "source_files": dict(sorted(file_hashes.items())),
-                "graphs": GRAPHS, "inputs": list(INPUTS), "opset": OPSET, "int8": INT8,
-                "onnxruntime_version": _ort_version()})
+        export(Path(model_dir), tmp)
+        return write_manifest(tmp, KIND, FORMAT_VERSION, {
+            "source_key": key, "source_files": dict(sorted(file_hashes.items())),
+            "graphs": GRAPHS, "inputs": list(INPUTS), "opset": OPSET, "int8": INT8,
+            "onnxruntime_version": _ort_version()})
+
+    manifest = build_once(target, lambda: _valid(target, key), build)
     return target, manifest
 
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from xrec.index.vector_index import VectorIndex
-from xrec.ranking.hybrid import COMPONENTS as RANKER_COMPONENTS
+from xrec.ranking.config import COMPONENTS as RANKER_COMPONENTS
 
 COMPONENTS = (*RANKER_COMPONENTS, "popularity")
 
