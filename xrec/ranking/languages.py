@@ -61,6 +61,7 @@ def boost_change(ranker: HybridRanker, language_boost: float | None) -> float:
         raise DataError("language_boost: this ranker has no item languages (fit it with languages=)")
     return float(language_boost) - ranker.fusion.raw[BOOST_FEATURE]
 
+
 def lifted(ranker: HybridRanker, rows: np.ndarray) -> np.ndarray:
     """``[len(rows), n_items]`` 1 where the item is in a language the user reads besides the most-read one."""
     return ranker.views.user_views["other_read"][rows] @ ranker.views.item_views["language"].T

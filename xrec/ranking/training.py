@@ -193,6 +193,7 @@ def feature_names(ranker: HybridRanker) -> tuple[str, ...]:
         return tuple(n for n in ranker.views.names if n not in OFF_BY_DEFAULT)
     return tuple(n for n in ranker.views.names if n in wanted)
 
+
 def default_fusion(ranker: HybridRanker) -> Fusion:
     """Default weights (no validation slice): ``DEFAULT_WEIGHTS`` at the data's own feature scales."""
     names = feature_names(ranker)
