@@ -289,12 +289,7 @@ def plot_accuracy_vs_bitext(result: dict, path: str | os.PathLike[str]) -> Path:
     ax.set_title(f"Topic vs bitext accuracy, {len(pairs)} languages "
                  f"(trained on {result['train_lang']}{shots})", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save_figure(fig, path)
 
 
 def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
@@ -320,9 +315,18 @@ def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
     shots = f", {result['shots']} shots per label" if result.get("shots") else ""
     ax.set_title(f"Topic accuracy by language: trained on {result['train_lang']}{shots} ({result['method']})")
     ax.legend(loc="lower right")
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path: str | os.PathLike[str]) -> Path:
+    """Write ``fig`` as PNG to ``path`` (atomically, folders made) and close it."""
+    import matplotlib.pyplot as plt
+
+    from xrec.artifacts import atomic_file
+
     fig.tight_layout()
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    with atomic_file(out) as tmp:  # makes the folders
+        fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
     return out
