@@ -65,7 +65,7 @@ def test_hybrid_recommend(benchmark, setup):
     benchmark.group = name
 
     def run():
-        return [ranker.recommend_rows(users[s:s + 1024], K).items for s in range(0, len(users), 1024)]
+        return [ranker.recommend_rows(users[s:s + 1024], K).ids for s in range(0, len(users), 1024)]
 
     out = benchmark.pedantic(run, rounds=1, iterations=1)
     assert sum(len(o) for o in out) == len(users)

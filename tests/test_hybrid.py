@@ -50,7 +50,7 @@ def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sa
     assert not {"recency", "time_x_recency"} & names  # no timestamps: no time features
     assert any(is_cold_feature(n) and n != "cold" for n in names)
     rows = np.arange(len(bx_ranker.users))
-    top = bx_ranker.recommend_rows(rows, 10, components=False).items
+    top = bx_ranker.recommend_rows(rows, 10, components=False).ids
     cold_share = bx_ranker.cold[top[top >= 0]].mean()
     assert cold_share < 0.5  # cold items no longer flood the lists (they filled them before)
     langs = items["lang"].to_numpy()
@@ -86,7 +86,7 @@ def test_language_boost_lifts_the_other_languages_a_user_reads(bx_ranker):
     np.testing.assert_allclose(recs.scores, expected.scores, rtol=1e-5, atol=1e-4)
     parts = sum(recs.components[c] for c in COMPONENTS)
     np.testing.assert_allclose(parts, recs.scores, rtol=1e-3, atol=1e-3)
-    lifted_more = bx_ranker.recommend_rows(rows, 10, language_boost=20.0, components=False).items
+    lifted_more = bx_ranker.recommend_rows(rows, 10, language_boost=20.0, components=False).ids
     codes_top = codes[lifted_more]
     assert any((c != np.bincount(codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]][
         codes[hist.indices[hist.indptr[u]:hist.indptr[u + 1]]] >= 0]).argmax()).any() for c, u in zip(codes_top, rows))

@@ -442,6 +442,21 @@ def test_top_k_kernel_orders_pads_and_caps():
     assert top_k(scores, 0)[0].shape == (2, 0)
 
 
+def test_one_top_k_type_that_unpacks_like_the_old_tuple(data):
+    """Index, neighbours and kernel return :class:`TopK`; ``ids, scores = ...`` and ``[0]`` still work."""
+    from xrec.index import TopK, search_by_language
+
+    x, ids, langs = data
+    index = VectorIndex.build(x, ids, list(langs), kind="exact", device="cpu")
+    result = index.search(x[:4], 5)
+    assert isinstance(result, TopK) and result.components == {}
+    found, scores = result
+    assert found is result.ids and scores is result.scores and result[0] is found and result[1] is scores
+    assert result.items is result.ids  # the ranker's old field name
+    by_lang = search_by_language(index, x[:4], langs[:4], 3)
+    assert isinstance(by_lang, TopK) and by_lang.ids.shape == (4, 3)
+
+
 @pytest.mark.parametrize("kind", ["exact", "hnsw"])
 def test_backend_twins_agree_on_the_cpu(data, kind):
     """Each backend class, run on the CPU (FAISS GPU cannot clone here, so it falls back; the

@@ -91,7 +91,7 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
         implicit_s = min(implicit_s, time.perf_counter() - t0)
         t0 = time.perf_counter()
         for start in range(0, n_users, batch_size):
-            out[start:start + batch_size] = ranker.recommend_rows(users[start:start + batch_size], k).items
+            out[start:start + batch_size] = ranker.recommend_rows(users[start:start + batch_size], k).ids
         hybrid_s = min(hybrid_s, time.perf_counter() - t0)
     overlap = float(np.mean([len(np.intersect1d(a, b)) / k for a, b in zip(ids[:1000], out[:1000])]))
     return {"users": len(inter.users), "users_timed": n_users, "items": len(inter.items),

@@ -62,7 +62,7 @@ class RankerScorer(Scorer):
 
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
         return self.ranker.recommend_rows(rows, k, components=False, diversity=self.diversity,
-                                          language_boost=self.language_boost).items
+                                          language_boost=self.language_boost).ids
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.ranker.score_items(rows, items, language_boost=self.language_boost)
@@ -85,7 +85,7 @@ class RerankScorer(Scorer):
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
         items, upstream = self.candidates(rows)
         return self.ranker.rerank_rows(rows, items, k, upstream=upstream, upstream_weight=self.upstream_weight,
-                                       components=False).items
+                                       components=False).ids
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         cand, _ = self.candidates(rows)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from xrec.index.topk import TopK
 from xrec.index.vector_index import VectorIndex
 
 
@@ -17,9 +18,9 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
                        other_languages: bool = True, languages: Sequence[str] | None = None,
                        exclude_languages: Sequence[str] | None = None,
                        exclude_ids: Sequence[Sequence[Any]] | None = None,
-                       batch: int = 4096) -> tuple[np.ndarray, np.ndarray]:
-    """``(ids, scores)`` of the ``k`` nearest items of each row of ``vectors``, in row order (as
-    :meth:`VectorIndex.search`). With ``other_languages``, row ``i`` skips items in
+                       batch: int = 4096) -> TopK:
+    """:class:`~xrec.index.topk.TopK` ``ids`` and ``scores`` of the ``k`` nearest items of each row
+    of ``vectors``, in row order (as :meth:`VectorIndex.search`). With ``other_languages``, row ``i`` skips items in
     ``query_langs[i]`` (a row without a language gets no such filter); rows are searched in
     batches of one language. ``languages`` keeps only items in those, ``exclude_languages`` drops
     items in those for every row; ``exclude_ids``: one sequence of ids per row to leave out."""
@@ -42,8 +43,8 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
             out_ids[part], out_scores[part] = found, scores
     if out_ids is None:
         width = min(k, len(index))
-        return np.empty((0, width), dtype=index.ids.dtype), np.empty((0, width), dtype=np.float32)
-    return out_ids, out_scores
+        return TopK(np.empty((0, width), dtype=index.ids.dtype), np.empty((0, width), dtype=np.float32))
+    return TopK(out_ids, out_scores)
 
 
 def cross_language_neighbours(index: VectorIndex, ids: Sequence[Any] | None = None, k: int = 5, *,

@@ -1,7 +1,8 @@
 """``VectorIndex``: FAISS inner-product search over L2-normalised vectors, with external ids,
 per-item languages, exact language filters and per-query exclusions.
 
-Results are ``(ids, scores)`` arrays of shape ``(q, min(k, len(index)))``, best first: a ``k``
+Results are :class:`~xrec.index.topk.TopK`: ``ids`` and ``scores`` of shape ``(q, min(k, len(index)))``,
+best first (``ids, scores = index.search(...)`` unpacks them): a ``k``
 beyond the index's size is cut to it, so memory never grows with ``k`` itself. Where fewer items
 qualify (filters, exclusions) rows are padded: ids with
 :data:`PAD_INT` (``-1``) for integer ids or ``None`` for string ids, scores with ``-inf``.
@@ -36,7 +37,7 @@ from xrec.index.backends import make_backend, reconstruct
 from xrec.index.inputs import PAD_INT, as_id_list, as_matrix, check_k, check_queries, id_kind, unit_rows
 from xrec.index.persist import read_index_dir, write_index_dir
 from xrec.index.slots import PAD_STR, Slots
-from xrec.index.topk import top_k
+from xrec.index.topk import TopK, top_k
 
 __all__ = ["PAD_INT", "PAD_STR", "VectorIndex"]
 
@@ -239,8 +240,9 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *,
                languages: str | Sequence[str] | None = None,
                exclude_languages: str | Sequence[str] | None = None,
-               exclude_ids: Sequence[Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest items of each query: ``(ids, scores)``, each ``(q, k)``, best first.
+               exclude_ids: Sequence[Any] | None = None) -> TopK:
+        """The ``k`` nearest items of each query: :class:`~xrec.index.topk.TopK` ``ids`` and ``scores``,
+        each ``(q, k)``, best first (it unpacks as ``ids, scores``).
 
         ``queries``: float array ``[q, d]`` (a 1-D ``[d]`` is one query); float16/64 are cast
         to float32; integer or other dtypes, a wrong dimension, NaN or inf raise DataError.
@@ -261,9 +263,9 @@ class VectorIndex:
             # fast path: no filters; done unless the backend came back short somewhere
             scores, slots = self._search_slots(q, k, None)
             if slots.min() >= 0:
-                return self._slots.ids[slots], scores
+                return TopK(self._slots.ids[slots], scores)
         if nq == 0:
-            return np.full((0, k), pad, dtype=self._slots.ids.dtype), np.full((0, k), -np.inf, np.float32)
+            return TopK(np.full((0, k), pad, dtype=self._slots.ids.dtype), np.full((0, k), -np.inf, np.float32))
         allowed = self._slots.allowed(languages, exclude_languages)
         common, per_query = self._slots.exclusions(exclude_ids, nq)
         if common is not None and len(common):
@@ -282,7 +284,7 @@ class VectorIndex:
             n_excl = np.bincount(excl_rows, minlength=nq)
         k_search = min(k + int(n_excl.max(initial=0)), n_allowed)
         if k_search == 0:
-            return np.full((nq, k), pad, dtype=self._slots.ids.dtype), np.full((nq, k), -np.inf, np.float32)
+            return TopK(np.full((nq, k), pad, dtype=self._slots.ids.dtype), np.full((nq, k), -np.inf, np.float32))
         scores, slots = self._search_slots(q, k_search, allowed)
         valid = slots >= 0
         if len(excl_rows):
@@ -298,7 +300,7 @@ class VectorIndex:
         out_ids = np.full((nq, k), pad, dtype=self._slots.ids.dtype)
         out_ids[valid] = self._slots.ids[slots[valid]]
         scores = np.where(valid, scores, -np.inf).astype(np.float32, copy=False)
-        return out_ids, scores
+        return TopK(out_ids, scores)
 
     def _search_slots(self, q: np.ndarray, k: int, allowed: np.ndarray | None
                       ) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
-from xrec.index.topk import top_k
+from xrec.index.topk import TopK, top_k
 from xrec.ranking.cf import FactorModel, align_cf, fit_als
 from xrec.ranking.config import COMPONENTS, HybridConfig
 from xrec.ranking.fusion import Fusion
@@ -62,13 +62,9 @@ from xrec.ranking.views import ContentGraphs, FeatureViews
 
 log = logging.getLogger(__name__)
 
-@dataclass
-class Recommendations:
-    """Top-k per user: item indices (-1 = padding), fused scores (-inf = padding), component scores."""
-
-    items: np.ndarray
-    scores: np.ndarray
-    components: dict[str, np.ndarray] = field(default_factory=dict)
+#: The ranker's old name of its top-k result, :class:`~xrec.index.topk.TopK` (``ids``: item rows,
+#: -1 = padding; ``scores``: fused, -inf = padding; ``components``: component scores).
+Recommendations = TopK
 
 
 CFFit = Callable[[sp.csr_matrix], FactorModel]
@@ -203,8 +199,9 @@ class HybridRanker:
 
     def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
                        allowed: np.ndarray | None = None, diversity: float = 0.0,
-                       language_boost: float | None = None) -> Recommendations:
-        """Top-``k`` unseen items for user rows (indices into ``self.users``).
+                       language_boost: float | None = None) -> TopK:
+        """Top-``k`` unseen items for user rows (indices into ``self.users``): a
+        :class:`~xrec.index.topk.TopK` of item rows (-1 pads), fused scores and component scores.
 
         ``components=False`` skips the per-item component scores (the ranking is the same);
         ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
@@ -250,9 +247,9 @@ class HybridRanker:
             comps["popularity"] = self.popularity[np.where(pad, 0, items)].copy()
             for v in comps.values():
                 v[pad] = np.nan
-        return self._pad(Recommendations(items, scores, comps), k)
+        return self._pad(TopK(items, scores, comps), k)
 
-    def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> Recommendations:
+    def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> TopK:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
         order = np.argsort(-self.popularity, kind="stable")
         order = order[~self.retired[order]]
@@ -261,16 +258,16 @@ class HybridRanker:
         scores = np.broadcast_to(self.popularity[order], items.shape).astype(np.float32).copy()
         comps = {name: np.full(items.shape, np.nan, dtype=np.float32) for name in COMPONENTS}
         comps["popularity"] = scores.copy()
-        return self._pad(Recommendations(items, scores, comps), k)
+        return self._pad(TopK(items, scores, comps), k)
 
     @staticmethod
-    def _pad(recs: Recommendations, k: int) -> Recommendations:
-        missing = k - recs.items.shape[1]
+    def _pad(recs: TopK, k: int) -> TopK:
+        missing = k - recs.ids.shape[1]
         if missing <= 0:
             return recs
         pad = ((0, 0), (0, missing))
-        return Recommendations(
-            np.pad(recs.items, pad, constant_values=-1),
+        return TopK(
+            np.pad(recs.ids, pad, constant_values=-1),
             np.pad(recs.scores, pad, constant_values=-np.inf),
             {n: np.pad(v, pad, constant_values=np.nan) for n, v in recs.components.items()})
 
@@ -325,7 +322,7 @@ class HybridRanker:
                             if (~has_hist).any() else None)):
             if recs is None:
                 continue
-            items[mask], scores[mask] = recs.items, recs.scores
+            items[mask], scores[mask] = recs.ids, recs.scores
             for n in comps:
                 comps[n][mask] = recs.components[n]
         frame = to_frame(ids, items, scores, comps, self.items)
@@ -369,9 +366,10 @@ class HybridRanker:
     # ------------------------------------------------------------------ re-ranking
     def rerank_rows(self, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
                     upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
-                    components: bool = True) -> Recommendations:
+                    components: bool = True) -> TopK:
         """Given items ``[len(rows), c]`` (-1 = padding) of user rows, best first by the fused
-        score (plus the upstream term, :mod:`xrec.ranking.rerank`); ``k`` (None: all) per row.
+        score (plus the upstream term, :mod:`xrec.ranking.rerank`), as a :class:`~xrec.index.topk.TopK`
+        like :meth:`recommend_rows`; ``k`` (None: all) per row.
         No exclusion: the caller drops seen items (:func:`~xrec.ranking.rerank.prepare_candidates`)."""
         from xrec.ranking.rerank import rerank_rows
 

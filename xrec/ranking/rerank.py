@@ -42,10 +42,11 @@ import numpy as np
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.index.topk import TopK
 from xrec.ranking.config import COMPONENTS
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker, Recommendations
+    from xrec.ranking.hybrid import HybridRanker
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +226,8 @@ def upstream_term(hybrid: np.ndarray, upstream: np.ndarray, valid: np.ndarray, w
 
 def rerank_rows(ranker: HybridRanker, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
                 upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
-                components: bool = True) -> Recommendations:
+                components: bool = True) -> TopK:
     """:meth:`HybridRanker.rerank_rows`."""
-    from xrec.ranking.hybrid import Recommendations
-
     rows = np.asarray(rows, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     valid = items >= 0
@@ -255,7 +254,7 @@ def rerank_rows(ranker: HybridRanker, rows: np.ndarray, items: np.ndarray, k: in
         comps["popularity"] = ranker.popularity[safe_top].copy()
         for v in comps.values():
             v[pad] = np.nan
-    return Recommendations(top_items, top_scores, comps)
+    return TopK(top_items, top_scores, comps)
 
 
 def rerank(ranker: HybridRanker, user_ids: Sequence | np.ndarray | pl.Series | None, candidates,
@@ -282,7 +281,7 @@ def rerank(ranker: HybridRanker, user_ids: Sequence | np.ndarray | pl.Series | N
         report.language_filtered = int((valid & ~ok).sum())
         cand.items = np.where(ok, cand.items, -1)
     recs = rerank_rows(ranker, cand.rows, cand.items, k, upstream=cand.upstream, upstream_weight=upstream_weight)
-    frame = to_frame(cand.user_ids, recs.items, recs.scores, recs.components, ranker.items)
+    frame = to_frame(cand.user_ids, recs.ids, recs.scores, recs.components, ranker.items)
     if explain:
         frame = ranker.explain(frame, explain)
     return (frame, report) if return_report else frame
