@@ -37,7 +37,7 @@ def setup(request):
         ml = load_movielens(DATA)
         items = prepare_items(ml.items(), "movies")
         inter = Interactions.build(ml.ratings, items["item_id"])
-        vectors = item_vectors(items, load_encoder("bundled", threads=2),
+        vectors = item_vectors(load_encoder("bundled", threads=2), items,
                                store=os.environ.get("XREC_BENCH_STORE"))
     else:
         n_users, n_items = (int(x) for x in request.param.split("-")[1].split("x"))

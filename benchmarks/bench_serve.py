@@ -33,7 +33,7 @@ def setup():
     encoder = load_encoder("bundled", device="cpu", precision=PRECISION, threads=2)
     cache = cache_dir() / "bench-serve"
     cache.mkdir(parents=True, exist_ok=True)
-    service = Service(cached_index(cache, texts, langs, encoder, "hnsw"), encoder=encoder)
+    service = Service(cached_index(encoder, cache, texts, langs, "hnsw"), encoder=encoder)
     try:
         with ServerThread(service) as url:
             yield {"service": service, "encoder": encoder, "queries": queries, "url": url,

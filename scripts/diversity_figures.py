@@ -17,7 +17,7 @@ enc = load_encoder("bundled", threads=2)
 out = {}
 for data, store in (("data/bookcrossing", cache / "bx_store.parquet"), ("data/movielens", cache / "ml_store.parquet")):
     split = load_split(data)
-    vec = item_vectors(split.items, enc, store=store)
+    vec = item_vectors(enc, split.items, store=store)
     ranker = build_models(split, vec, ["hybrid"])["hybrid"].ranker
     pos = positives(split)
     sl = SliceMap(split)

@@ -25,7 +25,7 @@ SLICES = ("minority_language", "cross_language")
 data, store, prefix = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 seed = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 split = load_split(data, seed=seed)
-vectors = item_vectors(split.items, load_encoder("bundled", threads=2), store=store)
+vectors = item_vectors(load_encoder("bundled", threads=2), split.items, store=store)
 pos, slices = positives(split), SliceMap(split)
 baselines = build_models(split, vectors, ["popularity", "tfidf"])
 per_user = {name: {} for name in baselines}

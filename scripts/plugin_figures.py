@@ -40,7 +40,7 @@ def main() -> None:
     for data, store in zip(args.data, args.stores):
         t0 = time.perf_counter()
         split = load_split(data)
-        vectors = item_vectors(split.items, encoder, store=store)
+        vectors = item_vectors(encoder, split.items, store=store)
         models = build_models(split, vectors, ["als", "hybrid", "rerank_als"], threads=args.threads)
         ranker, als = models["hybrid"].ranker, models["als"]
         for w in (0.5, 1.0):

@@ -59,7 +59,7 @@ def bx_sample(data_dir, encoder):
     books = bx.books.filter(read | pl.col("item_id").is_in(bx.books.filter(~read)["item_id"].head(300).implode()))
     items = prepare_items(books.select("item_id", bx.items().filter(
         pl.col("item_id").is_in(books["item_id"].implode()))["text"], "lang", "author"))
-    return items, ratings, item_vectors(items, encoder)
+    return items, ratings, item_vectors(encoder, items)
 
 
 @pytest.fixture(scope="session")
@@ -70,7 +70,7 @@ def ml_sample(data_dir, encoder):
     from samples import movielens_sample
 
     items, ratings = movielens_sample(data_dir)
-    return items, ratings, item_vectors(items, encoder)
+    return items, ratings, item_vectors(encoder, items)
 
 
 @pytest.fixture(scope="session")

@@ -37,7 +37,7 @@ def build_catalogue(root: Path, data_dir: Path, encoder) -> dict[str, Any]:
     from samples import movielens_sample
 
     films, ratings = movielens_sample(data_dir, n_items=120, n_cold=10)
-    film_vectors = item_vectors(films, encoder)
+    film_vectors = item_vectors(encoder, films)
     sib = sib_items(data_dir)
     sib_vectors = encoder.encode(sib["text"].to_list(), "passage")
     ids = films["item_id"].to_list() + sib["item_id"].to_list()

@@ -27,7 +27,7 @@ def pairs(data_dir):
 
 def test_bitext_on_real_pairs(pairs, encoder):
     partial = []
-    result = evaluate_bitext(pairs, encoder, on_language=lambda r: partial.append(dict(r["languages"])))
+    result = evaluate_bitext(encoder, pairs, on_language=lambda r: partial.append(dict(r["languages"])))
     langs = sorted(pairs["lang"].unique().to_list())
     assert sorted(result["languages"]) == langs and result["complete"] is True
     assert [len(p) for p in partial] == [1, 2]  # partial results after each language

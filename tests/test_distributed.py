@@ -55,7 +55,7 @@ def small_ranker(data_dir, encoder):
     ratings = ratings.join(top.select("item_id"), on="item_id")
     items = prepare_items(ml.items().join(top.select("item_id"), on="item_id").sort("item_id"))
     interactions = Interactions.build(ratings, items["item_id"])
-    return HybridRanker.fit(interactions, item_vectors(items, encoder))
+    return HybridRanker.fit(interactions, item_vectors(encoder, items))
 
 
 def test_ray_batch_recommendations_equal_local(local_ray, small_ranker, tmp_path):

@@ -189,8 +189,10 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
                                .alias("text"))
     prepared = prepare_items(blank)
     assert (~prepared["has_text"]).sum() == 3
-    vecs = item_vectors(prepared.head(5), encoder)
+    vecs = item_vectors(encoder, prepared.head(5))
     assert not vecs[:3].any() and np.allclose(np.linalg.norm(vecs[3:], axis=1), 1, atol=1e-3)
+    with pytest.warns(DeprecationWarning, match=r"item_vectors\(encoder, ...\)"):  # the old order still works
+        assert np.array_equal(item_vectors(prepared.head(5), encoder), vecs)
     inter = Interactions.build(ratings, items["item_id"])
     content = ContentGraphs.build(vectors)
     with pytest.raises(DataError, match="item vectors of shape"):

@@ -140,7 +140,7 @@ def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
 
     items = load_items(files / "items.parquet")
     inter = Interactions.build(pl.read_csv(files / "inter.csv"), items["item_id"])
-    ranker = HybridRanker.fit(inter, item_vectors(items, encoder, store=files / "store.parquet"),
+    ranker = HybridRanker.fit(inter, item_vectors(encoder, items, store=files / "store.parquet"),
                               cf_fit=lambda m: fit_als(m, factors=8)[0])
     users = inter.users.ids
     out = tmp_path / "recs.parquet"

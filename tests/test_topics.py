@@ -375,7 +375,7 @@ def load_split_from(frames, name):
 
 def test_evaluate_topics_schema(tiny_sib, sib, encoder, frames, source, tmp_path):
     (tiny_sib / "labels.txt").write_text("\n".join(sib[1]) + "\n")
-    result = evaluate_topics(tiny_sib, source, encoder, unlabelled_per_lang=20,
+    result = evaluate_topics(encoder, tiny_sib, source, unlabelled_per_lang=20,
                              cache_dir=tmp_path / "cache")
     assert result["train_lang"] == source and result["method"] == DEFAULT_METHOD
     assert set(result["languages"]) == {source, *frames["targets"]}
@@ -388,7 +388,7 @@ def test_evaluate_topics_schema(tiny_sib, sib, encoder, frames, source, tmp_path
     png = plot_accuracy(result, tmp_path / "acc.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
     with pytest.raises(DataError, match="language 'xxx_Zzzz' has no rows"):
-        evaluate_topics(tiny_sib, "xxx_Zzzz", encoder)
+        evaluate_topics(encoder, tiny_sib, "xxx_Zzzz")
 
 
 def test_few_shot_split_protocol(sib, source):
@@ -422,7 +422,7 @@ def test_evaluate_few_shot_several_sources_held_out_topic(sib, frames, source, e
     held = labels[-1]
     bitext = {"languages": {"xx": {"xx2en": 0.9, "flores_code": second}, "yy": {"xx2en": 0.5}}}
     cache = tmp_path / "cache"
-    result = evaluate_topics(root, [source, first], encoder, shots=2, unlabelled_per_lang=20,
+    result = evaluate_topics(encoder, root, [source, first], shots=2, unlabelled_per_lang=20,
                              hold_out=[held], bitext=bitext, cache_dir=cache)
     assert result["train_langs"] == [source, first] and result["shots"] == 2
     others = {lang: row["accuracy"] for lang, row in result["languages"].items() if lang not in (source, first)}
@@ -444,4 +444,4 @@ def test_evaluate_few_shot_several_sources_held_out_topic(sib, frames, source, e
     assert store.stat().st_mtime_ns == stamp
     np.testing.assert_allclose(first_pass, encoder.encode(rows["text"].to_list(), kind=TEXT_KIND), atol=1e-5)
     with pytest.raises(DataError, match="not in the label set"):
-        evaluate_topics(root, source, encoder, hold_out=["cooking"])
+        evaluate_topics(encoder, root, source, hold_out=["cooking"])

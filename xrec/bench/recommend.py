@@ -127,7 +127,7 @@ def run(data: str | None = "data/movielens", synthetic: str | None = "100000x100
         ml = load_movielens(data)
         items = prepare_items(ml.items(), "movies")
         inter = Interactions.build(ml.ratings, items["item_id"])
-        vectors = item_vectors(items, load_encoder(encoder_name, threads=threads), store=store)
+        vectors = item_vectors(load_encoder(encoder_name, threads=threads), items, store=store)
         results["runs"]["movielens"] = compare(inter, vectors, k, threads)
     if synthetic:
         n_users, n_items = (int(x) for x in synthetic.lower().split("x"))

@@ -60,7 +60,7 @@ def real_sentences(data: Path, n_items: int, n_queries: int, seed: int = 0
     return items, [seen[t] for t in items], queries, [seen[t] for t in queries]
 
 
-def cached_index(cache: Path, texts: list[str], langs: list[str], encoder: Any, kind: str) -> Path:
+def cached_index(encoder: Any, cache: Path, texts: list[str], langs: list[str], kind: str) -> Path:
     """A saved index of ``texts`` (embedded once, kept in an embedding store under ``cache``)."""
     from xrec.errors import ArtifactError
     from xrec.index import VectorIndex
@@ -263,7 +263,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
 
     encoder = load_encoder(args.get("model", "bundled"), device="cpu",
                            precision=args.get("precision", "auto"), threads=args.get("threads"))
-    index_dir = cached_index(cache_path, texts, langs, encoder, kind)
+    index_dir = cached_index(encoder, cache_path, texts, langs, kind)
     service_kwargs = {key: v for key, v in args.items() if key not in ("model", "precision", "threads")}
     service = Service(index_dir, encoder=encoder, **service_kwargs)
     result: dict[str, Any] = {"hardware": hardware(), "n_items": len(texts), "index_kind": kind,

@@ -145,7 +145,7 @@ def _fit_ranker(args: argparse.Namespace):
         ranker = HybridRanker.load(args.ranker, expect_fingerprint=encoder.fingerprint)
         print(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
         return ranker, inter
-    vectors = item_vectors(items, encoder, store=args.store)
+    vectors = item_vectors(encoder, items, store=args.store)
     from xrec.progress import phase
 
     fields = [f.strip() for f in (args.metadata or "").split(",") if f.strip()]
@@ -210,7 +210,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
                        metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown)
     encoder = load_encoder(args.model, threads=args.threads)
-    vectors = item_vectors(split.items, encoder, store=args.store, progress=True)
+    vectors = item_vectors(encoder, split.items, store=args.store, progress=True)
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]
     report = evaluate_recs(split, vectors, names, threads=args.threads, seed=args.seed, progress=True)
     report["protocol"]["encoder"] = {"name": encoder.name, "fingerprint": encoder.fingerprint}

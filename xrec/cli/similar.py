@@ -130,7 +130,7 @@ def run_bitext(args: argparse.Namespace) -> int:
 
     pairs = load_pairs(args.data, args.languages)
     encoder = load_encoder(args.model, precision=args.precision)
-    result = evaluate_bitext(pairs, encoder, kind=args.text_kind, cache=args.store,
+    result = evaluate_bitext(encoder, pairs, kind=args.text_kind, cache=args.store,
                              batch_size=args.batch_size, progress=sys.stderr.isatty(),
                              languages=args.languages,
                              on_language=lambda partial: write_json(args.json, partial))
@@ -150,7 +150,7 @@ def run_parallel(args: argparse.Namespace) -> int:
     languages = None if args.languages is None else sorted(set(args.languages) | {args.pivot})
     frame = load_file(args.data, languages)
     encoder = load_encoder(args.model, precision=args.precision)
-    result = evaluate_parallel(frame, encoder, pivot=args.pivot, kind=args.text_kind,
+    result = evaluate_parallel(encoder, frame, pivot=args.pivot, kind=args.text_kind,
                                cache=args.store, batch_size=args.batch_size,
                                progress=sys.stderr.isatty())
     write_json(args.json, result)

@@ -263,7 +263,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.progress import phase
 
     with phase("topic accuracy by language"):
-        result = evaluate_topics(args.data, args.train_lang, encoder, method=_method(args),
+        result = evaluate_topics(encoder, args.data, args.train_lang, method=_method(args),
                                  shots=args.shots, seed=args.seed, hold_out=args.hold_out,
                                  unlabelled_per_lang=args.unlabelled_per_lang, cache_dir=args.store,
                                  bitext=bitext)

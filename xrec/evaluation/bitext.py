@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
-from xrec.encoders.base import Encoder, TextKind
+from xrec.encoders.base import Encoder, TextKind, encoder_first
 from xrec.index import VectorIndex
 
 
@@ -45,7 +45,7 @@ def top1_accuracy(queries: np.ndarray, targets: np.ndarray, kind: str = "exact")
     return float(np.mean(ids[:, 0] == np.arange(len(queries))))
 
 
-def evaluate_bitext(pairs: pl.DataFrame, encoder: Encoder, *, kind: TextKind = "query",
+def evaluate_bitext(encoder: Encoder, pairs: pl.DataFrame, *, kind: TextKind = "query",
                     cache: str | os.PathLike[str] | None = None, batch_size: int | None = None,
                     progress: bool | None = None, languages: Sequence[str] | None = None,
                     on_language: Callable[[dict], None] | None = None) -> dict:
@@ -57,8 +57,10 @@ def evaluate_bitext(pairs: pl.DataFrame, encoder: Encoder, *, kind: TextKind = "
     shared between languages (English sides) are embedded once. With ``cache`` (an embedding
     store file) all vectors are read from and written back to it.
     Returns ``{"model", "languages": {lang: {"xx2en", "en2xx", "n"[, "flores_code"]}}, "mean_xx2en",
-    "mean_en2xx"}`` plus ``encoder_fingerprint``, ``text_kind`` and ``complete``.
+    "mean_en2xx"}`` plus ``encoder_fingerprint``, ``text_kind`` and ``complete``. The old order
+    ``evaluate_bitext(pairs, encoder)`` still works, with a DeprecationWarning.
     """
+    encoder, pairs = encoder_first("evaluate_bitext", encoder, pairs)
     order = list(dict.fromkeys(languages or pairs["lang"].to_list()))
     known: dict[str, np.ndarray] = {}
     if cache is not None:

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from xrec.datasets.sib200 import load_labels, load_split
-from xrec.encoders.base import Encoder
+from xrec.encoders.base import Encoder, encoder_first
 from xrec.errors import ArtifactError, DataError
 from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
 from xrec.topics.data import check_texts_column, labelled, topic_tables
@@ -137,7 +137,7 @@ RESULT_KEYS = ("train_lang", "train_langs", "method", "shots", "seed", "hold_out
                "unlabelled_per_lang", "encoder_fingerprint", "fit_seconds", "ood", "bitext", "total_seconds")
 
 
-def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence[str], encoder: Encoder, *,
+def evaluate_topics(encoder: Encoder, data_dir: str | os.PathLike[str], train_lang: str | Sequence[str], *,
                     method: str = DEFAULT_METHOD, shots: int = 0, unlabelled_per_lang: int = 100,
                     hold_out: Sequence[str] = (), self_training: SelfTraining = SelfTraining(),
                     seed: int = 0, cache_dir: str | os.PathLike[str] | None = None,
@@ -152,8 +152,10 @@ def evaluate_topics(data_dir: str | os.PathLike[str], train_lang: str | Sequence
     accuracy is over the other labels' texts. ``bitext``: a result of ``xrec evaluate bitext`` whose
     languages carry ``flores_code``; their ``xx2en`` accuracy is put beside the topic accuracy
     (``"bitext"``). Accuracy summaries (mean, weakest quarter, languages under :data:`UNDER`) are
-    over the languages not in ``train_lang``.
+    over the languages not in ``train_lang``. The old order ``evaluate_topics(data_dir,
+    train_lang, encoder)`` still works, with a DeprecationWarning.
     """
+    encoder, data_dir, train_lang = encoder_first("evaluate_topics", encoder, data_dir, train_lang)
     started = time.perf_counter()
     tables = topic_tables(data_dir, train_lang, shots=shots, unlabelled_per_lang=unlabelled_per_lang, seed=seed)
     sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))

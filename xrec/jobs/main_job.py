@@ -85,7 +85,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     _say(f"embedding {items.height} catalogue items and {sib_test.height} topic sentences "
          f"with {encoder.name} ({type(encoder).__name__})")
     with runner.timed("embeddings"):
-        vectors = item_vectors(items, encoder, store=store_dir / "catalogue.parquet", progress=True)
+        vectors = item_vectors(encoder, items, store=store_dir / "catalogue.parquet", progress=True)
         sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
         sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
                                   store=store_dir / "sib200_test.parquet", kind="query", progress=True)
@@ -143,7 +143,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
-        return topics_stage(tmp, sib_dir, train_lang, encoder, sib_test, store_dir / "topics")
+        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics")
 
     topics_dir, topics_summary = runner.run(
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,

@@ -92,7 +92,7 @@ def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: i
             "summary": payload["summary"]}
 
 
-def topics_stage(out: Path, sib_dir: Path, train_lang: str, encoder: Any, items: pl.DataFrame,
+def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items: pl.DataFrame,
                  cache: Path) -> dict[str, Any]:
     """Train a topic head on ``train_lang`` labels only, tag ``items`` of every language, and
     measure per-language accuracy on the test split -> ``tags.parquet``, ``topics.json``,
