@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from xrec.artifacts import write_json
 from xrec.encoders import load_encoder
 from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
 from xrec.evaluation.recs import RankerScorer, build_models
@@ -34,4 +35,4 @@ for data, store in (("data/bookcrossing", cache / "bx_store.parquet"), ("data/mo
                   "exposure_test": {k: round(v["test"], 3) for k, v in r.get("exposure", {}).items()}}
         print(data, d, json.dumps(res[d]), flush=True)
     out[data] = res
-json.dump(out, open(cache / "diversity.json", "w"), indent=2)
+write_json(cache / "diversity.json", out)

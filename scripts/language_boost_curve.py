@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from xrec.artifacts import write_json
 from xrec.encoders import load_encoder
 from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives, ratio_interval
 from xrec.evaluation.recs import RankerScorer, build_models
@@ -47,8 +48,8 @@ for boost in track(BOOSTS, "language boosts"):
     print("  top-10 slots by language:", {lang: round(v["slots"], 3) for lang, v in res["exposure"].items()
                                             if v["slots"] >= 0.001}, flush=True)
 results = {str(k): v for k, v in rows.items()}
-prefix.with_suffix(".json").write_text(json.dumps({"data": data, "seed": seed, "results": results}, indent=1,
-                                                  default=float))
+write_json(prefix.with_suffix(".json"), json.loads(json.dumps({"data": data, "seed": seed, "results": results},
+                                                            default=float)))
 
 
 def ndcg(name, key):

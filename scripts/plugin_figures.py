@@ -28,6 +28,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-add-items", action="store_true")
     args = parser.parse_args()
+    from xrec.artifacts import write_json
     from xrec.encoders import load_encoder
     from xrec.evaluation.catalogue import add_items_protocol
     from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
@@ -78,8 +79,7 @@ def main() -> None:
         entry["seconds"] = time.perf_counter() - t0
         out[data] = entry
         print(json.dumps({data: entry}, indent=2, default=str), flush=True)
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(out, f, indent=2, default=str)
+        write_json(args.json, json.loads(json.dumps(out, default=str)))
 
 
 if __name__ == "__main__":

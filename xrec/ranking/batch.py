@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from xrec.artifacts import atomic_file
+from xrec.artifacts import atomic_file, write_json
 from xrec.errors import ArtifactError, DataError
 
 log = logging.getLogger(__name__)
@@ -135,8 +135,7 @@ def write_batches(score, user_ids: pl.Series, out: str | os.PathLike[str], job: 
             shutil.rmtree(parts)
     if not parts.exists():
         parts.mkdir(parents=True)
-        with atomic_file(parts / JOB) as tmp:
-            tmp.write_text(json.dumps(job, indent=2), encoding="utf-8")
+        write_json(parts / JOB, job)
     n_batches = (len(ids) + batch_size - 1) // batch_size
     names = [parts / f"part-{b:06d}.parquet" for b in range(n_batches)]
     todo = [b for b in range(n_batches) if not names[b].is_file()]
