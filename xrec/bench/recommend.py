@@ -108,9 +108,9 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
 DEFAULT_SAMPLE_USERS = 5000
 
 
-def run(data: str | None = "data/movielens", synthetic: str | None = "100000x100000", *, k: int = 100,
-        threads: int = 2, encoder_name: str = "bundled", store: str | None = None,
-        sample_users: int | None = DEFAULT_SAMPLE_USERS) -> dict:
+def run_recommend_bench(data: str | None = "data/movielens", synthetic: str | None = "100000x100000", *,
+                        k: int = 100, threads: int = 2, encoder_name: str = "bundled", store: str | None = None,
+                        sample_users: int | None = DEFAULT_SAMPLE_USERS) -> dict:
     """Both scales side by side; returns a JSON-able dict with the hardware.
 
     The synthetic run times both sides on ``sample_users`` random users (``None``: all of them,
@@ -135,6 +135,10 @@ def run(data: str | None = "data/movielens", synthetic: str | None = "100000x100
         results["runs"][f"synthetic {n_users}x{n_items}"] = compare(
             inter, vectors, k, threads, sample_users=sample_users)
     return results
+
+
+#: The old name of :func:`run_recommend_bench`.
+run = run_recommend_bench
 
 
 

@@ -223,10 +223,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from xrec.bench.recommend import format_results, run
+    from xrec.bench.recommend import format_results, run_recommend_bench
 
     sample = {} if args.sample_users is None else {"sample_users": args.sample_users or None}
-    results = run(data=args.data or None, synthetic=args.synthetic or None, k=args.k,
+    results = run_recommend_bench(data=args.data or None, synthetic=args.synthetic or None, k=args.k,
                   threads=args.threads, encoder_name=args.model, store=args.store, **sample)
     print(format_results(results))
     if args.json:
