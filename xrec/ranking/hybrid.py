@@ -28,7 +28,8 @@ The class is the facade; the work lives beside it: knobs in :mod:`~xrec.ranking.
 validation fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking.views`, catalogue
 changes in :mod:`~xrec.ranking.catalogue`, a call's language rules in :mod:`~xrec.ranking.languages`,
 re-ranking in :mod:`~xrec.ranking.rerank`, explanations in :mod:`~xrec.ranking.explain`, saving in
-:mod:`~xrec.ranking.persist`.
+:mod:`~xrec.ranking.persist`, the popular-items result, padding and the long table in
+:mod:`~xrec.ranking.results`.
 
 Seen items are never recommended; users with no history get the most popular items (``score`` =
 log(1 + interactions), component scores NaN); users unknown to the CF model get a least-squares
@@ -57,6 +58,7 @@ from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
 from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.languages import boost_change, lifted
+from xrec.ranking.results import padded, popular, to_frame
 from xrec.ranking.training import default_fusion, learn_fusion
 from xrec.ranking.views import ContentGraphs, FeatureViews
 
@@ -247,29 +249,11 @@ class HybridRanker:
             comps["popularity"] = self.popularity[np.where(pad, 0, items)].copy()
             for v in comps.values():
                 v[pad] = np.nan
-        return self._pad(TopK(items, scores, comps), k)
+        return padded(TopK(items, scores, comps), k)
 
     def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> TopK:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
-        order = np.argsort(-self.popularity, kind="stable")
-        order = order[~self.retired[order]]
-        order = (order if allowed is None else order[allowed[order]])[:k]
-        items = np.broadcast_to(order, (n_users, len(order))).copy()
-        scores = np.broadcast_to(self.popularity[order], items.shape).astype(np.float32).copy()
-        comps = {name: np.full(items.shape, np.nan, dtype=np.float32) for name in COMPONENTS}
-        comps["popularity"] = scores.copy()
-        return self._pad(TopK(items, scores, comps), k)
-
-    @staticmethod
-    def _pad(recs: TopK, k: int) -> TopK:
-        missing = k - recs.ids.shape[1]
-        if missing <= 0:
-            return recs
-        pad = ((0, 0), (0, missing))
-        return TopK(
-            np.pad(recs.ids, pad, constant_values=-1),
-            np.pad(recs.scores, pad, constant_values=-np.inf),
-            {n: np.pad(v, pad, constant_values=np.nan) for n, v in recs.components.items()})
+        return popular(self.popularity, self.retired, n_users, k, allowed)
 
     def language_mask(self, rows: np.ndarray, *, languages: Sequence[str] | None = None,
                       exclude_languages: Sequence[str] | None = None,
@@ -407,20 +391,3 @@ class HybridRanker:
         from xrec.ranking.explain import explain
 
         return explain(self, frame, n)
-
-
-def to_frame(user_ids: pl.Series, items: np.ndarray, scores: np.ndarray,
-             components: dict[str, np.ndarray], item_map: IdMap) -> pl.DataFrame:
-    """Long ``user_id, rank, item_id, score, <components>`` table; padding (-1) rows dropped."""
-    b, k = items.shape
-    valid = (items >= 0).reshape(-1)
-    flat_items = items.reshape(-1)[valid]
-    data = {
-        "user_id": user_ids.gather(np.repeat(np.arange(b), k)[valid]),
-        "rank": pl.Series("rank", np.tile(np.arange(1, k + 1, dtype=np.int32), b)[valid]),
-        "item_id": item_map.ids.gather(flat_items),
-        "score": pl.Series("score", scores.reshape(-1)[valid].astype(np.float32)),
-    }
-    for name, values in components.items():
-        data[name] = pl.Series(name, values.reshape(-1)[valid].astype(np.float32))
-    return pl.DataFrame(data)

@@ -262,7 +262,7 @@ def rerank(ranker: HybridRanker, user_ids: Sequence | np.ndarray | pl.Series | N
            explain: int = 0, return_report: bool = False, languages: Sequence[str] | None = None,
            exclude_languages: Sequence[str] | None = None, language_policy: str = "any"):
     """:meth:`HybridRanker.rerank`."""
-    from xrec.ranking.hybrid import to_frame
+    from xrec.ranking.results import to_frame
 
     if k is not None and k < 1:
         raise DataError(f"k={k}: must be at least 1 (or None for every candidate)")
