@@ -162,7 +162,7 @@ def test_old_kind_spelling_still_loads_and_tags(model_dir, tmp_path):
     """A topic model saved when its manifest kind was spelled ``topic_classifier`` still loads."""
     import shutil
 
-    from xrec.topics.head import TopicClassifier
+    from xrec.topics.classifier import TopicClassifier
 
     old = tmp_path / "old_model"
     shutil.copytree(model_dir, old)

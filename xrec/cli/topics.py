@@ -232,7 +232,7 @@ def run_tag(args: argparse.Namespace) -> int:
     """Tag an items table with a saved topic model."""
     from xrec.encoders import load_encoder
     from xrec.tables import read_table
-    from xrec.topics.head import TopicClassifier
+    from xrec.topics.classifier import TopicClassifier
     from xrec.topics.tagging import tag_items
 
     if args.topics is None:

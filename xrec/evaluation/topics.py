@@ -22,8 +22,8 @@ from xrec.datasets.sib200 import load_labels, load_split
 from xrec.encoders.base import Encoder, encoder_first
 from xrec.errors import ArtifactError, DataError
 from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
+from xrec.topics.classifier import TopicClassifier
 from xrec.topics.data import check_texts_column, labelled, topic_tables
-from xrec.topics.head import TopicClassifier
 from xrec.topics.tagging import TEXT_KIND
 from xrec.topics.transfer import DEFAULT_METHOD, SelfTraining, TopicVectors, fit_topic_classifier
 

@@ -6,8 +6,9 @@ Entry points: :func:`train_topics` (tables of texts in, a :class:`TopicClassifie
 """
 
 from xrec.topics.centering import LanguageCentering
+from xrec.topics.classifier import UNKNOWN, TopicClassifier
 from xrec.topics.data import TopicTables, topic_tables
-from xrec.topics.head import UNKNOWN, HeadConfig, KernelHead, TopicClassifier, TopicHead, fit_head, fit_temperature
+from xrec.topics.head import HeadConfig, KernelHead, TopicHead, fit_head, fit_temperature
 from xrec.topics.tagging import ItemTopics, item_topics, tag_items, train_topics
 from xrec.topics.transfer import DEFAULT_METHOD, METHODS, fit_topic_classifier
 

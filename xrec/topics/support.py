@@ -16,7 +16,7 @@ the two percentiles are averaged, and the average is turned into a percentile ag
 texts' own averages. So ``topic_support`` is in [0, 1]: the share of held-out labelled texts that
 look *less* covered than this text. So about a ``support_threshold`` share of texts like the dev
 split (the labelled languages, the label set's topics) falls below ``support_threshold``, where
-:meth:`~xrec.topics.head.TopicClassifier.predict` abstains; texts of other languages, which the
+:meth:`~xrec.topics.classifier.TopicClassifier.predict` abstains; texts of other languages, which the
 labels cover less closely, fall below it more often, even on the label set's topics.
 """
 

@@ -12,8 +12,8 @@ import polars as pl
 from xrec.encoders.base import Encoder
 from xrec.errors import ArtifactError, DataError
 from xrec.tables import require_columns
+from xrec.topics.classifier import TopicClassifier, TopicPredictions
 from xrec.topics.data import check_texts_column, labelled, languages_of
-from xrec.topics.head import TopicClassifier, TopicPredictions
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
 from xrec.topics.transfer import DEFAULT_METHOD, SelfTraining, TopicVectors, fit_topic_classifier
 

@@ -1,7 +1,7 @@
 """Cross-lingual transfer: from labelled texts in some languages to a classifier for any language.
 
 Every method works on frozen encoder vectors and returns a
-:class:`~xrec.topics.head.TopicClassifier`.
+:class:`~xrec.topics.classifier.TopicClassifier`.
 
 - ``linear``: a linear head on the raw vectors (the plain baseline).
 - ``centered``: each language centred by its own mean vector (from all its text, labelled or
@@ -38,15 +38,8 @@ import numpy as np
 
 from xrec.errors import DataError
 from xrec.topics.centering import LanguageCentering
-from xrec.topics.head import (
-    HeadConfig,
-    KernelHead,
-    TopicClassifier,
-    TopicHead,
-    fit_head,
-    fit_temperature,
-    single_thread,
-)
+from xrec.topics.classifier import TopicClassifier
+from xrec.topics.head import HeadConfig, KernelHead, TopicHead, fit_head, fit_temperature, single_thread
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 log = logging.getLogger(__name__)
