@@ -118,19 +118,27 @@ class HybridRanker:
             languages: Sequence[str | None] | None = None,
             metadata: Mapping[str, Sequence[str | None]] | None = None, cf: FactorModel | None = None,
             cf_fit: CFFit | None = None, config: HybridConfig | None = None,
-            content: ContentGraphs | None = None) -> HybridRanker:
+            content: ContentGraphs | None = None, topics: pl.DataFrame | None = None) -> HybridRanker:
         """Fit CF (unless ``cf`` is given) and the fusion on a validation slice (module docstring).
 
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
-        a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before."""
+        a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before.
+        ``topics``, a table ``item_id, topic[, topic_score]`` (:func:`~xrec.topics.tagging.tag_items`),
+        tags items for the ``topics=`` filter, ``diversity_by="topics"`` and the ``topic`` and
+        ``cold_topic`` features (off unless named in ``HybridConfig.features``;
+        :mod:`~xrec.ranking.topical`)."""
         from xrec.progress import phase
+        from xrec.ranking.topical import aligned_topics
 
         config = config or HybridConfig()
+        tags = aligned_topics(interactions.items, topics) if topics is not None else None
         if content is None:
             with phase("hybrid: content graphs (embedding, lexical, metadata)"):
                 content = ContentGraphs.build(item_vectors, texts=texts, languages=languages, metadata=metadata,
                                               k=config.graph_k)
+        if tags is not None:
+            content = content.with_topics(*tags)
         if cf is None and cf_fit is None:
             cf_fit = default_cf_fit
         fusion = None
@@ -203,18 +211,22 @@ class HybridRanker:
 
     def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
                        allowed: np.ndarray | None = None, diversity: float = 0.0,
-                       language_boost: float | None = None) -> Recommendations:
+                       language_boost: float | None = None, diversity_by: str = "works") -> Recommendations:
         """Top-``k`` unseen items for user rows (indices into ``self.users``).
 
         ``components=False`` skips the per-item component scores (the ranking is the same);
         ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
         only those items (rows come back short, padded, when fewer than ``k`` remain);
         ``diversity`` > 0 picks the ``k`` items from the best ``max(5k, 50)`` by MMR
-        (:mod:`xrec.ranking.diversify`); ``language_boost`` replaces the fitted
+        (:mod:`xrec.ranking.diversify`), spreading the list over works (item vectors) or, with
+        ``diversity_by="topics"``, over item topics; ``language_boost`` replaces the fitted
         ``HybridConfig.language_boost`` for this call (nats for items in the other languages a
         user reads; it shows in ``prior_score``)."""
+        from xrec.ranking.topical import diversity_groups
+
         if not 0.0 <= diversity <= 1.0:
             raise DataError(f"diversity={diversity}: must be within [0, 1]")
+        groups = diversity_groups(self.content, diversity_by)
         rows = np.asarray(rows, dtype=np.int64)
         want = k
         if diversity > 0:
@@ -236,7 +248,7 @@ class HybridRanker:
         if diversity > 0:
             from xrec.ranking.diversify import mmr
 
-            picked = mmr(scores, items, self.item_vectors, want, diversity)
+            picked = mmr(scores, items, self.item_vectors, want, diversity, groups=groups)
             items = np.where(picked >= 0, np.take_along_axis(items, np.maximum(picked, 0), 1), -1)
             scores = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf
                               ).astype(np.float32)
@@ -290,7 +302,8 @@ class HybridRanker:
     def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
                   languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
                   language_policy: str = "any", diversity: float = 0.0,
-                  language_boost: float | None = None) -> pl.DataFrame:
+                  language_boost: float | None = None, topics: Sequence[str] | None = None,
+                  diversity_by: str = "works") -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
@@ -302,7 +315,11 @@ class HybridRanker:
         (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected);
         ``language_boost`` (nats) trades it for the other languages each user reads, for this call
         (default: the fitted ``HybridConfig.language_boost``; 0 is the likelihood ranking).
+        ``topics`` keeps only items tagged with those topics, ``diversity_by="topics"`` spreads
+        ``diversity`` over topics instead of works (both need a ranker fitted with ``topics=``).
         """
+        from xrec.ranking.topical import topic_mask
+
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
         k = min(k, len(self.items))  # what can be returned: memory is users x min(k, catalogue)
@@ -318,8 +335,13 @@ class HybridRanker:
                                      language_policy=language_policy)
         # users without history have no languages of their own: the explicit filters only
         popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
+        on_topic = topic_mask(self.content, topics)
+        if on_topic is not None:
+            allowed = on_topic if allowed is None else allowed & on_topic
+            popular_allowed = on_topic if popular_allowed is None else popular_allowed & on_topic
         for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity,
-                                                                language_boost=language_boost)
+                                                                language_boost=language_boost,
+                                                                diversity_by=diversity_by)
                             if has_hist.any() else None),
                            (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
@@ -336,7 +358,8 @@ class HybridRanker:
     def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
                   languages: Sequence[str | None] | None = None,
                   metadata: Mapping[str, Sequence[str | None]] | None = None,
-                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None) -> None:
+                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None,
+                  topics: pl.DataFrame | None = None) -> None:
         """Add items to the fitted ranker without refitting anything learned: they are cold items
         (no interactions), reached through content (the embedding, lexical and metadata graphs
         grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
@@ -348,11 +371,12 @@ class HybridRanker:
         fingerprint of the encoder that made them, is checked against the one the ranker was saved
         with, when both are known; ``encoder_fingerprint`` is its old name); ``texts`` link
         them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
-        in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
-        dimension or a list of the wrong length is a :class:`DataError`."""
+        in :meth:`fit`; ``topics`` (``item_id, topic[, topic_score]`` of the new items) tags them.
+        An id already in the catalogue (or twice in ``ids``), a vector of another dimension or a
+        list of the wrong length is a :class:`DataError`."""
         from xrec.ranking.catalogue import grown
 
-        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
+        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata, topics=topics,
                        expect_fingerprint=expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint)
         self.__dict__.update(bigger.__dict__)
 
