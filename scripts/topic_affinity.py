@@ -42,8 +42,8 @@ classifier = TopicClassifier.load(model, expect_fingerprint=encoder.fingerprint)
 split = load_split(data)
 vectors = item_vectors(split.items, encoder, store=cache / "catalogue.parquet", progress=True)
 books = split.items.filter(pl.col("has_text"))
-query = embed_items(encoder, books["item_id"].to_list(), books["text"].to_list(), store=cache / "catalogue_query.parquet",
-                    kind="query", progress=True)
+query = embed_items(encoder, books["item_id"].to_list(), books["text"].to_list(),
+                    store=cache / "catalogue_query.parquet", kind="query", progress=True)
 found = classifier.predict(query)
 from_passages = classifier.predict(vectors[split.items["has_text"].to_numpy()])
 tags = pl.DataFrame({"item_id": books["item_id"], "topic": found.topics,
