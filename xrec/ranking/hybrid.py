@@ -154,13 +154,16 @@ class HybridRanker:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that determines the output (data shapes, config, fusion, scores)."""
+        """Hash of everything that determines the output (data shapes, config, fusion, scores, item topics)."""
         h = hashlib.sha256(json.dumps({"config": asdict(self.config), "fusion": self.fusion.as_dict(),
                                        "shape": list(self.history.shape), "nnz": int(self.history.nnz)},
                                       sort_keys=True, default=str).encode())
         for arr in (self.item_vectors, self.history.data, self.history.indices, self.folded.query,
                     self.folded.keys, self.folded.graph.data, self.folded.graph.indices):
             h.update(np.ascontiguousarray(arr).tobytes())
+        if self.content.topic_codes is not None:  # the topics= filter and diversity_by="topics" read them
+            h.update(json.dumps(self.content.topic_names).encode())
+            h.update(np.ascontiguousarray(self.content.topic_codes).tobytes())
         return h.hexdigest()[:32]
 
     # ------------------------------------------------------------------ artifact
