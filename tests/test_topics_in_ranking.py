@@ -18,7 +18,7 @@ from xrec.evaluation.metrics import topic_exposure
 from xrec.ranking.hybrid import HybridRanker
 from xrec.ranking.interactions import Interactions
 
-from samples import SMALL
+from samples import SMALL, small_cf
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +41,26 @@ def ranker(bx_sample, tags):
     items, ratings, vectors = bx_sample
     inter = Interactions.build(ratings, items["item_id"])
     return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
-                            metadata={"author": items["author"].to_list()}, config=SMALL, topics=tags)
+                            metadata={"author": items["author"].to_list()}, config=SMALL, topics=tags,
+                            cf_fit=small_cf)
+
+
+@pytest.fixture(scope="module")
+def with_affinity(ranker, bx_sample):
+    """The same ranker refitted with the ``topic`` and ``cold_topic`` features named."""
+    config = replace(SMALL, features=tuple(ranker.fusion.names) + ("topic", "cold_topic"))
+    return HybridRanker.fit(ranker.interactions, bx_sample[2], config=config, content=ranker.content,
+                            cf_fit=small_cf)
 
 
 def topic_of(ranker, items: np.ndarray) -> np.ndarray:
     return ranker.content.topic_codes[items]
 
 
-def test_topics_are_off_by_default_and_on_when_named(ranker, bx_sample):
+def test_topics_are_off_by_default_and_on_when_named(ranker, with_affinity):
     assert ranker.content.has_topics
     assert "topic" not in ranker.fusion.names and "cold_topic" not in ranker.fusion.names
-    config = replace(SMALL, features=tuple(ranker.fusion.names) + ("topic", "cold_topic"))
-    on = HybridRanker.fit(ranker.interactions, bx_sample[2], config=config, content=ranker.content)
-    assert {"topic", "cold_topic"} <= set(on.fusion.names)
+    assert {"topic", "cold_topic"} <= set(with_affinity.fusion.names)
 
 
 def test_filter_returns_only_those_topics(ranker, tags):
@@ -80,11 +87,10 @@ def test_diversity_by_topics_raises_topics_per_list(ranker):
     assert by_topics > topics_per_list(diversity=0.5, diversity_by="works")
 
 
-def test_affinity_lifts_the_users_own_topics(ranker, bx_sample):
+def test_affinity_lifts_the_users_own_topics(ranker, with_affinity):
     """With a positive weight on ``topic``, items of a topic the user reads most gain score and
     items of a topic absent from the history lose it."""
-    config = replace(SMALL, features=tuple(ranker.fusion.names) + ("topic", "cold_topic"))
-    on = HybridRanker.fit(ranker.interactions, bx_sample[2], config=config, content=ranker.content)
+    on = with_affinity
     lifted = HybridRanker(on.interactions, on.item_vectors, on.cf, on.content,
                           on.fusion.with_raw_weight("topic", on.fusion.raw["topic"] + 1.0), on.config,
                           cf_graph=on.cf_graph)
