@@ -88,9 +88,12 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
     tags = pl.read_parquet(out / "topic_tags.parquet")
     labels = set((small_data / "sib200" / "labels.txt").read_text().split("\n")) - {""}
     assert tags.height == 120 and set(tags["topic"].unique()) <= labels
+    books = pl.read_parquet(out / "book_topics.parquet")  # the catalogue tagged by the same head
+    assert books["item_id"].is_unique().all() and set(books["topic"].unique()) <= labels
+    assert books["topic_score"].is_between(0, 1).all()
     report = (out / "report.md").read_text(encoding="utf-8")
     for section in ("## Recommendations", "## Recommendation quality", "## New-language protocol",
-                    "## Topic tags", "## Cross-language neighbours", "## Retrieval latency"):
+                    "## Topic tags", "## Topics at work", "## Cross-language neighbours", "## Retrieval latency"):
         assert section in report
     assert "Language exposure" in report and "tfidf" in report and "| because |" in report
     for png in ("metrics_by_model.png", "new_language_metrics_by_model.png", "accuracy_by_language.png",

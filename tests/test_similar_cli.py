@@ -96,6 +96,24 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     assert "not in the index" in capsys.readouterr().err
 
 
+def test_cli_similar_by_topic(items, tmp_path, capsys):
+    """``--topics`` with ``--tags`` (the sentences' real SIB-200 categories) keeps only those topics."""
+    frame, path = items
+    tags = tmp_path / "tags.parquet"
+    frame.select("item_id", pl.col("category").alias("topic")).write_parquet(tags)
+    topic = frame["category"][5]
+    assert main(["similar", "--items", str(path), "--ids", "0", "5", "--k", "4", "--tags", str(tags),
+                 "--topics", topic, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    of = dict(zip(frame["item_id"].to_list(), frame["category"].to_list()))
+    for query in out["queries"]:
+        hits = query["neighbours"]
+        assert len(hits) == min(4, sum(t == topic for i, t in of.items() if i != query["id"]))
+        assert all(of[h["id"]] == topic and h["id"] != query["id"] for h in hits)
+    assert main(["similar", "--items", str(path), "--ids", "0", "--tags", str(tags), "--topics", "nope"]) == 2
+    assert "topics: ['nope']" in capsys.readouterr().err
+
+
 def test_cli_similar_unbounded_k(items, tmp_path, capsys):
     """--k 10**12 lists every other item once instead of allocating k results per query."""
     frame, path = items

@@ -26,6 +26,9 @@ def register(commands, evaluate, bench) -> None:
                    help="items per user (at most the catalogue: a larger k gives every unseen item)")
     p.add_argument("--batch-size", type=int, default=1024,
                    help="users scored per batch (memory is batch size x min(k, catalogue))")
+    p.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (e.g. xrec topics tag output, "
+                                  "or the main job's book_topics.parquet)")
+    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only items tagged with these topics (needs --tags)")
     _run_options(p)
     p.set_defaults(func=run_recommend)
 
@@ -149,10 +152,15 @@ def _fit_ranker(args: argparse.Namespace):
     from xrec.progress import phase
 
     fields = [f.strip() for f in (args.metadata or "").split(",") if f.strip()]
+    tags = None
+    if getattr(args, "tags", None):
+        from xrec.tables import read_table
+
+        tags = read_table(args.tags, required=["item_id", "topic"])
     with phase("fitting the hybrid ranker (ALS, content graphs, validation slice, fusion)"):
         ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
-                                  metadata={f: items[f].cast(pl.String).to_list() for f in fields})
+                                  metadata={f: items[f].cast(pl.String).to_list() for f in fields}, topics=tags)
     print(f"fusion: {ranker.fusion.kind}")
     return ranker, inter
 
@@ -163,6 +171,8 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
+    if args.topics and not args.tags:
+        raise DataError("--topics needs --tags (the items' topics: item_id, topic[, topic_score])")
     ranker, inter = _fit_ranker(args)
     if args.k > len(inter.items):
         print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
@@ -172,7 +182,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
                                restart=args.restart, explain=args.explain, languages=args.languages,
-                               exclude_languages=args.exclude_languages, language_policy=args.language_policy)
+                               exclude_languages=args.exclude_languages, language_policy=args.language_policy,
+                               topics=args.topics)
     print(f"wrote {out}")
     return 0
 

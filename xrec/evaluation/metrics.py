@@ -17,7 +17,8 @@ over ``Split.candidates``) are compared with the positives:
 * With candidates (new-language protocol), ``auc``: per user, each positive against every other
   unseen candidate.
 * Language exposure (items with languages): each language's share of the top-10 slots, of the
-  items that could be ranked and of the test positives.
+  items that could be ranked and of the test positives; topic exposure (:func:`topic_exposure`,
+  items with tags): the same per topic, for slots and positives.
 """
 
 from __future__ import annotations
@@ -149,11 +150,13 @@ class _Accumulator:
 
 
 def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch: int = 256,
-                    slices: SliceMap | None = None, per_user: dict[str, np.ndarray] | None = None) -> dict:
+                    slices: SliceMap | None = None, per_user: dict[str, np.ndarray] | None = None,
+                    shown: list[np.ndarray] | None = None) -> dict:
     """The protocol's metrics for one model (see the module docstring).
 
     ``per_user``, when given, receives each user's NDCG@10 overall (``"all"``) and per slice, in
-    the order of ``positives.users`` (the same users for every model: :func:`ratio_interval`)."""
+    the order of ``positives.users`` (the same users for every model: :func:`ratio_interval`);
+    ``shown``, when given, each user's top-10 item indices (-1 padding), in the same order."""
     slices = slices or SliceMap(split)
     cand = split.candidates
     n_ranked = len(split.train.items) if cand is None else len(cand)
@@ -161,7 +164,8 @@ def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch
     cold_items = np.flatnonzero(cold if cand is None else np.isin(np.arange(len(cold)), cand) & cold)
     history = split.train.matrix.tocsr()
     overall, cold_acc, by_slice = _Accumulator(), _Accumulator(), {}
-    cold_auc, cand_auc, shown = [], [], []
+    cold_auc, cand_auc = [], []
+    shown = [] if shown is None else shown
     users, pos = positives.users, positives.items
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
@@ -261,3 +265,20 @@ def top_items(scores: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
     top = items[cols]
     top[~np.isfinite(best)] = -1
     return np.pad(top, ((0, 0), (0, want - top.shape[1])), constant_values=-1) if want > top.shape[1] else top
+
+
+def topic_exposure(shown: np.ndarray, positives: np.ndarray, codes: np.ndarray, names: list[str]) -> pl.DataFrame:
+    """``topic, slots, positives, ratio``: each topic's share of the slots ``shown`` (item indices,
+    -1 padding, e.g. every user's top-10) and of the ``positives`` (item indices), and their ratio;
+    items without a topic (code -1) are left out of every share."""
+
+    def share(items: np.ndarray) -> np.ndarray:
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        c = codes[items[items >= 0]]
+        counts = np.bincount(c[c >= 0], minlength=len(names)).astype(np.float64)
+        return counts / max(counts.sum(), 1.0)
+
+    slots, pos = share(shown), share(positives)
+    ratio = np.divide(slots, pos, out=np.full(len(names), np.nan), where=pos > 0)
+    return pl.DataFrame({"topic": list(names), "slots": slots, "positives": pos, "ratio": ratio}).sort(
+        "positives", descending=True)

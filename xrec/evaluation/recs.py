@@ -57,12 +57,14 @@ class DenseScorer(Scorer):
 class RankerScorer(Scorer):
     """Adapter for :class:`xrec.ranking.hybrid.HybridRanker`."""
 
-    def __init__(self, ranker, diversity: float = 0.0, language_boost: float | None = None):
+    def __init__(self, ranker, diversity: float = 0.0, language_boost: float | None = None,
+                 diversity_by: str = "works"):
         self.ranker, self.diversity, self.language_boost = ranker, diversity, language_boost
+        self.diversity_by = diversity_by
 
     def topk(self, rows: np.ndarray, k: int) -> np.ndarray:
         return self.ranker.recommend_rows(rows, k, components=False, diversity=self.diversity,
-                                          language_boost=self.language_boost).ids
+                                          language_boost=self.language_boost, diversity_by=self.diversity_by).ids
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         return self.ranker.score_items(rows, items, language_boost=self.language_boost)

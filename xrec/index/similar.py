@@ -3,7 +3,9 @@
 Items come from a saved :class:`VectorIndex` directory or from an items table (``item_id``,
 ``text``, optional ``lang``) embedded as passages with the encoder (reusing an embedding store
 file when given); an index built from an items table keeps the texts, so a saved one shows them
-too. Free-text queries are embedded as queries. Results leave out padding.
+too. Free-text queries are embedded as queries. Results leave out padding. ``topics`` keeps only
+items tagged with those topics in ``tags`` (a table ``item_id, topic``, e.g. the main job's
+``book_topics.parquet``); the other items are excluded from each query's search.
 """
 
 from __future__ import annotations
@@ -97,6 +99,36 @@ class ItemSpace:
             out.append(item)
         return out
 
+    def off_topic(self, tags: Any, topics: Sequence[str] | None) -> list[Any]:
+        """Ids of the index's items not tagged with one of ``topics`` in ``tags`` (a table, or a
+        file, with ``item_id, topic``); empty without ``topics``. A topic the tags lack, or a tag
+        naming an id outside the index, is a :class:`DataError` naming the field."""
+        if not topics:
+            return []
+        import polars as pl
+
+        from xrec.tables import read_table
+
+        if tags is None:
+            raise DataError("topics: give the items' tags (item_id, topic) to filter by topic")
+        frame = tags if isinstance(tags, pl.DataFrame) else read_table(tags, required=["item_id", "topic"])
+        known = set(frame["topic"].drop_nulls().cast(pl.String).to_list())
+        unknown = [t for t in topics if t not in known]
+        if unknown:
+            raise DataError(f"topics: {unknown} not among the tags' topics {sorted(known)}")
+        tagged = frame.filter(pl.col("topic").is_in(list(topics)))["item_id"].to_list()
+        ids = self.index.ids.tolist() if isinstance(self.index.ids, np.ndarray) else list(self.index.ids)
+        if self.index.pad_id is not None:
+            try:
+                tagged = [int(t) for t in tagged]
+            except (TypeError, ValueError):
+                raise DataError("tags: item_id must be integers, as in this index") from None
+        missing = [t for t in tagged if t not in self.index]
+        if missing:
+            raise DataError(f"tags: item_id {missing[0]!r} is not in the index ({len(missing)} ids)")
+        keep = set(tagged)
+        return [i for i in ids if i not in keep]
+
     def neighbours(self, vector: np.ndarray, k: int, *, languages: Sequence[str] | None,
                    exclude_languages: Sequence[str] | None, exclude: Sequence[Any] = ()) -> list[dict]:
         """The hits of one query vector (see :meth:`neighbours_of`)."""
@@ -135,19 +167,22 @@ class ItemSpace:
 def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, items: Any = None,
                   model: str = "bundled", store: Any = None, kind: str = "auto",
                   languages: Sequence[str] | None = None, other_languages: bool = False,
-                  save_index: Any = None, space: ItemSpace | None = None) -> dict:
+                  save_index: Any = None, space: ItemSpace | None = None,
+                  topics: Sequence[str] | None = None, tags: Any = None) -> dict:
     """The ``k`` nearest other items of each of ``ids``; JSON-ready.
 
     ``other_languages`` keeps only items in languages other than the query item's (an item
-    without a language gets no such filter).
+    without a language gets no such filter); ``topics`` keeps only items with those topics in
+    ``tags`` (module docstring).
     """
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
     space.check_languages(languages)
+    off = space.off_topic(tags, topics)
     langs = space.index.language_of(wanted)
     found = space.neighbours_of(space.index.vectors_of(wanted), langs, k, languages=languages,
-                                other_languages=other_languages, exclude_ids=[[item] for item in wanted])
+                                other_languages=other_languages, exclude_ids=[[item, *off] for item in wanted])
     queries = []
     for item, lang, hits in zip(wanted, langs, found):
         entry = {"id": item, "lang": lang, "neighbours": hits}
@@ -161,19 +196,22 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
                   model: str = "bundled", store: Any = None, kind: str = "auto",
                   languages: Sequence[str] | None = None, other_languages: bool = False,
                   query_lang: str | None = None, save_index: Any = None,
-                  space: ItemSpace | None = None) -> dict:
+                  space: ItemSpace | None = None, topics: Sequence[str] | None = None,
+                  tags: Any = None) -> dict:
     """The ``k`` nearest items of each free text (embedded as a query); JSON-ready.
 
-    ``other_languages`` needs ``query_lang`` (the language of the texts).
+    ``other_languages`` needs ``query_lang`` (the language of the texts); ``topics`` and
+    ``tags`` as in :func:`similar_items`.
     """
     if other_languages and not query_lang:
         raise DataError("--other-languages with --text needs --lang (the language of the text)")
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     space.check_languages(languages)
+    off = space.off_topic(tags, topics)
     vectors = space.encoder.encode(list(texts), kind="query")
     excl = [query_lang] if other_languages else None
     return {"k": k, "queries": [
         {"text": text, "lang": query_lang,
-         "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl)}
+         "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=off)}
         for text, vector in zip(texts, vectors)]}

@@ -10,6 +10,8 @@ while their inputs and the encoder fingerprint are unchanged:
 4. ``evaluation``: every model side by side on a held-out split, with language slices;
 5. ``new_language``: the new-language protocol (that language's catalogue unseen in training);
 6. ``topics``: a topic head trained on one language, tagging the sentences of every language;
+   ``book_topics``: the same head tagging the catalogue, and each topic's share of the
+   recommendation slots against its share of the interactions;
 7. ``neighbours``: each book's nearest books in other languages;
 8. ``latency``: retrieval speed and recall of the index kinds against numpy and hnswlib;
 9. the report (Markdown and PNG plots).
@@ -149,6 +151,17 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
         "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
                    "stage": 3}, build_topics)  # 2: tags carry topic_support; 3: one trained classifier
 
+    def build_book_topics(tmp: Path) -> dict[str, Any]:
+        from xrec.jobs.stages import book_topics_stage
+
+        return book_topics_stage(tmp, topics_dir / "model", encoder, items, interactions.matrix,
+                                 rec_dir / "recommendations.parquet", store_dir / "catalogue_query.parquet")
+
+    bt_dir, bt_summary = runner.run(
+        "book_topics", {**base_key, "model": _digests(topics_dir / "model"),
+                        "recommendations": file_digest(rec_dir / "recommendations.parquet"), "stage": 1},
+        build_book_topics)
+
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config.get("neighbours", {}).get("k", 5))
 
@@ -178,6 +191,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     _publish(rec_dir / "examples.parquet", out / "recommendation_examples.parquet")
     _publish(nb_dir / "neighbours.parquet", out / "neighbours.parquet")
     _publish(topics_dir / "tags.parquet", out / "topic_tags.parquet")
+    _publish(bt_dir / "book_topics.parquet", out / "book_topics.parquet")
     for stage_dir, prefix in ((eval_dir, ""), (nl_dir, "new_language_"), (topics_dir, ""), (lat_dir, "")):
         for png in (stage_dir.glob("*.png") if stage_dir else []):
             _publish(png, out / f"{prefix}{png.name}")
@@ -186,6 +200,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     report = write_report(out, config=config, engine=engine, encoder=encoder, items=items,
                           summaries={"recommendations": rec_summary, "evaluation": eval_summary,
                                      "new_language": nl_summary, "topics": topics_summary,
+                                     "book_topics": bt_summary,
                                      "neighbours": nb_summary, "latency": lat_summary},
                           timings=runner.timings, total_s=time.perf_counter() - started)
     _say(f"done in {time.perf_counter() - started:.0f}s: {report}")

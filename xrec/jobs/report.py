@@ -38,6 +38,7 @@ def write_report(out: Path, *, config: dict[str, Any], engine: str, encoder: Any
     lines += _recommendations(out, summaries.get("recommendations", {}), items)
     lines += _evaluation(out, summaries.get("evaluation") or {}, summaries.get("new_language") or {})
     lines += _topics(out, summaries.get("topics", {}))
+    lines += _book_topics(summaries.get("book_topics", {}))
     lines += _neighbours(out, summaries.get("neighbours", {}))
     lines += _latency(out, summaries.get("latency", {}))
     path = out / "report.md"
@@ -130,6 +131,21 @@ def _topics(out: Path, topics: dict[str, Any]) -> list[str]:
     lines += _table(["language", "accuracy"], [[lang, acc] for lang, acc in sorted(per_lang.items())])
     lines += [f"Mean over the other languages: {topics.get('mean_accuracy', float('nan')):.3f}", ""]
     return lines + _image(out, "accuracy_by_language.png", "topic accuracy by language")
+
+
+def _book_topics(bt: dict[str, Any]) -> list[str]:
+    if not bt:
+        return []
+    lines = ["## Topics at work", "",
+             f"The topic head tags the {bt.get('items')} books (`book_topics.parquet`: `item_id, topic, "
+             "topic_score`; feed it to `HybridRanker.fit(..., topics=)` for the `topics=` filter, "
+             "`diversity_by=\"topics\"` and the opt-in `topic` affinity features). Each topic's share of the "
+             "catalogue, of the interactions and of the recommendation slots (ratio: slots / interactions); "
+             "what the affinity feature does to NDCG and exposure is in `benchmarks/README.md`, "
+             "\"Topics at work\" (`scripts/topic_affinity.py`).", ""]
+    return lines + _table(["topic", "catalogue", "interactions", "slots", "slots / interactions"],
+                          [[r["topic"], r["catalogue"], r["positives"], r["slots"], r["ratio"]]
+                           for r in bt.get("exposure", [])])
 
 
 def _neighbours(out: Path, nb: dict[str, Any]) -> list[str]:

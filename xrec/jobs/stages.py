@@ -115,3 +115,34 @@ def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items:
     return {"train_lang": train_lang, "method": result["method"], "mean_accuracy": result["mean_accuracy"],
             "train_lang_accuracy": result["train_lang_accuracy"],
             "accuracy_by_lang": {lang: v["accuracy"] for lang, v in result["languages"].items()}}
+
+
+def book_topics_stage(out: Path, model_dir: Path, encoder: Any, items: pl.DataFrame, history: Any,
+                      recommendations: Path, store: Path) -> dict[str, Any]:
+    """Tag the catalogue with the topics stage's classifier (query-prefixed vectors, kept in the
+    embedding ``store``) -> ``book_topics.parquet`` (``item_id, topic, topic_score``), and each
+    topic's share of the catalogue, of the interactions and of the recommendation slots."""
+    from xrec.evaluation.metrics import topic_exposure
+    from xrec.store import embed_items
+    from xrec.topics.classifier import TopicClassifier
+
+    classifier = TopicClassifier.load(model_dir, expect_fingerprint=encoder.fingerprint)
+    books = items.filter(pl.col("has_text"))
+    vectors = embed_items(encoder, books["item_id"].to_list(), books["text"].to_list(), store=store,
+                          kind=classifier.text_kind, progress=True)
+    found = classifier.predict(vectors)  # languages identified by the classifier (ISBN groups are not SIB codes)
+    tags = pl.DataFrame({"item_id": books["item_id"], "topic": found.topics,
+                         "topic_score": pl.Series(found.scores, dtype=pl.Float32)})
+    tags.write_parquet(out / "book_topics.parquet")
+    names = list(classifier.labels)
+    codes = np.full(items.height, -1, dtype=np.int64)
+    codes[np.flatnonzero(items["has_text"].to_numpy())] = [names.index(t) for t in found.topics]
+    index = dict(zip(items["item_id"].to_list(), range(items.height)))
+    shown = np.array([index[i] for i in pl.read_parquet(recommendations, columns=["item_id"])["item_id"].to_list()],
+                     dtype=np.int64)
+    read = history.tocsr().indices
+    table = topic_exposure(shown, read, codes, names)
+    catalogue = np.bincount(codes[codes >= 0], minlength=len(names)) / max(int((codes >= 0).sum()), 1)
+    return {"items": tags.height, "labels": names,
+            "exposure": [{**row, "catalogue": float(catalogue[names.index(row["topic"])])}
+                         for row in table.to_dicts()]}

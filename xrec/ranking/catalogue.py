@@ -33,7 +33,7 @@ def catalogue_ids(ranker: HybridRanker, ids: Sequence | pl.Series, what: str) ->
 def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, *,
           texts: Sequence[str] | None = None, languages: Sequence[str | None] | None = None,
           metadata: Mapping[str, Sequence[str | None]] | None = None,
-          expect_fingerprint: str | None = None) -> HybridRanker:
+          expect_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> HybridRanker:
     """A new ranker: ``ranker`` with the items added (:meth:`HybridRanker.add_items`)."""
     ids = catalogue_ids(ranker, ids, "add_items")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -64,8 +64,14 @@ def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, 
     all_ids = pl.concat([ranker.items.ids, ids])
     items = IdMap(all_ids, "item_id")  # raises on a duplicate within ids
     n = len(items)
+    new_topics, new_scores = None, None
+    if topics is not None:
+        from xrec.ranking.topical import aligned_topics
+
+        new_topics, new_scores = aligned_topics(IdMap(ids, "item_id"), topics, "add_items: topics")
     all_vectors = np.vstack([ranker.item_vectors, vectors])
-    content = ranker.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata)
+    content = ranker.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata,
+                                    topics=new_topics, topic_scores=new_scores)
     matrix = sp.hstack([ranker.interactions.matrix, sp.csr_matrix((len(ranker.users), n_new), dtype=np.float32)]
                        ).tocsr()
     inter = Interactions(frame=ranker.interactions.frame, users=ranker.users, items=items, matrix=matrix,

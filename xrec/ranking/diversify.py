@@ -8,6 +8,9 @@ unscaled, redundancy would hardly vary). Items of the same work (in
 any language) sit close in the shared space, so a higher ``diversity`` spreads the list over
 works at some cost in score. It does not spread languages (the space is built to be
 language-agnostic; README "Figures"): ``language_boost`` does. ``diversity=0`` keeps the score order.
+
+With ``groups`` (item topic codes, -1: none), redundancy is 1 where an item shares the group of an
+item already picked and 0 otherwise: the list spreads over topics instead of works.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def mmr(scores: np.ndarray, items: np.ndarray, vectors: np.ndarray, k: int, diversity: float) -> np.ndarray:
+def mmr(scores: np.ndarray, items: np.ndarray, vectors: np.ndarray, k: int, diversity: float, *,
+        groups: np.ndarray | None = None) -> np.ndarray:
     """``[b, min(k, pool)]`` positions into each row of the pool ``items`` ``[b, pool]`` (score
-    order, -1 = padding) chosen by MMR (module docstring)."""
+    order, -1 = padding) chosen by MMR (module docstring); ``groups`` ``[n_items]``: redundancy
+    by shared group instead of by vector."""
     b, pool = items.shape
     k = min(k, pool)
     out = np.full((b, k), -1, dtype=np.int64)
@@ -29,9 +34,13 @@ def mmr(scores: np.ndarray, items: np.ndarray, vectors: np.ndarray, k: int, dive
         s = scores[j, :n].astype(np.float64)  # the pool is in score order: valid entries come first
         spread = s.max() - s.min()
         relevance = (s - s.min()) / spread if spread > 0 else np.ones(n)
-        v = vectors[items[j, :n]]
-        sims = v @ v.T
-        if n > 1:  # e5-like spaces: every cosine is high; scale the pool's own range to [0, 1]
+        if groups is not None:
+            g = groups[items[j, :n]]
+            sims = ((g[:, None] == g[None, :]) & (g[:, None] >= 0)).astype(np.float64)
+        else:
+            v = vectors[items[j, :n]]
+            sims = v @ v.T
+        if n > 1 and groups is None:  # e5-like spaces: every cosine is high; scale the pool's own range to [0, 1]
             off = sims[~np.eye(n, dtype=bool)]
             lo, hi = float(off.min()), float(off.max())
             sims = np.clip((sims - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(sims)

@@ -29,7 +29,8 @@ validation fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking
 changes in :mod:`~xrec.ranking.catalogue`, a call's language rules in :mod:`~xrec.ranking.languages`,
 re-ranking in :mod:`~xrec.ranking.rerank`, explanations in :mod:`~xrec.ranking.explain`, saving in
 :mod:`~xrec.ranking.persist`, the popular-items result, padding and the long table in
-:mod:`~xrec.ranking.results`.
+:mod:`~xrec.ranking.results`, item topics in :mod:`~xrec.ranking.topical`. The file is a little over 400
+lines because the facade's public methods, with their docstrings, are the ranker's whole API.
 
 Seen items are never recommended; users with no history get the most popular items (``score`` =
 log(1 + interactions), component scores NaN); users unknown to the CF model get a least-squares
@@ -116,19 +117,27 @@ class HybridRanker:
             languages: Sequence[str | None] | None = None,
             metadata: Mapping[str, Sequence[str | None]] | None = None, cf: FactorModel | None = None,
             cf_fit: CFFit | None = None, config: HybridConfig | None = None,
-            content: ContentGraphs | None = None) -> HybridRanker:
+            content: ContentGraphs | None = None, topics: pl.DataFrame | None = None) -> HybridRanker:
         """Fit CF (unless ``cf`` is given) and the fusion on a validation slice (module docstring).
 
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
-        a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before."""
+        a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before.
+        ``topics``, a table ``item_id, topic[, topic_score]`` (:func:`~xrec.topics.tagging.tag_items`),
+        tags items for the ``topics=`` filter, ``diversity_by="topics"`` and the ``topic`` and
+        ``cold_topic`` features (off unless named in ``HybridConfig.features``;
+        :mod:`~xrec.ranking.topical`)."""
         from xrec.progress import phase
+        from xrec.ranking.topical import aligned_topics
 
         config = config or HybridConfig()
+        tags = aligned_topics(interactions.items, topics) if topics is not None else None
         if content is None:
             with phase("hybrid: content graphs (embedding, lexical, metadata)"):
                 content = ContentGraphs.build(item_vectors, texts=texts, languages=languages, metadata=metadata,
                                               k=config.graph_k)
+        if tags is not None:
+            content = content.with_topics(*tags)
         if cf is None and cf_fit is None:
             cf_fit = default_cf_fit
         fusion = None
@@ -144,13 +153,16 @@ class HybridRanker:
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that determines the output (data shapes, config, fusion, scores)."""
+        """Hash of everything that determines the output (data shapes, config, fusion, scores, item topics)."""
         h = hashlib.sha256(json.dumps({"config": asdict(self.config), "fusion": self.fusion.as_dict(),
                                        "shape": list(self.history.shape), "nnz": int(self.history.nnz)},
                                       sort_keys=True, default=str).encode())
         for arr in (self.item_vectors, self.history.data, self.history.indices, self.folded.query,
                     self.folded.keys, self.folded.graph.data, self.folded.graph.indices):
             h.update(np.ascontiguousarray(arr).tobytes())
+        if self.content.topic_codes is not None:  # the topics= filter and diversity_by="topics" read them
+            h.update(json.dumps(self.content.topic_names).encode())
+            h.update(np.ascontiguousarray(self.content.topic_codes).tobytes())
         return h.hexdigest()[:32]
 
     # ------------------------------------------------------------------ artifact
@@ -201,7 +213,7 @@ class HybridRanker:
 
     def recommend_rows(self, rows: np.ndarray, k: int, *, components: bool = True,
                        allowed: np.ndarray | None = None, diversity: float = 0.0,
-                       language_boost: float | None = None) -> TopK:
+                       language_boost: float | None = None, diversity_by: str = "works") -> TopK:
         """Top-``k`` unseen items for user rows (indices into ``self.users``): a
         :class:`~xrec.index.topk.TopK` of item rows (-1 pads), fused scores and component scores.
 
@@ -209,11 +221,15 @@ class HybridRanker:
         ``allowed`` (``[n_items]`` or ``[len(rows), n_items]`` bool, :meth:`language_mask`) keeps
         only those items (rows come back short, padded, when fewer than ``k`` remain);
         ``diversity`` > 0 picks the ``k`` items from the best ``max(5k, 50)`` by MMR
-        (:mod:`xrec.ranking.diversify`); ``language_boost`` replaces the fitted
+        (:mod:`xrec.ranking.diversify`), spreading the list over works (item vectors) or, with
+        ``diversity_by="topics"``, over item topics; ``language_boost`` replaces the fitted
         ``HybridConfig.language_boost`` for this call (nats for items in the other languages a
         user reads; it shows in ``prior_score``)."""
+        from xrec.ranking.topical import diversity_groups
+
         if not 0.0 <= diversity <= 1.0:
             raise DataError(f"diversity={diversity}: must be within [0, 1]")
+        groups = diversity_groups(self.content, diversity_by)
         rows = np.asarray(rows, dtype=np.int64)
         want = k
         if diversity > 0:
@@ -235,7 +251,7 @@ class HybridRanker:
         if diversity > 0:
             from xrec.ranking.diversify import mmr
 
-            picked = mmr(scores, items, self.item_vectors, want, diversity)
+            picked = mmr(scores, items, self.item_vectors, want, diversity, groups=groups)
             items = np.where(picked >= 0, np.take_along_axis(items, np.maximum(picked, 0), 1), -1)
             scores = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf
                               ).astype(np.float32)
@@ -271,7 +287,8 @@ class HybridRanker:
     def recommend(self, user_ids: Sequence | np.ndarray, k: int = 10, *, explain: int = 0,
                   languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
                   language_policy: str = "any", diversity: float = 0.0,
-                  language_boost: float | None = None) -> pl.DataFrame:
+                  language_boost: float | None = None, topics: Sequence[str] | None = None,
+                  diversity_by: str = "works") -> pl.DataFrame:
         """Long table ``user_id, rank, item_id, score`` + component scores for the given users.
 
         Unknown users and users without history get the popular items. Fewer than ``k`` rows
@@ -283,7 +300,11 @@ class HybridRanker:
         (MMR, :mod:`xrec.ranking.diversify`; users without history are not affected);
         ``language_boost`` (nats) trades it for the other languages each user reads, for this call
         (default: the fitted ``HybridConfig.language_boost``; 0 is the likelihood ranking).
+        ``topics`` keeps only items tagged with those topics, ``diversity_by="topics"`` spreads
+        ``diversity`` over topics instead of works (both need a ranker fitted with ``topics=``).
         """
+        from xrec.ranking.topical import topic_mask
+
         if k < 1:
             raise DataError(f"k={k}: must be at least 1")
         k = min(k, len(self.items))  # what can be returned: memory is users x min(k, catalogue)
@@ -299,8 +320,13 @@ class HybridRanker:
                                      language_policy=language_policy)
         # users without history have no languages of their own: the explicit filters only
         popular_allowed = self.language_mask(rows[:0], languages=languages, exclude_languages=exclude_languages)
+        on_topic = topic_mask(self.content, topics)
+        if on_topic is not None:
+            allowed = on_topic if allowed is None else allowed & on_topic
+            popular_allowed = on_topic if popular_allowed is None else popular_allowed & on_topic
         for mask, recs in ((has_hist, self.recommend_rows(rows[has_hist], k, allowed=allowed, diversity=diversity,
-                                                                language_boost=language_boost)
+                                                                language_boost=language_boost,
+                                                                diversity_by=diversity_by)
                             if has_hist.any() else None),
                            (~has_hist, self.recommend_popular(int((~has_hist).sum()), k, popular_allowed)
                             if (~has_hist).any() else None)):
@@ -317,7 +343,8 @@ class HybridRanker:
     def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
                   languages: Sequence[str | None] | None = None,
                   metadata: Mapping[str, Sequence[str | None]] | None = None,
-                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None) -> None:
+                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None,
+                  topics: pl.DataFrame | None = None) -> None:
         """Add items to the fitted ranker without refitting anything learned: they are cold items
         (no interactions), reached through content (the embedding, lexical and metadata graphs
         grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
@@ -329,11 +356,12 @@ class HybridRanker:
         fingerprint of the encoder that made them, is checked against the one the ranker was saved
         with, when both are known; ``encoder_fingerprint`` is its old name); ``texts`` link
         them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
-        in :meth:`fit`. An id already in the catalogue (or twice in ``ids``), a vector of another
-        dimension or a list of the wrong length is a :class:`DataError`."""
+        in :meth:`fit`; ``topics`` (``item_id, topic[, topic_score]`` of the new items) tags them.
+        An id already in the catalogue (or twice in ``ids``), a vector of another dimension or a
+        list of the wrong length is a :class:`DataError`."""
         from xrec.ranking.catalogue import grown
 
-        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
+        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata, topics=topics,
                        expect_fingerprint=expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint)
         self.__dict__.update(bigger.__dict__)
 

@@ -1,9 +1,9 @@
 """Saving and loading a :class:`~xrec.ranking.hybrid.HybridRanker` (an atomic artifact directory).
 
 The directory holds the interactions and ids (parquet), item vectors, CF factors and every graph
-(``.npy`` without pickle; a sparse graph as its ``data``/``indices``/``indptr`` arrays), the fusion,
-config and item languages (JSON) and a manifest (format version, encoder fingerprint, dimension,
-counts, SHA-256 of every file) checked on load. Loading refits nothing.
+(``.npy`` without pickle; a sparse graph as its ``data``/``indices``/``indptr`` arrays; item topic
+codes and scores), the fusion, config, item languages and topic names (JSON) and a manifest
+(format version, encoder fingerprint, dimension, counts, SHA-256 of every file) checked on load. Loading refits nothing.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
             _save_csr(graphs, f"content.{name}", graph)
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
         np.save(tmp / "retired.npy", ranker.retired, allow_pickle=False)
+        content = ranker.content
+        if content.topic_codes is not None:
+            np.save(tmp / "topic_codes.npy", content.topic_codes, allow_pickle=False)
+            np.save(tmp / "topic_scores.npy", content.topic_scores, allow_pickle=False)
         kept = {}  # the content graphs' inputs, so that items can be added to a loaded ranker
         if ranker.content.texts is not None:
             kept["text"] = pl.Series("text", ranker.content.texts, dtype=pl.String)
@@ -66,12 +70,14 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
             pl.DataFrame(kept).write_parquet(tmp / "item_content.parquet")
         meta = {"fusion": ranker.fusion.as_dict(), "config": asdict(ranker.config), "cf": cf,
                 "content_graphs": list(ranker.content.graphs), "languages": ranker.content.languages,
-                "graph_k": ranker.content.k, "metadata_fields": list(ranker.content.metadata or {})}
+                "graph_k": ranker.content.k, "metadata_fields": list(ranker.content.metadata or {}),
+                "topics": content.topic_names if content.topic_codes is not None else None}
         (tmp / "ranker.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, KIND, FORMAT_VERSION, {
             "encoder_fingerprint": encoder_fingerprint, "dim": int(ranker.item_vectors.shape[1]),
             "users": len(ranker.users), "items": len(ranker.items), "interactions": int(ranker.history.nnz),
-            "retired": int(ranker.retired.sum())})
+            "retired": int(ranker.retired.sum()),
+            "tagged": None if content.topic_codes is None else int((content.topic_codes >= 0).sum())})
     return Path(path)
 
 
@@ -106,6 +112,8 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
         metadata = {f: kept[f"meta_{f}"].to_list() for f in meta.get("metadata_fields", [])} or None
     content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
                             texts, metadata, meta.get("graph_k", config.get("graph_k", 50)))
+    if meta.get("topics") is not None:  # absent in rankers saved before topics existed
+        content = _with_topics(root, content, meta["topics"], manifest.get("tagged"), n_items)
     ranker = cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
                  cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
@@ -118,3 +126,21 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
                                 f"of {n_items} items")
         ranker.retired = retired
     return ranker
+
+
+def _with_topics(root: Path, content: ContentGraphs, names: list[str], tagged: int | None, n_items: int
+                 ) -> ContentGraphs:
+    """``content`` with the saved item topics, checked against the manifest and the topic names."""
+    from dataclasses import replace
+
+    codes = np.load(root / "topic_codes.npy", allow_pickle=False)
+    scores = np.load(root / "topic_scores.npy", allow_pickle=False)
+    if codes.shape != (n_items,) or scores.shape != (n_items,) or codes.dtype.kind != "i":
+        raise ArtifactError(f"{root}: topic_codes.npy {codes.shape} {codes.dtype} / topic_scores.npy "
+                            f"{scores.shape}; expected ({n_items},) integer codes and scores")
+    if len(codes) and (codes.max() >= len(names) or codes.min() < -1):
+        raise ArtifactError(f"{root}: topic_codes.npy holds codes outside the {len(names)} topics of ranker.json")
+    if int((codes >= 0).sum()) != tagged:
+        raise ArtifactError(f"{root}: topic_codes.npy tags {int((codes >= 0).sum())} items, the manifest says {tagged}")
+    return replace(content, topic_codes=codes.astype(np.int64), topic_names=list(names),
+                   topic_scores=scores.astype(np.float32))

@@ -8,7 +8,8 @@ Two kinds of feature score a user ``u`` and an item ``i``:
 
 * **factorised** (:data:`FACTORISED`): a dot product ``user_view[u] @ item_view[i]``: CF factors,
   the user's content profile (mean of the history's vectors) against item vectors, popularity,
-  cold-item terms, language affinity, the languages a user reads besides the most-read one, item age;
+  cold-item terms, language affinity, the languages a user reads besides the most-read one, item age,
+  the user's affinity for the item's topic where items are tagged (:mod:`xrec.ranking.topical`);
 * **graph**: ``(history[u] @ graph)[i]``, the item-item similarities (:mod:`xrec.ranking.graphs`)
   summed over the user's history, each history item weighted ``1 / sqrt(len(history))``:
   co-consumption (BM25), the multilingual embedding, character n-grams and metadata keys. Content
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 import numpy as np
 import scipy.sparse as sp
@@ -74,6 +76,8 @@ FACTORISED = {
     "cold_recency_ridge": ("one", "cold_recency_ridge"),
     "cold_recency_ridge_sq": ("one", "cold_recency_ridge_sq"),
     "cold_recency_ridge_x_time": ("time", "cold_recency_ridge"),  # a cold feature: the name starts "cold"
+    "topic": ("topic_affinity", "topic"),  # item topics (tags): :mod:`xrec.ranking.topical`
+    "cold_topic": ("topic_affinity", "cold_topic"),
 }
 #: Items of the recent history (``recent_content``, ``cf_recent``), by time.
 RECENT_ITEMS = 5
@@ -103,13 +107,19 @@ class ContentGraphs:
     #: metadata values per field (the metadata graphs' input, kept for :meth:`extend`)
     metadata: dict[str, list[str | None]] | None = None
     k: int = 50  #: neighbours per item of the kNN graphs
+    topic_codes: np.ndarray | None = None  #: ``[n_items]`` int item topics, -1 where none (None: no tags)
+    topic_names: list[str] = dataclass_field(default_factory=list)  #: code -> topic
+    topic_scores: np.ndarray | None = None  #: ``[n_items]`` float32 ``topic_score`` (1 where not given)
 
     @classmethod
     def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
               languages: Sequence[str | None] | None = None,
-              metadata: Mapping[str, Sequence[str | None]] | None = None, k: int = 50) -> ContentGraphs:
+              metadata: Mapping[str, Sequence[str | None]] | None = None, k: int = 50,
+              topics: Sequence[str | None] | None = None,
+              topic_scores: Sequence[float | None] | None = None) -> ContentGraphs:
         """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
-        ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known."""
+        ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known.
+        ``topics`` (and ``topic_scores``), one per item, are kept for the topic features."""
         from xrec.ranking.lexical import char_tfidf
 
         n = item_vectors.shape[0]
@@ -125,19 +135,35 @@ class ContentGraphs:
             names, inverse = np.unique(langs, return_inverse=True)
             codes = np.where(langs == "", -1, inverse).astype(np.int64)
             names = names.tolist()
-        return cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
-                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
-                                                  for f, v in metadata.items()}, k)
+        out = cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
+                  None if metadata is None else {f: [None if x is None else str(x) for x in v]
+                                                 for f, v in metadata.items()}, k)
+        return out.with_topics(topics, topic_scores) if topics is not None else out
+
+    def with_topics(self, topics: Sequence[str | None], scores: Sequence[float | None] | None = None
+                    ) -> ContentGraphs:
+        """A copy whose items carry ``topics`` (one per item; None: none) and ``scores``."""
+        from dataclasses import replace
+
+        from xrec.errors import DataError
+        from xrec.ranking.topical import encode_topics
+
+        if len(topics) != len(self.language_codes):
+            raise DataError(f"topics: {len(topics)} values for {len(self.language_codes)} items")
+        codes, names, given = encode_topics(topics, scores)
+        return replace(self, topic_codes=codes, topic_names=names, topic_scores=given)
 
     def extend(self, vectors: np.ndarray, n_new: int, *, texts: Sequence[str] | None = None,
                languages: Sequence[str | None] | None = None,
-               metadata: Mapping[str, Sequence[str | None]] | None = None) -> ContentGraphs:
+               metadata: Mapping[str, Sequence[str | None]] | None = None,
+               topics: Sequence[str | None] | None = None,
+               topic_scores: Sequence[float | None] | None = None) -> ContentGraphs:
         """The graphs grown by ``n_new`` items appended to the catalogue (``vectors``: every
         item's vector, the new ones last), as :meth:`build` would link them
         (:func:`~xrec.ranking.graphs.extend_knn`; the metadata graphs are rebuilt, they are
         cheap). The lexical graph links the new items only when the catalogue's texts are
         kept (a ranker built with ``texts``) and ``texts`` are given; otherwise they get no
-        lexical edges (logged)."""
+        lexical edges (logged). ``topics`` tag the new items (new topic names are appended)."""
         import logging
 
         from xrec.ranking.lexical import char_tfidf
@@ -185,7 +211,23 @@ class ContentGraphs:
         meta_all = None if self.metadata is None else {
             f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
             for f, v in self.metadata.items()}
-        return ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k)
+        out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k)
+        if self.topic_codes is None and topics is None:
+            return out
+        from xrec.ranking.topical import encode_topics
+
+        new_codes, topic_names, new_scores = encode_topics(
+            list(topics) if topics is not None else [None] * n_new, topic_scores, self.topic_names)
+        old_codes = self.topic_codes if self.topic_codes is not None else np.full(n_old, -1, np.int64)
+        old_scores = self.topic_scores if self.topic_scores is not None else np.ones(n_old, np.float32)
+        out.topic_codes = np.concatenate([old_codes, new_codes])
+        out.topic_names = topic_names
+        out.topic_scores = np.concatenate([old_scores, new_scores]).astype(np.float32)
+        return out
+
+    @property
+    def has_topics(self) -> bool:
+        return self.topic_codes is not None and bool((self.topic_codes >= 0).any())
 
     @property
     def has_languages(self) -> bool:
@@ -260,6 +302,11 @@ class FeatureViews:
             majority = np.bincount(codes[codes >= 0]).argmax()
             user["minority"] = (1.0 - user["language_share"][:, [majority]]) * has[:, None]
             user["other_read"] = _other_languages_read(user["language_share"])
+        if content.has_topics:
+            from xrec.ranking.topical import affinity_views
+
+            user["topic_affinity"], item["topic"], item["cold_topic"] = affinity_views(
+                binary, content.topic_codes, content.topic_scores, len(content.topic_names), self.cold)
         for view in ("cf", "profile"):  # per-user modulation of the main evidence
             if view in user:
                 user[f"{view}_len"] = user[view] * user["length"]
