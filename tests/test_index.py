@@ -130,6 +130,23 @@ class IndexContract:
         want, _ = brute(x, ids, x[:1], 10, mask)
         self.check_close(got[:1], want)
 
+    def test_only_ids_keeps_exactly_those_items(self, index, data):
+        x, ids, _ = data
+        subset = ids[::7]
+        got, scores = index.search(x[:5], 10, only_ids=list(subset) + [999_999])  # unknown ignored
+        assert np.isin(got, subset).all()
+        mask = np.isin(ids, subset)
+        want, _ = brute(x, ids, x[:5], 10, mask)
+        self.check_close(got, want)
+        per_query = [[row[0]] for row in got]
+        got2, _ = index.search(x[:5], 10, only_ids=subset, exclude_ids=per_query)
+        for row, dropped in zip(got2, per_query):
+            assert dropped[0] not in row and np.isin(row, subset).all()
+        few, _ = index.search(x[:1], 10, only_ids=subset[:3])
+        assert set(few[0][:3]) == set(subset[:3]) and (few[0][3:] == PAD_INT).all()
+        with pytest.raises(DataError, match="only_ids"):
+            index.search(x[:1], 10, only_ids="abc")
+
     def test_exclusions_never_cut_below_k(self, index, data):
         x, ids, langs = data
         rare = ids[langs == "rare"]

@@ -18,12 +18,13 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
                        other_languages: bool = True, languages: Sequence[str] | None = None,
                        exclude_languages: Sequence[str] | None = None,
                        exclude_ids: Sequence[Sequence[Any]] | None = None,
-                       batch: int = 4096) -> TopK:
+                       only_ids: Sequence[Any] | None = None, batch: int = 4096) -> TopK:
     """:class:`~xrec.index.topk.TopK` ``ids`` and ``scores`` of the ``k`` nearest items of each row
     of ``vectors``, in row order (as :meth:`VectorIndex.search`). With ``other_languages``, row ``i`` skips items in
     ``query_langs[i]`` (a row without a language gets no such filter); rows are searched in
     batches of one language. ``languages`` keeps only items in those, ``exclude_languages`` drops
-    items in those for every row; ``exclude_ids``: one sequence of ids per row to leave out."""
+    items in those for every row; ``exclude_ids``: one sequence of ids per row to leave out;
+    ``only_ids``: the only items any row may get."""
     query_langs = list(query_langs)
     groups: dict[str | None, list[int]] = {}
     for row, lang in enumerate(query_langs):
@@ -36,7 +37,8 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
             part = np.asarray(rows[start:start + batch])
             found, scores = index.search(
                 vectors[part], k, languages=languages, exclude_languages=excluded,
-                exclude_ids=None if exclude_ids is None else [list(exclude_ids[r]) for r in part])
+                exclude_ids=None if exclude_ids is None else [list(exclude_ids[r]) for r in part],
+                only_ids=only_ids)
             if out_ids is None:
                 out_ids = np.empty((len(query_langs), found.shape[1]), dtype=found.dtype)
                 out_scores = np.empty((len(query_langs), found.shape[1]), dtype=np.float32)

@@ -5,7 +5,7 @@ Items come from a saved :class:`VectorIndex` directory or from an items table (`
 file when given); an index built from an items table keeps the texts, so a saved one shows them
 too. Free-text queries are embedded as queries. Results leave out padding. ``topics`` keeps only
 items tagged with those topics in ``tags`` (a table ``item_id, topic``, e.g. the main job's
-``book_topics.parquet``); the other items are excluded from each query's search.
+``book_topics.parquet``); the search runs over those items only.
 """
 
 from __future__ import annotations
@@ -99,12 +99,12 @@ class ItemSpace:
             out.append(item)
         return out
 
-    def off_topic(self, tags: Any, topics: Sequence[str] | None) -> list[Any]:
-        """Ids of the index's items not tagged with one of ``topics`` in ``tags`` (a table, or a
-        file, with ``item_id, topic``); empty without ``topics``. A topic the tags lack, or a tag
-        naming an id outside the index, is a :class:`DataError` naming the field."""
+    def on_topic(self, tags: Any, topics: Sequence[str] | None) -> list[Any] | None:
+        """Ids of the index's items tagged with one of ``topics`` in ``tags`` (a table, or a file,
+        with ``item_id, topic``); None without ``topics``. A topic the tags lack, or a tag naming
+        an id outside the index, is a :class:`DataError` naming the field."""
         if not topics:
-            return []
+            return None
         import polars as pl
 
         from xrec.tables import read_table
@@ -117,7 +117,6 @@ class ItemSpace:
         if unknown:
             raise DataError(f"topics: {unknown} not among the tags' topics {sorted(known)}")
         tagged = frame.filter(pl.col("topic").is_in(list(topics)))["item_id"].to_list()
-        ids = self.index.ids.tolist() if isinstance(self.index.ids, np.ndarray) else list(self.index.ids)
         if self.index.pad_id is not None:
             try:
                 tagged = [int(t) for t in tagged]
@@ -126,28 +125,27 @@ class ItemSpace:
         missing = [t for t in tagged if t not in self.index]
         if missing:
             raise DataError(f"tags: item_id {missing[0]!r} is not in the index ({len(missing)} ids)")
-        keep = set(tagged)
-        return [i for i in ids if i not in keep]
+        return tagged
 
     def neighbours(self, vector: np.ndarray, k: int, *, languages: Sequence[str] | None,
-                   exclude_languages: Sequence[str] | None, exclude: Sequence[Any] = ()) -> list[dict]:
+                   exclude_languages: Sequence[str] | None, only_ids: Sequence[Any] | None = None) -> list[dict]:
         """The hits of one query vector (see :meth:`neighbours_of`)."""
         return self.neighbours_of(vector[None, :], [None], k, languages=languages,
-                                  exclude_languages=exclude_languages,
-                                  exclude_ids=[list(exclude)] if exclude else None)[0]
+                                  exclude_languages=exclude_languages, only_ids=only_ids)[0]
 
     def neighbours_of(self, vectors: np.ndarray, query_langs: Sequence[str | None], k: int, *,
                       languages: Sequence[str] | None = None, exclude_languages: Sequence[str] | None = None,
                       other_languages: bool = False,
-                      exclude_ids: Sequence[Sequence[Any]] | None = None) -> list[list[dict]]:
+                      exclude_ids: Sequence[Sequence[Any]] | None = None,
+                      only_ids: Sequence[Any] | None = None) -> list[list[dict]]:
         """The hits (``id``, ``lang``, ``score``, ``text`` where known) of each query vector, searched
         in batches (:func:`~xrec.index.neighbours.search_by_language`); ``other_languages`` skips
-        items in each query's own language."""
+        items in each query's own language, ``only_ids`` keeps only those items."""
         from xrec.index.neighbours import search_by_language
 
         ids, scores = search_by_language(self.index, vectors, query_langs, k, other_languages=other_languages,
                                          languages=languages, exclude_languages=exclude_languages,
-                                         exclude_ids=exclude_ids)
+                                         exclude_ids=exclude_ids, only_ids=only_ids)
         return [self._hits(row_ids, row_scores) for row_ids, row_scores in zip(ids, scores)]
 
     def _hits(self, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
@@ -179,10 +177,11 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
     space.check_languages(languages)
-    off = space.off_topic(tags, topics)
+    on = space.on_topic(tags, topics)
     langs = space.index.language_of(wanted)
     found = space.neighbours_of(space.index.vectors_of(wanted), langs, k, languages=languages,
-                                other_languages=other_languages, exclude_ids=[[item, *off] for item in wanted])
+                                other_languages=other_languages, exclude_ids=[[item] for item in wanted],
+                                only_ids=on)
     queries = []
     for item, lang, hits in zip(wanted, langs, found):
         entry = {"id": item, "lang": lang, "neighbours": hits}
@@ -208,10 +207,10 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     space.check_languages(languages)
-    off = space.off_topic(tags, topics)
+    on = space.on_topic(tags, topics)
     vectors = space.encoder.encode(list(texts), kind="query")
     excl = [query_lang] if other_languages else None
     return {"k": k, "queries": [
         {"text": text, "lang": query_lang,
-         "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl, exclude=off)}
+         "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl, only_ids=on)}
         for text, vector in zip(texts, vectors)]}

@@ -240,7 +240,7 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *,
                languages: str | Sequence[str] | None = None,
                exclude_languages: str | Sequence[str] | None = None,
-               exclude_ids: Sequence[Any] | None = None) -> TopK:
+               exclude_ids: Sequence[Any] | None = None, only_ids: Sequence[Any] | None = None) -> TopK:
         """The ``k`` nearest items of each query: :class:`~xrec.index.topk.TopK` ``ids`` and ``scores``,
         each ``(q, k)``, best first (it unpacks as ``ids, scores``).
 
@@ -249,7 +249,8 @@ class VectorIndex:
         ``languages`` keeps only items in those languages, ``exclude_languages`` drops items
         in those; a language the index lacks matches nothing (so ``languages=["xx"]`` gives
         an all-padding result). ``exclude_ids``: one sequence of ids excluded for every query,
-        or a list with one sequence per query; ids not in the index are ignored.
+        or a list with one sequence per query; ids not in the index are ignored. ``only_ids`` keeps
+        only those items, for every query (e.g. the items of a topic); ids not in the index are ignored.
         Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` is cut to
         the index's size (an empty index gives ``(q, 0)``); a row with fewer qualifying items is
         padded (see module docs).
@@ -258,7 +259,7 @@ class VectorIndex:
         k = min(check_k(k), len(self))  # what can be returned: memory is q x min(k, n), not q x k
         nq = len(q)
         pad = self.pad_id
-        if (languages is None and exclude_languages is None and exclude_ids is None
+        if (languages is None and exclude_languages is None and exclude_ids is None and only_ids is None
                 and not self._dead and nq and k):
             # fast path: no filters; done unless the backend came back short somewhere
             scores, slots = self._search_slots(q, k, None)
@@ -267,6 +268,12 @@ class VectorIndex:
         if nq == 0:
             return TopK(np.full((0, k), pad, dtype=self._slots.ids.dtype), np.full((0, k), -np.inf, np.float32))
         allowed = self._slots.allowed(languages, exclude_languages)
+        if only_ids is not None:
+            if isinstance(only_ids, (str, bytes)):
+                raise DataError("only_ids: expected a sequence of ids, not a single string")
+            only = np.zeros(len(self._slots), dtype=bool)
+            only[self._slots.known(list(only_ids))] = True
+            allowed = only & (self._slots.alive if allowed is None else allowed)
         common, per_query = self._slots.exclusions(exclude_ids, nq)
         if common is not None and len(common):
             allowed = (self._slots.alive.copy() if allowed is None else allowed)
