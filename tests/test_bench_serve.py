@@ -1,0 +1,35 @@
+"""``xrec bench serve`` end to end on a small real index: the real server in its own process,
+the load generator, the peers, the JSON and the plot, and the cached index reused on a rerun."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from xrec.bench.serve import run_serve_bench
+
+
+def test_bench_serve_runs_and_reuses_its_cached_index(tmp_path, data_dir):
+    args = {"precision": "fp32", "threads": 2, "max_wait_ms": 0.0}
+    log = io.StringIO()
+    first = run_serve_bench(tmp_path / "serve.json", data=data_dir, n=300, n_queries=60, rates=[20],
+                            concurrencies=[2], seconds=1.0, cache=tmp_path / "cache", kind="exact",
+                            service_args=args, out=log)
+    written = json.loads((tmp_path / "serve.json").read_text())
+    assert written["n_items"] == 300 and written["index_kind"] == "exact"
+    assert [(s["mode"], s["level"]) for s in written["steps"]] == [("closed", 2), ("open", 20)]
+    for step in written["steps"]:
+        assert step["completed"] > 0 and step["failed"] == 0 and step["refused_503"] == 0, step
+        assert 0 < step["p50_ms"] <= step["p99_ms"]
+        assert step["encode_ms_mean"] > 0 and step["overhead_ms_p50"] >= 0
+    assert 0 < written["index_alone"]["p50_ms"] < written["in_process"]["p50_ms"]
+    assert (tmp_path / "serve.png").stat().st_size > 10_000
+    assert "closed c=2" in log.getvalue() and "open rate=20" in log.getvalue()
+
+    index_dir = tmp_path / "cache" / "index-300-exact"
+    stamp = (index_dir / "manifest.json").stat().st_mtime_ns
+    again = run_serve_bench(tmp_path / "again.json", data=data_dir, n=300, n_queries=60, rates=[],
+                            concurrencies=[1], seconds=0.5, cache=tmp_path / "cache", kind="exact",
+                            service_args=args, out=io.StringIO())
+    assert (index_dir / "manifest.json").stat().st_mtime_ns == stamp  # loaded, not rebuilt
+    assert again["steps"][0]["completed"] > 0 and first["encoder"] == again["encoder"]
