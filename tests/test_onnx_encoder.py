@@ -1,8 +1,10 @@
-"""The ONNX Runtime backend (``precision="onnx-fp32"`` / ``"int8"``) against the torch reference."""
+"""The exported-graph backends (``precision="onnx-fp32"`` / ``"int8"`` in ONNX Runtime, ``"ov-int8"``
+in OpenVINO) against the torch reference."""
 
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import json
 
 import numpy as np
@@ -58,6 +60,46 @@ def test_int8_is_faithful_to_fp32(int8, encoder, texts):
     # the same text gives the same vector alone or in a batch of others up to quantisation noise
     alone = int8.encode(texts[:1], "query")[0]
     assert float(alone @ got[0]) > 0.99
+
+
+@pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs the optional openvino package")
+def test_openvino_int8_is_faithful_to_fp32(encoder, texts):
+    ov = load_encoder("bundled", precision="ov-int8", threads=2)
+    assert ov.fingerprint == encoder.fingerprint
+    for kind in ("query", "passage"):
+        got, want = ov.encode(texts, kind), encoder.encode(texts, kind)
+        assert got.shape == want.shape and got.dtype == np.float32
+        assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+        cosine = (got * want).sum(axis=1)
+        assert cosine.min() > 0.98 and cosine.mean() > 0.995, (cosine.min(), cosine.mean())
+    # one text alone, then in a batch of others (other shapes): the same vector up to quantisation
+    alone = ov.encode(texts[:1], "passage")[0]
+    assert float(alone @ got[0]) > 0.99
+    assert repr(ov.loaded()).startswith("OnnxEncoder(") and "'ov-int8'" in repr(ov.loaded())
+
+
+def test_openvino_int8_graph_stores_int8_weights(onnx_fp32):
+    import onnx
+    from xrec.encoders.bundled import TOKENIZER, WEIGHTS, bundled_model_dir
+
+    directory, manifest = bundled_model_dir()
+    hashes = {name: manifest["files"][name]["sha256"] for name in (WEIGHTS, TOKENIZER)}
+    export_dir, export_manifest = onnx_model_dir(directory, hashes)
+    graph = onnx.load(str(export_dir / GRAPHS["ov-int8"]), load_external_data=False).graph
+    int8 = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2]
+    layers = onnx_fp32.loaded().config.num_hidden_layers
+    assert len(int8) == 6 * layers  # q, k, v, attention output, feed-forward in and out per layer
+    assert sum(n.op_type == "DequantizeLinear" for n in graph.node) == len(int8)
+    assert export_manifest["ov_int8"]["group_size"] == 128
+
+
+def test_missing_openvino_is_named(monkeypatch):
+    import importlib.util as util
+
+    real = util.find_spec
+    monkeypatch.setattr(util, "find_spec", lambda name, *a: None if name == "openvino" else real(name, *a))
+    with pytest.raises(ModelError, match="openvino"):
+        load_encoder("bundled", precision="ov-int8")
 
 
 def test_export_is_cached_with_a_manifest(onnx_fp32):

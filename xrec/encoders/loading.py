@@ -16,11 +16,11 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
     ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU) run torch;
-    ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU (:class:`OnnxEncoder`, graphs
-    exported once beside the model). Precision does not change the fingerprint (vectors stay
-    comparable). ``threads``: intra-op threads (``None``: all cores). The bundled model is
-    materialised once as a Hugging Face directory under ``$XREC_CACHE_DIR`` (default
-    ``~/.cache/xrec``); loading is offline.
+    ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU, ``"ov-int8"`` OpenVINO (the optional
+    ``openvino`` package); all three are :class:`OnnxEncoder`, graphs exported once beside the
+    model. Precision does not change the fingerprint (vectors stay comparable). ``threads``:
+    intra-op threads (``None``: all cores). The bundled model is materialised once as a Hugging Face
+    directory under ``$XREC_CACHE_DIR`` (default ``~/.cache/xrec``); loading is offline.
 
     When the encoder's identity is already known (the bundled model's from its manifest, a model
     directory's from :mod:`xrec.encoders.identity`, keyed by the content of its files), the weights
@@ -80,6 +80,11 @@ def _check_settings(precision: str, batch_size: int, threads: int | None) -> Non
 
     if precision not in ALL_PRECISIONS:
         raise ModelError(f"precision {precision!r} unknown; expected one of {', '.join(ALL_PRECISIONS)}")
+    if precision == "ov-int8":
+        import importlib.util
+
+        if importlib.util.find_spec("openvino") is None:
+            raise ModelError("precision 'ov-int8' needs the 'openvino' package (pip install 'xrec[openvino]')")
     if batch_size < 1:
         raise ModelError(f"batch_size must be >= 1, got {batch_size}")
     if threads is not None and int(threads) < 1:

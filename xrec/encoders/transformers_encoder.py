@@ -28,8 +28,8 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model", "spiece.model", 
                    "vocab.txt", "vocab.json", "merges.txt", "tokenizer_config.json")
 E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-#: Every precision ``load_encoder`` takes (the ONNX ones run :class:`~xrec.encoders.OnnxEncoder`).
-ALL_PRECISIONS = (*PRECISIONS, "onnx-fp32", "int8")
+#: Every precision ``load_encoder`` takes (the exported-graph ones run :class:`~xrec.encoders.OnnxEncoder`).
+ALL_PRECISIONS = (*PRECISIONS, "onnx-fp32", "int8", "ov-int8")
 #: Windows batched together are within this factor of the batch's longest (bounds the padding).
 PAD_SLACK = 1.3
 #: Serialises the CPU side-by-side batching sections (they set torch's process-wide thread count).
