@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from xrec.errors import DataError
+from xrec.index import VectorIndex
 from xrec.index.persist import INDEX_FILE
 from xrec.serve import Limits, Service
 from xrec.serve.server import ServerThread
@@ -197,6 +199,30 @@ def test_microbatching_shares_encoder_calls(catalogue, encoder):
                     [h["id"] for h in alone["queries"][0]["neighbours"]]
     finally:
         svc.close()
+
+
+def test_workers_share_the_queue_each_with_its_own_encoder(catalogue, encoder):
+    svc = Service(catalogue["index"], model="bundled", precision="fp32", threads=1, workers=2, max_batch=1)
+    texts = catalogue["sib"]["text"].head(24).to_list()
+    try:
+        with ServerThread(svc) as address:
+            health = request(address, "GET", "/health")[1]
+            assert health["queue"]["workers"] == 2 and health["fingerprint"] == encoder.fingerprint
+            with ThreadPoolExecutor(12) as pool:
+                answers = list(pool.map(lambda t: request(address, "POST", "/similar", {"text": t, "k": 3}), texts))
+            assert all(status == 200 for status, _, _ in answers)
+            assert all(n > 0 for n in svc.batcher.worker_batches), svc.batcher.worker_batches
+            index = VectorIndex.load(catalogue["index"])
+            for text, (_, body, _) in zip(texts, answers):
+                assert body["queries"][0]["text"] == text
+                want = index.search(encoder.encode([text], "query"), 3).ids[0]
+                assert [h["id"] for h in body["queries"][0]["neighbours"]] == list(want)
+    finally:
+        svc.close()
+    with pytest.raises(DataError, match="workers"):
+        Service(catalogue["index"], encoder=encoder, workers=2)
+    with pytest.raises(DataError, match="workers"):
+        Service(catalogue["index"], encoder=encoder, workers=0)
 
 
 def test_burst_above_capacity_gets_503_and_the_server_stays_up(catalogue, encoder):

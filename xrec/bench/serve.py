@@ -94,7 +94,10 @@ class _Connection:
     async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str]]:
         self.writer.write(b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
                           b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
-        status = int((await self.reader.readline()).split()[1])
+        line = await self.reader.readline()
+        if not line:  # the server closed this keep-alive connection while it sat idle
+            raise ConnectionResetError("connection closed by the server")
+        status = int(line.split()[1])
         headers: dict[str, str] = {}
         while (line := await self.reader.readline()) not in (b"\r\n", b""):
             name, _, value = line.decode("latin-1").partition(":")
@@ -172,7 +175,12 @@ async def _open_loop(host: str, port: int, bodies: list[bytes], rate: float, sec
         else:
             rec.failed += 1  # more requests in flight than the generator's bound: counted, dropped
             return
-        status, headers = await conn.post("/similar", body)
+        try:
+            status, headers = await conn.post("/similar", body)
+        except ConnectionError:  # idle longer than the server keeps connections: reconnect once
+            conn.close()
+            conn = await _Connection.open(host, port)
+            status, headers = await conn.post("/similar", body)
         rec.add((time.perf_counter() - scheduled) * 1e3, status, headers)
         idle.append(conn)
 
@@ -261,10 +269,16 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
 
     from xrec.encoders import load_encoder
 
+    threads = args.get("threads")
+    if threads is None and int(args.get("workers") or 1) > 1:  # as the server divides the cores
+        from xrec.encoders.onnx_encoder import default_threads
+
+        threads = max(1, default_threads() // int(args["workers"]))
     encoder = load_encoder(args.get("model", "bundled"), device="cpu",
-                           precision=args.get("precision", "auto"), threads=args.get("threads"))
+                           precision=args.get("precision", "auto"), threads=threads)
     index_dir = cached_index(encoder, cache_path, texts, langs, kind)
-    service_kwargs = {key: v for key, v in args.items() if key not in ("model", "precision", "threads")}
+    # the in-process peer: one request at a time through the same encoder (one worker)
+    service_kwargs = {key: v for key, v in args.items() if key not in ("model", "precision", "threads", "workers")}
     service = Service(index_dir, encoder=encoder, **service_kwargs)
     result: dict[str, Any] = {"hardware": hardware(), "n_items": len(texts), "index_kind": kind,
                               "k": k, "options": {
@@ -289,7 +303,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
     cmd = [sys.executable, "-m", "xrec.cli.main", "serve", "--index", str(index_dir), "--port", "0",
            "--model", str(args.get("model", "bundled")), "--precision", str(args.get("precision", "auto"))]
     for flag, key in (("--threads", "threads"), ("--max-batch", "max_batch"),
-                      ("--max-wait-ms", "max_wait_ms"), ("--max-queue", "max_queue")):
+                      ("--max-wait-ms", "max_wait_ms"), ("--max-queue", "max_queue"), ("--workers", "workers")):
         if args.get(key) is not None:
             cmd += [flag, str(args[key])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

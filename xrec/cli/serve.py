@@ -61,7 +61,11 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
 def _encoder_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
     p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
-    p.add_argument("--threads", type=int, default=None, help="encoder threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads of each encoder (default: the cores divided among the workers)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="encoder workers, each with its own encoder (default 1; on few cores, one "
+                        "single-threaded worker per core serves short texts faster)")
     p.add_argument("--max-batch", type=int, default=64, help="texts per micro-batch (default 64)")
     p.add_argument("--max-wait-ms", type=float, default=0.0,
                    help="how long a micro-batch waits for more requests (default 0: it takes the "
@@ -77,7 +81,7 @@ def service_options(args: argparse.Namespace) -> dict[str, Any]:
     from xrec.serve import Limits
 
     return {"model": args.model, "precision": args.precision, "threads": args.threads,
-            "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms,
+            "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "workers": args.workers,
             "max_queue": args.max_queue,
             "limits": Limits(max_k=args.max_k, max_text_chars=args.max_text_chars)}
 

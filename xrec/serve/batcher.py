@@ -1,12 +1,15 @@
-"""Micro-batching: concurrent requests share one encoder call, in one worker thread.
+"""Micro-batching: concurrent requests share one encoder call, in one or more worker threads.
 
-Each request submits a :class:`Job` (texts to embed, then a function of their vectors, e.g. an
-index search). The worker takes the oldest job, gathers more queued jobs of the same text kind
-until ``max_batch`` texts are collected or ``max_wait_ms`` has passed since it took the first,
-embeds all their texts in one call, then runs each job's function on its rows. Under load, the
-jobs that arrive during one call form the next batch, which is where throughput comes from. At
-most ``max_queue`` texts wait; a job beyond that is refused with :class:`Overloaded` (HTTP 503)
-instead of growing the queue. All index work runs in this thread, so the index needs no locks.
+Each request submits a :class:`Job` (texts to embed, then a function of their vectors, e.g. an index
+search). A worker (one per encode function, each with its own encoder) takes the oldest job, gathers
+more queued jobs of the same text kind until ``max_batch`` texts are collected or ``max_wait_ms``
+has passed since it took the first, embeds all their texts in one call, then runs each job's
+function on its rows. Under load, the jobs that arrive during one call form the next batch, which is
+where throughput comes from. At most ``max_queue`` texts wait; a job beyond that is refused with
+:class:`Overloaded` (HTTP 503) instead of growing the queue. Index work runs in the workers; the
+index is only read while serving, and FAISS searches may run concurrently. Several single-threaded
+workers suit many cores better than one worker whose encoder splits each short text over the cores
+(see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -54,22 +57,44 @@ class Job:
     submitted: float = field(default_factory=time.perf_counter)
 
 
-class MicroBatcher:
-    """One worker thread that embeds queued texts in shared batches (see the module docstring)."""
+Encode = Callable[[list[str], str], np.ndarray]
 
-    def __init__(self, encode: Callable[[list[str], str], np.ndarray], dim: int, *,
+
+class MicroBatcher:
+    """Worker threads that embed queued texts in shared batches (see the module docstring).
+
+    ``encode``: one function ``(texts, kind) -> vectors``, or several (one worker thread each,
+    e.g. one per encoder instance)."""
+
+    def __init__(self, encode: Encode | Sequence[Encode], dim: int, *,
                  max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise DataError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
-        self.encode, self.dim = encode, dim
+        encoders = [encode] if callable(encode) else list(encode)
+        if not encoders:
+            raise DataError("MicroBatcher needs at least one encode function")
+        self.dim = dim
         self.max_batch, self.max_wait, self.max_queue = max_batch, max_wait_ms / 1000.0, max_queue
         self._jobs: deque[Job] = deque()
         self._queued_texts = 0
         self._cv = threading.Condition()
         self._closed = False
-        self.batches = 0
-        self._thread = threading.Thread(target=self._loop, name="xrec-serve-batcher", daemon=True)
-        self._thread.start()
+        #: batches done by each worker
+        self.worker_batches = [0] * len(encoders)
+        self._threads = [threading.Thread(target=self._loop, args=(i, fn), name=f"xrec-serve-worker-{i}",
+                                          daemon=True) for i, fn in enumerate(encoders)]
+        for thread in self._threads:
+            thread.start()
+
+    @property
+    def workers(self) -> int:
+        """Worker threads (each with its own encode function)."""
+        return len(self._threads)
+
+    @property
+    def batches(self) -> int:
+        """Batches done so far, all workers together."""
+        return sum(self.worker_batches)
 
     @property
     def queued(self) -> int:
@@ -91,11 +116,12 @@ class MicroBatcher:
         return job.future
 
     def close(self) -> None:
-        """Stop the worker after the queued jobs are done."""
+        """Stop the workers after the queued jobs are done."""
         with self._cv:
             self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=30)
+            self._cv.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=30)
 
     # ------------------------------------------------------------------ worker
     def _take(self) -> list[Job] | None:
@@ -128,18 +154,18 @@ class MicroBatcher:
                 return job
         return None
 
-    def _loop(self) -> None:
+    def _loop(self, worker: int, encode: Encode) -> None:
         while (batch := self._take()) is not None:
             started = time.perf_counter()
             texts = [t for job in batch for t in job.texts]
             try:
-                vectors = self.encode(texts, batch[0].kind) if texts else np.zeros((0, self.dim), np.float32)
+                vectors = encode(texts, batch[0].kind) if texts else np.zeros((0, self.dim), np.float32)
             except BaseException as exc:  # noqa: BLE001 - handed to every waiting request
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
             encoded = time.perf_counter()
-            self.batches += 1
+            self.worker_batches[worker] += 1
             row = 0
             for job in batch:
                 if job.future.cancelled():

@@ -53,15 +53,25 @@ class Service:
     whose texts are returned beside the ids; ``ranker``: optional saved ``HybridRanker``;
     ``topics``: optional saved topic model (free-text queries then get a topic). ``encoder``:
     an encoder to use instead of loading ``model`` at ``precision`` with ``threads``.
+    ``workers``: encoder worker threads, each with its own encoder loaded from ``model`` (so not
+    with ``encoder``) and ``threads`` threads (default: the cores divided among the workers).
     """
 
     def __init__(self, index: str | os.PathLike[str], *, items: str | os.PathLike[str] | None = None,
                  ranker: str | os.PathLike[str] | None = None, topics: str | os.PathLike[str] | None = None,
                  model: str = "bundled", precision: str = "auto", threads: int | None = None,
                  encoder: Any = None, limits: Limits = Limits(), max_batch: int = 64,
-                 max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
+                 max_wait_ms: float = 0.0, max_queue: int = 512, workers: int = 1) -> None:
         from xrec.encoders import load_encoder
+        from xrec.encoders.onnx_encoder import default_threads
+        from xrec.errors import DataError
 
+        if workers < 1:
+            raise DataError(f"workers must be >= 1, got {workers}")
+        if workers > 1 and encoder is not None:
+            raise DataError("workers > 1 loads one encoder per worker from model/precision; pass those, not encoder")
+        if workers > 1 and threads is None:
+            threads = max(1, default_threads() // workers)
         self.paths = {"index": Path(index), "items": _opt_path(items), "ranker": _opt_path(ranker),
                       "topics": _opt_path(topics)}
         self.limits = limits
@@ -70,7 +80,11 @@ class Service:
         self.state = self._load()
         self._reload_lock = threading.Lock()
         self.started = time.time()
-        self.batcher = MicroBatcher(self._encode, self.encoder.dim, max_batch=max_batch,
+        encoders = [self.encoder] + [load_encoder(model, device="cpu", precision=precision, threads=threads)
+                                     for _ in range(workers - 1)]
+        for each in encoders:  # load and warm every encoder now, not in the first requests
+            each.encode(["warm-up"], "query", progress=False)
+        self.batcher = MicroBatcher([_encode_with(e) for e in encoders], self.encoder.dim, max_batch=max_batch,
                                     max_wait_ms=max_wait_ms, max_queue=max_queue)
 
     # ------------------------------------------------------------------ loading
@@ -101,9 +115,6 @@ class Service:
 
     def close(self) -> None:
         self.batcher.close()
-
-    def _encode(self, texts: list[str], kind: str) -> np.ndarray:
-        return self.encoder.encode(texts, kind=kind, progress=False)
 
     # ------------------------------------------------------------------ requests
     def submit_similar(self, body: dict[str, Any]) -> Future:
@@ -262,7 +273,8 @@ class Service:
             "topics": None if state.topics is None else list(state.topics.labels),
             "loaded_at": state.loaded_at, "uptime_s": round(time.time() - self.started, 1),
             "queue": {"queued_texts": self.batcher.queued, "max_queue": self.batcher.max_queue,
-                      "max_batch": self.batcher.max_batch, "batches": self.batcher.batches},
+                      "max_batch": self.batcher.max_batch, "batches": self.batcher.batches,
+                      "workers": self.batcher.workers},
             "limits": self.limits.__dict__, "versions": versions()}
 
 
@@ -277,6 +289,11 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             continue
     return out
+
+
+def _encode_with(encoder: Any):
+    """``(texts, kind) -> vectors`` of ``encoder``, without a progress bar."""
+    return lambda texts, kind: encoder.encode(texts, kind=kind, progress=False)
 
 
 def _opt_path(value: str | os.PathLike[str] | None) -> Path | None:
