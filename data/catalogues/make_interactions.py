@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +53,7 @@ CODES = {
 EVENTS = np.array([1, 2, 3, 5])  # view, wishlist, cart, purchase
 ON_TOPIC_EVENTS = np.array([0.45, 0.2, 0.15, 0.2])
 OFF_TOPIC_EVENTS = np.array([0.8, 0.1, 0.07, 0.03])
-START = datetime(2026, 11, 2, 6, 0, tzinfo=timezone.utc)
+START = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 
 
 def true_languages(name: str, items: pl.DataFrame) -> list[str]:
