@@ -158,30 +158,16 @@ def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     assert "made with encoder sha256:some-other-encoder" in capsys.readouterr().err
 
 
-def test_old_kind_spelling_still_loads_and_tags(model_dir, tmp_path):
-    """A topic model saved when its manifest kind was spelled ``topic_classifier`` still loads."""
+def test_old_topic_model_is_refused_saying_how_to_rebuild(model_dir, tmp_path, capsys):
+    """A topic model of an earlier format version is refused, naming the command that retrains it."""
     import shutil
-
-    from xrec.topics.classifier import TopicClassifier
 
     old = tmp_path / "old_model"
     shutil.copytree(model_dir, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    manifest["kind"] = "topic_classifier"
+    manifest["format_version"] -= 1
     (old / "manifest.json").write_text(json.dumps(manifest))
-    loaded = TopicClassifier.load(old, expect_fingerprint=manifest["encoder_fingerprint"])
-    assert loaded.labels == manifest["labels"] and loaded.fingerprint == manifest["encoder_fingerprint"]
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
     assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(old),
-                 "--out", str(tmp_path / "o.csv")]) == 0
-
-
-def test_tag_with_the_old_model_option_names_topics(model_dir, tmp_path, capsys):
-    pl.DataFrame({"text": ["x"]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--model", str(model_dir),
                  "--out", str(tmp_path / "o.csv")]) == 2
-    assert "--topics" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(model_dir), "--encoder", "bundled",
-              "--out", str(tmp_path / "o.csv")])
-    assert "use --model" in capsys.readouterr().err
+    assert "retrain it with `xrec topics train`" in capsys.readouterr().err

@@ -145,7 +145,7 @@ def _fit_ranker(args: argparse.Namespace):
     print(f"interactions: {inter.report.summary()}")
     encoder = load_encoder(args.model, threads=args.threads)
     if getattr(args, "ranker", None):
-        ranker = HybridRanker.load(args.ranker, expect_fingerprint=encoder.fingerprint)
+        ranker = HybridRanker.load(args.ranker, encoder_fingerprint=encoder.fingerprint)
         print(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
         return ranker, inter
     vectors = item_vectors(encoder, items, store=args.store)

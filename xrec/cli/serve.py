@@ -6,7 +6,6 @@ import argparse
 import sys
 from typing import Any
 
-from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 
 
@@ -42,7 +41,6 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.add_argument("--seconds", type=float, default=8.0, help="seconds of each load step (default 8.0)")
     b.add_argument("--store", default=None, help="folder for the cached vectors and index "
                                                  "(default: $XREC_CACHE_DIR/bench-serve)")
-    renamed(b, "--cache", "--store", "--store is the embedding cache in every command")
     b.add_argument("--kind", default="hnsw", help="index kind (default hnsw)")
     _encoder_options(b)
     b.set_defaults(func=run_bench_serve)

@@ -8,7 +8,6 @@ import sys
 from typing import Any
 
 from xrec.artifacts import write_json
-from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
@@ -90,7 +89,6 @@ def _embedding_options(p: argparse.ArgumentParser, text_kind_help: str) -> None:
     p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
     p.add_argument("--text-kind", default="query", choices=("query", "passage"), help=text_kind_help)
     p.add_argument("--store", help="embedding store file reused between runs")
-    renamed(p, "--cache", "--store", "--store is the embedding cache in every command")
     p.add_argument("--batch-size", type=int, default=None,
                    help="texts per forward pass (default: the encoder's, 32)")
 

@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 
 from xrec.artifacts import atomic_file, write_json
-from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
@@ -53,14 +52,13 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                                           "model's labels; topic_support: share of held-out "
                                           "labelled texts less covered by the labels than the item.")
     tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
-    tag.add_argument("--topics", default=None, help="topic model directory (xrec topics train); required")
+    tag.add_argument("--topics", required=True, help="topic model directory (xrec topics train)")
     tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
     tag.add_argument("--abstain", action="store_true",
                      help="write 'unknown' where topic_score or topic_support is below the "
                           "model's thresholds")
     tag.add_argument("--model", default=None,
                      help="encoder (default: the one the topic model was trained with)")
-    renamed(tag, "--encoder", "--model", "--model is the encoder in every command")
     tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
                      help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
@@ -91,7 +89,6 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     ev.add_argument("--bitext", help="result JSON of `xrec evaluate bitext` (with flores codes): "
                                      "plots topic accuracy against it (PNG beside --json)")
     ev.add_argument("--store", help="folder caching vectors per split and language")
-    renamed(ev, "--cache", "--store", "--store is the embedding cache in every command")
     _model_args(ev)
     ev.set_defaults(func=run_evaluate)
 
@@ -235,9 +232,6 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.classifier import TopicClassifier
     from xrec.topics.tagging import tag_items
 
-    if args.topics is None:
-        raise DataError("xrec tag: give the topic model with --topics DIR (--model names the encoder, "
-                        "as in every command; it was the topic model before)")
     items = read_table(args.items, required=["text"])
     classifier = TopicClassifier.load(args.topics)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,
