@@ -1,4 +1,4 @@
-"""The diversity knob's NDCG cost and language exposure (README "Figures"), one run:
+"""The diversity knob's NDCG cost and language exposure (benchmarks/README.md), one run:
 python scripts/diversity_figures.py CACHE_DIR (embedding stores and diversity.json go there; the
 committed result is benchmarks/figures/diversity.json)."""
 import json
