@@ -3,6 +3,8 @@ Book-Crossing sample (several languages), the real encoder and implicit's ALS.""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import polars as pl
 import pytest
@@ -24,7 +26,8 @@ def protocol(bx_sample):
 
 @pytest.fixture(scope="module")
 def split_ranker(bx_sample):
-    """A ranker fitted without the last 40 books, then given them with add_items."""
+    """A ranker fitted without the last 40 books, and those books; a test that changes the ranker
+    changes a copy."""
     items, ratings, vectors = bx_sample
     new = np.zeros(items.height, dtype=bool)
     new[-40:] = True
@@ -48,6 +51,7 @@ def test_added_items_rank_as_well_as_after_a_refit(protocol):
 
 def test_added_items_are_recommendable_and_saved(split_ranker, tmp_path):
     ranker, new, vectors = split_ranker
+    ranker = copy.deepcopy(ranker)
     before = len(ranker.items)
     ranker.add_items(new["item_id"], vectors, texts=new["text"].to_list(), languages=new["lang"].to_list(),
                      metadata={"author": new["author"].to_list()})
