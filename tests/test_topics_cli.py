@@ -82,7 +82,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     items = every(load_split(root, "test"), 5).select("lang", "text", "category")
     items = items.with_row_index("item_id")
     items.write_csv(tmp_path / "items.csv")
-    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "tagged.parquet")]) == 0
     tagged = pl.read_parquet(tmp_path / "tagged.parquet")
     assert tagged.columns == [*items.columns, "topic", "topic_score", "topic_support"]
@@ -90,7 +90,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert (tagged["topic"] == tagged["category"]).mean() > 0.5
     # without a lang column, each item's language is identified from its vector
     items.drop("lang").write_ndjson(tmp_path / "items.jsonl")
-    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "tagged.jsonl"), "--abstain"]) == 0
     again = pl.read_ndjson(tmp_path / "tagged.jsonl")
     assert set(again["topic"]) <= set(load_labels(root)) | {"unknown"}
@@ -120,7 +120,7 @@ def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
 
 def test_tag_refuses_items_without_text(model_dir, tmp_path, capsys):
     pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(tmp_path / "bad.csv")
-    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "missing column(s) ['text']" in capsys.readouterr().err
 
@@ -153,7 +153,7 @@ def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     manifest["encoder_fingerprint"] = "sha256:some-other-encoder"
     (other / "manifest.json").write_text(json.dumps(manifest))
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(other),
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topic-model", str(other),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "made with encoder sha256:some-other-encoder" in capsys.readouterr().err
 
@@ -168,6 +168,6 @@ def test_old_topic_model_is_refused_saying_how_to_rebuild(model_dir, tmp_path, c
     manifest["format_version"] -= 1
     (old / "manifest.json").write_text(json.dumps(manifest))
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(old),
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topic-model", str(old),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "retrain it with `xrec topics train`" in capsys.readouterr().err

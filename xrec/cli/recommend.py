@@ -26,9 +26,10 @@ def register(commands, evaluate, bench) -> None:
                    help="items per user (at most the catalogue: a larger k gives every unseen item)")
     p.add_argument("--batch-size", type=int, default=1024,
                    help="users scored per batch (memory is batch size x min(k, catalogue))")
-    p.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (e.g. xrec topics tag output, "
+    p.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (e.g. xrec tag output, "
                                   "or the main job's book_topics.parquet)")
-    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only items tagged with these topics (needs --tags)")
+    p.add_argument("--only-topics", nargs="+", metavar="TOPIC",
+                   help="only items tagged with these topics (needs --tags)")
     _run_options(p)
     p.set_defaults(func=run_recommend)
 
@@ -142,11 +143,11 @@ def _fit_ranker(args: argparse.Namespace):
     inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
                                source=args.interactions, drop_unknown=args.drop_unknown,
                                duplicates=args.duplicates)
-    print(f"interactions: {inter.report.summary()}")
+    log.info(f"interactions: {inter.report.summary()}")
     encoder = load_encoder(args.model, threads=args.threads)
     if getattr(args, "ranker", None):
         ranker = HybridRanker.load(args.ranker, encoder_fingerprint=encoder.fingerprint)
-        print(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
+        log.info(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
         return ranker, inter
     vectors = item_vectors(encoder, items, store=args.store)
     from xrec.progress import phase
@@ -161,7 +162,7 @@ def _fit_ranker(args: argparse.Namespace):
         ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
                                   metadata={f: items[f].cast(pl.String).to_list() for f in fields}, topics=tags)
-    print(f"fusion: {ranker.fusion.kind}")
+    log.info(f"fusion: {ranker.fusion.kind}")
     return ranker, inter
 
 
@@ -171,20 +172,20 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    if args.topics and not args.tags:
-        raise DataError("--topics needs --tags (the items' topics: item_id, topic[, topic_score])")
+    if args.only_topics and not args.tags:
+        raise DataError("--only-topics needs --tags (the items' topics: item_id, topic[, topic_score])")
     ranker, inter = _fit_ranker(args)
     if args.k > len(inter.items):
-        print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
+        log.warning(f"--k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
     if unknown:
-        print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
+        log.warning(f"{unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
                                restart=args.restart, explain=args.explain, languages=args.languages,
                                exclude_languages=args.exclude_languages, language_policy=args.language_policy,
-                               topics=args.topics)
-    print(f"wrote {out}")
+                               topics=args.only_topics)
+    log.info(f"wrote {out}")
     return 0
 
 
@@ -200,13 +201,13 @@ def run_rerank(args: argparse.Namespace) -> int:
     ranker, _ = _fit_ranker(args)
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
                                    exclude_seen=not args.keep_seen)
-    print(f"candidates: {report.summary()}")
+    log.info(f"candidates: {report.summary()}")
     out = rerank_to_parquet(ranker, candidates, args.k, args.out, batch_size=args.batch_size,
                             on_unknown=args.on_unknown, upstream_weight=args.upstream_weight,
                             exclude_seen=not args.keep_seen, explain=args.explain, restart=args.restart,
                             languages=args.languages, exclude_languages=args.exclude_languages,
                             language_policy=args.language_policy)
-    print(f"wrote {out}")
+    log.info(f"wrote {out}")
     return 0
 
 

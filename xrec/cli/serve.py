@@ -18,7 +18,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     p.add_argument("--index", required=True, help="a saved VectorIndex directory")
     p.add_argument("--items", help="items table (item_id, text[, lang]) whose texts are returned")
     p.add_argument("--ranker", help="a saved HybridRanker directory (enables user_id in /recommend)")
-    p.add_argument("--topics", help="a saved topic model (free-text queries get a topic)")
+    p.add_argument("--topic-model", help="a saved topic model (free-text queries get a topic)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     _encoder_options(p)
@@ -87,7 +87,7 @@ def service_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_serve(args: argparse.Namespace) -> int:
     from xrec.serve import Service, serve
 
-    service = Service(args.index, items=args.items, ranker=args.ranker, topics=args.topics,
+    service = Service(args.index, items=args.items, ranker=args.ranker, topics=args.topic_model,
                       **service_options(args))
     serve(service, args.host, args.port,
           on_ready=lambda url: print(f"xrec serve: listening on {url}", flush=True))

@@ -36,8 +36,9 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     p.add_argument("--kind", default="auto", help="index kind when building from --items (default auto)")
     p.add_argument("--save-index", help="also save the index built from --items to this directory")
     p.add_argument("--tags", help="item topics: item_id, topic (e.g. the main job's book_topics.parquet)")
-    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only items tagged with these topics (needs --tags)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--only-topics", nargs="+", metavar="TOPIC",
+                   help="only items tagged with these topics (needs --tags)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="how results are printed on stdout")
     p.set_defaults(func=run_similar)
 
     b = evaluate.add_parser(
@@ -103,14 +104,14 @@ def run_similar(args: argparse.Namespace) -> int:
         result = similar_texts(args.text, k=args.k, index_dir=args.index, items=args.items,
                                model=args.model, store=args.store, kind=args.kind,
                                languages=args.languages, other_languages=args.other_languages,
-                               query_lang=args.lang, save_index=args.save_index, topics=args.topics,
+                               query_lang=args.lang, save_index=args.save_index, topics=args.only_topics,
                                tags=args.tags)
     else:
         result = similar_items(args.ids, k=args.k, index_dir=args.index, items=args.items,
                                model=args.model, store=args.store, kind=args.kind,
                                languages=args.languages, other_languages=args.other_languages,
-                               save_index=args.save_index, topics=args.topics, tags=args.tags)
-    if args.json:
+                               save_index=args.save_index, topics=args.only_topics, tags=args.tags)
+    if args.format == "json":
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
     for entry in result["queries"]:

@@ -52,7 +52,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                                           "model's labels; topic_support: share of held-out "
                                           "labelled texts less covered by the labels than the item.")
     tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
-    tag.add_argument("--topics", required=True, help="topic model directory (xrec topics train)")
+    tag.add_argument("--topic-model", required=True, help="topic model directory (xrec topics train)")
     tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
     tag.add_argument("--abstain", action="store_true",
                      help="write 'unknown' where topic_score or topic_support is below the "
@@ -233,7 +233,7 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.tagging import tag_items
 
     items = read_table(args.items, required=["text"])
-    classifier = TopicClassifier.load(args.topics)
+    classifier = TopicClassifier.load(args.topic_model)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,
                            precision=args.precision)
     tagged = tag_items(classifier, encoder, items, abstain=args.abstain, source=args.items)
