@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from xrec.cli import add_encoder_options
+
 log = logging.getLogger(__name__)
 
 
@@ -73,7 +75,7 @@ def register(commands, evaluate, bench) -> None:
     every, new_language = _models()
     e.add_argument("--models", help=f"comma-separated subset of {','.join(every)} (default: all; with "
                                     f"--new-language: {','.join(new_language)})")
-    e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(e)
     e.add_argument("--store", help="embedding store file reused across runs")
     e.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
     e.add_argument("--threads", type=int, default=2, help="threads of the CF models and the encoder (default 2)")
@@ -87,7 +89,7 @@ def register(commands, evaluate, bench) -> None:
     b.add_argument("--synthetic", default="100000x100000", help="USERSxITEMS synthetic scale ('' to skip)")
     b.add_argument("--k", type=int, default=100, help="items per user")
     b.add_argument("--threads", type=int, default=2, help="CPU threads of both sides")
-    b.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(b)
     b.add_argument("--store", help="embedding store for the MovieLens items")
     b.add_argument("--sample-users", type=int,
                    help="time the synthetic run on this many random users (default 5000; 0: all)")
@@ -112,8 +114,7 @@ def _catalogue_options(parser: argparse.ArgumentParser) -> None:
 def _run_options(parser: argparse.ArgumentParser) -> None:
     """Output, encoder, explanation and language-filter options shared by recommend and rerank."""
     parser.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    parser.add_argument("--model", default="bundled",
-                        help="encoder: bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(parser)
     parser.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
     parser.add_argument("--restart", action="store_true",

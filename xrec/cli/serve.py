@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+from xrec.cli import add_encoder_options
 
 
 def register(commands: Any, evaluate: Any, bench: Any) -> None:
@@ -57,8 +57,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
 
 
 def _encoder_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
-    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    add_encoder_options(p, precision=True)
     p.add_argument("--threads", type=int, default=None,
                    help="threads of each encoder (default: the cores divided among the workers)")
     p.add_argument("--workers", type=int, default=1,

@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from xrec.artifacts import write_json
-from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+from xrec.cli import add_encoder_options
 from xrec.errors import DataError
 
 
@@ -31,7 +31,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     langs.add_argument("--other-languages", action="store_true",
                        help="only items in languages other than the query item's (or --lang)")
     p.add_argument("--lang", help="language of --text queries (for --other-languages)")
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    add_encoder_options(p)
     p.add_argument("--store", help="embedding store file to reuse/update when embedding --items")
     p.add_argument("--kind", default="auto", help="index kind when building from --items (default auto)")
     p.add_argument("--save-index", help="also save the index built from --items to this directory")
@@ -86,8 +86,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
 
 def _embedding_options(p: argparse.ArgumentParser, text_kind_help: str) -> None:
     """The encoder and embedding-cache options of the retrieval evaluations."""
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
-    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    add_encoder_options(p, precision=True)
     p.add_argument("--text-kind", default="query", choices=("query", "passage"), help=text_kind_help)
     p.add_argument("--store", help="embedding store file reused between runs")
     p.add_argument("--batch-size", type=int, default=None,
