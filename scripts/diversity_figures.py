@@ -1,5 +1,6 @@
-"""The diversity knob's NDCG cost and language exposure (README "Figures"), one run:
-python scripts/diversity_figures.py CACHE_DIR (embedding stores and diversity.json go there)."""
+"""The diversity knob's NDCG cost and language exposure (benchmarks/README.md), one run:
+python scripts/diversity_figures.py CACHE_DIR (embedding stores and diversity.json go there; the
+committed result is benchmarks/figures/diversity.json)."""
 import json
 import sys
 from pathlib import Path

@@ -7,7 +7,7 @@
   timed alternately, best of 3;
 * ``add_items`` against a refit (:mod:`xrec.evaluation.catalogue`).
 
-Usage: python scripts/plugin_figures.py --json plugin.json [--data data/movielens data/bookcrossing]
+Usage: python scripts/plugin_figures.py --json benchmarks/figures/plugin.json [--data data/movielens data/bookcrossing]
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ if not model.is_dir():  # as the main job's topics stage trains it
     tables = topic_tables("data/sib200", "eng_Latn")
     train_topics(encoder, tables.train, tables.labels, dev=tables.dev,
                  unlabelled=tables.unlabelled.select("lang", "text"), progress=True).save(model)
-classifier = TopicClassifier.load(model, expect_fingerprint=encoder.fingerprint)
+classifier = TopicClassifier.load(model, encoder_fingerprint=encoder.fingerprint)
 
 split = load_split(data)
 vectors = item_vectors(encoder, split.items, store=cache / "catalogue.parquet", progress=True)

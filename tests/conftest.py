@@ -1,7 +1,14 @@
-"""Shared fixtures: the repository's sample data and the real bundled encoder (built once per session)."""
+"""Shared fixtures: the repository's sample data and the real bundled encoder (built once per session).
+
+Every test runs with its own empty ``$XREC_CACHE_DIR`` (session- and module-scoped fixtures with the
+session's own), where the bundled model is a link to one shared copy that no test writes: no test
+sees what an earlier test or run left in the cache.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,6 +34,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def _cache_with_model(root: Path, model: Path, hashes: Path | None = None) -> Path:
+    """A fresh cache folder at ``root`` whose bundled model is a link to ``model`` (and whose file
+    checksums, if given, are a copy of ``hashes``, so the shared weights are not hashed again)."""
+    (root / "models").mkdir(parents=True)
+    (root / "models" / model.name).symlink_to(model, target_is_directory=True)
+    if hashes is not None and hashes.is_dir():
+        shutil.copytree(hashes, root / "hashes")
+    return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_model(tmp_path_factory):
+    """The bundled model, materialised once in the user's cache (or reused from it) and shared,
+    read-only, with the session's own cache folder, which holds everything else."""
+    from xrec.encoders.bundled import bundled_model_dir
+
+    model, _ = bundled_model_dir()
+    session = _cache_with_model(tmp_path_factory.mktemp("xrec-cache-session"), model)
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XREC_CACHE_DIR", os.fspath(session))
+    bundled_model_dir()  # its checksums, in the session's cache, copied into every test's
+    yield model
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def own_cache(shared_model, tmp_path_factory, monkeypatch) -> Path:
+    """This test's own empty ``$XREC_CACHE_DIR`` (but for the shared bundled model)."""
+    session = Path(os.environ["XREC_CACHE_DIR"])
+    root = _cache_with_model(tmp_path_factory.mktemp("xrec-cache"), shared_model, session / "hashes")
+    monkeypatch.setenv("XREC_CACHE_DIR", os.fspath(root))
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@ Book-Crossing sample (several languages), the real encoder and implicit's ALS.""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import polars as pl
 import pytest
@@ -24,7 +26,8 @@ def protocol(bx_sample):
 
 @pytest.fixture(scope="module")
 def split_ranker(bx_sample):
-    """A ranker fitted without the last 40 books, then given them with add_items."""
+    """A ranker fitted without the last 40 books, and those books; a test that changes the ranker
+    changes a copy."""
     items, ratings, vectors = bx_sample
     new = np.zeros(items.height, dtype=bool)
     new[-40:] = True
@@ -48,6 +51,7 @@ def test_added_items_rank_as_well_as_after_a_refit(protocol):
 
 def test_added_items_are_recommendable_and_saved(split_ranker, tmp_path):
     ranker, new, vectors = split_ranker
+    ranker = copy.deepcopy(ranker)
     before = len(ranker.items)
     ranker.add_items(new["item_id"], vectors, texts=new["text"].to_list(), languages=new["lang"].to_list(),
                      metadata={"author": new["author"].to_list()})
@@ -63,14 +67,14 @@ def test_added_items_are_recommendable_and_saved(split_ranker, tmp_path):
     comps = ranker.components(rows, np.broadcast_to(np.arange(before, len(ranker.items)), (len(rows), new.height)))
     assert (comps["content_score"] != 0).mean() > 0.5 and (comps["lexical_score"] != 0).any()
     path = ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
-    loaded = HybridRanker.load(path, expect_fingerprint="fp")
+    loaded = HybridRanker.load(path, encoder_fingerprint="fp")
     assert loaded.recommend(users, k=20).equals(ranker.recommend(users, k=20))
     assert loaded.content.texts == ranker.content.texts
     # a loaded ranker takes more items (texts kept), and refuses another encoder's vectors
     loaded.add_items(["X-1", "X-2"], vectors[:2], texts=["a new book", "ein neues Buch"], languages=["en", "de"])
     assert len(loaded.items) == len(ranker.items) + 2
     with pytest.raises(DataError, match="encoder"):
-        loaded.add_items(["X-3"], vectors[:1], expect_fingerprint="other")
+        loaded.add_items(["X-3"], vectors[:1], encoder_fingerprint="other")
 
 
 def test_add_items_bad_input(split_ranker):
@@ -102,9 +106,9 @@ def test_vector_index_add_then_search(bx_sample, tmp_path):
     with pytest.raises(DataError, match="already in the index"):
         index.add(vectors[-1:], ids[-1:])
     path = index.save(tmp_path / "idx")
-    assert len(VectorIndex.load(path, expect_fingerprint="fp")) == len(ids)
+    assert len(VectorIndex.load(path, encoder_fingerprint="fp")) == len(ids)
     with pytest.raises(ArtifactError):
-        VectorIndex.load(path, expect_fingerprint="other")
+        VectorIndex.load(path, encoder_fingerprint="other")
 
 
 def test_cold_item_auc_is_chance_for_a_constant_scorer(split_ranker):

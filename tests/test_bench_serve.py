@@ -6,7 +6,10 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from xrec.bench.serve import run_serve_bench
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_serve_runs_and_reuses_its_cached_index(tmp_path, data_dir):

@@ -40,6 +40,18 @@ def test_every_command_and_option_is_described_with_its_default(path, parser):
                 f"xrec {' '.join(path)} {name}: default {shown!r} not shown"
 
 
+def test_help_names_only_commands_that_exist():
+    """A help text that says "xrec WORDS" names a command path that exists (or a group of them)."""
+    paths = {" ".join(path[:n]) for path, _ in COMMANDS for n in range(1, len(path) + 1)}
+    words = set(" ".join(path) for path, _ in COMMANDS) | {w for path, _ in COMMANDS for w in path}
+    for path, parser in COMMANDS:
+        texts = [parser.description or ""] + [a.help or "" for a in parser._actions]
+        for text in texts:
+            for named in re.findall(r"\bxrec((?: [a-z]+)+)", " ".join(text.split())):
+                named = " ".join(w for w in named.split() if w in words)  # "xrec tag output": tag
+                assert named in paths, f"xrec {' '.join(path)}: help names 'xrec {named}', which does not exist"
+
+
 def test_topic_method_help_names_the_librarys_default():
     from xrec.topics.transfer import DEFAULT_METHOD
 
@@ -60,7 +72,7 @@ def test_similar_on_a_saved_index_prints_texts(encoder, tmp_path, capsys):
     assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "1", "--k", "2"]) == 0
     text = capsys.readouterr().out
     assert "# 1 Der Hund schläft." in text and "The dog sleeps." in text and "Mbwa analala." in text
-    assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "2", "--k", "1", "--json"]) == 0
+    assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "2", "--k", "1", "--format", "json"]) == 0
     hit = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"][0]
     assert hit["text"] in {"Der Hund schläft.", "Mbwa analala."}
     # an index without texts loads and answers as before

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not installed")
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +199,7 @@ def test_file_hashes_are_cached_until_the_file_changes(tmp_path):
 def test_a_known_model_loads_on_first_use(encoder, tmp_path):
     """The second load of a model directory knows its identity without loading; edits are seen."""
     directory, _ = bundled_model_dir()
-    copy = tmp_path / f"model-{uuid.uuid4().hex}"  # identities persist in the cache: a name never seen
+    copy = tmp_path / "model"  # this test's own XREC_CACHE_DIR has never seen it (conftest)
     _link_tree(directory, copy)
     prompts = copy / "config_sentence_transformers.json"
     prompts.unlink()

@@ -125,7 +125,7 @@ def test_top_k_matches_full_scoring(ranker):
     full[ranker.history[rows].nonzero()] = -np.inf
     expected = np.sort(full, axis=1)[:, ::-1][:, :15]
     np.testing.assert_allclose(recs.scores, expected, rtol=1e-5)
-    feats = ranker.features(rows[:2], recs.items[:2])
+    feats = ranker.features(rows[:2], recs.ids[:2])
     raw = np.array([ranker.fusion.raw[n] for n in ranker.fusion.names])
     np.testing.assert_allclose(feats @ raw, recs.scores[:2], rtol=1e-3, atol=1e-3)
 
@@ -191,8 +191,6 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
     assert (~prepared["has_text"]).sum() == 3
     vecs = item_vectors(encoder, prepared.head(5))
     assert not vecs[:3].any() and np.allclose(np.linalg.norm(vecs[3:], axis=1), 1, atol=1e-3)
-    with pytest.warns(DeprecationWarning, match=r"item_vectors\(encoder, ...\)"):  # the old order still works
-        assert np.array_equal(item_vectors(prepared.head(5), encoder), vecs)
     inter = Interactions.build(ratings, items["item_id"])
     content = ContentGraphs.build(vectors)
     with pytest.raises(DataError, match="item vectors of shape"):
@@ -201,15 +199,15 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
 
 def test_save_and_load_round_trip(bx_ranker, tmp_path):
     path = bx_ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
-    loaded = HybridRanker.load(path, expect_fingerprint="fp")
+    loaded = HybridRanker.load(path, encoder_fingerprint="fp")
     users = bx_ranker.users.ids.head(15)
     assert loaded.recommend(users, k=10).equals(bx_ranker.recommend(users, k=10))
     assert loaded.fusion.kind == bx_ranker.fusion.kind and loaded.fingerprint == bx_ranker.fingerprint
     assert loaded.items.ids.dtype == pl.String  # ISBNs stay strings
     with pytest.raises(ArtifactError, match="encoder_fingerprint"):
-        HybridRanker.load(path, encoder_fingerprint="other")  # the old name still works
+        HybridRanker.load(path, encoder_fingerprint="other")
     (path / "item_vectors.npy").write_bytes(b"broken")
     with pytest.raises(ArtifactError, match="item_vectors.npy"):
-        HybridRanker.load(path, expect_fingerprint="fp")
+        HybridRanker.load(path, encoder_fingerprint="fp")
     with pytest.raises(ArtifactError, match="not a directory"):
         HybridRanker.load(tmp_path / "missing")

@@ -184,7 +184,7 @@ class IndexContract:
         index.remove(ids[:2])
         before = index.search(x[:10], 5, languages=["de", "fr"])
         index.save(tmp_path / "idx")
-        loaded = VectorIndex.load(tmp_path / "idx", expect_fingerprint="fp-test", device=index.backend)
+        loaded = VectorIndex.load(tmp_path / "idx", encoder_fingerprint="fp-test", device=index.backend)
         after = loaded.search(x[:10], 5, languages=["de", "fr"])
         assert (before[0] == after[0]).all() and np.allclose(before[1], after[1], atol=1e-5)
         assert len(loaded) == N - 2 and loaded.languages == index.languages
@@ -363,7 +363,7 @@ def test_device_cuda_without_gpu_is_an_error(data):
 def test_load_rejects_other_encoder_and_dimension(exact, tmp_path):
     exact.save(tmp_path / "idx")
     with pytest.raises(ArtifactError, match="expected 'fp-b'"):
-        VectorIndex.load(tmp_path / "idx", expect_fingerprint="fp-b")
+        VectorIndex.load(tmp_path / "idx", encoder_fingerprint="fp-b")
     with pytest.raises(ArtifactError, match="dimension 32, expected 384"):
         VectorIndex.load(tmp_path / "idx", expect_dim=384)
 
@@ -459,8 +459,8 @@ def test_top_k_kernel_orders_pads_and_caps():
     assert top_k(scores, 0)[0].shape == (2, 0)
 
 
-def test_one_top_k_type_that_unpacks_like_the_old_tuple(data):
-    """Index, neighbours and kernel return :class:`TopK`; ``ids, scores = ...`` and ``[0]`` still work."""
+def test_one_top_k_type_that_unpacks_like_a_tuple(data):
+    """Index, neighbours and kernel return :class:`TopK`; ``ids, scores = ...`` and ``[0]`` work."""
     from xrec.index import TopK, search_by_language
 
     x, ids, langs = data
@@ -469,7 +469,6 @@ def test_one_top_k_type_that_unpacks_like_the_old_tuple(data):
     assert isinstance(result, TopK) and result.components == {}
     found, scores = result
     assert found is result.ids and scores is result.scores and result[0] is found and result[1] is scores
-    assert result.items is result.ids  # the ranker's old field name
     by_lang = search_by_language(index, x[:4], langs[:4], 3)
     assert isinstance(by_lang, TopK) and by_lang.ids.shape == (4, 3)
 

@@ -65,6 +65,7 @@ def job_out(small_data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
     out = job_out
     recs = pl.read_parquet(out / "recommendations.parquet")
@@ -149,6 +150,7 @@ def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
         load_config(None, ["k=3"])
 
 
+@pytest.mark.slow
 def test_a_copy_of_the_default_config_runs_from_any_folder(small_data, job_out, tmp_path, monkeypatch):
     """``xrec run --config`` a verbatim copy of the default config, from a folder outside the checkout:
     its relative paths follow the copy (its ``root`` and data folders beside it), and the outputs are

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 
 import numpy as np
 import polars as pl
@@ -34,7 +35,13 @@ def files(data_dir, tmp_path_factory, encoder):
     return root
 
 
-def test_recommend_cli_writes_k_unseen_per_user(files, capsys):
+@pytest.fixture(autouse=True)
+def _status_log(caplog):
+    """The commands' status lines (logging, on stderr) as the tests read them."""
+    caplog.set_level(logging.INFO, logger="xrec")
+
+
+def test_recommend_cli_writes_k_unseen_per_user(files, caplog):
     out = files / "recs.parquet"
     rc = main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
                str(files / "inter.csv"), "--users", "all", "--k", "7", "--out", str(out),
@@ -47,11 +54,10 @@ def test_recommend_cli_writes_k_unseen_per_user(files, capsys):
     assert recs["user_id"].n_unique() == inter["user_id"].n_unique()
     assert recs.join(inter, on=["user_id", "item_id"], how="inner").height == 0
     assert not parts_dir(out).exists()
-    text = capsys.readouterr().out
-    assert "fusion: learned" in text
+    assert "fusion: learned" in caplog.text  # status goes to the log (stderr), data to files
 
 
-def test_recommend_cli_users_file_unknown_items_and_k(files, capsys):
+def test_recommend_cli_users_file_unknown_items_and_k(files, capsys, caplog):
     inter = pl.read_csv(files / "inter.csv")
     bad = pl.concat([inter, inter.head(2).with_columns(pl.lit(-1, dtype=pl.Int64).alias("item_id"))])
     bad.write_csv(files / "bad.csv")
@@ -62,7 +68,7 @@ def test_recommend_cli_users_file_unknown_items_and_k(files, capsys):
     assert main(args) == 2
     assert "2 row(s) name items not in the catalogue" in capsys.readouterr().err
     assert main(args + ["--drop-unknown"]) == 0
-    text = capsys.readouterr().out
+    text = caplog.text
     assert "2 naming unknown items" in text and "exceeds the catalogue" in text and "1 of 3 users" in text
     recs = pl.read_parquet(files / "u.parquet")
     n_items = pl.read_parquet(files / "items.parquet").height
@@ -71,13 +77,13 @@ def test_recommend_cli_users_file_unknown_items_and_k(files, capsys):
     assert recs.filter(pl.col("user_id") == 777777).height == n_items  # no history: popular order
 
 
-def test_recommend_cli_unbounded_k(files, capsys):
+def test_recommend_cli_unbounded_k(files, capsys, caplog):
     """--k 10**12: every user gets every unseen item; no MemoryError, no parts left behind."""
     out = files / "all.parquet"
     assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
                  str(files / "inter.csv"), "--k", str(10**12), "--out", str(out),
                  "--store", str(files / "store.parquet")]) == 0
-    assert "exceeds the catalogue" in capsys.readouterr().out
+    assert "exceeds the catalogue" in caplog.text
     recs = pl.read_parquet(out)
     seen = pl.read_csv(files / "inter.csv").group_by("user_id").len()
     n_items = pl.read_parquet(files / "items.parquet").height
@@ -85,14 +91,14 @@ def test_recommend_cli_unbounded_k(files, capsys):
     assert (per_user["len"] + per_user["len_seen"] == n_items).all() and not parts_dir(out).exists()
 
 
-def test_users_file_header_makes_no_phantom_user(files, capsys):
+def test_users_file_header_makes_no_phantom_user(files, capsys, caplog):
     """A plain users list may start with a ``user_id`` header line; it is not a user."""
     (files / "with_header.txt").write_text("user_id\n1\n2\n", encoding="utf-8")
     out = files / "h.parquet"
     assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
                  str(files / "inter.csv"), "--users", str(files / "with_header.txt"), "--k", "3",
                  "--out", str(out), "--store", str(files / "store.parquet")]) == 0
-    assert "no interactions" not in capsys.readouterr().out  # both users are known
+    assert "no interactions" not in caplog.text  # both users are known
     recs = pl.read_parquet(out)
     assert recs["user_id"].unique().sort().to_list() == [1, 2] and recs["user_id"].dtype == pl.Int64
     seen = pl.read_csv(files / "inter.csv").filter(pl.col("user_id").is_in([1, 2]))

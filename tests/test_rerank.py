@@ -248,7 +248,7 @@ def test_diversity_spreads_lists_at_a_cost_in_score(bx_ranker):
     rows = np.arange(min(60, len(bx_ranker.users)))
     plain = bx_ranker.recommend_rows(rows, 10, components=False)
     same = bx_ranker.recommend_rows(rows, 10, components=False, diversity=0.0)
-    np.testing.assert_array_equal(plain.items, same.items)
+    np.testing.assert_array_equal(plain.ids, same.ids)
     v = bx_ranker.item_vectors
 
     def redundancy(items):
@@ -256,11 +256,11 @@ def test_diversity_spreads_lists_at_a_cost_in_score(bx_ranker):
         return float(np.mean([(s.sum() - np.trace(s)) / (len(s) * (len(s) - 1)) for s in sims]))
 
     spread = bx_ranker.recommend_rows(rows, 10, components=False, diversity=0.5)
-    assert (spread.items >= 0).all() and all(len(set(x)) == 10 for x in spread.items)
-    assert redundancy(spread.items) < redundancy(plain.items) - 0.01  # less alike
+    assert (spread.ids >= 0).all() and all(len(set(x)) == 10 for x in spread.ids)
+    assert redundancy(spread.ids) < redundancy(plain.ids) - 0.01  # less alike
     assert spread.scores.sum(axis=1).mean() <= plain.scores.sum(axis=1).mean()  # at some cost in score
     seen = {(r, i) for r in rows for i in bx_ranker.history[r].indices}
-    assert not any((r, i) in seen for r, x in zip(rows, spread.items) for i in x)  # seen items stay out
+    assert not any((r, i) in seen for r, x in zip(rows, spread.ids) for i in x)  # seen items stay out
     recs = bx_ranker.recommend(bx_ranker.users.ids.head(5), k=10, diversity=0.5)
     assert recs.height == 50
     with pytest.raises(DataError, match="diversity"):

@@ -225,20 +225,47 @@ def test_workers_share_the_queue_each_with_its_own_encoder(catalogue, encoder):
         Service(catalogue["index"], encoder=encoder, workers=0)
 
 
-def test_burst_above_capacity_gets_503_and_the_server_stays_up(catalogue, encoder):
-    svc = Service(catalogue["index"], encoder=encoder, max_batch=1, max_wait_ms=0, max_queue=3)
-    texts = catalogue["sib"]["text"].head(40).to_list()
+class GatedEncoder:
+    """The real encoder behind a gate: ``encode`` (the seam the batcher's worker calls) waits until
+    the test opens the gate, so a test decides when the worker is busy instead of racing it."""
+
+    def __init__(self, encoder):
+        self._encoder = encoder
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.gate.set()
+
+    def __getattr__(self, name):
+        return getattr(self._encoder, name)
+
+    def encode(self, texts, kind="passage", **kwargs):
+        self.entered.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return self._encoder.encode(texts, kind=kind, **kwargs)
+
+
+def test_request_beyond_the_queue_gets_503_and_the_server_stays_up(catalogue, encoder):
+    gated = GatedEncoder(encoder)
+    svc = Service(catalogue["index"], encoder=gated, max_batch=1, max_wait_ms=0, max_queue=3)
+    texts = catalogue["sib"]["text"].head(5).to_list()
+    gated.gate.clear()
+    gated.entered.clear()
     try:
-        with ServerThread(svc) as address:
-            with ThreadPoolExecutor(40) as pool:
-                answers = list(pool.map(lambda t: request(address, "POST", "/similar", {"text": t}), texts))
-            codes = [status for status, _, _ in answers]
-            assert set(codes) == {200, 503}
-            refused = [(body, headers) for status, body, headers in answers if status == 503]
-            assert all("busy" in body["error"] and headers["retry-after"] == "1" for body, headers in refused)
+        with ServerThread(svc) as address, ThreadPoolExecutor(4) as pool:
+            first = pool.submit(request, address, "POST", "/similar", {"text": texts[0]})
+            assert gated.entered.wait(60)  # the worker holds the first text inside encode
+            waiting = [pool.submit(request, address, "POST", "/similar", {"text": t}) for t in texts[1:4]]
+            deadline = time.monotonic() + 60
+            while svc.batcher.queued < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert svc.batcher.queued == 3  # the queue is full
+            status, body, headers = request(address, "POST", "/similar", {"text": texts[4]})
+            assert status == 503 and "busy" in body["error"] and headers["retry-after"] == "1"
             assert request(address, "GET", "/health")[0] == 200
-            assert request(address, "POST", "/similar", {"text": texts[0]})[0] == 200
+            gated.gate.set()
+            assert [f.result()[0] for f in [first, *waiting]] == [200] * 4  # the queued ones are served
+            assert request(address, "POST", "/similar", {"text": texts[4]})[0] == 200
     finally:
+        gated.gate.set()
         svc.close()
 
 

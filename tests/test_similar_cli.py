@@ -83,7 +83,7 @@ def test_language_filter_naming_no_item_warns(items, space, caplog):
 def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     frame, path = items
     assert main(["similar", "--items", str(path), "--ids", "0", "--k", "3", "--other-languages",
-                 "--save-index", str(tmp_path / "idx"), "--json"]) == 0
+                 "--save-index", str(tmp_path / "idx"), "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["queries"][0]["id"] == 0 and len(out["queries"][0]["neighbours"]) == 3
     assert all(h["lang"] != frame["lang"][0] for h in out["queries"][0]["neighbours"])
@@ -97,32 +97,32 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
 
 
 def test_cli_similar_by_topic(items, tmp_path, capsys):
-    """``--topics`` with ``--tags`` (the sentences' real SIB-200 categories) keeps only those topics."""
+    """``--only-topics`` with ``--tags`` (the sentences' real SIB-200 categories) keeps only those topics."""
     frame, path = items
     tags = tmp_path / "tags.parquet"
     frame.select("item_id", pl.col("category").alias("topic")).write_parquet(tags)
     topic = frame["category"][5]
     assert main(["similar", "--items", str(path), "--ids", "0", "5", "--k", "4", "--tags", str(tags),
-                 "--topics", topic, "--json"]) == 0
+                 "--only-topics", topic, "--format", "json"]) == 0
     out = json.loads(capsys.readouterr().out)
     of = dict(zip(frame["item_id"].to_list(), frame["category"].to_list()))
     for query in out["queries"]:
         hits = query["neighbours"]
         assert len(hits) == min(4, sum(t == topic for i, t in of.items() if i != query["id"]))
         assert all(of[h["id"]] == topic and h["id"] != query["id"] for h in hits)
-    assert main(["similar", "--items", str(path), "--ids", "0", "--tags", str(tags), "--topics", "nope"]) == 2
+    assert main(["similar", "--items", str(path), "--ids", "0", "--tags", str(tags), "--only-topics", "nope"]) == 2
     assert "topics: ['nope']" in capsys.readouterr().err
 
 
 def test_cli_similar_unbounded_k(items, tmp_path, capsys):
     """--k 10**12 lists every other item once instead of allocating k results per query."""
     frame, path = items
-    assert main(["similar", "--items", str(path), "--ids", "0", "--k", str(10**12), "--json",
+    assert main(["similar", "--items", str(path), "--ids", "0", "--k", str(10**12), "--format", "json",
                  "--save-index", str(tmp_path / "idx")]) == 0
     hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
     assert sorted(h["id"] for h in hits) == list(range(1, frame.height))
     assert main(["similar", "--index", str(tmp_path / "idx"), "--ids", "0", "--k", str(10**12),
-                 "--other-languages", "--json"]) == 0
+                 "--other-languages", "--format", "json"]) == 0
     hits = json.loads(capsys.readouterr().out)["queries"][0]["neighbours"]
     assert len(hits) == (frame["lang"] != frame["lang"][0]).sum()
 

@@ -134,7 +134,7 @@ def test_language_identification_without_lang(classifier, vectors, frames):
 
 def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, encoder):
     path = classifier.save(tmp_path / "model")
-    loaded = TopicClassifier.load(path, expect_fingerprint=encoder.fingerprint)
+    loaded = TopicClassifier.load(path, encoder_fingerprint=encoder.fingerprint)
     test = vectors["test"]
     np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
                                classifier.predict_proba(test.vectors, test.langs), atol=1e-6)
@@ -143,7 +143,7 @@ def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, en
     assert loaded.labels == classifier.labels and loaded.threshold == classifier.threshold
     assert loaded.support_threshold == classifier.support_threshold
     with pytest.raises(ArtifactError, match="made with encoder"):
-        TopicClassifier.load(path, expect_fingerprint="sha256:another-encoder")
+        TopicClassifier.load(path, encoder_fingerprint="sha256:another-encoder")
     (path / "heads.safetensors").write_bytes(b"x" * 10)
     with pytest.raises(ArtifactError):
         TopicClassifier.load(path)
@@ -299,7 +299,7 @@ def test_model_of_another_encoder_is_refused(classifier, encoder, frames, tmp_pa
     with pytest.raises(ArtifactError, match="made with encoder sha256:some-other-encoder"):
         tag_items(other, encoder, frames["test"].head(2))
     with pytest.raises(ArtifactError, match="made with encoder"):
-        TopicClassifier.load(path, expect_fingerprint=encoder.fingerprint)
+        TopicClassifier.load(path, encoder_fingerprint=encoder.fingerprint)
 
 
 # ---- bad input --------------------------------------------------------------------------------

@@ -82,7 +82,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     items = every(load_split(root, "test"), 5).select("lang", "text", "category")
     items = items.with_row_index("item_id")
     items.write_csv(tmp_path / "items.csv")
-    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.csv"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "tagged.parquet")]) == 0
     tagged = pl.read_parquet(tmp_path / "tagged.parquet")
     assert tagged.columns == [*items.columns, "topic", "topic_score", "topic_support"]
@@ -90,7 +90,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert (tagged["topic"] == tagged["category"]).mean() > 0.5
     # without a lang column, each item's language is identified from its vector
     items.drop("lang").write_ndjson(tmp_path / "items.jsonl")
-    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "items.jsonl"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "tagged.jsonl"), "--abstain"]) == 0
     again = pl.read_ndjson(tmp_path / "tagged.jsonl")
     assert set(again["topic"]) <= set(load_labels(root)) | {"unknown"}
@@ -120,7 +120,7 @@ def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
 
 def test_tag_refuses_items_without_text(model_dir, tmp_path, capsys):
     pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(tmp_path / "bad.csv")
-    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topics", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topic-model", str(model_dir),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "missing column(s) ['text']" in capsys.readouterr().err
 
@@ -153,35 +153,21 @@ def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     manifest["encoder_fingerprint"] = "sha256:some-other-encoder"
     (other / "manifest.json").write_text(json.dumps(manifest))
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(other),
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topic-model", str(other),
                  "--out", str(tmp_path / "o.csv")]) == 2
     assert "made with encoder sha256:some-other-encoder" in capsys.readouterr().err
 
 
-def test_old_kind_spelling_still_loads_and_tags(model_dir, tmp_path):
-    """A topic model saved when its manifest kind was spelled ``topic_classifier`` still loads."""
+def test_old_topic_model_is_refused_saying_how_to_rebuild(model_dir, tmp_path, capsys):
+    """A topic model of an earlier format version is refused, naming the command that retrains it."""
     import shutil
-
-    from xrec.topics.classifier import TopicClassifier
 
     old = tmp_path / "old_model"
     shutil.copytree(model_dir, old)
     manifest = json.loads((old / "manifest.json").read_text())
-    manifest["kind"] = "topic_classifier"
+    manifest["format_version"] -= 1
     (old / "manifest.json").write_text(json.dumps(manifest))
-    loaded = TopicClassifier.load(old, expect_fingerprint=manifest["encoder_fingerprint"])
-    assert loaded.labels == manifest["labels"] and loaded.fingerprint == manifest["encoder_fingerprint"]
     pl.DataFrame({"text": ["Der Bundestag hat gewählt."]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(old),
-                 "--out", str(tmp_path / "o.csv")]) == 0
-
-
-def test_tag_with_the_old_model_option_names_topics(model_dir, tmp_path, capsys):
-    pl.DataFrame({"text": ["x"]}).write_csv(tmp_path / "i.csv")
-    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--model", str(model_dir),
+    assert main(["tag", "--items", str(tmp_path / "i.csv"), "--topic-model", str(old),
                  "--out", str(tmp_path / "o.csv")]) == 2
-    assert "--topics" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["tag", "--items", str(tmp_path / "i.csv"), "--topics", str(model_dir), "--encoder", "bundled",
-              "--out", str(tmp_path / "o.csv")])
-    assert "use --model" in capsys.readouterr().err
+    assert "retrain it with `xrec topics train`" in capsys.readouterr().err

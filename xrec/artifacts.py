@@ -24,20 +24,6 @@ from xrec.errors import ArtifactError
 
 MANIFEST = "manifest.json"
 
-#: Kind names of artifacts written before every kind was spelled ``xrec.<kind>``; they still load.
-LEGACY_KINDS = {
-    "topic_classifier": "xrec.topic_classifier",
-    "hybrid-ranker": "xrec.hybrid_ranker",
-    "xrec-bundled-encoder": "xrec.bundled_encoder",
-    "xrec-onnx-encoder": "xrec.onnx_encoder",
-}
-
-
-def canonical_kind(kind: str | None) -> str | None:
-    """``kind`` in today's spelling (``xrec.<kind>``); old spellings map to it."""
-    return LEGACY_KINDS.get(kind, kind) if isinstance(kind, str) else kind
-
-
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -118,13 +104,13 @@ def write_manifest(directory: str | os.PathLike[str], kind: str, format_version:
 
 
 def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: int,
-                  expect: Mapping[str, Any] | None = None, verify: bool = True) -> dict[str, Any]:
+                  expect: Mapping[str, Any] | None = None, verify: bool = True,
+                  rebuild: str = "rebuild it with this xrec") -> dict[str, Any]:
     """Read and check an artifact's manifest; raise :class:`ArtifactError` naming what is wrong.
 
-    A manifest whose kind is an old spelling of ``kind`` (:data:`LEGACY_KINDS`) is accepted and
-    comes back with today's spelling.
     ``expect`` maps manifest fields (e.g. ``encoder_fingerprint``, ``dim``) to required values.
-    ``verify`` recomputes every file's checksum.
+    ``verify`` recomputes every file's checksum. ``rebuild`` says how to replace an artifact of
+    another format version or made for other values of ``expect``; it ends those errors.
     """
     root = Path(directory)
     path = root / MANIFEST
@@ -136,17 +122,16 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, format_version: 
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
-    if canonical_kind(manifest.get("kind")) != canonical_kind(kind):
+    if manifest.get("kind") != kind:
         raise ArtifactError(f"{path}: holds a {manifest.get('kind')!r}, expected a {kind!r}")
-    manifest["kind"] = canonical_kind(manifest["kind"])  # readers see today's spelling
     if manifest.get("format_version") != format_version:
         raise ArtifactError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this xrec reads {format_version}; "
-            f"rebuild the {canonical_kind(kind)} artifact with this xrec")
+            f"{path}: {kind} format_version {manifest.get('format_version')!r}, this xrec reads "
+            f"{format_version}; {rebuild}")
     for field, wanted in (expect or {}).items():
         if wanted is not None and manifest.get(field) != wanted:
             raise ArtifactError(
-                f"{path}: field {field!r} is {manifest.get(field)!r}, expected {wanted!r}")
+                f"{path}: field {field!r} is {manifest.get(field)!r}, expected {wanted!r}; {rebuild}")
     for name, meta in manifest.get("files", {}).items():
         file = root / name
         if not file.is_file():

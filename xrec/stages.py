@@ -23,7 +23,7 @@ from typing import Any
 from xrec.artifacts import atomic_dir, read_manifest, sha256_file, write_manifest
 from xrec.errors import ArtifactError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KIND = "xrec.stage"
 log = logging.getLogger(__name__)
 

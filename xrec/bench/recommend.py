@@ -137,9 +137,6 @@ def run_recommend_bench(data: str | None = "data/movielens", synthetic: str | No
     return results
 
 
-#: The old name of :func:`run_recommend_bench`.
-run = run_recommend_bench
-
 
 
 def format_results(results: dict) -> str:

@@ -68,7 +68,7 @@ def cached_index(encoder: Any, cache: Path, texts: list[str], langs: list[str], 
 
     path = cache / f"index-{len(texts)}-{kind}"
     try:
-        VectorIndex.load(path, expect_fingerprint=encoder.fingerprint)
+        VectorIndex.load(path, encoder_fingerprint=encoder.fingerprint)
         return path
     except ArtifactError:
         pass

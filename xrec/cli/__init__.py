@@ -1,28 +1,28 @@
 """The ``xrec`` command line: thin layers over the public API.
 
-One vocabulary across commands: ``--model`` is always the encoder, ``--store`` always the
-embedding cache. Options renamed to fit it stay known to the parser (:func:`renamed`), so an old
-spelling is refused with a hint naming the new option instead of a bare "unrecognized".
+One vocabulary across commands: the encoder options are defined once (:func:`add_encoder_options`);
+``--store`` is always the embedding cache; ``--topic-model`` a topic model directory,
+``--only-topics`` topic names; lists are space-separated; data goes to stdout or files, status to
+the log on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 
-class _Renamed(argparse.Action):
-    """Refuses an old option spelling, naming the option that replaced it."""
+def add_encoder_options(parser: argparse.ArgumentParser, *, device: bool = False, precision: bool = False,
+                        model_default: str | None = "bundled",
+                        model_help: str = "encoder: bundled, a local Hugging Face model directory, or a hub id"
+                        ) -> None:
+    """``--model`` (and ``--device``, ``--precision`` where the command takes them): every command
+    that loads an encoder defines its encoder options here."""
+    from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 
-    def __init__(self, option_strings: list[str], dest: str, *, new: str, why: str = "", **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs="?", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        self.new, self.why = new, why
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
-        parser.error(f"{option_string} was renamed: use {self.new}{f' ({self.why})' if self.why else ''}")
-
-
-def renamed(parser: argparse.ArgumentParser, old: str, new: str, why: str = "") -> None:
-    """Make ``old`` an error on ``parser`` that names ``new`` (hidden from ``--help``)."""
-    parser.add_argument(old, action=_Renamed, new=new, why=why, dest=f"_renamed_{old.lstrip('-')}")
+    parser.add_argument("--model", default=model_default, help=model_help)
+    if device:
+        parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    if precision:
+        parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
+                            help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; "
+                                 "onnx-fp32, int8: ONNX Runtime; ov-int8: OpenVINO)")

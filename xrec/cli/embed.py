@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xrec.encoders import ALL_PRECISIONS, load_encoder
+from xrec.cli import add_encoder_options
+from xrec.encoders import load_encoder
 from xrec.store import embed_items
 from xrec.tables import read_table, validate_items
 
@@ -22,18 +23,9 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                     "store).")
     parser.add_argument("items", help="items table: parquet, CSV or JSONL (.gz allowed)")
     parser.add_argument("--out", required=True, help="output parquet file")
-    add_model_arguments(parser)
-    parser.set_defaults(func=run)
-
-
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options every command that loads an encoder shares."""
-    parser.add_argument("--model", default="bundled",
-                        help="'bundled', a local Hugging Face model directory, or a hub id")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
+    add_encoder_options(parser, device=True, precision=True)
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
+    parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

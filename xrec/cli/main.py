@@ -41,6 +41,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = Parser(prog="xrec", description="Cross-lingual recommendations.")
+    parser.add_argument("--version", action="version", version=f"xrec {_version()}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log more detail (other libraries' notes too)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -51,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     for name in COMMAND_MODULES:
         importlib.import_module(f"xrec.cli.{name}").register(commands, evaluate, bench)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (package metadata); the source's where not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("xrec")
+    except PackageNotFoundError:
+        from xrec import __version__
+
+        return __version__
 
 
 class _Format(logging.Formatter):

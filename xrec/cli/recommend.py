@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from xrec.cli import add_encoder_options
+
 log = logging.getLogger(__name__)
 
 
@@ -26,9 +28,10 @@ def register(commands, evaluate, bench) -> None:
                    help="items per user (at most the catalogue: a larger k gives every unseen item)")
     p.add_argument("--batch-size", type=int, default=1024,
                    help="users scored per batch (memory is batch size x min(k, catalogue))")
-    p.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (e.g. xrec topics tag output, "
+    p.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (e.g. xrec tag output, "
                                   "or the main job's book_topics.parquet)")
-    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only items tagged with these topics (needs --tags)")
+    p.add_argument("--only-topics", nargs="+", metavar="TOPIC",
+                   help="only items tagged with these topics (needs --tags)")
     _run_options(p)
     p.set_defaults(func=run_recommend)
 
@@ -72,7 +75,7 @@ def register(commands, evaluate, bench) -> None:
     every, new_language = _models()
     e.add_argument("--models", help=f"comma-separated subset of {','.join(every)} (default: all; with "
                                     f"--new-language: {','.join(new_language)})")
-    e.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(e)
     e.add_argument("--store", help="embedding store file reused across runs")
     e.add_argument("--drop-unknown", action="store_true", help="drop interactions naming unknown items")
     e.add_argument("--threads", type=int, default=2, help="threads of the CF models and the encoder (default 2)")
@@ -86,7 +89,7 @@ def register(commands, evaluate, bench) -> None:
     b.add_argument("--synthetic", default="100000x100000", help="USERSxITEMS synthetic scale ('' to skip)")
     b.add_argument("--k", type=int, default=100, help="items per user")
     b.add_argument("--threads", type=int, default=2, help="CPU threads of both sides")
-    b.add_argument("--model", default="bundled", help="bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(b)
     b.add_argument("--store", help="embedding store for the MovieLens items")
     b.add_argument("--sample-users", type=int,
                    help="time the synthetic run on this many random users (default 5000; 0: all)")
@@ -111,8 +114,7 @@ def _catalogue_options(parser: argparse.ArgumentParser) -> None:
 def _run_options(parser: argparse.ArgumentParser) -> None:
     """Output, encoder, explanation and language-filter options shared by recommend and rerank."""
     parser.add_argument("--out", required=True, help="output parquet: user_id, rank, item_id, score, components")
-    parser.add_argument("--model", default="bundled",
-                        help="encoder: bundled, a Hugging Face model directory or hub id")
+    add_encoder_options(parser)
     parser.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
     parser.add_argument("--restart", action="store_true",
@@ -142,11 +144,11 @@ def _fit_ranker(args: argparse.Namespace):
     inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
                                source=args.interactions, drop_unknown=args.drop_unknown,
                                duplicates=args.duplicates)
-    print(f"interactions: {inter.report.summary()}")
+    log.info(f"interactions: {inter.report.summary()}")
     encoder = load_encoder(args.model, threads=args.threads)
     if getattr(args, "ranker", None):
-        ranker = HybridRanker.load(args.ranker, expect_fingerprint=encoder.fingerprint)
-        print(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
+        ranker = HybridRanker.load(args.ranker, encoder_fingerprint=encoder.fingerprint)
+        log.info(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
         return ranker, inter
     vectors = item_vectors(encoder, items, store=args.store)
     from xrec.progress import phase
@@ -161,7 +163,7 @@ def _fit_ranker(args: argparse.Namespace):
         ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
                                   metadata={f: items[f].cast(pl.String).to_list() for f in fields}, topics=tags)
-    print(f"fusion: {ranker.fusion.kind}")
+    log.info(f"fusion: {ranker.fusion.kind}")
     return ranker, inter
 
 
@@ -171,20 +173,20 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    if args.topics and not args.tags:
-        raise DataError("--topics needs --tags (the items' topics: item_id, topic[, topic_score])")
+    if args.only_topics and not args.tags:
+        raise DataError("--only-topics needs --tags (the items' topics: item_id, topic[, topic_score])")
     ranker, inter = _fit_ranker(args)
     if args.k > len(inter.items):
-        print(f"note: --k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
+        log.warning(f"--k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
     users = inter.users.ids if args.users == "all" else read_users(args.users)
     unknown = int((inter.users.index(users) < 0).sum())
     if unknown:
-        print(f"note: {unknown} of {len(users)} users have no interactions; they get the most popular items")
+        log.warning(f"{unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
                                restart=args.restart, explain=args.explain, languages=args.languages,
                                exclude_languages=args.exclude_languages, language_policy=args.language_policy,
-                               topics=args.topics)
-    print(f"wrote {out}")
+                               topics=args.only_topics)
+    log.info(f"wrote {out}")
     return 0
 
 
@@ -200,13 +202,13 @@ def run_rerank(args: argparse.Namespace) -> int:
     ranker, _ = _fit_ranker(args)
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
                                    exclude_seen=not args.keep_seen)
-    print(f"candidates: {report.summary()}")
+    log.info(f"candidates: {report.summary()}")
     out = rerank_to_parquet(ranker, candidates, args.k, args.out, batch_size=args.batch_size,
                             on_unknown=args.on_unknown, upstream_weight=args.upstream_weight,
                             exclude_seen=not args.keep_seen, explain=args.explain, restart=args.restart,
                             languages=args.languages, exclude_languages=args.exclude_languages,
                             language_policy=args.language_policy)
-    print(f"wrote {out}")
+    log.info(f"wrote {out}")
     return 0
 
 

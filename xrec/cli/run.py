@@ -15,7 +15,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                     "inputs are unchanged are reused from the previous run.")
     parser.add_argument("--config", default=None,
                         help="TOML job definition; its relative paths are relative to its own folder "
-                             "(default: pipelines/default.toml of the checkout, on the bundled sample data)")
+                             "(default: the bundled pipelines/default.toml on the bundled sample data, writing ./out)")
     parser.add_argument("--out", default=None, help="output folder (overrides [output] dir)")
     parser.add_argument("--engine", choices=["local", "ray"], default="local",
                         help="where the embedding and batch-recommendation stages run")

@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from xrec.cli import renamed
-from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+from xrec.cli import add_encoder_options
 
 
 def register(commands: Any, evaluate: Any, bench: Any) -> None:
@@ -19,7 +18,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     p.add_argument("--index", required=True, help="a saved VectorIndex directory")
     p.add_argument("--items", help="items table (item_id, text[, lang]) whose texts are returned")
     p.add_argument("--ranker", help="a saved HybridRanker directory (enables user_id in /recommend)")
-    p.add_argument("--topics", help="a saved topic model (free-text queries get a topic)")
+    p.add_argument("--topic-model", help="a saved topic model (free-text queries get a topic)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
     _encoder_options(p)
@@ -42,7 +41,6 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     b.add_argument("--seconds", type=float, default=8.0, help="seconds of each load step (default 8.0)")
     b.add_argument("--store", default=None, help="folder for the cached vectors and index "
                                                  "(default: $XREC_CACHE_DIR/bench-serve)")
-    renamed(b, "--cache", "--store", "--store is the embedding cache in every command")
     b.add_argument("--kind", default="hnsw", help="index kind (default hnsw)")
     _encoder_options(b)
     b.set_defaults(func=run_bench_serve)
@@ -59,8 +57,7 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
 
 
 def _encoder_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
-    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    add_encoder_options(p, precision=True)
     p.add_argument("--threads", type=int, default=None,
                    help="threads of each encoder (default: the cores divided among the workers)")
     p.add_argument("--workers", type=int, default=1,
@@ -89,7 +86,7 @@ def service_options(args: argparse.Namespace) -> dict[str, Any]:
 def run_serve(args: argparse.Namespace) -> int:
     from xrec.serve import Service, serve
 
-    service = Service(args.index, items=args.items, ranker=args.ranker, topics=args.topics,
+    service = Service(args.index, items=args.items, ranker=args.ranker, topics=args.topic_model,
                       **service_options(args))
     serve(service, args.host, args.port,
           on_ready=lambda url: print(f"xrec serve: listening on {url}", flush=True))

@@ -8,8 +8,7 @@ import sys
 from typing import Any
 
 from xrec.artifacts import write_json
-from xrec.cli import renamed
-from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+from xrec.cli import add_encoder_options
 from xrec.errors import DataError
 
 
@@ -32,13 +31,14 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     langs.add_argument("--other-languages", action="store_true",
                        help="only items in languages other than the query item's (or --lang)")
     p.add_argument("--lang", help="language of --text queries (for --other-languages)")
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
+    add_encoder_options(p)
     p.add_argument("--store", help="embedding store file to reuse/update when embedding --items")
     p.add_argument("--kind", default="auto", help="index kind when building from --items (default auto)")
     p.add_argument("--save-index", help="also save the index built from --items to this directory")
     p.add_argument("--tags", help="item topics: item_id, topic (e.g. the main job's book_topics.parquet)")
-    p.add_argument("--topics", nargs="+", metavar="TOPIC", help="only items tagged with these topics (needs --tags)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--only-topics", nargs="+", metavar="TOPIC",
+                   help="only items tagged with these topics (needs --tags)")
+    p.add_argument("--format", choices=["table", "json"], default="table", help="how results are printed on stdout")
     p.set_defaults(func=run_similar)
 
     b = evaluate.add_parser(
@@ -86,11 +86,9 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
 
 def _embedding_options(p: argparse.ArgumentParser, text_kind_help: str) -> None:
     """The encoder and embedding-cache options of the retrieval evaluations."""
-    p.add_argument("--model", default="bundled", help="encoder (default: bundled)")
-    p.add_argument("--precision", default="auto", choices=ALL_PRECISIONS, help="encoder precision")
+    add_encoder_options(p, precision=True)
     p.add_argument("--text-kind", default="query", choices=("query", "passage"), help=text_kind_help)
     p.add_argument("--store", help="embedding store file reused between runs")
-    renamed(p, "--cache", "--store", "--store is the embedding cache in every command")
     p.add_argument("--batch-size", type=int, default=None,
                    help="texts per forward pass (default: the encoder's, 32)")
 
@@ -105,14 +103,14 @@ def run_similar(args: argparse.Namespace) -> int:
         result = similar_texts(args.text, k=args.k, index_dir=args.index, items=args.items,
                                model=args.model, store=args.store, kind=args.kind,
                                languages=args.languages, other_languages=args.other_languages,
-                               query_lang=args.lang, save_index=args.save_index, topics=args.topics,
+                               query_lang=args.lang, save_index=args.save_index, topics=args.only_topics,
                                tags=args.tags)
     else:
         result = similar_items(args.ids, k=args.k, index_dir=args.index, items=args.items,
                                model=args.model, store=args.store, kind=args.kind,
                                languages=args.languages, other_languages=args.other_languages,
-                               save_index=args.save_index, topics=args.topics, tags=args.tags)
-    if args.json:
+                               save_index=args.save_index, topics=args.only_topics, tags=args.tags)
+    if args.format == "json":
         print(json.dumps(result, ensure_ascii=False, indent=2))
         return 0
     for entry in result["queries"]:

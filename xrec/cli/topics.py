@@ -10,8 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.artifacts import atomic_file, write_json
-from xrec.cli import renamed
-from xrec.encoders.transformers_encoder import ALL_PRECISIONS
+from xrec.cli import add_encoder_options
 from xrec.errors import DataError
 
 
@@ -43,7 +42,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     train.add_argument("--threshold", type=float, default=0.5,
                        help="topic_score below which `xrec tag --abstain` says unknown")
     train.add_argument("--support-threshold", type=float, default=None, help=SUPPORT_HELP)
-    _model_args(train)
+    add_encoder_options(train, device=True, precision=True)
     train.set_defaults(func=run_train)
 
     tag = commands.add_parser("tag", help="add topic, topic_score and topic_support to each item",
@@ -53,17 +52,13 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
                                           "model's labels; topic_support: share of held-out "
                                           "labelled texts less covered by the labels than the item.")
     tag.add_argument("--items", required=True, help="items table: parquet, CSV or JSONL")
-    tag.add_argument("--topics", default=None, help="topic model directory (xrec topics train); required")
+    tag.add_argument("--topic-model", required=True, help="topic model directory (xrec topics train)")
     tag.add_argument("--out", required=True, help="output table (.parquet, .csv or .jsonl)")
     tag.add_argument("--abstain", action="store_true",
                      help="write 'unknown' where topic_score or topic_support is below the "
                           "model's thresholds")
-    tag.add_argument("--model", default=None,
-                     help="encoder (default: the one the topic model was trained with)")
-    renamed(tag, "--encoder", "--model", "--model is the encoder in every command")
-    tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
+    add_encoder_options(tag, device=True, precision=True, model_default=None,
+                        model_help="encoder (default: the one the topic model was trained with)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
@@ -91,8 +86,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     ev.add_argument("--bitext", help="result JSON of `xrec evaluate bitext` (with flores codes): "
                                      "plots topic accuracy against it (PNG beside --json)")
     ev.add_argument("--store", help="folder caching vectors per split and language")
-    renamed(ev, "--cache", "--store", "--store is the embedding cache in every command")
-    _model_args(ev)
+    add_encoder_options(ev, device=True, precision=True)
     ev.set_defaults(func=run_evaluate)
 
 
@@ -133,13 +127,6 @@ def _method(args: argparse.Namespace) -> str:
     from xrec.topics.transfer import DEFAULT_METHOD
 
     return args.method or DEFAULT_METHOD
-
-
-def _model_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
 
 
 def _codes(value: str) -> list[str]:
@@ -235,11 +222,8 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.classifier import TopicClassifier
     from xrec.topics.tagging import tag_items
 
-    if args.topics is None:
-        raise DataError("xrec tag: give the topic model with --topics DIR (--model names the encoder, "
-                        "as in every command; it was the topic model before)")
     items = read_table(args.items, required=["text"])
-    classifier = TopicClassifier.load(args.topics)
+    classifier = TopicClassifier.load(args.topic_model)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,
                            precision=args.precision)
     tagged = tag_items(classifier, encoder, items, abstain=args.abstain, source=args.items)

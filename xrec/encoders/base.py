@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -47,23 +46,3 @@ def check_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(text, str):
             raise DataError(f"text at row {row} is {type(text).__name__} ({text!r}), expected a string")
     return out
-
-
-def is_encoder(obj: Any) -> bool:
-    """Whether ``obj`` looks like an :class:`Encoder` (an ``encode`` method and a ``fingerprint``)."""
-    return callable(getattr(obj, "encode", None)) and hasattr(obj, "fingerprint") and not isinstance(obj, str)
-
-
-def encoder_first(function: str, *args: Any) -> tuple[Any, ...]:
-    """``args`` of a function that takes the encoder first, in that order.
-
-    A call in the old order (the data first, the encoder after it) is put right, with a
-    :class:`DeprecationWarning` naming the new order; the old order will stop working in a later
-    release."""
-    if args and not is_encoder(args[0]):
-        at = next((i for i, a in enumerate(args) if is_encoder(a)), None)
-        if at is not None:
-            warnings.warn(f"{function}(..., encoder) is the old argument order: call {function}(encoder, ...)",
-                          DeprecationWarning, stacklevel=3)
-            return (args[at], *args[:at], *args[at + 1:])
-    return args

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
-from xrec.encoders.base import Encoder, TextKind, encoder_first
+from xrec.encoders.base import Encoder, TextKind
 from xrec.index import VectorIndex
 
 
@@ -57,10 +57,8 @@ def evaluate_bitext(encoder: Encoder, pairs: pl.DataFrame, *, kind: TextKind = "
     shared between languages (English sides) are embedded once. With ``cache`` (an embedding
     store file) all vectors are read from and written back to it.
     Returns ``{"model", "languages": {lang: {"xx2en", "en2xx", "n"[, "flores_code"]}}, "mean_xx2en",
-    "mean_en2xx"}`` plus ``encoder_fingerprint``, ``text_kind`` and ``complete``. The old order
-    ``evaluate_bitext(pairs, encoder)`` still works, with a DeprecationWarning.
+    "mean_en2xx"}`` plus ``encoder_fingerprint``, ``text_kind`` and ``complete``.
     """
-    encoder, pairs = encoder_first("evaluate_bitext", encoder, pairs)
     order = list(dict.fromkeys(languages or pairs["lang"].to_list()))
     known: dict[str, np.ndarray] = {}
     if cache is not None:

@@ -20,7 +20,7 @@ import os
 import numpy as np
 import polars as pl
 
-from xrec.encoders.base import Encoder, TextKind, encoder_first
+from xrec.encoders.base import Encoder, TextKind
 from xrec.errors import DataError
 from xrec.evaluation.bitext import embed_unique
 from xrec.index import VectorIndex
@@ -30,9 +30,7 @@ def evaluate_parallel(encoder: Encoder, frame: pl.DataFrame, *, pivot: str = "en
                       kind: TextKind = "query", k_bias: int = 10,
                       cache: str | os.PathLike[str] | None = None, batch_size: int | None = None,
                       progress: bool | None = None) -> dict:
-    """The JSON of ``xrec evaluate parallel`` for ``frame`` (``lang, index_id, text``). The old
-    order ``evaluate_parallel(frame, encoder)`` still works, with a DeprecationWarning."""
-    encoder, frame = encoder_first("evaluate_parallel", encoder, frame)
+    """The JSON of ``xrec evaluate parallel`` for ``frame`` (``lang, index_id, text``)."""
     vectors, row_of = embed_unique(encoder, frame["text"].to_list(), kind=kind, cache=cache,
                                    batch_size=batch_size, progress=progress)
     result = parallel_scores(vectors[[row_of[t] for t in frame["text"].to_list()]],

@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from xrec.datasets.sib200 import load_labels, load_split
-from xrec.encoders.base import Encoder, encoder_first
+from xrec.encoders.base import Encoder
 from xrec.errors import ArtifactError, DataError
 from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
 from xrec.topics.classifier import TopicClassifier
@@ -152,10 +152,8 @@ def evaluate_topics(encoder: Encoder, data_dir: str | os.PathLike[str], train_la
     accuracy is over the other labels' texts. ``bitext``: a result of ``xrec evaluate bitext`` whose
     languages carry ``flores_code``; their ``xx2en`` accuracy is put beside the topic accuracy
     (``"bitext"``). Accuracy summaries (mean, weakest quarter, languages under :data:`UNDER`) are
-    over the languages not in ``train_lang``. The old order ``evaluate_topics(data_dir,
-    train_lang, encoder)`` still works, with a DeprecationWarning.
+    over the languages not in ``train_lang``.
     """
-    encoder, data_dir, train_lang = encoder_first("evaluate_topics", encoder, data_dir, train_lang)
     started = time.perf_counter()
     tables = topic_tables(data_dir, train_lang, shots=shots, unlabelled_per_lang=unlabelled_per_lang, seed=seed)
     sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))

@@ -4,8 +4,7 @@
 <xrec.index.vector_index.VectorIndex.search>`, :func:`~xrec.index.neighbours.search_by_language`,
 the ranker's :meth:`~xrec.ranking.hybrid.HybridRanker.recommend_rows` and
 :meth:`~xrec.ranking.hybrid.HybridRanker.rerank_rows`, and the kernel :func:`top_k` itself. It
-unpacks like the ``(ids, scores)`` tuple these calls returned before (``ids, scores = index.search(...)``,
-``result[0]``), so code written against the tuple keeps working.
+unpacks like an ``(ids, scores)`` tuple (``ids, scores = index.search(...)``, ``result[0]``).
 
 Every exact search in xrec selects its results with :func:`top_k` (the index's exact and fallback
 searches, the retrieval benchmark's numpy peer, the evaluation's top items, the ranker): an
@@ -32,8 +31,7 @@ class TopK:
     (``-inf`` at padding). ``components``: named per-item parts of the score, each ``[b, k]``
     (NaN at padding), where the caller computes them (the ranker), else empty.
 
-    ``ids, scores = result`` and ``result[0]``, ``result[1]`` work as with a tuple; ``items`` is
-    the old name of ``ids`` on the ranker's results (``Recommendations``)."""
+    ``ids, scores = result`` and ``result[0]``, ``result[1]`` work as with a tuple."""
 
     ids: np.ndarray
     scores: np.ndarray
@@ -45,11 +43,6 @@ class TopK:
 
     def __getitem__(self, i: int) -> np.ndarray:
         return (self.ids, self.scores)[i]
-
-    @property
-    def items(self) -> np.ndarray:
-        """``ids`` (the ranker's results called them ``items``)."""
-        return self.ids
 
 
 def top_k(scores: np.ndarray, k: int) -> TopK:

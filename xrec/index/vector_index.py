@@ -355,12 +355,12 @@ class VectorIndex:
             "factory": self.factory, "knobs": self._knobs, "normalize": self.normalize})
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
+    def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None,
              expect_dim: int | None = None, device: str | None = None) -> VectorIndex:
         """Load a saved index; :class:`~xrec.errors.ArtifactError` if it is incomplete,
-        corrupted, or made for another encoder (``expect_fingerprint``) or dimension
+        corrupted, or made for another encoder (``encoder_fingerprint``) or dimension
         (``expect_dim``). See :func:`xrec.index.persist.read_index_dir`."""
-        index, slots, manifest = read_index_dir(path, expect_fingerprint, expect_dim)
+        index, slots, manifest = read_index_dir(path, encoder_fingerprint, expect_dim)
         return cls(index, manifest["dim"], manifest["index_kind"], manifest["factory"],
                    id_type=slots.id_type, knobs=manifest.get("knobs", {}),
                    fingerprint=manifest.get("encoder_fingerprint"),

@@ -8,7 +8,8 @@ exist is a :class:`~xrec.errors.DataError` naming the file (or the ``--set``) an
 
 Relative paths in a config file are relative to its top-level ``root`` (itself relative to the
 file's folder; default: the file's folder); relative paths given as overrides are relative to the
-working directory. Checked paths come back absolute.
+working directory, and so is the default job's output folder (``./out``). Checked paths come back
+absolute.
 """
 
 from __future__ import annotations
@@ -22,8 +23,12 @@ from typing import Any
 
 from xrec.errors import DataError
 
-#: The bundled job definition: ``pipelines/default.toml`` of the checkout xrec runs from.
-DEFAULT = Path(__file__).resolve().parents[2] / "pipelines" / "default.toml"
+#: The bundled job definition: ``pipelines/default.toml``, shipped in the wheel as
+#: ``xrec/pipelines/default.toml`` beside the samples it reads (``xrec/data``); in a checkout, the
+#: repository's own.
+DEFAULT = next((p for p in (Path(__file__).resolve().parents[1] / "pipelines" / "default.toml",
+                            Path(__file__).resolve().parents[2] / "pipelines" / "default.toml") if p.is_file()),
+               Path(__file__).resolve().parents[2] / "pipelines" / "default.toml")
 REQUIRED = object()  #: default of a key that every config must set
 
 
@@ -94,8 +99,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     file = Path(path) if path else DEFAULT
     if not file.is_file():
-        hint = ("; the default job definition lives in a checkout of xrec (pipelines/default.toml): "
-                "pass --config FILE, e.g. a copy of it") if not path else ""
+        hint = "; this xrec was installed without its default job: pass --config FILE" if not path else ""
         raise DataError(f"{file}: config file not found{hint}")
     try:
         raw = tomllib.loads(file.read_text(encoding="utf-8"))
@@ -116,6 +120,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             origin[name, key] = str(file)
     base = (file.resolve().parent / config.get("root", ".")).resolve()
     bases: dict[tuple[str, str], Path] = dict.fromkeys(origin, base)
+    if not path:  # the default job writes into the working directory (./out), wherever xrec is installed
+        bases["output", "dir"] = Path.cwd()
     for item in overrides or []:
         dotted, sep, value = item.partition("=")
         section, dot, key = dotted.partition(".")
@@ -223,7 +229,7 @@ def _check(spec: Key, value: Any, name: str, base: Path | None = None, default_f
     path = Path(value).expanduser()
     path = path if path.is_absolute() else (base or Path.cwd()) / path
     if spec.kind == "dir" and not path.is_dir():
-        hint = (" (the default config runs on the sample data of a checkout of xrec; pass --config "
+        hint = (" (the default config runs on the sample data shipped with xrec; pass --config "
                 "for your own data)") if default_file else ""
         raise DataError(f"{name} = {value!r}: {path} does not exist or is not a folder{hint}")
     if spec.kind == "out" and path.exists() and not path.is_dir():

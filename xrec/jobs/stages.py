@@ -126,7 +126,7 @@ def book_topics_stage(out: Path, model_dir: Path, encoder: Any, items: pl.DataFr
     from xrec.store import embed_items
     from xrec.topics.classifier import TopicClassifier
 
-    classifier = TopicClassifier.load(model_dir, expect_fingerprint=encoder.fingerprint)
+    classifier = TopicClassifier.load(model_dir, encoder_fingerprint=encoder.fingerprint)
     books = items.filter(pl.col("has_text"))
     vectors = embed_items(encoder, books["item_id"].to_list(), books["text"].to_list(), store=store,
                           kind=classifier.text_kind, progress=True)

@@ -9,10 +9,10 @@ from xrec.index.topk import TopK
 from xrec.ranking.batch import recommend_to_parquet, rerank_to_parquet
 from xrec.ranking.cf import FactorModel, fit_als, fit_bpr, fit_lightfm, from_implicit, from_lightfm
 from xrec.ranking.content import item_vectors, load_items, prepare_items
-from xrec.ranking.hybrid import HybridConfig, HybridRanker, Recommendations
+from xrec.ranking.hybrid import HybridConfig, HybridRanker
 from xrec.ranking.interactions import Interactions, random_split, read_interactions, temporal_split
 
-__all__ = ["FactorModel", "HybridConfig", "HybridRanker", "Interactions", "Recommendations", "TopK", "fit_als",
+__all__ = ["FactorModel", "HybridConfig", "HybridRanker", "Interactions", "TopK", "fit_als",
            "fit_bpr", "fit_lightfm", "from_implicit", "from_lightfm", "item_vectors", "load_items", "prepare_items",
            "random_split", "read_interactions", "recommend_to_parquet", "rerank_to_parquet",
            "temporal_split"]

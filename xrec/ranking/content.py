@@ -12,7 +12,7 @@ import os
 import numpy as np
 import polars as pl
 
-from xrec.encoders.base import Encoder, encoder_first
+from xrec.encoders.base import Encoder
 from xrec.errors import DataError
 from xrec.tables import read_table, validate_items
 
@@ -55,11 +55,8 @@ def item_vectors(encoder: Encoder, items: pl.DataFrame, *, store: str | os.PathL
     """Passage vectors of the catalogue in its order (zero rows for items without text).
 
     ``store`` is an embedding store file (:mod:`xrec.store`): unchanged items are not re-embedded.
-    The old order ``item_vectors(items, encoder)`` still works, with a DeprecationWarning.
     """
     from xrec.store import embed_items
-
-    encoder, items = encoder_first("item_vectors", encoder, items)
 
     has_text = items["has_text"].to_numpy() if "has_text" in items.columns else \
         (items[text_column].str.strip_chars() != "").to_numpy()

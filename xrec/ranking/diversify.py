@@ -7,7 +7,7 @@ picked, scaled to [0, 1] over the pool's pairs (in a multilingual e5 space every
 unscaled, redundancy would hardly vary). Items of the same work (in
 any language) sit close in the shared space, so a higher ``diversity`` spreads the list over
 works at some cost in score. It does not spread languages (the space is built to be
-language-agnostic; README "Figures"): ``language_boost`` does. ``diversity=0`` keeps the score order.
+language-agnostic; benchmarks/README.md): ``language_boost`` does. ``diversity=0`` keeps the score order.
 
 With ``groups`` (item topic codes, -1: none), redundancy is 1 where an item shares the group of an
 item already picked and 0 otherwise: the list spreads over topics instead of works.

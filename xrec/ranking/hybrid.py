@@ -65,11 +65,6 @@ from xrec.ranking.views import ContentGraphs, FeatureViews
 
 log = logging.getLogger(__name__)
 
-#: The ranker's old name of its top-k result, :class:`~xrec.index.topk.TopK` (``ids``: item rows,
-#: -1 = padding; ``scores``: fused, -inf = padding; ``components``: component scores).
-Recommendations = TopK
-
-
 CFFit = Callable[[sp.csr_matrix], FactorModel]
 
 
@@ -176,15 +171,12 @@ class HybridRanker:
         return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
-             encoder_fingerprint: str | None = None) -> HybridRanker:
+    def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> HybridRanker:
         """Read a ranker written by :meth:`save`; :class:`~xrec.errors.ArtifactError` names what is
-        wrong, also a ranker saved for another encoder than ``expect_fingerprint``
-        (``encoder_fingerprint`` is its old name, still accepted)."""
+        wrong, also a ranker saved for another encoder than ``encoder_fingerprint``."""
         from xrec.ranking.persist import load_ranker
 
-        expect = expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint
-        return load_ranker(cls, path, expect_fingerprint=expect)
+        return load_ranker(cls, path, expect_fingerprint=encoder_fingerprint)
 
     # ------------------------------------------------------------------ scoring
     def features(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -343,8 +335,7 @@ class HybridRanker:
     def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
                   languages: Sequence[str | None] | None = None,
                   metadata: Mapping[str, Sequence[str | None]] | None = None,
-                  expect_fingerprint: str | None = None, encoder_fingerprint: str | None = None,
-                  topics: pl.DataFrame | None = None) -> None:
+                  encoder_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> None:
         """Add items to the fitted ranker without refitting anything learned: they are cold items
         (no interactions), reached through content (the embedding, lexical and metadata graphs
         grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
@@ -352,9 +343,9 @@ class HybridRanker:
         predicted from their vectors), under the fusion already learned. They are recommendable
         from the next call and saved with the ranker.
 
-        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``expect_fingerprint``, the
+        ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``encoder_fingerprint``, the
         fingerprint of the encoder that made them, is checked against the one the ranker was saved
-        with, when both are known; ``encoder_fingerprint`` is its old name); ``texts`` link
+        with, when both are known); ``texts`` link
         them lexically, ``languages`` and ``metadata`` (the fields the ranker was built with) as
         in :meth:`fit`; ``topics`` (``item_id, topic[, topic_score]`` of the new items) tags them.
         An id already in the catalogue (or twice in ``ids``), a vector of another dimension or a
@@ -362,7 +353,7 @@ class HybridRanker:
         from xrec.ranking.catalogue import grown
 
         bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata, topics=topics,
-                       expect_fingerprint=expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint)
+                       expect_fingerprint=encoder_fingerprint)
         self.__dict__.update(bigger.__dict__)
 
     def remove_items(self, ids: Sequence | pl.Series) -> int:

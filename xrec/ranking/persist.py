@@ -24,7 +24,9 @@ from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions
 from xrec.ranking.views import ContentGraphs
 
-KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 2
+KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3
+#: How to replace a ranker this xrec cannot read (another format version or encoder).
+REBUILD = "refit it with HybridRanker.fit(...) and save it again (xrec run rebuilds the job's ranker)"
 
 
 def _save_csr(directory: Path, name: str, matrix: sp.csr_matrix) -> None:
@@ -86,7 +88,8 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
     from xrec.ranking.hybrid import HybridConfig
 
     root = Path(path)
-    manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": expect_fingerprint})
+    manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": expect_fingerprint},
+                             rebuild=REBUILD)
     meta = json.loads((root / "ranker.json").read_text(encoding="utf-8"))
     config = meta["config"]
     if config.get("features") is not None:
@@ -106,25 +109,24 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
                          name=meta["cf"]["name"], regularization=meta["cf"]["regularization"])
     graphs = {name: _load_csr(root / "graphs", f"content.{name}", n_items) for name in meta["content_graphs"]}
     texts, metadata = None, None
-    if (root / "item_content.parquet").is_file():  # absent in rankers saved before add_items existed
+    if (root / "item_content.parquet").is_file():  # absent when built without texts and metadata
         kept = pl.read_parquet(root / "item_content.parquet")
         texts = kept["text"].to_list() if "text" in kept.columns else None
-        metadata = {f: kept[f"meta_{f}"].to_list() for f in meta.get("metadata_fields", [])} or None
+        metadata = {f: kept[f"meta_{f}"].to_list() for f in meta["metadata_fields"]} or None
     content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
-                            texts, metadata, meta.get("graph_k", config.get("graph_k", 50)))
-    if meta.get("topics") is not None:  # absent in rankers saved before topics existed
-        content = _with_topics(root, content, meta["topics"], manifest.get("tagged"), n_items)
+                            texts, metadata, meta["graph_k"])
+    if meta["topics"] is not None:
+        content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
     ranker = cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
                  cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
     ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")
-    if (root / "retired.npy").is_file():  # absent in rankers saved before remove_items existed
-        retired = np.load(root / "retired.npy", allow_pickle=False)
-        if retired.shape != (n_items,) or retired.dtype != bool or int(retired.sum()) != manifest.get("retired"):
-            raise ArtifactError(f"{root}: retired.npy holds {retired.shape} {retired.dtype} "
-                                f"({int(retired.sum())} removed), the manifest says {manifest.get('retired')} "
-                                f"of {n_items} items")
-        ranker.retired = retired
+    retired = np.load(root / "retired.npy", allow_pickle=False)
+    if retired.shape != (n_items,) or retired.dtype != bool or int(retired.sum()) != manifest["retired"]:
+        raise ArtifactError(f"{root}: retired.npy holds {retired.shape} {retired.dtype} "
+                            f"({int(retired.sum())} removed), the manifest says {manifest['retired']} "
+                            f"of {n_items} items")
+    ranker.retired = retired
     return ranker
 
 

@@ -24,7 +24,7 @@ def load_ranker(path: str | os.PathLike[str], encoder_fingerprint: str | None) -
     """A saved :class:`~xrec.ranking.hybrid.HybridRanker` (refused if made for another encoder)."""
     from xrec.ranking.hybrid import HybridRanker
 
-    return HybridRanker.load(path, expect_fingerprint=encoder_fingerprint)
+    return HybridRanker.load(path, encoder_fingerprint=encoder_fingerprint)
 
 
 def knows_user(ranker: Any, user_id: Any) -> bool:

@@ -90,7 +90,7 @@ class Service:
     # ------------------------------------------------------------------ loading
     def _load(self) -> Loaded:
         fp = self.encoder.fingerprint
-        index = VectorIndex.load(self.paths["index"], expect_fingerprint=fp, device="cpu")
+        index = VectorIndex.load(self.paths["index"], encoder_fingerprint=fp, device="cpu")
         texts: dict[Any, str] = {}
         if self.paths["items"] is not None:
             from xrec.tables import read_table, validate_items
@@ -103,7 +103,7 @@ class Service:
         if self.paths["topics"] is not None:
             from xrec.topics import TopicClassifier
 
-            topics = TopicClassifier.load(self.paths["topics"], expect_fingerprint=fp)
+            topics = TopicClassifier.load(self.paths["topics"], encoder_fingerprint=fp)
         space = ItemSpace(index, texts, encoder=self.encoder)
         return Loaded(space, frozenset(index.language_set), ranker, topics)
 

@@ -28,7 +28,9 @@ from xrec.topics.head import HeadConfig, KernelHead, TopicHead, build_head, sing
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 KIND = "xrec.topic_classifier"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: How to replace a classifier this xrec cannot read (another format version or encoder).
+REBUILD = "retrain it with `xrec topics train` (xrec run retrains the job's topic model)"
 WEIGHTS = "heads.safetensors"
 #: The label :meth:`TopicClassifier.predict` gives when it abstains.
 UNKNOWN = "unknown"
@@ -169,13 +171,11 @@ class TopicClassifier:
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], expect_fingerprint: str | None = None, *,
-             encoder_fingerprint: str | None = None) -> TopicClassifier:
-        """Load a saved classifier; refuses one made with another encoder than
-        ``expect_fingerprint`` (``encoder_fingerprint`` is its old name, still accepted)."""
-        expect = expect_fingerprint if expect_fingerprint is not None else encoder_fingerprint
+    def load(cls, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> TopicClassifier:
+        """Load a saved classifier; refuses one made with another encoder than ``encoder_fingerprint``."""
+        expect = encoder_fingerprint
         root = Path(path)
-        manifest = read_manifest(root, KIND, FORMAT_VERSION)
+        manifest = read_manifest(root, KIND, FORMAT_VERSION, rebuild=REBUILD)
         if expect is not None and manifest["encoder_fingerprint"] != expect:
             raise ArtifactError(
                 f"{root}: topic model made with encoder {manifest['encoder_fingerprint']} "
@@ -191,15 +191,13 @@ class TopicClassifier:
                 head = build_head(config, manifest["dim"], len(manifest["labels"]),
                                   0 if memory is None else memory.shape[0])
                 state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-                if memory is not None and "memory_lang" not in state:  # saved before private rows
-                    state["memory_lang"] = torch.full((memory.shape[0],), -1, dtype=torch.int64)
                 head.load_state_dict(state)
                 head.eval()
                 heads.append(head)
             centering = LanguageCentering.from_arrays(
                 manifest["centering"]["languages"], tensors["centering.means"].numpy(),
                 **{k: v for k, v in manifest["centering"].items() if k != "languages"})
-            support_settings = manifest.get("support")  # absent: saved before topic_support
+            support_settings = manifest["support"]  # None: saved without topic_support
             support = (None if support_settings is None
                        else Support.from_tensors(tensors, support_settings["tau"], str(root)))
         except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as exc:
@@ -207,10 +205,10 @@ class TopicClassifier:
         try:
             return cls(manifest["labels"], heads, centering=centering,
                        encoder_fingerprint=manifest["encoder_fingerprint"],
-                       encoder_name=manifest.get("encoder_name", ""),
+                       encoder_name=manifest["encoder_name"],
                        text_kind=manifest["text_kind"], temperature=manifest["temperature"],
-                       threshold=manifest["threshold"], method=manifest.get("method", ""),
-                       configs=configs, weights=manifest.get("head_weights", ()), support=support,
+                       threshold=manifest["threshold"], method=manifest["method"],
+                       configs=configs, weights=manifest["head_weights"], support=support,
                        support_threshold=(support_settings or {}).get("threshold",
                                                                       DEFAULT_SUPPORT_THRESHOLD))
         except (TypeError, ValueError) as exc:

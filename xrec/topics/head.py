@@ -18,9 +18,6 @@ from torch import nn
 
 from xrec.errors import DataError
 
-#: Names that moved to :mod:`xrec.topics.classifier`, still importable from here.
-_MOVED = ("KIND", "FORMAT_VERSION", "WEIGHTS", "UNKNOWN", "TopicClassifier", "TopicPredictions")
-
 
 @dataclass(frozen=True)
 class HeadConfig:
@@ -220,10 +217,3 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
         optim.step(closure)
     return float(np.clip(log_t.exp().item(), 0.05, 20.0))
 
-
-def __getattr__(name: str):
-    if name in _MOVED:
-        from xrec.topics import classifier
-
-        return getattr(classifier, name)
-    raise AttributeError(f"module 'xrec.topics.head' has no attribute {name!r}")
