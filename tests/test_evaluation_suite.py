@@ -4,6 +4,7 @@ generic layout, user subsamples, bootstrap intervals, and a suite run over one s
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import polars as pl
@@ -89,3 +90,66 @@ def test_mean_interval_brackets_the_mean():
     assert low < values.mean() < high and high - low < 0.1
     assert mean_interval(np.full(50, 0.25)) == pytest.approx((0.25, 0.25))
     assert mean_interval(np.array([])) is None
+
+
+@pytest.fixture(scope="module")
+def small_catalogue(data_dir, tmp_path_factory):
+    """A small generic catalogue (items with lang, interactions with weight, no timestamps): the
+    first 40 users of the bundled Book-Crossing slice and the books they read."""
+    root = tmp_path_factory.mktemp("catalogues") / "books"
+    root.mkdir()
+    ratings = pl.read_csv(data_dir / "bookcrossing" / "ratings.csv.gz", schema_overrides={"item_id": pl.String})
+    ratings = ratings.filter(pl.col("user_id").is_in(ratings["user_id"].unique().sort().head(40).implode()))
+    books = pl.read_csv(data_dir / "bookcrossing" / "books.csv.gz", schema_overrides={"item_id": pl.String})
+    books.filter(pl.col("item_id").is_in(ratings["item_id"].implode())).select(
+        "item_id", pl.col("title").alias("text"), "lang").write_csv(root / "items.csv")
+    ratings.select("user_id", "item_id", (pl.col("rating") + 1.0).alias("weight")).write_csv(root / "interactions.csv")
+    return root
+
+
+def test_suite_over_a_small_catalogue_reuses_its_store_and_merges_results(small_catalogue, encoder, tmp_path,
+                                                                          caplog):
+    from xrec.evaluation.suite import Member, default_members, run_suite, select
+    from xrec.evaluation.suite_report import format_table, plot_suite
+
+    members = default_members(tmp_path / "no-shared", small_catalogue.parent, tmp_path / "work")
+    assert [m.name for m in members][:3] == ["books", "ml-es", "ml-es-en"] and members[-1].name == "bx"
+    with pytest.raises(DataError, match=r"unknown suite member\(s\) \['nope'\]"):
+        select(members, ["nope"])
+    first = select(members, ["books"])
+    half = Member("books-half", small_catalogue, "half of the users", first[0].store, users=0.5)
+    path = tmp_path / "suite.json"
+    models = ["popularity", "tfidf", "hybrid"]
+    run_suite(first, encoder, path, work=tmp_path / "work", models=models)
+    with caplog.at_level(logging.INFO, logger="xrec"):
+        result = run_suite([half], encoder, path, work=tmp_path / "work", models=models, order=["books", "books-half"])
+    assert any("0 embedded" in r.getMessage() for r in caplog.records)  # the same catalogue: nothing embedded
+    assert list(result["members"]) == ["books", "books-half"]  # the earlier member kept, in order
+    assert json.loads(path.read_text())["members"].keys() == result["members"].keys()
+    whole, part = result["members"]["books"], result["members"]["books-half"]
+    assert part["protocol"]["user_fraction"] == 0.5 and part["protocol"]["users"] < whole["protocol"]["users"]
+    for m in whole["models"].values():
+        assert m["ci95"][0] <= m["ndcg@10"] <= m["ci95"][1]
+    versus = whole["hybrid_vs_best_part"]
+    best = max(("popularity", "tfidf"), key=lambda n: whole["models"][n]["ndcg@10"])
+    assert versus["best"] == best
+    assert versus["ratio"] == pytest.approx(whole["models"]["hybrid"]["ndcg@10"] / whole["models"][best]["ndcg@10"])
+    assert versus["ci95"][0] <= versus["ratio"] <= versus["ci95"][1]
+    rank = sorted(whole["models"], key=lambda n: -whole["models"][n]["ndcg@10"]).index("hybrid") + 1
+    assert whole["hybrid_rank"] == [rank, 3] and whole["goals"]["not_worst"] == (rank < 3)
+    table = format_table(result)
+    assert "| books-half |" in table and f"{whole['models']['tfidf']['ndcg@10']:.4f} (" in table
+    assert plot_suite(result, tmp_path / "suite.png").stat().st_size > 10_000
+    with pytest.raises(DataError, match="not a suite result"):
+        run_suite([half], encoder, small_catalogue / "items.csv", work=tmp_path / "work", models=models)
+
+
+def test_cli_lists_the_members(small_catalogue, tmp_path, capsys):
+    from xrec.cli.main import main
+
+    assert main(["evaluate", "suite", "--list", "--catalogues", str(small_catalogue.parent),
+                 "--shared", str(tmp_path), "--work", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("books") and "bx-10" in out and "Book-Crossing whole" in out
+    assert main(["evaluate", "suite", "--only", "nope", "--catalogues", str(small_catalogue.parent),
+                 "--shared", str(tmp_path), "--work", str(tmp_path), "--json", str(tmp_path / "s.json")]) == 2

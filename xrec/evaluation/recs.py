@@ -184,14 +184,14 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     main_per_user = None
     for variant, threshold in variants.items():
         pos = positives(split, threshold)
-        per_user: dict[str, dict[str, np.ndarray]] = {name: {} for name in models}
-        results = {name: evaluate_scorer(scorer, split, pos, slices=slices, per_user=per_user[name])
+        ndcgs: dict[str, dict[str, np.ndarray]] = {name: {} for name in models}
+        results = {name: evaluate_scorer(scorer, split, pos, slices=slices, per_user=ndcgs[name])
                    for name, scorer in track(models.items(), f"evaluate {variant}", "models", show=progress)}
         entry = {"users": len(pos.users), "positives": int(sum(len(p) for p in pos.items)), **pos.counts,
                  "models": results}
         if threshold is None:
             report["models"] = results
-            main_per_user = per_user
+            main_per_user = ndcgs
             report["protocol"].update({"users_evaluated": len(pos.users), "positives": entry["positives"],
                                        **pos.counts})
         else:
