@@ -57,6 +57,7 @@ class Member:
     new_language: str | None = None
     new_items: Path | None = None
     users: float | None = None  #: fraction of the users kept (seeded)
+    reuse: tuple[str, ...] = ()  #: other members' stores whose vectors this one may reuse (same texts)
     prepare: Callable[[], object] | None = field(default=None, compare=False)  #: writes ``data`` first
 
 
@@ -84,8 +85,8 @@ def default_members(shared: str | os.PathLike[str], catalogues: str | os.PathLik
             name, folder, "MovieLens, new catalogue of 30% of the movies with Spanish titles, shown in "
             + ("English (monolingual reference)" if english else "Spanish"), f"{name}-seed{seed}",
             new_language=None if english else "es", new_items=folder / "new_items.csv" if english else None,
-            prepare=prepare))
-    members.append(Member("ml", ml, "MovieLens ml-latest-small", "movielens"))
+            prepare=prepare, reuse=(f"ml-es{'' if english else '-en'}-seed{seed}",)))
+    members.append(Member("ml", ml, "MovieLens ml-latest-small", "movielens", reuse=(f"ml-es-en-seed{seed}",)))
     bx = shared / "bookcrossing"
     for suffix, fraction in BX_SUBSAMPLES.items():
         members.append(Member(f"bx-{suffix}", bx, f"Book-Crossing, {fraction:.0%} of the users", "bookcrossing",
@@ -140,7 +141,8 @@ def run_member(member: Member, encoder, *, work: str | os.PathLike[str], models:
                        users=member.users)
     t_load = time.perf_counter() - t0
     store = Path(work) / "stores" / f"{member.store}.parquet"
-    vectors = item_vectors(encoder, split.items, store=store, progress=True)
+    vectors = item_vectors(encoder, split.items, store=store, progress=True,
+                           reuse=[store.with_name(f"{name}.parquet") for name in member.reuse])
     t_embed = time.perf_counter() - t0 - t_load
     names = list(models) if models else list(NEW_LANGUAGE_MODELS if split.candidates is not None else DEFAULT_MODELS)
     per_user: dict[str, dict[str, np.ndarray]] = {}
