@@ -58,6 +58,8 @@ class Member:
     new_items: Path | None = None
     users: float | None = None  #: fraction of the users kept (seeded)
     reuse: tuple[str, ...] = ()  #: other members' stores whose vectors this one may reuse (same texts)
+    template: str | None = None  #: item text from the items' fields (generic layout)
+    metadata: tuple[str, ...] | None = None  #: item fields linking items for the hybrid
     prepare: Callable[[], object] | None = field(default=None, compare=False)  #: writes ``data`` first
 
 
@@ -76,7 +78,9 @@ def default_members(shared: str | os.PathLike[str], catalogues: str | os.PathLik
                 detect_layout(folder)
             except DataError:
                 continue
-            members.append(Member(folder.name, folder, f"small catalogue {folder.name}", f"catalogue-{folder.name}"))
+            settings = _settings(folder)
+            members.append(Member(folder.name, folder, f"small catalogue {folder.name}", f"catalogue-{folder.name}",
+                                  template=settings.get("template"), metadata=settings.get("metadata")))
     ml = shared / "movielens_latest_small"
     for name, english in (("ml-es", False), ("ml-es-en", True)):
         folder = work / f"{name}-seed{seed}"
@@ -93,6 +97,33 @@ def default_members(shared: str | os.PathLike[str], catalogues: str | os.PathLik
                               users=fraction))
     members.append(Member("bx", bx, "Book-Crossing whole", "bookcrossing"))
     return members
+
+
+#: Optional file in a catalogue folder: ``{"template": "{title}. {lead}", "metadata": ["source"]}``.
+SETTINGS_FILE = "evaluate.json"
+
+
+def _settings(folder: Path) -> dict:
+    """The catalogue's :data:`SETTINGS_FILE` (template, metadata), checked; {} when absent."""
+    import json
+
+    path = folder / SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(settings, dict) or set(settings) - {"template", "metadata"}:
+        raise DataError(f"{path}: expected an object with 'template' and/or 'metadata', got {settings!r}")
+    if not isinstance(settings.get("template", ""), str):
+        raise DataError(f"{path}: 'template' must be a string")
+    metadata = settings.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, list) or not all(isinstance(f, str) for f in metadata):
+            raise DataError(f"{path}: 'metadata' must be a list of field names")
+        settings["metadata"] = tuple(metadata)
+    return settings
 
 
 @dataclass(frozen=True)
@@ -138,7 +169,7 @@ def run_member(member: Member, encoder, *, work: str | os.PathLike[str], models:
     if member.prepare is not None:
         member.prepare()
     split = load_split(member.data, seed=seed, new_language=member.new_language, new_items=member.new_items,
-                       users=member.users)
+                       users=member.users, template=member.template, metadata=member.metadata)
     t_load = time.perf_counter() - t0
     store = Path(work) / "stores" / f"{member.store}.parquet"
     vectors = item_vectors(encoder, split.items, store=store, progress=True,
