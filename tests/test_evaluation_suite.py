@@ -153,3 +153,19 @@ def test_cli_lists_the_members(small_catalogue, tmp_path, capsys):
     assert out.splitlines()[0].startswith("books") and "bx-10" in out and "Book-Crossing whole" in out
     assert main(["evaluate", "suite", "--only", "nope", "--catalogues", str(small_catalogue.parent),
                  "--shared", str(tmp_path), "--work", str(tmp_path), "--json", str(tmp_path / "s.json")]) == 2
+
+
+def test_catalogue_settings_give_template_and_metadata(tmp_path, data_dir):
+    from xrec.evaluation.suite import default_members
+
+    root = tmp_path / "cats"
+    for name in ("news", "shop"):
+        (root / name).mkdir(parents=True)
+        for file in ("items.csv", "interactions.csv"):
+            (root / name / file).write_text((data_dir / "catalogues" / name / file).read_text(encoding="utf-8"))
+    (root / "news" / "evaluate.json").write_text('{"template": "{title}. {lead}", "metadata": ["source"]}')
+    news, shop = default_members(tmp_path, root, tmp_path)[:2]
+    assert (news.template, news.metadata) == ("{title}. {lead}", ("source",)) and shop.template is None
+    (root / "shop" / "evaluate.json").write_text('{"templates": "{title}"}')
+    with pytest.raises(DataError, match=r"shop/evaluate.json: expected an object with 'template'"):
+        default_members(tmp_path, root, tmp_path)
