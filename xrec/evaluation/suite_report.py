@@ -92,7 +92,9 @@ def plot_suite(result: dict, path: str | os.PathLike[str]) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     from xrec.artifacts import atomic_file
 
@@ -125,9 +127,14 @@ def plot_suite(result: dict, path: str | os.PathLike[str]) -> Path:
                yerr=[[v - c[0] for v, c in zip(values, cis)], [c[1] - v for v, c in zip(values, cis)]], capsize=2)
         ax.axhline(RATIO_LINE, color="black", linewidth=0.8)
         ax.axhline(LOWER_LINE, color="grey", linewidth=0.8, linestyle="--")
-        ax.set_xticks(x, [m for m, _ in ratios], rotation=45, ha="right", fontsize=7)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=2))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set_xticks(x, [f"{m} {v:.2f}x" for (m, _), v in zip(ratios, values)], rotation=45, ha="right",
+                      fontsize=7)
         ax.tick_params(labelsize=7)
-    ax.set_title("hybrid / best of its parts", fontsize=9)
+    ax.set_title("hybrid / best of its parts (goal 1x, lower bound 0.95x)", fontsize=8)
     for extra in flat[len(members) + 1:]:
         extra.axis("off")
     handles = [matplotlib.patches.Patch(color=colour[m], label=m) for m in names]
