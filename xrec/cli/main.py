@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 
+from xrec import __version__
 from xrec.errors import XrecError
 
 #: Modules under ``xrec.cli`` that register subcommands, in help order.
@@ -41,6 +42,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every registered command."""
     parser = Parser(prog="xrec", description="Cross-lingual recommendations.")
+    parser.add_argument("--version", action="version", version=f"xrec {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="log more detail (other libraries' notes too)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -66,12 +66,17 @@ def _catalogue(catalogue: Any, config: dict[str, Any]) -> list[str]:
     template = config["items"]["template"] or "{text}"
     fields = ", ".join(config["items"]["metadata"]) or "none"
     lines = ["## Catalogue", "",
-             f"- items: `{catalogue.files[0]}`, {items.height:,} items, text `{template}`, metadata fields: {fields}",
+             f"- items: `{catalogue.files[0]}`, {_n(items.height, 'item')}, text `{template}`, metadata fields: "
+             f"{fields}",
              f"- languages (items): {shown}{more}",
-             f"- interactions: `{catalogue.files[1]}`, {inter.height:,} (user, item) pairs of "
-             f"{inter['user_id'].n_unique():,} users on {inter['item_id'].n_unique():,} items; weights: "
-             f"{'yes' if catalogue.has_weight else 'no'}; timestamps: {'yes' if catalogue.has_timestamp else 'no'}", ""]
-    return lines + [f"- {note}" for note in catalogue.notes] + ([""] if catalogue.notes else [])
+             f"- interactions: `{catalogue.files[1]}`, {_n(inter.height, '(user, item) pair')} of "
+             f"{_n(inter['user_id'].n_unique(), 'user')} on {_n(inter['item_id'].n_unique(), 'item')}; weights: "
+             f"{'yes' if catalogue.has_weight else 'no'}; timestamps: {'yes' if catalogue.has_timestamp else 'no'}"]
+    return lines + [f"- {note}" for note in catalogue.notes] + [""]
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def _cpu() -> str:
@@ -89,13 +94,15 @@ def _recommendations(out: Path, rec: dict[str, Any], items: pl.DataFrame) -> lis
         return []
     fusion = rec.get("fusion", {})
     lines = ["## Recommendations", "",
-             f"Top-{rec.get('k')} for {rec.get('users')} users in `recommendations.parquet` "
+             f"Top-{rec.get('k')} for {_n(rec.get('users', 0), 'user')} in `recommendations.parquet` "
              f"(`user_id, rank, item_id, score` and each component's share of the score); fusion: "
              f"{fusion.get('kind')}.", ""]
     recs_file, examples_file = out / "recommendations.parquet", out / "recommendation_examples.parquet"
     if not recs_file.is_file():
         return lines
     recs = pl.read_parquet(recs_file).join(items.select("item_id", "text", "lang"), on="item_id", how="left")
+    if recs.height == 0:
+        return lines + ["No recommendations: every user has already interacted with every item.", ""]
     if examples_file.is_file():
         lines += ["A few users whose lists span the most languages; *because* is the item of the user's "
                   "history nearest to the recommended one in the shared space (`recommendation_examples.parquet`).",
@@ -265,7 +272,7 @@ def _codes(catalogue: list[str], topics: list[str]) -> list[str]:
                        if code in group)] for code in codes]
     return ["## Language codes", "",
             "The catalogue's codes are its own `lang` values (a proxy where the data derives them, e.g. from ISBN "
-            "groups); the topic sentences use SIB-200's language_Script codes.", ""] + _table(
+            "groups)" + ("; the topic sentences use SIB-200's language_Script codes." if topics else "."), ""] + _table(
         ["code", "language", "in"], rows)
 
 
