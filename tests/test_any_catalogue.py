@@ -181,3 +181,16 @@ def test_evaluate_recs_on_a_generic_layout_with_weights(tmp_path, data_dir, enco
     assert report["protocol"]["layout"] == "generic" and report["variants"] == {}  # weights are no ratings
     assert report["protocol"]["users_evaluated"] == 15 and report["protocol"]["positives"] > 15
     assert min(report["models"][m]["ndcg@10"] for m in ("tfidf", "content")) > 0
+
+
+def test_movielens_is_a_config_like_any_other():
+    from xrec.jobs.config import DEFAULT
+
+    config = load_config(DEFAULT.parent / "movielens.toml")
+    catalogue = load_catalogue(config)
+    assert catalogue.items.height == 9742 and catalogue.items["item_id"].dtype == pl.Int64  # movieId
+    assert catalogue.has_weight and catalogue.has_timestamp and catalogue.languages == []
+    assert catalogue.interactions["weight"].is_between(0.5, 5.0).all()  # the stars
+    assert catalogue.items["text"][0] == "Toy Story (1995). Genres: Adventure|Animation|Children|Comedy|Fantasy"
+    _, skipped = plan_stages(config, catalogue, catalogue.interactions.head(10), n_vectors=9742)
+    assert set(skipped) == {"new_language", "neighbours"}  # what needs languages; the rest runs

@@ -13,6 +13,8 @@ from xrec.artifacts import atomic_file
 
 #: How the report shows an item without a language code.
 NO_LANG = "(none)"
+#: Languages with fewer items get no column of their own in the neighbours' table.
+MIN_SHOWN = 20
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
@@ -195,7 +197,9 @@ def _neighbours(nb: dict[str, Any]) -> list[str]:
         lines += ["How often the nearest item in another language shares a metadata value (another edition or "
                   "translation of the same work, or the same maker), overall and by the item's language:", ""]
         by_lang = nb.get("top1_same_by_lang", {})
-        langs = sorted({lang for field in by_lang.values() for lang in field})
+        langs = sorted({lang for field in by_lang.values() for lang, v in field.items() if v["items"] >= MIN_SHOWN})
+        if len(langs) < len({lang for field in by_lang.values() for lang in field}):
+            lines += [f"(languages with at least {MIN_SHOWN} items; all in `stages/neighbours/manifest.json`)", ""]
         lines += _table(["field", "all"] + langs,
                         [[field, share] + [by_lang[field].get(lang, {}).get("share", "-") for lang in langs]
                          for field, share in same.items()])
