@@ -343,8 +343,11 @@ def plot_report(report: dict, path: str | os.PathLike[str]) -> Path:
     for ax, (title, get) in zip(axes[1:], [("recall@20", lambda m: m["recall@20"]),
                                             ("AUC" if "auc" in models[names[0]] else "cold-item AUC",
                                              lambda m: m.get("auc", m["cold_items"]["auc"]))]):
-        ax.bar(range(len(names)), [np.nan if get(models[n]) is None else get(models[n]) for n in names],
-               color=colours)
+        values = [np.nan if get(models[n]) is None else get(models[n]) for n in names]
+        ax.bar(range(len(names)), values, color=colours)
+        if np.all(np.isnan(values)):
+            ax.text(0.5, 0.5, "not measured (no such items)", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=8, color="grey")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_title(title)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, title="model",
