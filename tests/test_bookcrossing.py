@@ -67,3 +67,18 @@ def test_missing_tables_are_named(tmp_path):
     (tmp_path / "books.csv").write_text("item_id,title\n1,a\n")
     with pytest.raises(DataError, match="no ratings.csv.gz"):
         load_bookcrossing(tmp_path)
+
+
+#: What mojibake leaves in text: U+FFFD (a lost lead byte, "R\ufffd\u00a9paration"), UTF-8 read as
+#: latin-1 ("RÃ©paration", "Â£"), and C1 control characters.
+MOJIBAKE = r"[\uFFFD\u0080-\u009F]|[ÃÂ][\u0080-\u00BF]"
+
+
+def test_bundled_sample_has_no_mojibake(bx):
+    for column in ("title", "author", "publisher"):
+        broken = bx.books.filter(pl.col(column).str.contains(MOJIBAKE))
+        assert broken.height == 0, broken.select("item_id", column).head(5).to_dicts()
+    repaired = bx.books.filter(pl.col("item_id") == "2012360432")  # once "R\ufffd\u00a9paration et entretien..."
+    assert repaired["title"].to_list() == ["Réparation et entretien de votre vélo"]
+    assert pl.Series(["R\ufffd\u00a9paration", "RÃ©paration", "Réparation"]).str.contains(MOJIBAKE).to_list() == [
+        True, True, False]  # the pattern finds both kinds and passes the repaired text

@@ -21,6 +21,9 @@ from xrec.jobs.config import DEFAULT, load_config
     ('recommend.evaluate_models=["als", "nope"]', r"\[recommend\] evaluate_models: 'nope' is not one of"),
     ("latency.queries=-5", r"\[latency\] queries must be at least 1"),
     ("topics.sib200=/no/such/folder", r"\[topics\] sib200 = '/no/such/folder': .* does not exist"),
+    ("items.path=/no/such/items.csv", r"\[items\] path = '/no/such/items.csv': .* does not exist or is not a file"),
+    ("items.id=", r"\[items\] id must be a non-empty string"),
+    ('job.stages=["recommendations", "nope"]', r"\[job\] stages: 'nope' is not one of recommendations, evaluation"),
 ])
 def test_bad_values_are_refused_naming_the_key(override, message):
     with pytest.raises(DataError, match=message):
@@ -54,28 +57,30 @@ def test_relative_paths_follow_the_config_file_and_overrides_the_working_directo
     (project / "bx").symlink_to(data_dir / "bookcrossing", target_is_directory=True)
     (project / "sib").symlink_to(data_dir / "sib200", target_is_directory=True)
     (project / "job.toml").write_text(
-        '[output]\ndir = "results"\n[catalogue]\ndata = "bx"\n[topics]\nsib200 = "sib"\n',
-        encoding="utf-8")
+        '[output]\ndir = "results"\n[items]\npath = "bx/books.csv.gz"\n[interactions]\n'
+        'path = "bx/ratings.csv.gz"\n[topics]\nsib200 = "sib"\n', encoding="utf-8")
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     config = load_config(project / "job.toml")
-    assert Path(config["catalogue"]["data"]) == project / "bx"
+    assert Path(config["items"]["path"]) == project / "bx" / "books.csv.gz"
+    assert config["items"]["template"] == "" and config["items"]["metadata"] == []  # schema defaults
     assert Path(config["output"]["dir"]) == project / "results"
     assert config["recommend"]["k"] == 10 and config["encoder"]["model"] == "bundled"  # schema defaults
     config = load_config(project / "job.toml", ["output.dir=here"])
     assert Path(config["output"]["dir"]) == elsewhere / "here"
-    with pytest.raises(DataError, match=r"bare\.toml: missing \[catalogue\] data"):
+    with pytest.raises(DataError, match=r"bare\.toml: missing \[items\] path"):
         (project / "bare.toml").write_text("[topics]\nsib200 = 'sib'\n", encoding="utf-8")
         load_config(project / "bare.toml")
 
 
 def test_the_default_config_matches_the_schema():
-    from xrec.jobs.config import SCHEMA
+    from xrec.jobs.config import SCHEMA, STAGES
 
     raw = tomllib.loads(DEFAULT.read_text(encoding="utf-8"))
     for section, keys in raw.items():
         if isinstance(keys, dict):
             assert set(keys) <= set(SCHEMA[section]), section
     config = load_config()
-    assert Path(config["catalogue"]["data"]).is_dir() and config["recommend"]["k"] >= 1
+    assert Path(config["items"]["path"]).is_file() and config["recommend"]["k"] >= 1
+    assert set(config["job"]["stages"]) == set(STAGES)  # the default job runs every stage

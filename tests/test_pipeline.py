@@ -13,6 +13,11 @@ from xrec.jobs.config import load_config
 from xrec.jobs.main_job import run
 
 
+def _write_csv_gz(frame: pl.DataFrame, path: Path) -> None:
+    with gzip.open(path, "wb") as handle:
+        handle.write(frame.write_csv().encode("utf-8"))
+
+
 def _write_jsonl_gz(rows: list[dict], path: Path) -> None:
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         for row in rows:
@@ -31,9 +36,9 @@ def small_data(data_dir, tmp_path_factory) -> Path:
     users = ratings["user_id"].unique().sort()
     keep = pl.concat([users.head(60), users.tail(60)])  # both ends: readers of several languages
     ratings = ratings.filter(pl.col("user_id").is_in(keep.implode()))
-    ratings.write_csv(bx / "ratings.csv")
-    pl.read_csv(src / "books.csv.gz", schema_overrides={"item_id": pl.String, "year": pl.String}).filter(
-        pl.col("item_id").is_in(ratings["item_id"].implode())).write_csv(bx / "books.csv")
+    _write_csv_gz(ratings, bx / "ratings.csv.gz")  # the default config's file names
+    _write_csv_gz(pl.read_csv(src / "books.csv.gz", schema_overrides={"item_id": pl.String, "year": pl.String})
+                  .filter(pl.col("item_id").is_in(ratings["item_id"].implode())), bx / "books.csv.gz")
     sib = root / "sib200"
     sib.mkdir()
     langs = {"eng_Latn", "deu_Latn", "zho_Hans"}
@@ -53,7 +58,8 @@ SMALL = ["recommend.batch_size=16", 'recommend.evaluate_models=["popularity", "a
 
 
 def _config(data: Path, out: Path) -> dict:
-    return load_config(None, [f"output.dir={out}", f"catalogue.data={data / 'bookcrossing'}",
+    return load_config(None, [f"output.dir={out}", f"items.path={data / 'bookcrossing' / 'books.csv.gz'}",
+                              f"interactions.path={data / 'bookcrossing' / 'ratings.csv.gz'}",
                               f"topics.sib200={data / 'sib200'}", *SMALL])
 
 
@@ -71,7 +77,7 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
     recs = pl.read_parquet(out / "recommendations.parquet")
     assert recs["user_id"].n_unique() == 120
     assert recs.group_by("user_id").len()["len"].max() == 10
-    seen = pl.read_csv(small_data / "bookcrossing" / "ratings.csv", schema_overrides={"item_id": pl.String})
+    seen = pl.read_csv(small_data / "bookcrossing" / "ratings.csv.gz", schema_overrides={"item_id": pl.String})
     assert recs.join(seen.select("user_id", "item_id"), on=["user_id", "item_id"]).height == 0  # never seen items
 
     examples = pl.read_parquet(out / "recommendation_examples.parquet")  # explained top-5 of 3 readers
@@ -110,7 +116,11 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
     assert sum(seconds.values()) == pytest.approx(total, abs=0.05 * (len(seconds) + 1))  # rounded rows
 
     summary = json.loads((out / "stages" / "neighbours" / "manifest.json").read_text())["summary"]
-    assert 0 < summary["top1_same_author"] < 1  # other editions of the same writer are found across languages
+    assert 0 < summary["top1_same"]["author"] < 1  # other editions of the same writer are found across languages
+    shown = summary["examples"]  # the report's examples: chosen by evidence, most share the author
+    assert shown and sum(bool(e["same"]) for e in shown) >= len(shown) / 2
+    assert all(e["lang"] != e["neighbour_lang"] for e in shown)
+    assert "## Language codes" in report and "| `de` | German |" in report
     evaluation = json.loads((out / "stages" / "evaluation" / "evaluation.json").read_text())
     assert "minority_language" in evaluation["models"]["hybrid"]["slices"]
     new = json.loads((out / "stages" / "new_language" / "evaluation.json").read_text())
@@ -127,23 +137,22 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
 def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
     out = tmp_path / "out"
     with pytest.raises(DataError, match="does not exist"):
-        run(load_config(None, [f"output.dir={out}", "catalogue.data=/nonexistent/bookcrossing"]))
+        run(load_config(None, [f"output.dir={out}", "items.path=/nonexistent/books.csv"]))
     assert not out.exists()
 
     broken = tmp_path / "broken"
     (broken / "bookcrossing").mkdir(parents=True)
-    ratings = pl.read_csv(small_data / "bookcrossing" / "ratings.csv", schema_overrides={"item_id": pl.String})
+    ratings = pl.read_csv(small_data / "bookcrossing" / "ratings.csv.gz", schema_overrides={"item_id": pl.String})
     ratings.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(pl.lit("999999999X")).otherwise(pl.col("item_id"))
                          .alias("item_id")).write_csv(broken / "bookcrossing" / "ratings.csv")
-    (broken / "bookcrossing" / "books.csv").write_bytes((small_data / "bookcrossing" / "books.csv").read_bytes())
     config = _config(small_data, out)
-    config["catalogue"]["data"] = str(broken / "bookcrossing")
+    config["interactions"]["path"] = str(broken / "bookcrossing" / "ratings.csv")
     with pytest.raises(DataError, match="999999999X"):
         run(config)
     assert not (out / "stages").exists()
     config = _config(small_data, out)
-    config["catalogue"]["new_language"] = "xx"
-    with pytest.raises(DataError, match="new_language = 'xx'"):
+    config["new_language"]["language"] = "xx"
+    with pytest.raises(DataError, match=r"\[new_language\] language = 'xx'"):
         run(config)
 
     with pytest.raises(DataError, match="expected section.key=value"):

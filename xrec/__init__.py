@@ -5,4 +5,10 @@ that fuses collaborative-filtering factors with content scores, and a topic head
 one language and tags every language.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError as _NotInstalled
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("xrec")  #: from the installed package's metadata (pyproject.toml's version)
+except _NotInstalled:  # pragma: no cover - a checkout on the path without an install
+    __version__ = "0+unknown"

@@ -280,16 +280,17 @@ def plot(results: list[Result], path: str | os.PathLike[str], title: str) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family in dict.fromkeys(r.family for r in results):
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    colours = plt.get_cmap("tab10").colors
+    for j, family in enumerate(dict.fromkeys(r.family for r in results)):  # one colour per family
         pts = sorted((r.p50_ms, r.recall_at_10) for r in results if r.family == family)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=family)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=family, color=colours[j % 10])
     ax.set_xscale("log")
     ax.set_xlabel("single-query p50 latency (ms, log)")
     ax.set_ylabel("recall@10")
     ax.axhline(0.95, color="grey", lw=0.8, ls=":")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the axes, over no point
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -20,7 +20,9 @@ def register(commands, evaluate, bench) -> None:
         description="Fit the hybrid ranker (ALS factors fused with content scores of the items' text) "
                     "on INTERACTIONS and write the top-k unseen items of every user to OUT, in batches "
                     "of users: a killed run resumes where it stopped; the output appears atomically.")
-    _catalogue_options(p)
+    _catalogue_options(p, saved=True)
+    p.add_argument("--ranker", help="a ranker saved by xrec fit (then no fit; --items and --interactions are "
+                                    "optional and only validated)")
     p.add_argument("--users", default="all",
                    help="'all' (every user with interactions), a .txt file with one user id per line "
                         "(an optional first line 'user_id' is a header), or a table with a user_id column")
@@ -35,6 +37,22 @@ def register(commands, evaluate, bench) -> None:
     _run_options(p)
     p.set_defaults(func=run_recommend)
 
+    f = commands.add_parser(
+        "fit", help="fit the hybrid ranker and save it (for recommend, rerank and serve --ranker)",
+        description="Fit the hybrid ranker (ALS factors fused with content scores of the items' text) on "
+                    "INTERACTIONS and save it to OUT, a directory with a manifest checked on load: "
+                    "`xrec recommend --ranker OUT`, `xrec rerank --ranker OUT` and `xrec serve --ranker OUT` "
+                    "read it without refitting. --index also saves the items' vector index for "
+                    "`xrec serve --index`.")
+    _catalogue_options(f)
+    f.add_argument("--out", required=True, help="the ranker directory to write (replaced atomically)")
+    f.add_argument("--index", help="also save the items' vector index (with languages and texts) here")
+    add_encoder_options(f)
+    f.add_argument("--store", help="embedding store file reused across runs (xrec.store)")
+    f.add_argument("--threads", type=int, default=2, help="CPU threads of the encoder and the ALS fit")
+    f.add_argument("--tags", help="item topics: item_id, topic[, topic_score] (for topics= filters)")
+    f.set_defaults(func=run_fit)
+
     r = commands.add_parser(
         "rerank", help="re-rank another model's candidates with the hybrid ranker, to parquet",
         description="Fit the hybrid ranker on INTERACTIONS (or load a saved one) and re-order each user's "
@@ -42,9 +60,9 @@ def register(commands, evaluate, bench) -> None:
                     "fused score, in batches of users: a killed run resumes where it stopped; the output "
                     "appears atomically.")
     r.add_argument("--candidates", required=True, help="user_id, item_id[, score] (parquet/CSV/JSONL)")
-    _catalogue_options(r)
-    r.add_argument("--ranker", help="a ranker saved by HybridRanker.save (then no fit; --items and "
-                                    "--interactions are only checked against it)")
+    _catalogue_options(r, saved=True)
+    r.add_argument("--ranker", help="a ranker saved by xrec fit or HybridRanker.save (then no fit; --items "
+                                    "and --interactions are optional and only validated)")
     r.add_argument("--k", type=int, help="candidates kept per user (default: all, re-ordered)")
     r.add_argument("--on-unknown", default="drop", choices=("drop", "error"),
                    help="candidates naming users or items the ranker does not know: drop them (reported) or fail")
@@ -100,11 +118,11 @@ def register(commands, evaluate, bench) -> None:
     b.set_defaults(func=run_bench)
 
 
-
-def _catalogue_options(parser: argparse.ArgumentParser) -> None:
-    """The items and interactions a recommend or rerank run fits on."""
-    parser.add_argument("--items", required=True, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
-    parser.add_argument("--interactions", required=True,
+def _catalogue_options(parser: argparse.ArgumentParser, saved: bool = False) -> None:
+    """The items and interactions a fit, recommend or rerank run fits on (``saved``: optional
+    there, where ``--ranker`` gives a fitted one)."""
+    parser.add_argument("--items", required=not saved, help="items table: item_id, text[, lang] (parquet/CSV/JSONL)")
+    parser.add_argument("--interactions", required=not saved,
                         help="user_id, item_id[, weight][, timestamp] (Unix seconds or ISO-8601)")
     parser.add_argument("--template", help="item text from the items table's fields, e.g. '{title}. {author}'")
     parser.add_argument("--metadata",
@@ -137,22 +155,35 @@ def _models() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _fit_ranker(args: argparse.Namespace):
-    """The hybrid ranker of ``--items`` and ``--interactions`` (fitted, or ``--ranker`` loaded)."""
+    """``(ranker, items, interactions, encoder, vectors)``: the hybrid ranker of ``--items`` and
+    ``--interactions``, fitted, or ``--ranker`` loaded (then the tables, when given, are validated
+    and ``items``, ``interactions`` and ``vectors`` may be None)."""
     from xrec.encoders import load_encoder
+    from xrec.errors import DataError
     from xrec.ranking.content import item_vectors, load_items
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.interactions import Interactions, read_interactions
 
-    items = load_items(args.items, template=args.template)
-    inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
-                               source=args.interactions, drop_unknown=args.drop_unknown,
-                               duplicates=args.duplicates)
-    log.info(f"interactions: {inter.report.summary()}")
+    saved = getattr(args, "ranker", None)
+    if (args.items is None or args.interactions is None) and not saved:
+        raise DataError("--items and --interactions are needed to fit a ranker (or give --ranker, one saved by "
+                        "xrec fit)")
+    items = inter = None
+    if args.items is not None:
+        items = load_items(args.items, template=args.template)
+    if args.interactions is not None:
+        if items is None:
+            raise DataError("--interactions needs --items (the catalogue its item ids are checked against)")
+        inter = Interactions.build(read_interactions(args.interactions), items["item_id"],
+                                   source=args.interactions, drop_unknown=args.drop_unknown,
+                                   duplicates=args.duplicates)
+        log.info(f"interactions: {inter.report.summary()}")
     encoder = load_encoder(args.model, threads=args.threads)
-    if getattr(args, "ranker", None):
-        ranker = HybridRanker.load(args.ranker, encoder_fingerprint=encoder.fingerprint)
-        log.info(f"ranker: loaded {args.ranker} ({len(ranker.users)} users, {len(ranker.items)} items)")
-        return ranker, inter
+    if saved:
+        ranker = HybridRanker.load(saved, encoder_fingerprint=encoder.fingerprint)
+        log.info(f"ranker: loaded {saved} ({len(ranker.users)} users, {len(ranker.items)} items; fusion: "
+                 f"{ranker.fusion.summary()})")
+        return ranker, items, inter, encoder, None
     vectors = item_vectors(encoder, items, store=args.store)
     from xrec.progress import phase
 
@@ -166,8 +197,24 @@ def _fit_ranker(args: argparse.Namespace):
         ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
                                   metadata={f: items[f].cast(pl.String).to_list() for f in fields}, topics=tags)
-    log.info(f"fusion: {ranker.fusion.kind}")
-    return ranker, inter
+    log.info(f"fusion: {ranker.fusion.summary()}")
+    return ranker, items, inter, encoder, vectors
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """``xrec fit``: fit and save the ranker (and the items' index with ``--index``)."""
+    ranker, items, _, encoder, vectors = _fit_ranker(args)
+    path = ranker.save(args.out, encoder_fingerprint=encoder.fingerprint)
+    log.info(f"wrote {path} ({len(ranker.users)} users, {len(ranker.items)} items)")
+    if args.index:
+        from xrec.index import VectorIndex
+
+        langs = items["lang"].to_list() if "lang" in items.columns else None
+        index = VectorIndex.build(vectors, items["item_id"].to_list(), langs, kind="auto",
+                                  fingerprint=encoder.fingerprint, texts=items["text"].to_list())
+        index.save(args.index)
+        log.info(f"wrote {args.index} (serve it: xrec serve --index {args.index} --ranker {args.out})")
+    return 0
 
 
 def run_recommend(args: argparse.Namespace) -> int:
@@ -178,11 +225,11 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise DataError(f"--k {args.k}: must be at least 1")
     if args.only_topics and not args.tags:
         raise DataError("--only-topics needs --tags (the items' topics: item_id, topic[, topic_score])")
-    ranker, inter = _fit_ranker(args)
-    if args.k > len(inter.items):
-        log.warning(f"--k {args.k} exceeds the catalogue ({len(inter.items)} items); users get every unseen item")
-    users = inter.users.ids if args.users == "all" else read_users(args.users)
-    unknown = int((inter.users.index(users) < 0).sum())
+    ranker, *_ = _fit_ranker(args)
+    if args.k > len(ranker.items):
+        log.warning(f"--k {args.k} exceeds the catalogue ({len(ranker.items)} items); users get every unseen item")
+    users = ranker.users.ids if args.users == "all" else read_users(args.users)
+    unknown = int((ranker.users.index(users) < 0).sum())
     if unknown:
         log.warning(f"{unknown} of {len(users)} users have no interactions; they get the most popular items")
     out = recommend_to_parquet(ranker, users, args.k, args.out, batch_size=args.batch_size,
@@ -202,7 +249,7 @@ def run_rerank(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
     candidates = read_table(args.candidates, required=["user_id", "item_id"])
-    ranker, _ = _fit_ranker(args)
+    ranker, *_ = _fit_ranker(args)
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
                                    exclude_seen=not args.keep_seen)
     log.info(f"candidates: {report.summary()}")

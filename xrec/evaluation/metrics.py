@@ -63,7 +63,9 @@ def positives(split: Split, min_rating: float | None = None) -> Positives:
     cold_users = int((rows < 0).sum())
     keep = rows >= 0
     rows, cols = rows[keep], cols[keep]
-    seen = np.asarray(split.train.matrix[rows, cols]).ravel() != 0
+    seen = np.zeros(len(rows), dtype=bool)  # scipy indexes an empty selection as a sparse matrix
+    if len(rows):
+        seen = np.asarray(split.train.matrix[rows, cols]).ravel() != 0
     rows, cols = rows[~seen], cols[~seen]
     if split.candidates is not None:
         inside = np.isin(cols, split.candidates)

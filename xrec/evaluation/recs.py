@@ -34,6 +34,11 @@ RERANK_CANDIDATES = 100
 #: The models of the new-language protocol (the others have no signal for a catalogue no one has used).
 NEW_LANGUAGE_MODELS = ("random", "content", "tfidf", "lightfm_content", "hybrid")
 LIKED = 4.0
+#: One colour per model, the same in every plot (the hybrid red); other names: :func:`model_colour`.
+MODEL_COLOURS = {"popularity": "tab:gray", "random": "tab:olive", "als": "tab:blue", "bpr": "tab:cyan",
+                 "lightfm": "tab:purple", "lightfm_content": "tab:pink", "content": "tab:green",
+                 "tfidf": "tab:orange", "hybrid": "tab:red", "rerank_als": "tab:brown"}
+_SPARE_COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#000000")
 #: Slices with fewer test positives are kept in the JSON but left out of the printed tables and plot.
 MIN_SLICE_SHOWN = 20
 
@@ -178,7 +183,8 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
     fit_seconds: dict[str, float] = {}
     models = build_models(split, vectors, names, threads=threads, seed=seed, fit_seconds=fit_seconds)
     slices = SliceMap(split)
-    has_ratings = liked and split.test["weight"].n_unique() > 1
+    # explicit ratings (MovieLens): the liked-only variant; a generic ``weight`` (counts, dwell time) is no rating
+    has_ratings = liked and split.info.get("layout") == "movielens" and split.test["weight"].n_unique() > 1
     variants = {"all": None, **({f"rating>={LIKED}": LIKED} if has_ratings and split.candidates is None else {})}
     report: dict = {"protocol": protocol(split), "models": {}, "variants": {}}
     main_per_user = None
@@ -306,8 +312,19 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def model_colour(name: str, others: Sequence[str] = ()) -> str:
+    """The colour of model ``name`` in every plot: :data:`MODEL_COLOURS`, else a spare colour by its
+    place among ``others`` (the plot's other unnamed models), so that no two models share one."""
+    if name in MODEL_COLOURS:
+        return MODEL_COLOURS[name]
+    unnamed = [n for n in dict.fromkeys(others) if n not in MODEL_COLOURS]
+    place = unnamed.index(name) if name in unnamed else len(unnamed)
+    return _SPARE_COLOURS[place % len(_SPARE_COLOURS)]
+
+
 def plot_report(report: dict, path: str | os.PathLike[str]) -> Path:
-    """NDCG@10 per model overall and on each slice, Recall@20, and cold-item AUC (PNG)."""
+    """NDCG@10 per model overall and on each slice, Recall@20, and cold-item AUC (PNG); one colour
+    per model (:func:`model_colour`) in every panel, the legend beside the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -317,28 +334,32 @@ def plot_report(report: dict, path: str | os.PathLike[str]) -> Path:
 
     models = report["models"]
     names = list(models)
+    colours = [model_colour(n, names) for n in names]
     first = models[names[0]].get("slices", {})
     groups = ["all"] + [g for g in sorted(first) if first[g]["n"] >= MIN_SLICE_SHOWN]
-    fig, axes = plt.subplots(1, 3, figsize=(max(12, 2 + 1.2 * len(groups) + 8), 3.8),
+    fig, axes = plt.subplots(1, 3, figsize=(max(12, 2 + 1.2 * len(groups) + 10), 3.8),
                              gridspec_kw={"width_ratios": [max(2, len(groups)), 1, 1]})
     width = 0.8 / len(names)
     for j, name in enumerate(names):
         values = [models[name]["ndcg@10"] if g == "all" else models[name].get("slices", {}).get(g, {}).get("ndcg@10", 0)
                   for g in groups]
-        axes[0].bar(np.arange(len(groups)) + j * width, values, width, label=name,
-                    color="tab:red" if name == "hybrid" else None)
+        axes[0].bar(np.arange(len(groups)) + j * width, values, width, label=name, color=colours[j])
     axes[0].set_xticks(np.arange(len(groups)) + 0.4 - width / 2, groups, rotation=30, ha="right", fontsize=8)
     axes[0].set_title("NDCG@10 overall and by slice")
-    axes[0].legend(fontsize=7, ncol=2)
     for ax, (title, get) in zip(axes[1:], [("recall@20", lambda m: m["recall@20"]),
                                             ("AUC" if "auc" in models[names[0]] else "cold-item AUC",
                                              lambda m: m.get("auc", m["cold_items"]["auc"]))]):
-        ax.bar(range(len(names)), [get(models[n]) for n in names],
-               color=["tab:red" if n == "hybrid" else "tab:blue" for n in names])
+        values = [np.nan if get(models[n]) is None else get(models[n]) for n in names]
+        ax.bar(range(len(names)), values, color=colours)
+        if np.all(np.isnan(values)):
+            ax.text(0.5, 0.5, "not measured (no such items)", ha="center", va="center", transform=ax.transAxes,
+                    fontsize=8, color="grey")
         ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
         ax.set_title(title)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="center right", fontsize=8, title="model",
+               title_fontsize=8)
     fig.suptitle(f"{Path(report['protocol']['data']).name}: {report['protocol']['split']}", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 0.88, 1))  # the legend's column stays clear of every panel
     out = Path(path)
     with atomic_file(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)

@@ -95,21 +95,44 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
                                             drop_unknown=drop_unknown)
     if users is not None:
         ratings = sample_users(ratings, users, seed)
-    timed = "timestamp" in ratings.columns and not ratings["timestamp"].null_count()
+    test = None
     if test_file is not None:
-        train = ratings
         test, _ = validate_interactions(read_test(test_file), str(test_file), item_ids=item_ids,
                                         drop_unknown=drop_unknown)
+    train, test, how = hold_out(ratings, test, fraction=fraction, seed=seed, source=f"{root}/ratings")
+    if test_file is not None:
         how = f"test interactions from {test_file}; all of {root} trains"
-    elif timed:
-        train, test = temporal_split(ratings, fraction, source=f"{root}/ratings")
-        how = f"last {fraction:.0%} of each user's interactions by time held out (ceil, at least 1)"
-    else:
-        train, test = random_split(ratings, fraction, seed=seed)
-        how = (f"random {fraction:.0%} of each user's interactions held out (seed {seed}, ceil, at least 1; "
-               "no timestamps)")
     if layout == "movielens":
         items = _movielens_items(root, test)
+    return split_of(items, train, test, how, source=root, layout=layout, new_language=new_language,
+                    new_items=new_items, metadata=meta, dropped=report.dropped, users=users)
+
+
+def hold_out(ratings: pl.DataFrame, test: pl.DataFrame | None = None, *, fraction: float = 0.2, seed: int = 0,
+             source: str = "interactions") -> tuple[pl.DataFrame, pl.DataFrame, str]:
+    """``(train, test, how)`` of validated interactions (module docstring): all of ``ratings``
+    trains when ``test`` is given; else the last ``fraction`` by time, or a seeded random one."""
+    if test is not None:
+        return ratings, test, "test interactions given; all interactions train"
+    if "timestamp" in ratings.columns and not ratings["timestamp"].null_count():
+        train, test = temporal_split(ratings, fraction, source=source)
+        return train, test, f"last {fraction:.0%} of each user's interactions by time held out (ceil, at least 1)"
+    train, test = random_split(ratings, fraction, seed=seed)
+    return train, test, (f"random {fraction:.0%} of each user's interactions held out (seed {seed}, ceil, "
+                         "at least 1; no timestamps)")
+
+
+def split_of(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, how: str, *,
+             source: str | os.PathLike[str], layout: str = "generic", new_language: str | None = None,
+             new_items: Sequence | str | os.PathLike[str] | None = None,
+             metadata: dict[str, list] | None = None, dropped: int = 0, users: float | None = None) -> Split:
+    """The :class:`Split` of a catalogue (``item_id, text[, lang]``; prepared or not) and its held-out
+    interactions (:func:`hold_out`), with the new-catalogue protocol for ``new_language`` or
+    ``new_items``; ``users`` (the share of users kept, if sampled) goes into the protocol."""
+    from xrec.ranking.content import prepare_items
+
+    root = Path(source)
+    item_ids = items["item_id"]
     candidates = None
     if new_language is not None and new_items is not None:
         raise DataError("give either new_language or new_items, not both")
@@ -125,18 +148,17 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
     inter = Interactions.build(train, item_ids, source=f"{root}/ratings")
     info = {"data": str(root), "layout": layout, "split": how, "train_ratings": train.height,
             "test_ratings": test.height, "users": len(inter.users), "items": len(item_ids),
-            "unknown_rows_dropped": report.dropped}
+            "unknown_rows_dropped": dropped}
     if users is not None:
         info["user_fraction"] = users
     if new_language is not None:
         info["new_language"] = new_language
     if candidates is not None:
         info["candidates"] = int(len(candidates))
-    from xrec.ranking.content import prepare_items
-
-    items = prepare_items(items.select([c for c in ("item_id", "text", "lang") if c in items.columns]),
-                          f"{root} (items)")
-    return Split(items, inter, test, info, candidates, meta)
+    items = items.select([c for c in ("item_id", "text", "lang", "has_text") if c in items.columns])
+    if "has_text" not in items.columns:
+        items = prepare_items(items, f"{root} (items)")
+    return Split(items, inter, test, info, candidates, dict(metadata or {}))
 
 
 def sample_users(ratings: pl.DataFrame, fraction: float, seed: int = 0) -> pl.DataFrame:

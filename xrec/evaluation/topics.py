@@ -313,8 +313,9 @@ def plot_accuracy(result: dict, path: str | os.PathLike[str]) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("test accuracy")
     shots = f", {result['shots']} shots per label" if result.get("shots") else ""
-    ax.set_title(f"Topic accuracy by language: trained on {result['train_lang']}{shots} ({result['method']})")
-    ax.legend(loc="lower right")
+    ax.set_title(f"Topic accuracy by language: trained on {result['train_lang']}{shots} ({result['method']})",
+                 pad=22)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=8, frameon=False)  # over no bar
     return _save_figure(fig, path)
 
 

@@ -40,6 +40,7 @@ class Key:
     default: Any = REQUIRED  #: a value, a function returning one, or REQUIRED
     min: float | None = None
     choices: tuple[str, ...] | Callable[[], Iterable[str]] | None = None
+    optional: bool = False  #: ``""`` is allowed and means "none" (str, dir and file keys)
 
     def allowed(self) -> tuple[str, ...] | None:
         return tuple(self.choices()) if callable(self.choices) else self.choices
@@ -49,17 +50,22 @@ def integer(default: Any = REQUIRED, *, min: int | None = None) -> Key:
     return Key("int", default, min=min)
 
 
-def text(default: Any = REQUIRED, *, choices: tuple[str, ...] | None = None) -> Key:
-    return Key("str", default, choices=choices)
+def text(default: Any = REQUIRED, *, choices: tuple[str, ...] | None = None, optional: bool = False) -> Key:
+    return Key("str", default, choices=choices, optional=optional)
 
 
 def names(default: Any = REQUIRED, *, choices: Callable[[], Iterable[str]] | None = None) -> Key:
     return Key("names", default, choices=choices)
 
 
-def directory(default: Any = REQUIRED) -> Key:
-    """An existing folder."""
-    return Key("dir", default)
+def directory(default: Any = REQUIRED, *, optional: bool = False) -> Key:
+    """An existing folder (``optional``: or ``""``, none)."""
+    return Key("dir", default, optional=optional)
+
+
+def table_file(default: Any = REQUIRED) -> Key:
+    """An existing file."""
+    return Key("file", default)
 
 
 def output(default: Any = REQUIRED) -> Key:
@@ -73,16 +79,24 @@ def _recommenders() -> tuple[str, ...]:
     return tuple(MODELS)
 
 
-#: Every section and key of the main job's config. Adding a key is one line here.
+#: The main job's stages in the order they run (``[job] stages`` picks among them).
+STAGES = ("recommendations", "evaluation", "new_language", "topics", "book_topics", "neighbours", "latency")
+
+#: Every section and key of the main job's config. Adding a key is one line here. The column keys
+#: of ``[items]`` and ``[interactions]`` name columns of those tables (docs/own-catalogue.md).
 SCHEMA: dict[str, dict[str, Key]] = {
     "output": {"dir": output("out")},
     "encoder": {"model": text("bundled"), "precision": text("auto", choices=("auto", "fp32", "bf16", "fp16")),
                 "batch_size": integer(32, min=1)},
-    "catalogue": {"data": directory(), "template": text("{title}. {author}"), "metadata": names(["author"]),
-                  "new_language": text("auto")},
+    "items": {"path": table_file(), "id": text("item_id"), "template": text("", optional=True),
+              "lang": text("lang", optional=True), "metadata": names([])},
+    "interactions": {"path": table_file(), "user": text("user_id"), "item": text("item_id"),
+                     "weight": text("weight", optional=True), "timestamp": text("timestamp", optional=True)},
+    "job": {"stages": names(list(STAGES), choices=lambda: STAGES)},
     "recommend": {"k": integer(10, min=1), "batch_size": integer(256, min=1),
                   "evaluate_models": names(_recommenders, choices=_recommenders)},
-    "topics": {"sib200": directory(), "train_lang": text("eng_Latn")},
+    "new_language": {"language": text("auto", optional=True)},
+    "topics": {"sib200": directory("", optional=True), "train_lang": text("eng_Latn")},
     "neighbours": {"k": integer(5, min=1)},
     "latency": {"kinds": names(["exact", "hnsw"]), "queries": integer(500, min=1)},
 }
@@ -219,6 +233,8 @@ def _check(spec: Key, value: Any, name: str, base: Path | None = None, default_f
             if item not in allowed:
                 raise DataError(f"{name}: {item!r} is not one of {', '.join(allowed)}")
         return value
+    if spec.optional and value == "":
+        return value
     if not isinstance(value, str) or not value:
         raise DataError(f"{name} must be a non-empty string, got {value!r}")
     if spec.kind == "str":
@@ -232,6 +248,10 @@ def _check(spec: Key, value: Any, name: str, base: Path | None = None, default_f
         hint = (" (the default config runs on the sample data shipped with xrec; pass --config "
                 "for your own data)") if default_file else ""
         raise DataError(f"{name} = {value!r}: {path} does not exist or is not a folder{hint}")
+    if spec.kind == "file" and not path.is_file():
+        hint = (" (the default config runs on the sample data of a checkout of xrec; pass --config "
+                "or --items and --interactions for your own data)") if default_file else ""
+        raise DataError(f"{name} = {value!r}: {path} does not exist or is not a file{hint}")
     if spec.kind == "out" and path.exists() and not path.is_dir():
         raise DataError(f"{name} = {value!r}: {path} exists and is not a folder")
     return str(path)

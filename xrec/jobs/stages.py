@@ -10,19 +10,13 @@ import numpy as np
 import polars as pl
 
 from xrec.artifacts import write_json
-from xrec.errors import DataError
 
 
-def evaluation_stage(out: Path, data_dir: Path, vectors: np.ndarray, items: pl.DataFrame, template: str,
-                     metadata: list[str], new_language: str | None, models: list[str] | None) -> dict[str, Any]:
-    """Every model side by side on a held-out split of ``data_dir`` (or the new-language protocol)
-    -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
+def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None) -> dict[str, Any]:
+    """Every model side by side on a held-out ``split`` of the catalogue (or the new-language
+    protocol) -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
     from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
-    from xrec.evaluation.splits import load_split
 
-    split = load_split(data_dir, template=template, metadata=metadata, new_language=new_language)
-    if not split.items["item_id"].equals(items["item_id"]):  # same catalogue, same order: reuse the vectors
-        raise DataError(f"{data_dir}: the evaluation catalogue differs from the job's")
     report = evaluate_recs(split, vectors, models, progress=True)
     write_json(out / "evaluation.json", report)
     (out / "evaluation.txt").write_text(format_report(report) + "\n", encoding="utf-8")
@@ -33,41 +27,6 @@ def evaluation_stage(out: Path, data_dir: Path, vectors: np.ndarray, items: pl.D
                               "slices": {s: v["ndcg@10"] for s, v in m["slices"].items() if v["n"] >= 20}}
                        for name, m in report["models"].items()},
             "ratios": report.get("hybrid_vs_best_other", {})}
-
-
-def neighbours_stage(out: Path, items: pl.DataFrame, vectors: np.ndarray, books: pl.DataFrame, k: int,
-                     fingerprint: str) -> dict[str, Any]:
-    """Each item's ``k`` nearest items in *other* languages -> ``neighbours.parquet`` (with texts),
-    and the saved index in ``index/``. The summary reports how often the nearest other-language
-    item has the same author (another edition or translation of the same writer's work)."""
-    from xrec.index import VectorIndex
-    from xrec.index.neighbours import cross_language_neighbours
-    from xrec.ranking.graphs import normalise_key
-
-    has = items["has_text"].to_numpy()
-    ids = items["item_id"].filter(pl.Series(has)).to_list()
-    langs = items["lang"].filter(pl.Series(has)).to_list()
-    index = VectorIndex.build(vectors[has], ids, languages=langs, kind="exact", fingerprint=fingerprint)
-    index.save(out / "index")
-    table = cross_language_neighbours(index, k=k).with_columns(
-        pl.col("item_id").cast(pl.String), pl.col("neighbour_id").cast(pl.String))
-    texts = items.select("item_id", "text")
-    authors = books.select("item_id", pl.col("author").map_elements(normalise_key, return_dtype=pl.String))
-    table = (table.join(texts, on="item_id", how="left")
-             .join(texts.rename({"item_id": "neighbour_id", "text": "neighbour_text"}), on="neighbour_id", how="left")
-             .join(authors, on="item_id", how="left")
-             .join(authors.rename({"item_id": "neighbour_id", "author": "neighbour_author"}), on="neighbour_id",
-                   how="left"))
-    same = table.filter(pl.col("rank") == 1).with_columns(
-        ((pl.col("author") == pl.col("neighbour_author")) & (pl.col("author") != "")).alias("same_author"))
-    table = table.select("item_id", "lang", "text", "rank", "neighbour_id", "neighbour_lang", "neighbour_text",
-                         "score")
-    table.write_parquet(out / "neighbours.parquet")
-    per_lang = same.group_by("lang").agg(pl.col("same_author").mean(), pl.len()).sort("lang")
-    return {"items": len(ids), "languages": len(set(langs)), "k": k,
-            "top1_same_author": float(same["same_author"].mean()),
-            "top1_same_author_by_lang": {r["lang"]: {"share": r["same_author"], "items": r["len"]}
-                                         for r in per_lang.iter_rows(named=True)}}
 
 
 def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: int,
