@@ -141,8 +141,8 @@ def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
         run(config)
     assert not (out / "stages").exists()
     config = _config(small_data, out)
-    config["catalogue"]["new_language"] = "xx"
-    with pytest.raises(DataError, match="new_language = 'xx'"):
+    config["catalogue"]["new_language"] = "fin_Latn"
+    with pytest.raises(DataError, match="new_language = 'fi': no item"):
         run(config)
 
     with pytest.raises(DataError, match="expected section.key=value"):

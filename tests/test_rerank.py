@@ -184,7 +184,7 @@ def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
     assert "not known to the ranker" in capsys.readouterr().err
     assert not (tmp_path / "o2.parquet").exists() and not parts_dir(tmp_path / "o2.parquet").exists()
     # language filters reach the ranker (this catalogue has no languages: a clear error)
-    assert main(args[:-2] + ["--languages", "xx", "--out", str(tmp_path / "o3.parquet")]) == 2
+    assert main(args[:-2] + ["--languages", "fi", "--out", str(tmp_path / "o3.parquet")]) == 2
     assert "not among the catalogue's languages" in capsys.readouterr().err
 
 
@@ -238,7 +238,7 @@ def test_language_filters(bx_ranker, bx_sample):
     assert main_lang not in {lang[i] for i in out["item_id"]}
     assert report.language_filtered == sum(lang[i] == main_lang for i in cand["item_id"])
     with pytest.raises(DataError, match="not among the catalogue's languages"):
-        bx_ranker.recommend(users, languages=["xx"])
+        bx_ranker.recommend(users, languages=["fi"])
     with pytest.raises(DataError, match="language_policy"):
         bx_ranker.recommend(users, language_policy="some")
     assert set(names) >= {main_lang, rare}

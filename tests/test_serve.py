@@ -77,9 +77,9 @@ def test_similar_ids_with_language_filters(url, catalogue):
     hits = body["queries"][0]["neighbours"]
     assert len(hits) == 7 and {h["lang"] for h in hits} <= set(langs[1:3])
     status, body, _ = request(url, "POST", "/similar", {"ids": [item], "k": 50,
-                                                        "exclude_languages": ["films"]})
+                                                        "exclude_languages": ["eng_Latn"]})
     hits = body["queries"][0]["neighbours"]
-    assert item not in [h["id"] for h in hits] and "films" not in {h["lang"] for h in hits}
+    assert item not in [h["id"] for h in hits] and "en" not in {h["lang"] for h in hits}
 
 
 def test_embed_equals_the_library(url, encoder):
@@ -100,7 +100,7 @@ def test_recommend_for_a_user_with_explanations(url, catalogue):
     first = body["items"][0]
     components = {"cf_score", "content_score", "lexical_score", "prior_score", "popularity"}
     assert {"score", "text", "lang", *components} <= set(first)
-    assert first["lang"] == "films" and first["text"]
+    assert first["lang"] == "en" and first["text"]
 
 
 def test_recommend_for_an_adhoc_history(url, catalogue):

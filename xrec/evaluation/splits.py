@@ -101,8 +101,14 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
                "no timestamps)")
     if layout == "movielens":
         items = _movielens_items(root, test)
+    from xrec.languages import normalise
+    from xrec.ranking.content import prepare_items
+
+    items = prepare_items(items.select([c for c in ("item_id", "text", "lang") if c in items.columns]),
+                          f"{root} (items)")
     candidates = None
     if new_language is not None:
+        new_language = normalise(new_language, "--new-language")
         train, test, candidates = _new_language(items, train, test, new_language, root)
         how += f"; new-language protocol for {new_language!r}"
     inter = Interactions.build(train, item_ids, source=f"{root}/ratings")
@@ -111,10 +117,6 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
             "unknown_rows_dropped": report.dropped}
     if new_language is not None:
         info.update(new_language=new_language, candidates=int(len(candidates)))
-    from xrec.ranking.content import prepare_items
-
-    items = prepare_items(items.select([c for c in ("item_id", "text", "lang") if c in items.columns]),
-                          f"{root} (items)")
     return Split(items, inter, test, info, candidates, meta)
 
 

@@ -208,7 +208,9 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
     languages not in ``train_lang`` (see :func:`evaluate_topics`, whose result this is, less the
     training settings). Test texts of labels the classifier lacks (``hold_out``; default: every
     such label of the folder) measure ``topic_support`` as an out-of-distribution signal."""
-    sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))
+    from xrec.languages import filter_codes
+
+    sources = filter_codes(train_lang, "train_lang")
     labels = list(classifier.labels)
     if hold_out is None:
         hold_out = [label for label in load_labels(data_dir) if label not in set(labels)]

@@ -222,6 +222,9 @@ def _new_language(value: Any, items: pl.DataFrame, source: Path) -> str | None:
     counts = items["lang"].drop_nulls().value_counts(sort=True)
     if value == "auto":
         return counts["lang"][1] if counts.height > 1 else None
+    from xrec.languages import normalise
+
+    value = normalise(str(value), "config [catalogue] new_language")
     if value not in counts["lang"].to_list():
         raise DataError(f"config [catalogue] new_language = {value!r}: no item of {source} has it; languages: "
                         f"{', '.join(counts['lang'].head(12).to_list())}")

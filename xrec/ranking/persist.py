@@ -24,7 +24,7 @@ from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions
 from xrec.ranking.views import ContentGraphs
 
-KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 2
+KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3  # 3: language codes normalised (xrec.languages)
 
 
 def _save_csr(directory: Path, name: str, matrix: sp.csr_matrix) -> None:

