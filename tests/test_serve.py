@@ -320,9 +320,9 @@ def test_similar_text_gets_a_topic_with_score_and_support(catalogue, data_dir, e
 
     sib = data_dir / "sib200"
     train = load_split(sib, "train")
-    model = train_topics(encoder, train.filter(pl.col("lang") == "eng_Latn"), load_labels(sib),
+    model = train_topics(encoder, train.filter(pl.col("lang") == "en"), load_labels(sib),
                          dev=load_split(sib, "dev", ["eng_Latn"]),
-                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "eng_Latn"), 20))
+                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "en"), 20))
     model.save(tmp_path / "topics")
     svc = Service(catalogue["index"], items=catalogue["items"], topics=tmp_path / "topics", encoder=encoder)
     try:
