@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import platform
 import sys
 import time
@@ -82,6 +83,12 @@ def _language(code: str | None) -> str:
         return UNKNOWN
 
 
+def _rss_mib() -> float:
+    """Resident memory of this process (MiB), for the memory a library's model takes once loaded."""
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _read(path: Path) -> list[dict]:
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return [json.loads(line) for line in handle]
@@ -106,14 +113,14 @@ def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200)
                     "corpora": {c: len(rows) for c, rows in corpora.items()}, "libraries": {}}
     for name in libraries:
         try:
-            start = time.perf_counter()
+            start, rss = time.perf_counter(), _rss_mib()
             detect, labels = LIBRARIES[name]()
-            load_s = time.perf_counter() - start
+            load_s, model_mib = time.perf_counter() - start, _rss_mib() - rss
         except ImportError as exc:
             print(f"{name}: not installed ({exc}); skipped", file=sys.stderr)
             continue
         supported = {_language(code) for code in labels} - {UNKNOWN}
-        entry = {"load_s": load_s, "n_labels": len(labels), "corpora": {}}
+        entry = {"load_s": load_s, "model_mib": model_mib, "n_labels": len(labels), "corpora": {}}
         for corpus, rows in corpora.items():
             texts = [text.replace("\n", " ") for _, text in rows]
             start = time.perf_counter()

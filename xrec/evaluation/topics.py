@@ -255,13 +255,16 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
 
 
 def bitext_by_language(bitext: dict, languages: Mapping[str, object]) -> dict[str, float]:
-    """``xx2en`` bitext accuracy by SIB-200 code, for the ``languages`` a bitext result names by
-    ``flores_code`` (Tatoeba's codes differ from Flores-200's)."""
+    """``xx2en`` bitext accuracy by language, for the ``languages`` a bitext result names (by its
+    ``flores_code``, else its own code; both compared normalised, so results of older runs coded
+    ``deu_Latn`` or ``deu`` still match ``de``)."""
+    from xrec.languages import item_codes
+
     if "languages" not in bitext:
         raise DataError("the bitext result has no 'languages' (not a result of xrec evaluate bitext?)")
     out = {}
     for code, row in bitext["languages"].items():
-        flores = row.get("flores_code") or (code if code in languages else None)
+        flores = item_codes([row.get("flores_code") or code], "bitext languages")[0]
         if flores in languages and "xx2en" in row:
             out[flores] = float(row["xx2en"])
     return dict(sorted(out.items()))
