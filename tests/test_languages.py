@@ -154,3 +154,30 @@ def test_topic_tables_detect_missing_codes(tmp_path):
     assert select_languages(frame, ["German"], "t")["text"].to_list() == [GERMAN]
     with pytest.raises(DataError, match="t: language 'en' has no rows"):
         select_languages(frame, ["eng_Latn"], "t")
+
+
+def test_ranker_filters_take_any_spelling_and_leave_out_unknown_languages():
+    from xrec.ranking.cf import fit_als
+    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.interactions import Interactions
+
+    rng = np.random.default_rng(0)
+    langs = ["de", "deu", "German", "fr", "fra_Latn", "French", None, "und", "en", "eng_Latn", "en", "de"]
+    ids = list(range(1, len(langs) + 1))
+    pairs = pl.DataFrame({"user_id": np.repeat(np.arange(20), 4),
+                          "item_id": rng.integers(1, len(ids) + 1, 80)}).unique()
+    ranker = HybridRanker.fit(Interactions.build(pairs, pl.Series(ids)),
+                              rng.normal(size=(len(ids), 16)).astype(np.float32), languages=langs,
+                              cf_fit=lambda m: fit_als(m, factors=4)[0])
+    assert [n for n in ranker.content.languages if n] == ["de", "en", "fr"]
+    row = np.array([0])
+    assert ranker.language_mask(row, languages=["deu_Latn"]).astype(int).tolist() == [1, 1, 1] + [0] * 8 + [1]
+    # excluding French also leaves out the two items of unknown language; "und" keeps them
+    assert ranker.language_mask(row, exclude_languages=["French"]).astype(int).tolist() == \
+        [1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1]
+    assert ranker.language_mask(row, languages=["de", "und"]).astype(int).tolist() == \
+        [1, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0, 1]
+    history = ranker.language_mask(np.array([0, 1]), language_policy="history")
+    assert not history[:, 6:8].any()  # unknown languages are no user's language
+    with pytest.raises(DataError, match="languages: 'xx-Klingon' is not a language code"):
+        ranker.recommend([0], languages=["xx-Klingon"])
