@@ -113,7 +113,7 @@ def item_codes(languages: Iterable[str | None] | None, where: str = "languages")
             continue
         if not isinstance(code, str):
             raise DataError(f"{where}: row {row}: {code!r} is not a language code string")
-        found = normalise(code, f"{where}: row {row}")
+        found = _normalise(code) or normalise(code, f"{where}: row {row}")  # the latter raises
         out.append(None if found == UNKNOWN else found)
     return out
 
