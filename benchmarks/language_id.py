@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -83,10 +84,27 @@ def _language(code: str | None) -> str:
         return UNKNOWN
 
 
+def _cpu() -> str:
+    """The CPU's model name (Linux), else the platform's machine name."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def _rss_mib() -> float:
-    """Resident memory of this process (MiB), for the memory a library's model takes once loaded."""
+    """Resident memory of this process (MiB)."""
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _model_mib(name: str) -> float:
+    """Memory the library takes once loaded (imports and model), measured in a fresh process."""
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import language_id as b; "
+            f"r = b._rss_mib(); b.LIBRARIES[{name!r}](); print(b._rss_mib() - r)")
+    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split()[-1])
 
 
 def _read(path: Path) -> list[dict]:
@@ -109,13 +127,13 @@ def _corpora(sib: Path, tatoeba: Path, per_language: int) -> dict[str, list[tupl
 
 def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200) -> dict:
     corpora = _corpora(sib, tatoeba, per_language)
-    result: dict = {"machine": f"{platform.processor() or platform.machine()}, one thread",
+    result: dict = {"machine": f"{_cpu()}, one thread",
                     "corpora": {c: len(rows) for c, rows in corpora.items()}, "libraries": {}}
     for name in libraries:
         try:
-            start, rss = time.perf_counter(), _rss_mib()
+            start = time.perf_counter()
             detect, labels = LIBRARIES[name]()
-            load_s, model_mib = time.perf_counter() - start, _rss_mib() - rss
+            load_s, model_mib = time.perf_counter() - start, _model_mib(name)
         except ImportError as exc:
             print(f"{name}: not installed ({exc}); skipped", file=sys.stderr)
             continue
@@ -152,39 +170,58 @@ def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200)
 
 
 def plot(result: dict, path: Path) -> None:
-    """Per-language SIB-200 accuracy of each library (languages sorted by the mean), and texts/s."""
+    """Each library's SIB-200 accuracy over the languages it supports (sorted, worst named), and texts/s."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     libs = list(result["libraries"])
-    codes = sorted(next(iter(result["libraries"].values()))["corpora"]["sib200"]["languages"])
-    sib = {lib: result["libraries"][lib]["corpora"]["sib200"]["languages"] for lib in libs}
-    mean = {c: sum(sib[lib][c]["accuracy"] for lib in libs) / len(libs) for c in codes}
-    codes.sort(key=lambda c: -mean[c])
-    fig, (ax, bx) = plt.subplots(1, 2, figsize=(15, 5), gridspec_kw={"width_ratios": [5, 1]})
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 1]})
     colours = plt.get_cmap("tab10").colors
     for i, lib in enumerate(libs):
         cells = result["libraries"][lib]["corpora"]["sib200"]
-        xs = [j for j, c in enumerate(codes) if cells["languages"][c]["supported"]]
-        ax.scatter(xs, [cells["languages"][codes[j]]["accuracy"] for j in xs], s=9, color=colours[i],
-                   label=f"{lib}: {cells['n_supported']} supported, mean {cells['mean_supported']:.3f}")
-    ax.set_xticks(range(len(codes)))
-    ax.set_xticklabels([c.split("_")[0] for c in codes], rotation=90, fontsize=5)
-    ax.set_ylabel("accuracy (supported languages only)")
-    ax.set_title("Language identification on SIB-200 test sentences (204 per language)", fontsize=10)
+        accs = sorted(((c["accuracy"], code) for code, c in cells["languages"].items() if c["supported"]),
+                      reverse=True)
+        ax.plot(range(1, len(accs) + 1), [a for a, _ in accs], color=colours[i], lw=1.8,
+                label=f"{lib}: {cells['n_supported']} languages, mean {cells['mean_supported']:.3f}")
+        for rank, (acc, code) in enumerate(accs[-3:], len(accs) - 2):
+            ax.annotate(code, (rank, acc), fontsize=6, color=colours[i], xytext=(3, -2), textcoords="offset points")
+    ax.axhline(0.95, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("SIB-200 languages the library supports, best to worst")
+    ax.set_ylabel("accuracy (204 test sentences per language)")
+    ax.set_title("Language identification on SIB-200 test sentences", fontsize=10)
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=7, loc="lower left")
     speed = [result["libraries"][lib]["corpora"]["sib200"]["texts_per_s"] for lib in libs]
     bx.barh(range(len(libs)), speed, color=colours[:len(libs)])
+    for i, value in enumerate(speed):
+        bx.annotate(f"{value:,.0f}", (value, i), fontsize=7, xytext=(3, 0), textcoords="offset points",
+                    ha="left", va="center")
     bx.set_yticks(range(len(libs)))
     bx.set_yticklabels([lib.split(" ")[0] for lib in libs], fontsize=7)
     bx.set_xscale("log")
-    bx.set_xlabel("texts/s, one thread (log)")
-    bx.set_title(result["machine"][:40], fontsize=8)
+    bx.set_xlim(10, max(speed) * 20)
+    bx.xaxis.set_major_formatter(ScalarFormatter())
+    bx.xaxis.set_minor_formatter(NullFormatter())
+    bx.set_xlabel("texts/s, one thread (log scale)")
+    bx.set_title(result["machine"], fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
+
+
+def summary(result: dict) -> str:
+    """The comparison as a markdown table (benchmarks/README.md)."""
+    lines = ["| library | SIB-200 languages supported | mean accuracy (supported) | worst 5 | Tatoeba mean "
+             "(supported) | texts/s | load s | model MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, entry in result["libraries"].items():
+        sib, tat = entry["corpora"]["sib200"], entry["corpora"]["tatoeba"]
+        worst = ", ".join(f"{code} {acc:.2f}" for acc, code in sib["worst_supported"])
+        lines.append(f"| {name} | {sib['n_supported']} of {sib['n_languages']} | {sib['mean_supported']:.3f} | "
+                     f"{worst} | {tat['mean_supported']:.3f} ({tat['n_supported']} of {tat['n_languages']}) | "
+                     f"{sib['texts_per_s']:,.0f} | {entry['load_s']:.1f} | {entry['model_mib']:.0f} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -197,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
     result = run(args.sib200, args.tatoeba, args.libraries)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     plot(result, args.out.with_suffix(".png"))
+    print(summary(result))
 
 
 if __name__ == "__main__":
