@@ -65,7 +65,10 @@ def _pycld2() -> tuple[Callable[[str], str | None], set[str]]:
     codes = dict(pycld2.LANGUAGES)
 
     def detect(text: str) -> str | None:
-        reliable, _, found = pycld2.detect(text)
+        try:
+            reliable, _, found = pycld2.detect(text)
+        except pycld2.error:  # "input contains invalid UTF-8" on some characters: no answer
+            return None
         return found[0][1] if reliable and found[0][1] != "un" else None
     return detect, {codes[name] for name in pycld2.DETECTED_LANGUAGES if name in codes}
 
@@ -125,11 +128,16 @@ def _corpora(sib: Path, tatoeba: Path, per_language: int) -> dict[str, list[tupl
     return out
 
 
-def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200) -> dict:
+def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200,
+        done: dict | None = None) -> dict:
+    """Every library's figures; ``done`` holds a result whose libraries are kept, not run again."""
     corpora = _corpora(sib, tatoeba, per_language)
     result: dict = {"machine": f"{_cpu()}, one thread",
                     "corpora": {c: len(rows) for c, rows in corpora.items()}, "libraries": {}}
     for name in libraries:
+        if done and name in done.get("libraries", {}):
+            result["libraries"][name] = done["libraries"][name]
+            continue
         try:
             start = time.perf_counter()
             detect, labels = LIBRARIES[name]()
@@ -166,6 +174,8 @@ def run(sib: Path, tatoeba: Path, libraries: list[str], per_language: int = 200)
             print(f"{name:26s} {corpus:8s} supported {len(known):3d}/{len(per)} mean {got['mean_supported']:.3f}"
                   f" (all {got['mean_all']:.3f}) {len(texts) / seconds:8.0f} texts/s", file=sys.stderr)
         result["libraries"][name] = entry
+        if done is not None:  # a checkpoint after each library
+            done.setdefault("libraries", {})[name] = entry
     return result
 
 
@@ -230,8 +240,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tatoeba", type=Path, default=Path("../shared/data/tatoeba_laser"))
     parser.add_argument("--libraries", nargs="*", default=list(LIBRARIES))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures" / "language_id.json")
+    parser.add_argument("--resume", action="store_true", help="keep the libraries already in --out")
     args = parser.parse_args(argv)
-    result = run(args.sib200, args.tatoeba, args.libraries)
+    done = json.loads(args.out.read_text()) if args.resume and args.out.is_file() else {}
+    try:
+        result = run(args.sib200, args.tatoeba, args.libraries, done=done)
+    finally:
+        if done.get("libraries"):
+            args.out.write_text(json.dumps(done, indent=1, ensure_ascii=False) + "\n")
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     plot(result, args.out.with_suffix(".png"))
     print(summary(result))
