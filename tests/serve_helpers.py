@@ -41,7 +41,7 @@ def build_catalogue(root: Path, data_dir: Path, encoder) -> dict[str, Any]:
     sib = sib_items(data_dir)
     sib_vectors = encoder.encode(sib["text"].to_list(), "passage")
     ids = films["item_id"].to_list() + sib["item_id"].to_list()
-    langs = ["films"] * films.height + sib["lang"].to_list()
+    langs = ["en"] * films.height + sib["lang"].to_list()
     vectors = np.concatenate([film_vectors, sib_vectors])
     index = VectorIndex.build(vectors, ids, langs, kind="exact", fingerprint=encoder.fingerprint)
     index.save(root / "index")

@@ -9,7 +9,8 @@ import pytest
 from xrec.datasets.bookcrossing import DEFAULT_TEMPLATE, is_bookcrossing, load_bookcrossing
 from xrec.datasets.templates import render_template, template_fields
 from xrec.errors import DataError
-from xrec.tables import check_language_codes, read_table
+from xrec.languages import normalise_codes
+from xrec.tables import read_table
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,9 @@ def test_ids_keep_leading_zeros_only_when_they_have_them(tmp_path):
     assert frame["item_id"].dtype == pl.Int64 and frame["user_id"].to_list() == [1, 2]
 
 
-def test_mixed_language_code_systems_are_refused():
-    check_language_codes(pl.DataFrame({"lang": ["de", "en", "und", "pt-BR", None]}), "ok")
-    with pytest.raises(DataError, match=r"items.csv: column 'lang' mixes .*'de'.*row 0.*'deu_Latn'.*row 2"):
-        check_language_codes(pl.DataFrame({"lang": ["de", "en", "deu_Latn"]}), "items.csv")
+def test_mixed_language_code_systems_become_one():
+    frame = pl.DataFrame({"lang": ["de", "en", "und", "pt-BR", "deu_Latn"], "text": ["a"] * 5})
+    assert normalise_codes(frame, "items.csv")["lang"].to_list() == ["de", "en", "und", "pt", "de"]
 
 
 def test_missing_tables_are_named(tmp_path):

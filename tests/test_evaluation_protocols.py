@@ -44,7 +44,9 @@ def test_new_language_protocol(bx_dir):
     assert set(split.test["item_id"].to_list()) <= in_new and split.test.height > 0
     assert sorted(split.items["item_id"].gather(split.candidates).to_list()) == sorted(in_new)
     assert split.info["new_language"] == new
-    with pytest.raises(DataError, match=r"no item has lang 'xx'; the catalogue's languages: .*\(\d+\)"):
+    with pytest.raises(DataError, match=r"no item has lang 'fi'; the catalogue's languages: .*\(\d+\)"):
+        load_split(bx_dir, new_language="Finnish")
+    with pytest.raises(DataError, match=r"--new-language: 'xx' is not a language code"):
         load_split(bx_dir, new_language="xx")
 
 

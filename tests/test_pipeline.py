@@ -151,8 +151,8 @@ def test_bad_inputs_fail_before_expensive_stages(small_data, tmp_path):
         run(config)
     assert not (out / "stages").exists()
     config = _config(small_data, out)
-    config["new_language"]["language"] = "xx"
-    with pytest.raises(DataError, match=r"\[new_language\] language = 'xx'"):
+    config["new_language"]["language"] = "fin_Latn"  # normalised: fi
+    with pytest.raises(DataError, match=r"\[new_language\] language = 'fi': no item"):
         run(config)
 
     with pytest.raises(DataError, match="expected section.key=value"):

@@ -184,7 +184,7 @@ def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
     assert "not known to the ranker" in capsys.readouterr().err
     assert not (tmp_path / "o2.parquet").exists() and not parts_dir(tmp_path / "o2.parquet").exists()
     # language filters reach the ranker (this catalogue has no languages: a clear error)
-    assert main(args[:-2] + ["--languages", "xx", "--out", str(tmp_path / "o3.parquet")]) == 2
+    assert main(args[:-2] + ["--languages", "fi", "--out", str(tmp_path / "o3.parquet")]) == 2
     assert "not among the catalogue's languages" in capsys.readouterr().err
 
 
@@ -231,14 +231,15 @@ def test_language_filters(bx_ranker, bx_sample):
     spoken = ratings.with_columns(pl.col("item_id").replace_strict(lang, default=None).alias("lang")) \
         .group_by("user_id").agg(pl.col("lang").unique())
     hist = bx_ranker.recommend(users, k=10, language_policy="history").join(spoken, on="user_id")
-    assert all(lang[r["item_id"]] is None or lang[r["item_id"]] in r["lang"] for r in hist.iter_rows(named=True))
+    # items of unknown language (Book-Crossing's "und") are left out: no one's language
+    assert all(lang[r["item_id"]] is not None and lang[r["item_id"]] in r["lang"] for r in hist.iter_rows(named=True))
     # re-ranking with a filter drops the other candidates, counted
     cand = bx_ranker.recommend(users, k=50).select("user_id", "item_id")
     out, report = bx_ranker.rerank(None, cand, k=5, exclude_languages=[main_lang], return_report=True)
     assert main_lang not in {lang[i] for i in out["item_id"]}
     assert report.language_filtered == sum(lang[i] == main_lang for i in cand["item_id"])
     with pytest.raises(DataError, match="not among the catalogue's languages"):
-        bx_ranker.recommend(users, languages=["xx"])
+        bx_ranker.recommend(users, languages=["fi"])
     with pytest.raises(DataError, match="language_policy"):
         bx_ranker.recommend(users, language_policy="some")
     assert set(names) >= {main_lang, rare}

@@ -17,6 +17,7 @@ import pytest
 from xrec.errors import DataError
 from xrec.index import VectorIndex
 from xrec.index.persist import INDEX_FILE
+from xrec.languages import display_name, normalise
 from xrec.serve import Limits, Service
 from xrec.serve.server import ServerThread
 
@@ -59,7 +60,7 @@ def test_similar_text_finds_translations_in_other_languages(url, catalogue):
         "text": query["text"], "lang": query["lang"], "other_languages": True, "k": 5})
     assert status == 200
     hits = body["queries"][0]["neighbours"]
-    assert len(hits) == 5 and all(h["lang"] != query["lang"] for h in hits)
+    assert len(hits) == 5 and all(h["lang"] != normalise(query["lang"]) for h in hits)
     assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
     best = sib.filter(sib["item_id"] == hits[0]["id"]).row(0, named=True)
     assert best["index_id"] == query["index_id"]  # the translation of the same sentence
@@ -75,11 +76,27 @@ def test_similar_ids_with_language_filters(url, catalogue):
     status, body, _ = request(url, "POST", "/similar", {"ids": [item], "k": 7, "languages": langs[1:3]})
     assert status == 200
     hits = body["queries"][0]["neighbours"]
-    assert len(hits) == 7 and {h["lang"] for h in hits} <= set(langs[1:3])
+    assert len(hits) == 7 and {h["lang"] for h in hits} <= {normalise(lang) for lang in langs[1:3]}
+    assert body["unknown_language_left_out"] == 0
     status, body, _ = request(url, "POST", "/similar", {"ids": [item], "k": 50,
-                                                        "exclude_languages": ["films"]})
+                                                        "exclude_languages": ["eng_Latn"]})
     hits = body["queries"][0]["neighbours"]
-    assert item not in [h["id"] for h in hits] and "films" not in {h["lang"] for h in hits}
+    assert item not in [h["id"] for h in hits] and "en" not in {h["lang"] for h in hits}
+
+
+def test_languages_by_any_spelling_and_unknown_codes(url, catalogue):
+    """The Flores codes the catalogue was built with, their BCP 47 codes and English names all name
+    one language; a code no registry knows is a 422 naming the field."""
+    lang = normalise(catalogue["sib"]["lang"][0])  # e.g. arb_Arab -> ar
+    for spelling in (catalogue["sib"]["lang"][0], lang, display_name(lang)):
+        status, body, _ = request(url, "POST", "/similar", {"text": "Wahlen", "k": 3, "languages": [spelling]})
+        assert status == 200 and {h["lang"] for h in body["queries"][0]["neighbours"]} == {lang}
+    status, body, _ = request(url, "POST", "/similar", {"text": "Wahlen", "languages": ["de", "xx-Klingon"]})
+    assert status == 422 and body["field"] == "languages[1]"
+    assert "'xx-Klingon' is not a language code" in body["error"]
+    status, body, _ = request(url, "POST", "/similar", {"text": "Wahlen", "lang": "xx-Klingon",
+                                                        "other_languages": True})
+    assert status == 422 and body["field"] == "lang"
 
 
 def test_embed_equals_the_library(url, encoder):
@@ -100,7 +117,7 @@ def test_recommend_for_a_user_with_explanations(url, catalogue):
     first = body["items"][0]
     components = {"cf_score", "content_score", "lexical_score", "prior_score", "popularity"}
     assert {"score", "text", "lang", *components} <= set(first)
-    assert first["lang"] == "films" and first["text"]
+    assert first["lang"] == "en" and first["text"]
 
 
 def test_recommend_for_an_adhoc_history(url, catalogue):
@@ -111,10 +128,10 @@ def test_recommend_for_an_adhoc_history(url, catalogue):
                                                           "exclude_languages": [langs[0]]})
     assert status == 200 and len(body["items"]) == 6
     assert not set(history) & {it["id"] for it in body["items"]}
-    assert langs[0] not in {it["lang"] for it in body["items"]}
+    assert normalise(langs[0]) not in {it["lang"] for it in body["items"]}
     status, body, _ = request(url, "POST", "/recommend", {"history": history, "k": 4,
                                                           "languages": [langs[1]]})
-    assert {it["lang"] for it in body["items"]} == {langs[1]}
+    assert {it["lang"] for it in body["items"]} == {normalise(langs[1])}
 
 
 @pytest.mark.parametrize("path,body,status,field", [
@@ -347,9 +364,9 @@ def test_similar_text_gets_a_topic_with_score_and_support(catalogue, data_dir, e
 
     sib = data_dir / "sib200"
     train = load_split(sib, "train")
-    model = train_topics(encoder, train.filter(pl.col("lang") == "eng_Latn"), load_labels(sib),
+    model = train_topics(encoder, train.filter(pl.col("lang") == "en"), load_labels(sib),
                          dev=load_split(sib, "dev", ["eng_Latn"]),
-                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "eng_Latn"), 20))
+                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "en"), 20))
     model.save(tmp_path / "topics")
     svc = Service(catalogue["index"], items=catalogue["items"], topics=tmp_path / "topics", encoder=encoder)
     try:

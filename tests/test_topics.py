@@ -37,7 +37,7 @@ def sib(data_dir):
 
 @pytest.fixture(scope="module")
 def source(sib):
-    return sorted(set(sib[2]["lang"].to_list()))[0] if "eng_Latn" not in set(sib[2]["lang"].to_list()) else "eng_Latn"
+    return sorted(set(sib[2]["lang"].to_list()))[0] if "en" not in set(sib[2]["lang"].to_list()) else "en"
 
 
 @pytest.fixture(scope="module")
@@ -317,7 +317,9 @@ def test_label_not_in_label_set_is_refused(sib):
 
 
 def test_language_with_no_rows_is_refused(sib):
-    with pytest.raises(DataError, match="language 'xxx_Zzzz' has no rows"):
+    with pytest.raises(DataError, match="language 'fi' has no rows"):
+        select_languages(sib[2], ["fin_Latn"], "train")
+    with pytest.raises(DataError, match="--train-lang: 'xxx_Zzzz' is not a language code"):
         select_languages(sib[2], ["xxx_Zzzz"], "train")
 
 
@@ -387,8 +389,8 @@ def test_evaluate_topics_schema(tiny_sib, sib, encoder, frames, source, tmp_path
     assert result["train_lang_accuracy"] == result["languages"][source]["accuracy"]
     png = plot_accuracy(result, tmp_path / "acc.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(DataError, match="language 'xxx_Zzzz' has no rows"):
-        evaluate_topics(encoder, tiny_sib, "xxx_Zzzz")
+    with pytest.raises(DataError, match="language 'fi' has no rows"):
+        evaluate_topics(encoder, tiny_sib, "fin_Latn")
 
 
 def test_few_shot_split_protocol(sib, source):

@@ -163,37 +163,12 @@ def first_row_where(frame: pl.DataFrame, mask: pl.Series) -> int:
     return int(mask.arg_true()[0])
 
 
-#: Language code systems told apart by :func:`check_language_codes` (special codes such as ``und`` fit any).
-LANGUAGE_SYSTEMS = {
-    "ISO 639-1 / BCP 47 (e.g. 'de', 'en-US')": r"^[a-z]{2}(-[A-Za-z0-9]{2,8})*$",
-    "ISO 639-3 (e.g. 'deu')": r"^[a-z]{3}$",
-    "ISO 639-3 + script (e.g. 'deu_Latn')": r"^[a-z]{3}_[A-Z][a-z]{3}$",
-}
-SPECIAL_LANGUAGES = ("und", "mul", "zxx", "mis")
-
-
-def check_language_codes(frame: pl.DataFrame, source: str, column: str = "lang") -> None:
-    """Raise :class:`DataError` when ``column`` mixes code systems (``de`` beside ``deu_Latn``):
-    language filters and slices compare codes as strings, so one system must be used throughout.
-    Codes of no known system, and the special codes (``und``...), are accepted as they are."""
-    if column not in frame.columns or frame[column].dtype != pl.String:
-        return
-    codes = frame[column]
-    found: dict[str, int] = {}
-    for system, pattern in LANGUAGE_SYSTEMS.items():
-        hits = codes.str.contains(pattern).fill_null(False) & ~codes.is_in(list(SPECIAL_LANGUAGES))
-        if hits.any():
-            found[system] = first_row_where(frame, hits)
-    if len(found) > 1:
-        examples = "; ".join(f"{codes[row]!r} ({system}) at {locate(source, row)}" for system, row in found.items())
-        raise DataError(f"{source}: column {column!r} mixes language code systems: {examples}; use one "
-                        "system throughout (filters and slices compare codes as strings)")
-
-
 def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") -> pl.DataFrame:
     """Check an items table: unique non-null ``item_id``, string ``text`` without nulls.
 
-    Returns the table with ``item_id`` as given (int64 or string) and ``lang`` kept if present.
+    Returns the table with ``item_id`` as given (int64 or string), ``lang`` normalised to one code
+    system or detected from the text where missing, and ``lang_source``
+    (:func:`xrec.languages.item_languages`).
     """
     require_columns(frame, ["item_id", text_column], source)
     ids = frame["item_id"]
@@ -211,5 +186,6 @@ def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") 
     if texts.null_count():
         row = first_row_where(frame, texts.is_null())
         raise DataError(f"{source}: {locate(source, row)} (item_id {ids[row]!r}): {text_column} is null")
-    check_language_codes(frame, source)
-    return frame
+    from xrec.languages import item_languages
+
+    return item_languages(frame, source, text_column)

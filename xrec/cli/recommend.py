@@ -144,7 +144,9 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
                         help="add each item's language and the N history items nearest to it (because_item_id, "
                              "because_lang, because_similarity); 0: none")
     parser.add_argument("--languages", nargs="+", metavar="LANG",
-                        help="only items in these languages (as in the items' lang)")
+                        help="only items in these languages (any spelling: de, deu, deu_Latn, German; "
+                             "'und' keeps items of unknown language, which every language filter "
+                             "otherwise leaves out)")
     parser.add_argument("--exclude-languages", nargs="+", metavar="LANG", help="no items in these languages")
     parser.add_argument("--language-policy", default="any", choices=("any", "history"),
                         help="'history': only the languages of each user's own history")
@@ -217,6 +219,26 @@ def run_fit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _language_filters(args: argparse.Namespace) -> None:
+    """Normalise the language options in place (a code no registry knows names its option)."""
+    from xrec.languages import filter_codes
+
+    args.languages = filter_codes(args.languages, "--languages")
+    args.exclude_languages = filter_codes(args.exclude_languages, "--exclude-languages")
+
+
+def _unknown_note(args: argparse.Namespace, ranker) -> None:
+    """Say how many items of unknown language the language options leave out."""
+    from xrec.languages import UNKNOWN
+
+    if args.languages is None and args.exclude_languages is None and args.language_policy == "any":
+        return
+    unknown = int((ranker.content.language_codes < 0).sum())
+    if unknown and UNKNOWN not in (args.languages or ()):
+        log.warning(f"the language filters leave out {unknown} items of unknown language "
+                    f"(add {UNKNOWN} to --languages to keep them)")
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     from xrec.errors import DataError
     from xrec.ranking.batch import read_users, recommend_to_parquet
@@ -225,7 +247,9 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise DataError(f"--k {args.k}: must be at least 1")
     if args.only_topics and not args.tags:
         raise DataError("--only-topics needs --tags (the items' topics: item_id, topic[, topic_score])")
+    _language_filters(args)
     ranker, *_ = _fit_ranker(args)
+    _unknown_note(args, ranker)
     if args.k > len(ranker.items):
         log.warning(f"--k {args.k} exceeds the catalogue ({len(ranker.items)} items); users get every unseen item")
     users = ranker.users.ids if args.users == "all" else read_users(args.users)
@@ -249,7 +273,9 @@ def run_rerank(args: argparse.Namespace) -> int:
     if args.k is not None and args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
     candidates = read_table(args.candidates, required=["user_id", "item_id"])
+    _language_filters(args)
     ranker, *_ = _fit_ranker(args)
+    _unknown_note(args, ranker)
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
                                    exclude_seen=not args.keep_seen)
     log.info(f"candidates: {report.summary()}")

@@ -27,7 +27,9 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     query.add_argument("--text", nargs="+", help="free text(s), embedded as queries")
     p.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     langs = p.add_mutually_exclusive_group()
-    langs.add_argument("--languages", nargs="+", help="only items in these languages")
+    langs.add_argument("--languages", nargs="+",
+                       help="only items in these languages (any spelling: de, deu, deu_Latn, German; "
+                            "'und' keeps items of unknown language)")
     langs.add_argument("--other-languages", action="store_true",
                        help="only items in languages other than the query item's (or --lang)")
     p.add_argument("--lang", help="language of --text queries (for --other-languages)")
@@ -120,6 +122,9 @@ def run_similar(args: argparse.Namespace) -> int:
             text = f"  {hit['text'][:70]}" if hit.get("text") else ""
             lang = hit.get("lang") or "-"
             print(f"{rank:3d}  {hit['score']:.4f}  {lang:10s} {hit['id']}{text}")
+    if result.get("unknown_language_left_out"):
+        print(f"# {result['unknown_language_left_out']} items of unknown language left out by the language "
+              "filter (add 'und' to --languages to keep them)")
     return 0
 
 

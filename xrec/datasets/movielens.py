@@ -31,8 +31,9 @@ class MovieLens:
     tags: pl.DataFrame  #: user_id, item_id, tag, timestamp (empty when there is no tags file)
 
     def items(self, tags: pl.DataFrame | None = None) -> pl.DataFrame:
-        """Items table ``item_id, text`` built from titles, genres and ``tags`` (default: all tags)."""
-        return item_texts(self.movies, self.tags if tags is None else tags)
+        """Items table ``item_id, text, lang`` built from titles, genres and ``tags`` (default: all
+        tags); ``lang`` is ``en``, the release's language (its short titles are not worth detecting)."""
+        return item_texts(self.movies, self.tags if tags is None else tags).with_columns(lang=pl.lit("en"))
 
 
 def _find(directory: Path, stem: str, required: bool = True) -> Path | None:

@@ -3,6 +3,7 @@
 A folder holds ``{train,dev,test}.jsonl.gz`` (one JSON object per sentence: ``lang``,
 ``index_id``, ``category``, ``text``) and ``labels.txt`` (one label per line). The same
 ``index_id`` is the same sentence in every language, so a split is also a parallel corpus.
+The Flores codes on disk (``deu_Latn``) are read as xrec's one code system (``de``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.languages import filter_codes, normalise_codes
 from xrec.tables import read_table
 
 COLUMNS = ("lang", "index_id", "category", "text")
@@ -31,7 +33,8 @@ def split_path(directory: str | os.PathLike[str], split: str) -> Path:
 
 
 def load_file(path: str | os.PathLike[str], languages: list[str] | None = None) -> pl.DataFrame:
-    """Read one SIB-200 JSONL file as ``lang, index_id, category, text``, optionally some languages."""
+    """Read one SIB-200 JSONL file as ``lang, index_id, category, text``, optionally some languages.
+    Flores codes become xrec's (:func:`xrec.languages.normalise`: ``deu_Latn`` -> ``de``)."""
     frame = read_table(path, required=COLUMNS).select(
         pl.col("lang").cast(pl.String), pl.col("index_id").cast(pl.Int64),
         pl.col("category").cast(pl.String), pl.col("text").cast(pl.String))
@@ -44,8 +47,9 @@ def load_file(path: str | os.PathLike[str], languages: list[str] | None = None) 
         row = int(dup.arg_true()[0])
         raise DataError(f"{path}: row {row}: duplicate (lang, index_id) "
                         f"({frame['lang'][row]!r}, {frame['index_id'][row]})")
+    frame = normalise_codes(frame, str(path))
     if languages is not None:
-        frame = frame.filter(pl.col("lang").is_in(list(languages)))
+        frame = frame.filter(pl.col("lang").is_in(filter_codes(languages, "languages")))
     return frame
 
 

@@ -2,7 +2,8 @@
 
 One JSON object per pair: ``lang`` (LASER code), ``flores_code`` (or null), ``pair_id``
 (line number in the upstream pair files), ``text`` (the sentence in ``lang``) and ``eng``
-(its English translation). Pairs align only within one language.
+(its English translation). Pairs align only within one language. Codes are read as xrec's one
+code system (``cmn`` -> ``zh``, ``zho_Hans`` -> ``zh``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.languages import filter_codes, normalise_codes
 from xrec.tables import read_table
 
 COLUMNS = ("lang", "pair_id", "text", "eng")
@@ -34,7 +36,11 @@ def load_pairs(path: str | os.PathLike[str], languages: list[str] | None = None)
         row = int(dup.arg_true()[0])
         raise DataError(f"{path}: row {row}: duplicate (lang, pair_id) "
                         f"({frame['lang'][row]!r}, {frame['pair_id'][row]})")
+    frame = normalise_codes(frame, str(path))
+    if "flores_code" in frame.columns:
+        frame = normalise_codes(frame, str(path), "flores_code")
     if languages is not None:
+        languages = filter_codes(languages, "languages")
         unknown = sorted(set(languages) - set(frame["lang"].unique().to_list()))
         if unknown:
             raise DataError(f"{path}: no pairs for language(s) {unknown}")

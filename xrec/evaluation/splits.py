@@ -129,14 +129,19 @@ def split_of(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, how: 
     """The :class:`Split` of a catalogue (``item_id, text[, lang]``; prepared or not) and its held-out
     interactions (:func:`hold_out`), with the new-catalogue protocol for ``new_language`` or
     ``new_items``; ``users`` (the share of users kept, if sampled) goes into the protocol."""
+    from xrec.languages import normalise
     from xrec.ranking.content import prepare_items
 
     root = Path(source)
+    items = items.select([c for c in ("item_id", "text", "lang", "has_text") if c in items.columns])
+    if "has_text" not in items.columns:  # not prepared yet: texts checked, languages normalised
+        items = prepare_items(items, f"{root} (items)")
     item_ids = items["item_id"]
     candidates = None
     if new_language is not None and new_items is not None:
         raise DataError("give either new_language or new_items, not both")
     if new_language is not None:
+        new_language = normalise(new_language, "--new-language")
         train, test, candidates = _new_catalogue(items, train, test, _language_mask(items, new_language, root),
                                                  f"{root}: no test interaction names an item in {new_language!r}")
         how += f"; new-language protocol for {new_language!r}"
@@ -155,9 +160,6 @@ def split_of(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, how: 
         info["new_language"] = new_language
     if candidates is not None:
         info["candidates"] = int(len(candidates))
-    items = items.select([c for c in ("item_id", "text", "lang", "has_text") if c in items.columns])
-    if "has_text" not in items.columns:
-        items = prepare_items(items, f"{root} (items)")
     return Split(items, inter, test, info, candidates, dict(metadata or {}))
 
 

@@ -206,7 +206,9 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
     languages not in ``train_lang`` (see :func:`evaluate_topics`, whose result this is, less the
     training settings). Test texts of labels the classifier lacks (``hold_out``; default: every
     such label of the folder) measure ``topic_support`` as an out-of-distribution signal."""
-    sources = [train_lang] if isinstance(train_lang, str) else list(dict.fromkeys(train_lang))
+    from xrec.languages import filter_codes
+
+    sources = filter_codes(train_lang, "train_lang")
     labels = list(classifier.labels)
     if hold_out is None:
         hold_out = [label for label in load_labels(data_dir) if label not in set(labels)]
@@ -251,13 +253,16 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
 
 
 def bitext_by_language(bitext: dict, languages: Mapping[str, object]) -> dict[str, float]:
-    """``xx2en`` bitext accuracy by SIB-200 code, for the ``languages`` a bitext result names by
-    ``flores_code`` (Tatoeba's codes differ from Flores-200's)."""
+    """``xx2en`` bitext accuracy by language, for the ``languages`` a bitext result names (by its
+    ``flores_code``, else its own code; both compared normalised, so results of older runs coded
+    ``deu_Latn`` or ``deu`` still match ``de``)."""
+    from xrec.languages import item_codes
+
     if "languages" not in bitext:
         raise DataError("the bitext result has no 'languages' (not a result of xrec evaluate bitext?)")
     out = {}
     for code, row in bitext["languages"].items():
-        flores = row.get("flores_code") or (code if code in languages else None)
+        flores = item_codes([row.get("flores_code") or code], "bitext languages")[0]
         if flores in languages and "xx2en" in row:
             out[flores] = float(row["xx2en"])
     return dict(sorted(out.items()))

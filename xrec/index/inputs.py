@@ -92,27 +92,24 @@ def object_array(items: list[Any]) -> np.ndarray:
 
 
 def as_lang_list(languages: Any, n: int) -> list[str | None]:
+    """One normalised code per vector (:func:`xrec.languages.item_codes`; None: unknown)."""
+    from xrec.languages import item_codes
+
     if languages is None:
         return [None] * n
     if isinstance(languages, str):
-        return [languages] * n
-    out = list(languages)
+        languages = [languages] * n
+    out = item_codes(list(languages))
     if len(out) != n:
         raise DataError(f"languages: {len(out)} entries for {n} vectors")
-    for row, lang in enumerate(out):
-        if lang is not None and not isinstance(lang, str):
-            raise DataError(f"languages: row {row}: {lang!r} is not a string or None")
     return out
 
 
 def as_langs(languages: Any, what: str) -> list[str]:
-    if isinstance(languages, str):
-        return [languages]
-    out = list(languages)
-    for lang in out:
-        if not isinstance(lang, str):
-            raise DataError(f"{what}: {lang!r} is not a language code string")
-    return out
+    """A language filter, normalised (:func:`xrec.languages.filter_codes`; ``und``: unknown)."""
+    from xrec.languages import filter_codes
+
+    return filter_codes(languages, what)
 
 
 def is_id_sequence(entry: Any) -> bool:

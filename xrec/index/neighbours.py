@@ -21,7 +21,8 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
                        only_ids: Sequence[Any] | None = None, batch: int = 4096) -> TopK:
     """:class:`~xrec.index.topk.TopK` ``ids`` and ``scores`` of the ``k`` nearest items of each row
     of ``vectors``, in row order (as :meth:`VectorIndex.search`). With ``other_languages``, row ``i`` skips items in
-    ``query_langs[i]`` (a row without a language gets no such filter); rows are searched in
+    ``query_langs[i]`` and items of unknown language; a row of unknown language gets no neighbours
+    (all padding: no other language can be told from its own); rows are searched in
     batches of one language. ``languages`` keeps only items in those, ``exclude_languages`` drops
     items in those for every row; ``exclude_ids``: one sequence of ids per row to leave out;
     ``only_ids``: the only items any row may get."""
@@ -29,9 +30,12 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
     groups: dict[str | None, list[int]] = {}
     for row, lang in enumerate(query_langs):
         groups.setdefault(lang if other_languages else None, []).append(row)
-    out_ids: np.ndarray | None = None
-    out_scores: np.ndarray | None = None
+    width = min(k, len(index))
+    out_ids = np.full((len(query_langs), width), index.pad_id, dtype=index.ids.dtype)
+    out_scores = np.full((len(query_langs), width), -np.inf, dtype=np.float32)
     for lang, rows in groups.items():
+        if other_languages and lang is None:
+            continue  # other languages than an unknown one: left as padding
         excluded = sorted(set(exclude_languages or ()) | ({lang} if lang is not None else set())) or None
         for start in range(0, len(rows), batch):
             part = np.asarray(rows[start:start + batch])
@@ -39,13 +43,7 @@ def search_by_language(index: VectorIndex, vectors: np.ndarray, query_langs: Seq
                 vectors[part], k, languages=languages, exclude_languages=excluded,
                 exclude_ids=None if exclude_ids is None else [list(exclude_ids[r]) for r in part],
                 only_ids=only_ids)
-            if out_ids is None:
-                out_ids = np.empty((len(query_langs), found.shape[1]), dtype=found.dtype)
-                out_scores = np.empty((len(query_langs), found.shape[1]), dtype=np.float32)
             out_ids[part], out_scores[part] = found, scores
-    if out_ids is None:
-        width = min(k, len(index))
-        return TopK(np.empty((0, width), dtype=index.ids.dtype), np.empty((0, width), dtype=np.float32))
     return TopK(out_ids, out_scores)
 
 

@@ -15,7 +15,7 @@ from xrec.errors import ArtifactError
 from xrec.index.slots import Slots
 
 ARTIFACT_KIND = "xrec.vector_index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.languages)
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.parquet"
 

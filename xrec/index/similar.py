@@ -76,13 +76,30 @@ class ItemSpace:
             return self.texts[item]
         return self.index.text_of([item])[0] if self.index.has_texts else None
 
-    def check_languages(self, languages: Sequence[str] | None) -> None:
-        """Warn about each language of a filter that no item in the index has (it matches nothing)."""
+    def check_languages(self, languages: Sequence[str] | None) -> list[str] | None:
+        """``languages`` normalised (:func:`xrec.languages.filter_codes`); warns about each that no
+        item in the index has (it matches nothing)."""
+        from xrec.languages import UNKNOWN, filter_codes
+
+        languages = filter_codes(languages, "languages")
         have = self.index.language_set
         for lang in languages or ():
-            if lang not in have:
+            if lang not in have and lang != UNKNOWN:
                 log.warning("no item in the index has language %r; it has: %s", lang,
                             ", ".join(have) or "no languages")
+        return languages
+
+    def left_out(self, languages: Sequence[str] | None, exclude_languages: Sequence[str] | None,
+                 other_languages: bool) -> dict:
+        """``{"unknown_language_left_out": n}`` when a language filter is on (logged when n > 0)."""
+        if languages is None and exclude_languages is None and not other_languages:
+            return {}
+        n = self.index.unknown_left_out(languages, exclude_languages if not other_languages else
+                                        [*(exclude_languages or ()), "und"])
+        if n:
+            log.info("language filter: %d items of unknown language left out (name 'und' among the "
+                     "languages to keep them)", n)
+        return {"unknown_language_left_out": n}
 
     def parse_ids(self, raw: Sequence[Any]) -> list[Any]:
         """Ids from the command line converted to the index's id type; DataError if unknown."""
@@ -169,14 +186,15 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
                   topics: Sequence[str] | None = None, tags: Any = None) -> dict:
     """The ``k`` nearest other items of each of ``ids``; JSON-ready.
 
-    ``other_languages`` keeps only items in languages other than the query item's (an item
-    without a language gets no such filter); ``topics`` keeps only items with those topics in
-    ``tags`` (module docstring).
+    ``other_languages`` keeps only items in languages other than the query item's (a query of
+    unknown language gets none); ``topics`` keeps only items with those topics in ``tags``
+    (module docstring). Language filters leave out items of unknown language unless
+    ``languages`` names ``und``; ``unknown_language_left_out`` counts them.
     """
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
     wanted = space.parse_ids(ids)
-    space.check_languages(languages)
+    languages = space.check_languages(languages)
     on = space.on_topic(tags, topics)
     langs = space.index.language_of(wanted)
     found = space.neighbours_of(space.index.vectors_of(wanted), langs, k, languages=languages,
@@ -188,7 +206,7 @@ def similar_items(ids: Sequence[Any], k: int = 10, *, index_dir: Any = None, ite
         if space.text(item) is not None:
             entry["text"] = space.text(item)
         queries.append(entry)
-    return {"k": k, "queries": queries}
+    return {"k": k, "queries": queries, **space.left_out(languages, None, other_languages)}
 
 
 def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, items: Any = None,
@@ -202,15 +220,20 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
     ``other_languages`` needs ``query_lang`` (the language of the texts); ``topics`` and
     ``tags`` as in :func:`similar_items`.
     """
+    from xrec.languages import UNKNOWN, normalise
+
     if other_languages and not query_lang:
         raise DataError("--other-languages with --text needs --lang (the language of the text)")
+    query_lang = None if query_lang is None else normalise(query_lang, "--lang")
+    if other_languages and query_lang == UNKNOWN:
+        raise DataError("--other-languages with --text needs --lang naming a language, not 'und'")
     space = space or ItemSpace.open(index_dir, items, model=model, store=store, kind=kind,
                                     save_index=save_index)
-    space.check_languages(languages)
+    languages = space.check_languages(languages)
     on = space.on_topic(tags, topics)
     vectors = space.encoder.encode(list(texts), kind="query")
     excl = [query_lang] if other_languages else None
     return {"k": k, "queries": [
         {"text": text, "lang": query_lang,
          "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl, only_ids=on)}
-        for text, vector in zip(texts, vectors)]}
+        for text, vector in zip(texts, vectors)], **space.left_out(languages, excl, False)}

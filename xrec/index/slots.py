@@ -23,6 +23,7 @@ from xrec.index.inputs import (
     object_array,
     plain_ids,
 )
+from xrec.languages import UNKNOWN
 
 #: The padding id of string-id results.
 PAD_STR = None
@@ -173,18 +174,24 @@ class Slots:
 
     # ------------------------------------------------------------------ filters
     def allowed(self, languages: Any, exclude_languages: Any) -> np.ndarray | None:
-        """Boolean mask over slots of live items passing the language filters (None = all)."""
+        """Boolean mask over slots of live items passing the language filters (None = all).
+        Either filter drops items of unknown language unless ``languages`` names ``und``."""
         if languages is None and exclude_languages is None:
             return None
-        mask = self.alive.copy()
+        mask = self.alive & (self.lang >= 0)
         if languages is not None:
-            codes = [self.lang_codes[x] for x in as_langs(languages, "languages") if x in self.lang_codes]
-            mask &= np.isin(self.lang, codes)
+            wanted = as_langs(languages, "languages")
+            codes = [self.lang_codes[x] for x in wanted if x in self.lang_codes]
+            mask = self.alive & (np.isin(self.lang, codes) | ((self.lang < 0) & (UNKNOWN in wanted)))
         if exclude_languages is not None:
             codes = [self.lang_codes[x] for x in as_langs(exclude_languages, "exclude_languages")
                      if x in self.lang_codes]
             mask &= ~np.isin(self.lang, codes)
         return mask
+
+    def unknown_left_out(self, mask: np.ndarray | None) -> int:
+        """Live items of unknown language that ``mask`` (:meth:`allowed`) leaves out."""
+        return 0 if mask is None else int((self.alive & (self.lang < 0) & ~mask).sum())
 
     def exclusions(self, exclude_ids: Any, nq: int) -> tuple[np.ndarray | None, list[np.ndarray] | None]:
         """``(common_slots, per_query_slots)`` from ``exclude_ids``; unknown ids dropped."""

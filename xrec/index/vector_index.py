@@ -226,6 +226,11 @@ class VectorIndex:
         slots = self._slots
         return [slots.lang_name(slots.lang[slots.slot(item)]) for item in as_id_list(ids, None)]
 
+    def unknown_left_out(self, languages: str | Sequence[str] | None = None,
+                         exclude_languages: str | Sequence[str] | None = None) -> int:
+        """How many items of unknown language these :meth:`search` filters leave out."""
+        return self._slots.unknown_left_out(self._slots.allowed(languages, exclude_languages))
+
     @property
     def has_texts(self) -> bool:
         """Whether the index holds item texts (given to :meth:`build` or :meth:`add`)."""
@@ -247,8 +252,9 @@ class VectorIndex:
         ``queries``: float array ``[q, d]`` (a 1-D ``[d]`` is one query); float16/64 are cast
         to float32; integer or other dtypes, a wrong dimension, NaN or inf raise DataError.
         ``languages`` keeps only items in those languages, ``exclude_languages`` drops items
-        in those; a language the index lacks matches nothing (so ``languages=["xx"]`` gives
-        an all-padding result). ``exclude_ids``: one sequence of ids excluded for every query,
+        in those (codes normalised: ``deu_Latn`` is ``de``); a language the index lacks matches
+        nothing. Either filter drops items of unknown language unless ``languages`` names ``und``
+        (:meth:`unknown_left_out` counts them). ``exclude_ids``: one sequence of ids excluded for every query,
         or a list with one sequence per query; ids not in the index are ignored. ``only_ids`` keeps
         only those items, for every query (e.g. the items of a topic); ids not in the index are ignored.
         Filters are exact: a row has ``k`` results whenever ``k`` items qualify. ``k`` is cut to

@@ -178,7 +178,11 @@ def config_stages() -> tuple[str, ...]:
 def _new_language(value: str, catalogue: Catalogue, test: pl.DataFrame | None, skip) -> str | None:
     """The configured new language: a code, ``"auto"`` (the catalogue's second most common language)
     or ``""`` (none); a code no item has is an error, a language without held-out interactions a skip."""
+    from xrec.languages import normalise
+
     languages = catalogue.languages
+    if value and value != "auto":
+        value = normalise(value, "config [new_language] language")
     if value and value != "auto" and value not in languages:
         raise DataError(f"config [new_language] language = {value!r}: no item of {catalogue.files[0]} has it; "
                         f"languages: {', '.join(languages[:12]) or 'none'}")

@@ -47,6 +47,9 @@ def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, 
     known = ranker.encoder_fingerprint
     if expect_fingerprint is not None and known is not None and expect_fingerprint != known:
         raise DataError(f"add_items: vectors from encoder {expect_fingerprint}, the ranker's is {known}")
+    from xrec.languages import item_codes
+
+    languages = item_codes(languages)
     for what, values in (("texts", texts), ("languages", languages),
                          *((f"metadata[{f!r}]", v) for f, v in (metadata or {}).items())):
         if values is not None and len(values) != n_new:

@@ -36,14 +36,15 @@ def load_items(path: str | os.PathLike[str], text_column: str = "text", *,
 
 
 def prepare_items(frame: pl.DataFrame, source: str = "items", text_column: str = "text") -> pl.DataFrame:
-    """Validate ids, add ``has_text``; null or blank texts become ``""`` with ``has_text`` False."""
+    """Validate ids, add ``has_text``; null or blank texts become ``""`` with ``has_text`` False;
+    ``lang`` normalised or detected, with ``lang_source`` (:func:`xrec.tables.validate_items`)."""
     if frame.height == 0:
         raise DataError(f"{source}: the catalogue is empty")
     if text_column in frame.columns and frame[text_column].dtype == pl.Null:
         frame = frame.with_columns(pl.col(text_column).cast(pl.String))
     has_text = frame[text_column].is_not_null() & (frame[text_column].str.strip_chars() != "")
     frame = frame.with_columns(pl.col(text_column).fill_null(""), has_text.alias("has_text"))
-    validate_items(frame, source, text_column)
+    frame = validate_items(frame, source, text_column)
     missing = int((~frame["has_text"]).sum())
     if missing:
         log.warning("%s: %d of %d items have no text (e.g. %s); they get zero content vectors",

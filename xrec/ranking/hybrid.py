@@ -117,16 +117,20 @@ class HybridRanker:
 
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
-        a normalised value, e.g. ``{"author": authors}``). ``content`` reuses graphs built before.
+        a normalised value, e.g. ``{"author": authors}``). Languages are normalised
+        (:func:`xrec.languages.normalise`: ``deu_Latn`` is ``de``); None or ``und``: unknown.
+        ``content`` reuses graphs built before.
         ``topics``, a table ``item_id, topic[, topic_score]`` (:func:`~xrec.topics.tagging.tag_items`),
         tags items for the ``topics=`` filter, ``diversity_by="topics"`` and the ``topic`` and
         ``cold_topic`` features (off unless named in ``HybridConfig.features``;
         :mod:`~xrec.ranking.topical`)."""
+        from xrec.languages import item_codes
         from xrec.progress import phase
         from xrec.ranking.topical import aligned_topics
 
         config = config or HybridConfig()
         tags = aligned_topics(interactions.items, topics) if topics is not None else None
+        languages = item_codes(languages)  # one code system; und and blanks: unknown (None)
         if content is None:
             with phase("hybrid: content graphs (embedding, lexical, metadata)"):
                 content = ContentGraphs.build(item_vectors, texts=texts, languages=languages, metadata=metadata,
@@ -267,10 +271,11 @@ class HybridRanker:
                       exclude_languages: Sequence[str] | None = None,
                       language_policy: str = "any") -> np.ndarray | None:
         """Items a call may return, by language (None: all): ``languages`` keeps only those,
-        ``exclude_languages`` drops those (names exactly as given at fit; an unknown name is a
-        :class:`DataError`); ``language_policy="history"`` keeps, per user row, the languages of
-        the user's history (``[len(rows), n_items]``; users without history keep all). Items
-        without a language pass every filter but ``languages``."""
+        ``exclude_languages`` drops those (any spelling :func:`xrec.languages.normalise` knows; a
+        code no registry knows, or one the catalogue lacks, is a :class:`DataError`);
+        ``language_policy="history"`` keeps, per user row, the languages of the user's history
+        (``[len(rows), n_items]``; users without history keep all). Every filter drops items of
+        unknown language (counted in a log line) unless ``languages`` names ``und``."""
         from xrec.ranking.languages import language_mask
 
         return language_mask(self, rows, languages=languages, exclude_languages=exclude_languages,

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from xrec.errors import DataError
+from xrec.languages import UNKNOWN, filter_codes
 from xrec.ranking.config import BOOST_FEATURE
 
 if TYPE_CHECKING:
     from xrec.ranking.hybrid import HybridRanker
+
+log = logging.getLogger(__name__)
 
 
 def language_mask(ranker: HybridRanker, rows: np.ndarray, *, languages: Sequence[str] | None = None,
@@ -22,19 +26,26 @@ def language_mask(ranker: HybridRanker, rows: np.ndarray, *, languages: Sequence
     if languages is None and exclude_languages is None and language_policy == "any":
         return None
     codes, names = ranker.content.language_codes, ranker.content.languages
+    languages = filter_codes(languages, "languages")
+    exclude_languages = filter_codes(exclude_languages, "exclude_languages")
 
-    def code_set(values: Sequence[str], what: str) -> np.ndarray:
-        values = [values] if isinstance(values, str) else list(values)
-        unknown = [v for v in values if v not in names]
+    def code_set(values: list[str], what: str) -> np.ndarray:
+        unknown = [v for v in values if v not in names and v != UNKNOWN]
         if unknown:
             raise DataError(f"{what}: {unknown} not among the catalogue's languages {names}")
-        return np.array([names.index(v) for v in values], dtype=np.int64)
+        return np.array([names.index(v) for v in values if v != UNKNOWN], dtype=np.int64)
 
-    allowed = np.ones(len(codes), dtype=bool)
+    known = codes >= 0
+    if language_policy == "history" and not known.any():
+        raise DataError("language_policy='history': this ranker knows no item's language (fit it with languages=)")
+    allowed = known | (languages is not None and UNKNOWN in languages)
     if languages is not None:
-        allowed &= np.isin(codes, code_set(languages, "languages"))
+        allowed &= np.isin(codes, code_set(languages, "languages")) | ~known
     if exclude_languages is not None:
         allowed &= ~np.isin(codes, code_set(exclude_languages, "exclude_languages"))
+    if (~known & ~allowed).any():
+        log.debug("language filter: %d items of unknown language left out (name 'und' among the languages "
+                 "to keep them)", int((~known & ~allowed).sum()))
     if language_policy == "any":
         return allowed
     rows = np.asarray(rows, dtype=np.int64)
@@ -47,7 +58,7 @@ def language_mask(ranker: HybridRanker, rows: np.ndarray, *, languages: Sequence
         hist = hist[hist >= 0]
         if len(hist):
             spoken = np.bincount(hist, minlength=n_lang) > 0
-            out[j] &= (codes < 0) | spoken[np.maximum(codes, 0)]
+            out[j] &= ~known | spoken[np.maximum(codes, 0)]
     return out
 
 

@@ -24,7 +24,7 @@ from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions
 from xrec.ranking.views import ContentGraphs
 
-KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3
+KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3  # 3: language codes normalised (xrec.languages)
 #: How to replace a ranker this xrec cannot read (another format version or encoder).
 REBUILD = "refit it with HybridRanker.fit(...) and save it again (xrec run rebuilds the job's ranker)"
 

@@ -123,7 +123,23 @@ class Fields:
             if not isinstance(value, str) or not value:
                 raise RequestError(422, f"{name}[{i}] must be a language code, got {value!r}",
                                    f"{name}[{i}]")
-        return values
+        return list(dict.fromkeys(self.language(value, f"{name}[{i}]") for i, value in enumerate(values)))
+
+    def language_text(self, name: str) -> str | None:
+        """An optional single language code field (``lang``), normalised."""
+        value = self.text(name, 64)
+        return None if value is None else self.language(value, name)
+
+    @staticmethod
+    def language(value: str, field: str) -> str:
+        """``value`` normalised (:func:`xrec.languages.normalise`); 422 naming ``field`` if unknown."""
+        from xrec.errors import DataError
+        from xrec.languages import normalise
+
+        try:
+            return normalise(value, field)
+        except DataError as exc:
+            raise RequestError(422, str(exc), field) from None
 
     def ids(self, name: str, integer: bool, max_items: int) -> list[int | str]:
         values = self._list(name, max_items)

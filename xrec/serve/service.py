@@ -22,6 +22,7 @@ import numpy as np
 
 from xrec.index.similar import ItemSpace
 from xrec.index.vector_index import VectorIndex
+from xrec.languages import UNKNOWN
 from xrec.serve import ranking
 from xrec.serve.batcher import MicroBatcher
 from xrec.serve.schema import Fields, Limits, RequestError
@@ -142,24 +143,25 @@ class Service:
                     if item in space.texts:
                         entry["text"] = space.texts[item]
                     queries.append(entry)
-                return {"k": k, "queries": queries}
+                return {"k": k, "queries": queries, **space.left_out(languages, excluded, other)}
 
             return self.batcher.submit([], "query", answer)
         text = f.text("text", self.limits.max_text_chars)
-        lang = f.text("lang", 64)
-        if other and not lang:
+        lang = f.language_text("lang")
+        if other and (not lang or lang == UNKNOWN):
             raise RequestError(422, "other_languages with a text needs lang (the text's language)", "lang")
         excl = sorted(set(excluded or []) | ({lang} if other else set())) or None
 
         def answer_text(vectors: np.ndarray) -> dict:
             entry = {"text": text, "lang": lang, "neighbours": state.space.neighbours(
                 vectors[0], k, languages=languages, exclude_languages=excl)}
+            left_out = state.space.left_out(languages, excl, False)
             if state.topics is not None:
                 found = state.topics.predict(vectors, [lang] if lang else None)
                 support = float(found.support[0])
                 entry["topic"] = {"label": found.topics[0], "score": round(float(found.scores[0]), 4),
                                   "support": None if np.isnan(support) else round(support, 4)}
-            return {"k": k, "queries": [entry]}
+            return {"k": k, "queries": [entry], **left_out}
 
         return self.batcher.submit([text], "query", answer_text)
 
@@ -179,7 +181,8 @@ class Service:
                 ids, scores = ranking.recommend_history(index, history, k, languages=languages,
                                                         exclude_languages=excluded)
                 items = [{"id": i, "score": round(s, 6)} for i, s in zip(ids, scores)]
-                return {"k": k, "history": history, "items": self._describe(items, state)}
+                return {"k": k, "history": history, "items": self._describe(items, state),
+                        **state.space.left_out(languages, excluded, False)}
 
             return self.batcher.submit([], "query", by_history)
         if state.ranker is None:
@@ -194,13 +197,14 @@ class Service:
         if languages is not None or excluded is not None:
             allowed, dropped = set(languages or state.languages), set(excluded or ())
 
-            def keep(item: Any) -> bool:
-                lang = index.language_of([item])[0] if item in index else None
+            def keep(item: Any) -> bool:  # unknown language: kept only when "und" is named
+                lang = (index.language_of([item])[0] if item in index else None) or UNKNOWN
                 return lang in allowed and lang not in dropped
 
         def by_user(_: np.ndarray) -> dict:
             items = ranking.recommend_user(state.ranker, user, k, keep, catalogue=len(index))
-            return {"k": k, "user_id": user, "items": self._describe(items, state)}
+            return {"k": k, "user_id": user, "items": self._describe(items, state),
+                    **state.space.left_out(languages, excluded, False)}
 
         return self.batcher.submit([], "query", by_user)
 
@@ -227,7 +231,7 @@ class Service:
         for name in ("languages", "exclude_languages"):
             values = f.languages(name)
             for i, lang in enumerate(values or []):
-                if lang not in state.languages:
+                if lang not in state.languages and lang != UNKNOWN:
                     raise RequestError(422, f"{name}[{i}]: no item in language {lang!r} "
                                             f"({len(state.languages)} languages are indexed)",
                                        f"{name}[{i}]")

@@ -28,7 +28,7 @@ from xrec.topics.head import HeadConfig, KernelHead, TopicHead, build_head, sing
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 KIND = "xrec.topic_classifier"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.languages)
 #: How to replace a classifier this xrec cannot read (another format version or encoder).
 REBUILD = "retrain it with `xrec topics train` (xrec run retrains the job's topic model)"
 WEIGHTS = "heads.safetensors"
@@ -102,12 +102,17 @@ class TopicClassifier:
 
     def _centred(self, vectors: np.ndarray,
                  langs: Sequence[str] | None) -> tuple[np.ndarray, Sequence[str] | None]:
-        """Centred vectors and the language of each (identified when ``langs`` is None)."""
+        """Centred vectors and the language of each (normalised; identified where None or ``und``)."""
+        from xrec.languages import UNKNOWN, item_codes
+
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:
             raise DataError(f"vectors of shape {vectors.shape}; this classifier takes [n, {self.dim}]")
-        if langs is None and self.centering.enabled and self.centering.means and len(vectors):
-            langs = self.centering.identify(vectors)
+        langs = None if langs is None else [UNKNOWN if c is None else c for c in item_codes(langs, "langs")]
+        if self.centering.enabled and self.centering.means and len(vectors) and (
+                langs is None or (UNKNOWN in langs and UNKNOWN not in self.centering.means)):
+            found = self.centering.identify(vectors)
+            langs = found if langs is None else [f if c == UNKNOWN else c for c, f in zip(langs, found)]
         return self.centering.transform(vectors, langs), langs
 
     def _logits(self, x: np.ndarray, langs: Sequence[str] | None) -> np.ndarray:

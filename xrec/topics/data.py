@@ -32,21 +32,27 @@ def check_texts_column(frame: pl.DataFrame, source: str, column: str = "text") -
     return texts.to_list()
 
 
-def languages_of(frame: pl.DataFrame, column: str = "lang") -> list[str]:
-    """The ``lang`` column as strings, or :data:`DEFAULT_LANG` for every row without one."""
+def languages_of(frame: pl.DataFrame, column: str = "lang", source: str = "table") -> list[str]:
+    """The ``lang`` column normalised (:func:`xrec.languages.item_languages`: a null or blank
+    code is detected from ``text``, :data:`DEFAULT_LANG` where that fails), or
+    :data:`DEFAULT_LANG` for every row of a table without one."""
     if column not in frame.columns:
         return [DEFAULT_LANG] * frame.height
-    langs = frame[column].cast(pl.String)
-    if langs.null_count():
-        raise DataError(f"row {int(langs.is_null().arg_true()[0])}: {column} is null")
-    return langs.to_list()
+    from xrec.languages import item_languages
+
+    return item_languages(frame, source, column=column)[column].fill_null(DEFAULT_LANG).to_list()
 
 
 def select_languages(frame: pl.DataFrame, languages: Sequence[str] | None, source: str) -> pl.DataFrame:
-    """Rows of ``frame`` in ``languages`` (all rows if None); raises if a language has no rows."""
+    """Rows of ``frame`` in ``languages`` (all rows if None); raises if a language has no rows.
+    Codes on both sides are compared normalised (``eng_Latn`` is ``en``)."""
     if not languages:
         return frame
+    from xrec.languages import filter_codes, normalise_codes
+
     require_columns(frame, ["lang"], source)
+    languages = filter_codes(languages, "--train-lang")
+    frame = normalise_codes(frame, source)
     present = set(frame["lang"].unique().to_list())
     for lang in languages:
         if lang not in present:
@@ -77,7 +83,7 @@ def labelled(frame: pl.DataFrame, labels: Sequence[str], source: str, text: str 
     if len(classes) < min_classes:
         raise DataError(f"{source}: training data has one class only ({labels[classes[0]]!r}); "
                         "a topic classifier needs at least two")
-    return texts, y, languages_of(frame)
+    return texts, y, languages_of(frame, source=source)
 
 
 def sample_per_language(frame: pl.DataFrame, n: int, seed: int = 0) -> pl.DataFrame:
@@ -141,7 +147,9 @@ def topic_tables(data_dir: str | os.PathLike[str], train_langs: str | Sequence[s
     if train_langs is None:
         sources = list(dict.fromkeys(every["lang"].to_list()))
     else:
-        sources = [train_langs] if isinstance(train_langs, str) else list(dict.fromkeys(train_langs))
+        from xrec.languages import filter_codes
+
+        sources = filter_codes(train_langs, "train_lang")
         select_languages(every, sources, f"{data_dir}/train")  # every source must have rows
     train, pool = few_shot_split(every, sources, labels, shots, unlabelled_per_lang, seed)
     dev = load_split(data_dir, "dev", None if train_langs is None else sources)

@@ -45,7 +45,7 @@ def train_topics(encoder: Encoder, train: pl.DataFrame, labels: Sequence[str], *
     if unlabelled is not None and unlabelled.height:
         u_texts = check_texts_column(unlabelled, f"{source} (unlabelled)")
         unl_v = TopicVectors(encoder.encode(u_texts, kind=TEXT_KIND, progress=progress),
-                             languages_of(unlabelled))
+                             languages_of(unlabelled, source=f"{source} (unlabelled)"))
     return fit_topic_classifier(labels, train_v, dev=dev_v, unlabelled=unl_v, method=method,
                                 encoder_fingerprint=encoder.fingerprint, encoder_name=encoder.name,
                                 text_kind=TEXT_KIND, threshold=threshold,
@@ -66,7 +66,7 @@ def _predict_items(classifier: TopicClassifier, encoder: Encoder, items: pl.Data
     if items.height == 0:
         raise DataError(f"{source}: no items to tag")
     texts = check_texts_column(items, source, text_column)
-    langs = languages_of(items) if "lang" in items.columns else None
+    langs = languages_of(items, source=source) if "lang" in items.columns else None
     vectors = encoder.encode(texts, kind=classifier.text_kind, progress=progress)
     return classifier.predict(vectors, langs, abstain=abstain)
 
