@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.ids import check_id_column, integer_ids
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
 _CSV = (".csv", ".csv.gz")
@@ -42,7 +43,9 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
 
     In CSV files, ``string_columns`` are read as text; the id columns (:data:`ID_COLUMNS`) are
     read as text and become integers only when every value is a plain integer without a leading
-    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers.
+    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers. Id
+    columns follow the id rule (:mod:`xrec.ids`): a float, empty or padded id is an error naming
+    its line.
     """
     file = Path(path)
     if not file.is_file():
@@ -54,7 +57,7 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
         elif name.endswith((".csv", ".csv.gz")):
             text = {c: pl.String for c in (*ID_COLUMNS, *string_columns)}
             frame = pl.read_csv(file, infer_schema_length=10000, schema_overrides=text)
-            frame = frame.with_columns(_integer_ids(frame[c]) for c in ID_COLUMNS
+            frame = frame.with_columns(integer_ids(frame[c]) for c in ID_COLUMNS
                                        if c in frame.columns and c not in string_columns)
         elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
             frame = pl.read_ndjson(file, infer_schema_length=10000)
@@ -70,15 +73,11 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
                             "as UTF-8") from exc
         raise DataError(f"{file}: cannot be read as a table ({exc})") from exc
     require_columns(frame, required, str(file))
+    for column in ID_COLUMNS:
+        if column in frame.columns:
+            check_id_column(frame, column, str(file))
     return frame
 
-
-def _integer_ids(ids: pl.Series) -> pl.Series:
-    """``ids`` as Int64 when every non-null value is a canonical integer, else unchanged."""
-    values = ids.drop_nulls()
-    if len(values) and values.str.contains(r"^(0|-?[1-9][0-9]{0,17})$").all():
-        return ids.cast(pl.Int64)
-    return ids
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
     """The non-blank lines of a UTF-8 text file, stripped; bad bytes are an error naming the line."""
     file = Path(path)

@@ -187,11 +187,11 @@ def read_users(path: str | os.PathLike[str]) -> pl.Series:
         lines = read_lines(file)
         if lines and lines[0].lower() == "user_id":
             lines = lines[1:]
-        series = pl.Series("user_id", lines, dtype=pl.String)
-        try:
-            return series.cast(pl.Int64)
-        except Exception:
-            return series
+        from xrec.ids import check_id_column, integer_ids
+
+        frame = pl.DataFrame({"user_id": pl.Series(lines, dtype=pl.String)})
+        check_id_column(frame, "user_id", str(file))
+        return integer_ids(frame["user_id"])
     frame = read_table(file, required=["user_id"])
     if frame["user_id"].null_count():
         raise DataError(f"{file}: {locate(file, int(frame['user_id'].is_null().arg_true()[0]))}: "

@@ -7,9 +7,10 @@ Every failure is a :class:`RequestError` with the HTTP status and the name of th
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from xrec.ids import id_value
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1 << 20
@@ -131,14 +132,11 @@ class Fields:
 
     @staticmethod
     def id_value(value: Any, field: str, integer: bool) -> int | str:
-        if integer:
-            if isinstance(value, bool) or not isinstance(value, int | float) or (
-                    isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-                raise RequestError(422, f"{field} must be an integer id, got {value!r}", field)
-            return int(value)
-        if not isinstance(value, str):
-            raise RequestError(422, f"{field} must be a string id, got {value!r}", field)
-        return value
+        """One id by the id rule (:mod:`xrec.ids`) in the catalogue's type; 422 naming the field."""
+        try:
+            return id_value(value, integer)
+        except ValueError as exc:
+            raise RequestError(422, f"{field}: {exc}", field) from None
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.body.get(name, default)

@@ -185,9 +185,7 @@ class Service:
         if state.ranker is None:
             raise RequestError(422, "user_id needs a ranker (start the server with --ranker); "
                                     "give a history of item ids instead", "user_id")
-        user = body["user_id"]
-        if isinstance(user, bool) or not isinstance(user, int | str):
-            raise RequestError(422, f"user_id must be an integer or a string, got {user!r}", "user_id")
+        user = f.id_value(body["user_id"], "user_id", state.ranker.users.ids.dtype.is_integer())
         if not ranking.knows_user(state.ranker, user):
             raise RequestError(404, f"unknown user_id {user!r}", "user_id")
         keep = None
