@@ -44,7 +44,9 @@ def bad_id_row(ids: pl.Series) -> tuple[int, str] | None:
     if dtype.is_integer() or dtype == pl.Null:
         return None
     if dtype.is_float():
-        row = int(ids.is_not_null().arg_true()[0]) if ids.is_not_null().any() else 0
+        fraction = (ids.is_nan() | ids.is_infinite() | (ids != ids.floor())).fill_null(False)
+        present = fraction if fraction.any() else ids.is_not_null()
+        row = int(present.arg_true()[0]) if present.any() else 0
         return row, f"{ids[row]!r} is a float; ids are integers or strings"
     if dtype != pl.String:
         return 0, f"has type {dtype}; ids are integers or strings"

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xrec.artifacts import atomic_file
+from xrec.artifacts import atomic_file, check_finite
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import ArtifactError, DataError
 
@@ -107,6 +107,7 @@ def read_embeddings(path: str | os.PathLike[str],
     if not pa.types.is_fixed_size_list(embedding.type) or embedding.type.list_size != dim:
         raise ArtifactError(f"{file}: column 'embedding' is {embedding.type}, expected {dim} float32s")
     vectors = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    check_finite(vectors, f"{file}: column 'embedding'")
     return StoredEmbeddings(ids=table.column("item_id").to_pylist(),
                             vectors=vectors.reshape(table.num_rows, dim),
                             text_hashes=table.column("text_hash").to_pylist(),

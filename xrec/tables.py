@@ -71,7 +71,11 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
             line, column, data = bad
             raise DataError(f"{file}: line {line}, byte {column}: not UTF-8 ({data!r}); save the file "
                             "as UTF-8") from exc
-        raise DataError(f"{file}: cannot be read as a table ({exc})") from exc
+        row = _bad_csv_row(file) if name.endswith(_CSV) else _bad_json_line(file) if name.endswith(_JSONL) else None
+        if row is not None:
+            raise DataError(f"{file}: {row}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file}: cannot be read as a table ({first[:200]})") from exc
     require_columns(frame, required, str(file))
     for column in ID_COLUMNS:
         if column in frame.columns:
@@ -109,6 +113,49 @@ def _first_non_utf8(file: Path) -> tuple[int, int, bytes] | None:
                 except UnicodeDecodeError as exc:
                     return number, exc.start + 1, line[exc.start:exc.end + 3]
     except OSError:
+        return None
+    return None
+
+
+def _bad_csv_row(file: Path) -> str | None:
+    """``line N: why`` of the first CSV record with another number of fields than the header, or
+    of a quote never closed; None when every record fits."""
+    try:
+        with _open_text_bytes(file) as raw:
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), strict=True)
+            header = next(reader, None)
+            start = reader.line_num + 1
+            try:
+                for record in reader:
+                    if record and header is not None and len(record) != len(header):
+                        return (f"line {start}: {len(record)} fields, the header has {len(header)} "
+                                "(quote values that hold a comma)")
+                    start = reader.line_num + 1
+            except csv.Error as exc:
+                if "end of data" in str(exc) or "EOF" in str(exc):
+                    return f"line {start}: a quote opened here is never closed"
+                return f"line {reader.line_num}: {exc}"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _bad_json_line(file: Path) -> str | None:
+    """``line N: why`` of the first line of a JSON-lines file that is not a JSON object."""
+    import json
+
+    try:
+        with _open_text_bytes(file) as raw:
+            for number, line in enumerate(raw, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line.rstrip(b"\r\n"))
+                except json.JSONDecodeError as exc:
+                    return f"line {number}, column {exc.colno}: not valid JSON ({exc.msg})"
+                if not isinstance(value, dict):
+                    return f"line {number}: a JSON {type(value).__name__}, expected an object"
+    except (OSError, UnicodeDecodeError, RecursionError):
         return None
     return None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xrec.artifacts import check_writable
 from xrec.encoders import ALL_PRECISIONS, load_encoder
 from xrec.store import embed_items
 from xrec.tables import read_table, validate_items
@@ -38,6 +39,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Embed the items table and write the store file."""
+    check_writable(args.out)
     items = validate_items(read_table(args.items, required=["item_id", "text"]), args.items)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision,
                            batch_size=args.batch_size)

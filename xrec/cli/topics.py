@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from xrec.artifacts import atomic_file, write_json
+from xrec.artifacts import atomic_file, check_writable, write_json
 from xrec.cli import renamed
 from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
@@ -214,6 +214,7 @@ def run_train(args: argparse.Namespace) -> int:
     from xrec.encoders import load_encoder
     from xrec.topics.tagging import train_topics
 
+    check_writable(args.out)
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
     from xrec.progress import phase
@@ -238,6 +239,7 @@ def run_tag(args: argparse.Namespace) -> int:
     if args.topics is None:
         raise DataError("xrec tag: give the topic model with --topics DIR (--model names the encoder, "
                         "as in every command; it was the topic model before)")
+    check_writable(args.out)
     items = read_table(args.items, required=["text"])
     classifier = TopicClassifier.load(args.topics)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,

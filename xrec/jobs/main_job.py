@@ -54,6 +54,9 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     started = time.perf_counter()
     config = validate_config(config)  # every key typed and in range before any work
     out = resolve(config, "output", "dir", must_exist=False)
+    from xrec.artifacts import check_writable
+
+    check_writable(Path(out) / "job.json")  # a read-only or full output folder fails now, not after the fit
     cat_cfg = config.get("catalogue", {})
     catalogue_dir = resolve(config, "catalogue", "data")
     sib_dir = resolve(config, "topics", "sib200")

@@ -258,7 +258,7 @@ class Service:
         info["languages"] = len(info["languages"])
         ranker = None
         if state.ranker is not None:
-            ranker = {"path": str(self.paths["ranker"]),
+            ranker = {"path": str(self.paths["ranker"]), "users": len(state.ranker.users),
                       "example_users": ranking.example_users(state.ranker)}
         return {
             "status": "ok", "fingerprint": self.encoder.fingerprint,
