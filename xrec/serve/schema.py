@@ -72,7 +72,8 @@ def _check_values(body: Any, max_depth: int) -> None:
             raise RequestError(400, f"request body is nested more than {max_depth} levels deep")
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            where = f"{path}.{key}" if isinstance(value, dict) else f"{path}[{key}]"
+            name = key.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(key, str) else key
+            where = f"{path}.{name}" if isinstance(value, dict) else f"{path}[{name}]"
             for text in ((key, item) if isinstance(value, dict) else (item,)):
                 if isinstance(text, str) and not _is_text(text):
                     raise RequestError(400, f"{where.lstrip('.')}: a string holds a lone surrogate "
