@@ -9,7 +9,8 @@
 * A table that refers to another's ids (interactions, candidates, users, tags, ``--ids``, request
   bodies) is read in the referenced table's type: ``"28"`` names item ``28`` of an integer
   catalogue, and ``28`` names item ``"28"`` of a string catalogue. A value that cannot be of that
-  type (``"abc"`` in an integer catalogue) is simply an unknown id.
+  type (``"abc"`` in an integer catalogue) is an unknown id in a table (reported, or dropped with
+  ``--drop-unknown``) and an error naming it in ``--ids`` or a request.
 """
 
 from __future__ import annotations
@@ -96,7 +97,9 @@ def id_value(value: Any, integer: bool) -> int | str:
             raise ValueError(f"{value!r} is {'empty' if not value else 'padded with whitespace'}")
         if _FLOAT.match(value):
             raise ValueError(f"{value!r} reads as a float; ids are integers or strings")
-        if integer and _INTEGER.match(value):
+        if integer:
+            if not _INTEGER.match(value):
+                raise ValueError(f"{value!r} is not an integer, and this catalogue's ids are integers")
             return int(value)
         return value
     return value if integer else str(value)
