@@ -122,6 +122,15 @@ def test_read_only_output_is_one_line_before_any_work(command, read_only, items_
     assert "Read-only" in err
 
 
+def test_a_read_only_store_is_refused_before_encoding(read_only, items_csv, capsys, caplog):
+    ro, _ = read_only
+    with caplog.at_level("INFO"):
+        assert main(["similar", "--items", str(items_csv), "--ids", "1", "--store", str(ro / "e.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot write" in err and str(ro) in err, err
+    assert "embedded" not in caplog.text  # refused before the encoder ran
+
+
 def test_full_disk_is_refused_before_work(full_disk, items_csv, monkeypatch, capsys):
     root, _ = full_disk
     _no_encoder(monkeypatch, "embed")
@@ -229,6 +238,23 @@ def test_a_store_refuses_another_id_type_and_keeps_its_rows(tmp_path, items_csv,
     assert "int ids" in err and "str ids" in err and "unchanged" in err
     assert main(["similar", "--items", str(other), "--ids", "b1", "--store", str(store)]) == 2
     assert digest(store) == before and read_embeddings(store).ids == [1, 2, 3, 4]
+
+
+def test_concurrent_writers_of_two_id_types_never_empty_the_store(tmp_path, encoder):
+    """Both pass the early check on an empty store; the second to merge is refused under the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xrec.store import embed_items
+
+    store = tmp_path / "shared.parquet"
+    catalogues = [([1, 2, 3], ["ein Hund", "a dog", "un chien"]), (["b1", "b2"], ["a book", "un livre"])]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(embed_items, encoder, ids, texts, store=store) for ids, texts in catalogues]
+        outcomes = [f.exception() for f in futures]
+    refused = [e for e in outcomes if e is not None]
+    assert len(refused) == 1 and isinstance(refused[0], DataError) and "unchanged" in str(refused[0])
+    winner = catalogues[outcomes.index(None)][0]
+    assert read_embeddings(store).ids == winner
 
 
 @pytest.mark.parametrize(("rows", "line", "why"), [

@@ -32,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xrec.artifacts import atomic_file, check_finite
+from xrec.artifacts import atomic_file, check_finite, check_writable
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import ArtifactError, DataError
 
@@ -182,6 +182,8 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
             todo.append(row)
         else:
             vectors[row] = hit
+    if store is not None and not unchanged:
+        check_writable(store)  # a read-only or full store fails now, not after the encoding
     log.info("embeddings: %d of %d texts reused, %d embedded", len(texts) - len(todo), len(texts), len(todo))
     if todo:
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,

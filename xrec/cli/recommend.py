@@ -173,7 +173,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    check_writable(args.out, args.store)
+    check_writable(args.out)  # --store is checked before encoding, when it needs writing
     if args.topics and not args.tags:
         raise DataError("--topics needs --tags (the items' topics: item_id, topic[, topic_score])")
     ranker, inter = _fit_ranker(args)
@@ -199,7 +199,7 @@ def run_rerank(args: argparse.Namespace) -> int:
 
     if args.k is not None and args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
-    check_writable(args.out, args.store)
+    check_writable(args.out)
     candidates = read_table(args.candidates, required=["user_id", "item_id"])
     ranker, _ = _fit_ranker(args)
     _, report = prepare_candidates(ranker, None, candidates, on_unknown=args.on_unknown,
@@ -221,7 +221,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.evaluation.splits import load_split
     from xrec.ranking.content import item_vectors
 
-    check_writable(args.json, args.store)
+    check_writable(args.json)
     metadata = None if args.metadata is None else [f.strip() for f in args.metadata.split(",") if f.strip()]
     split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
                        metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown)
