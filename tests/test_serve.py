@@ -18,7 +18,7 @@ from xrec.errors import DataError
 from xrec.index import VectorIndex
 from xrec.index.persist import INDEX_FILE
 from xrec.languages import display_name, normalise
-from xrec.serve import Limits, Service
+from xrec.serve import Guard, Limits, Service
 from xrec.serve.server import ServerThread
 
 from serve_helpers import build_catalogue, request
@@ -49,8 +49,10 @@ def test_health_names_model_index_and_versions(url, encoder, catalogue):
     assert body["fingerprint"] == encoder.fingerprint
     assert body["index"]["count"] == len(catalogue["ids"])
     assert body["index"]["languages"] == len(set(catalogue["langs"]))
-    assert body["ranker"]["example_users"]
     assert {"xrec", "starlette", "uvicorn", "faiss-cpu"} <= set(body["versions"])
+    # no file paths or user ids without the token (the server here has none)
+    assert "path" not in body["index"] and set(body["ranker"]) == {"users"}
+    assert body["ranker"]["users"] > 0
 
 
 def test_similar_text_finds_translations_in_other_languages(url, catalogue):
@@ -294,8 +296,9 @@ def test_reload_swaps_the_index_atomically(tmp_path, catalogue, encoder):
     VectorIndex.build(vectors[:100], ids[:100], langs[:100], kind="exact",
                       fingerprint=encoder.fingerprint).save(path)
     svc = Service(path, encoder=encoder)
+    token = {"Authorization": "Bearer s3cret"}
     try:
-        with ServerThread(svc) as address:
+        with ServerThread(svc, guard=Guard(token="s3cret")) as address:
             # the index directory replaced while serving: answers still come from the loaded one
             VectorIndex.build(vectors, ids, langs, kind="exact", fingerprint=encoder.fingerprint).save(path)
             assert request(address, "GET", "/health")[1]["index"]["count"] == 100
@@ -310,12 +313,12 @@ def test_reload_swaps_the_index_atomically(tmp_path, catalogue, encoder):
 
             worker = threading.Thread(target=hammer)
             worker.start()
-            status, info, _ = request(address, "POST", "/reload")
+            status, info, _ = request(address, "POST", "/reload", headers=token)
             assert status == 200 and info["index"]["count"] == len(ids)
             # a corrupted index on disk: the reload is refused, the loaded index keeps serving
             faiss_file = path / INDEX_FILE
             faiss_file.write_bytes(faiss_file.read_bytes()[:100])
-            status, answer, _ = request(address, "POST", "/reload")
+            status, answer, _ = request(address, "POST", "/reload", headers=token)
             assert status == 409 and faiss_file.name in answer["error"] and "previous" in answer["error"]
             stop.set()
             worker.join()

@@ -20,9 +20,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from xrec.errors import ArtifactError
+import numpy as np
+
+from xrec.errors import ArtifactError, WriteError
 
 MANIFEST = "manifest.json"
+#: Free space an output's file system must have before a command starts its work (bytes).
+MIN_FREE_BYTES = 16 << 20
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -39,22 +43,75 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def check_writable(*paths: str | os.PathLike[str] | None, min_free: int = MIN_FREE_BYTES) -> None:
+    """Before any expensive work: the directory of each output in ``paths`` (files or artifact
+    directories; None skipped) exists or can be made, accepts a new file, and has ``min_free``
+    bytes free; else :class:`WriteError` naming the path."""
+    for path in paths:
+        if path is None:
+            continue
+        target = Path(path)
+        with writing(target):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+            os.close(fd)
+            os.unlink(probe)
+            free = shutil.disk_usage(target.parent).free
+        if free < min_free:
+            raise WriteError(f"{target}: only {free // 1024} KiB free on its file system, xrec wants at least "
+                             f"{min_free // (1 << 20)} MiB before it starts; free some space or write elsewhere")
+
+
+@contextlib.contextmanager
+def writing(target: Path) -> Iterator[None]:
+    """Turn an OS error while writing ``target`` into one :class:`WriteError` line naming it."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        raise WriteError(f"{target}: cannot write ({why}"
+                         f"{'' if exc.filename in (None, str(target)) else f': {exc.filename}'})") from exc
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+    An OS error (read-only directory, disk full) is a :class:`WriteError` naming ``path``."""
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
     tmp = Path(tmp_name)
     try:
-        yield tmp
-        with open(tmp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
-        os.replace(tmp, target)
+        with writing(target):
+            yield tmp
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file ordinary permissions
+            os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported,
+    so that a process killed mid-swap never leaves the target missing where the system allows."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
 
 
 @contextlib.contextmanager
@@ -62,19 +119,25 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield an empty temporary directory that replaces ``path`` only if the block succeeds.
 
     An existing ``path`` stays intact until the new directory is complete; a failure inside the
-    block leaves it untouched and removes the temporary directory.
+    block leaves it untouched and removes the temporary directory. An OS error (read-only
+    directory, disk full) is a :class:`WriteError` naming ``path``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(tmp, target)
+        with writing(target):
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+            old = None
+            if target.exists() and _exchange(tmp, target):
+                old = tmp  # the old directory, swapped out in one step
+            else:
+                if target.exists():  # no atomic exchange on this system: two renames
+                    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+                    os.replace(target, old)
+                os.replace(tmp, target)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
@@ -172,3 +235,13 @@ def _remove_stale_temps(target: Path, max_age_s: float = 3600.0) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     if target.exists() and not target.is_dir():
         target.unlink()
+
+
+def check_finite(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` unchanged if every value is finite, else :class:`ArtifactError` naming ``what``
+    (a loaded array where NaN or infinity cannot be meant: vectors, factors, weights)."""
+    if array.dtype.kind in "fc" and array.size and not np.isfinite(array).all():
+        bad = np.argwhere(~np.isfinite(array))[0]
+        raise ArtifactError(f"{what}: {int((~np.isfinite(array)).sum())} value(s) are NaN or infinite "
+                            f"(first at {tuple(int(i) for i in bad)}); refusing to use it")
+    return array

@@ -19,3 +19,7 @@ class ModelError(XrecError):
 
 class DeviceError(XrecError):
     """A device was asked for that this machine lacks (``cuda`` without a CUDA GPU) or is unknown."""
+
+
+class WriteError(XrecError, OSError):
+    """An output cannot be written: its directory cannot be made, is read-only, or the disk is full."""

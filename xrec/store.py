@@ -10,7 +10,9 @@ edited catalogue is cheap.
 A store is a cache that keeps every item written to it (the latest vector per ``item_id``): a
 writer merges its rows into the file's current rows under an exclusive lock, so concurrent
 writers (processes or threads) lose nothing. A store made by another encoder, or unreadable, is
-never trusted: it is discarded, with a warning saying why.
+never trusted: it is discarded, with a warning saying why. A store keeps one id type (the id
+rule, :mod:`xrec.ids`): items whose ids are of the other type are refused before any encoding
+(:class:`~xrec.errors.DataError`), never merged by dropping the rows it holds.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from xrec.artifacts import atomic_file
+from xrec.artifacts import atomic_file, check_finite, check_writable
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import ArtifactError, DataError
 
@@ -105,6 +107,7 @@ def read_embeddings(path: str | os.PathLike[str],
     if not pa.types.is_fixed_size_list(embedding.type) or embedding.type.list_size != dim:
         raise ArtifactError(f"{file}: column 'embedding' is {embedding.type}, expected {dim} float32s")
     vectors = embedding.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    check_finite(vectors, f"{file}: column 'embedding'")
     return StoredEmbeddings(ids=table.column("item_id").to_pylist(),
                             vectors=vectors.reshape(table.num_rows, dim),
                             text_hashes=table.column("text_hash").to_pylist(),
@@ -157,6 +160,8 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
         seen: set = set()
         row = next(r for r, i in enumerate(ids) if i in seen or seen.add(i))
         raise DataError(f"row {row}: duplicate item_id {ids[row]!r}")
+    if store is not None and ids and Path(store).is_file():
+        _same_id_type(store, _stored_id_type(store), ids)  # before any encoding
     hashes = [text_hash(t, kind) for t in texts]
     vectors = np.empty((len(texts), encoder.dim), dtype=np.float32)
     known: dict[str, np.ndarray] = {}
@@ -177,6 +182,8 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
             todo.append(row)
         else:
             vectors[row] = hit
+    if store is not None and not unchanged:
+        check_writable(store)  # a read-only or full store fails now, not after the encoding
     log.info("embeddings: %d of %d texts reused, %d embedded", len(texts) - len(todo), len(texts), len(todo))
     if todo:
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
@@ -186,15 +193,36 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
     return vectors
 
 
+def _stored_id_type(store: str | os.PathLike[str]) -> type | None:
+    """``int`` or ``str``: the type of a store file's item ids (None when unreadable: it is replaced)."""
+    try:
+        kind = pq.read_schema(store).field("item_id").type
+    except (OSError, KeyError, pa.ArrowException):
+        return None
+    if pa.types.is_integer(kind):
+        return int
+    return str if pa.types.is_string(kind) or pa.types.is_large_string(kind) else None
+
+
+def _same_id_type(store: str | os.PathLike[str], stored: type | None, ids: Sequence, rows: int | None = None) -> None:
+    """Refuse to merge ``ids`` into a store holding the other id type: a store is one id namespace,
+    and nothing in it is dropped to make room for another catalogue."""
+    mine = int if isinstance(ids[0], int | np.integer) else str
+    if stored is None or stored is mine:
+        return
+    held = f"{rows} items" if rows is not None else "items"
+    raise DataError(f"{store}: this embedding store holds {held} with {stored.__name__} ids, these items have "
+                    f"{mine.__name__} ids; one store keeps one id type, so give this catalogue its own "
+                    "store file (the store is unchanged)")
+
+
 def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, hashes: list[str],
                 fingerprint: str) -> None:
     """Write ``ids`` into ``store`` with the rows of other items it holds now, under the lock."""
     with store_lock(store):
         current = _trusted(store, fingerprint)  # re-read: another writer may have added rows
-        if current is not None and current.ids and ids and type(current.ids[0]) is not type(ids[0]):
-            log.warning("embedding store %s holds %s item ids, these are %s: its %d rows are replaced",
-                        store, type(current.ids[0]).__name__, type(ids[0]).__name__, len(current.ids))
-            current = None
+        if current is not None and current.ids and ids:
+            _same_id_type(store, type(current.ids[0]), ids, len(current.ids))
         if current is not None:
             mine = set(ids)
             keep = [row for row, item in enumerate(current.ids) if item not in mine]

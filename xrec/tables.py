@@ -17,6 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from xrec.errors import DataError
+from xrec.ids import check_id_column, integer_ids
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
 _CSV = (".csv", ".csv.gz")
@@ -42,7 +43,9 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
 
     In CSV files, ``string_columns`` are read as text; the id columns (:data:`ID_COLUMNS`) are
     read as text and become integers only when every value is a plain integer without a leading
-    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers.
+    zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers. Id
+    columns follow the id rule (:mod:`xrec.ids`): a float, empty or padded id is an error naming
+    its line.
     """
     file = Path(path)
     if not file.is_file():
@@ -54,7 +57,7 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
         elif name.endswith((".csv", ".csv.gz")):
             text = {c: pl.String for c in (*ID_COLUMNS, *string_columns)}
             frame = pl.read_csv(file, infer_schema_length=10000, schema_overrides=text)
-            frame = frame.with_columns(_integer_ids(frame[c]) for c in ID_COLUMNS
+            frame = frame.with_columns(integer_ids(frame[c]) for c in ID_COLUMNS
                                        if c in frame.columns and c not in string_columns)
         elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
             frame = pl.read_ndjson(file, infer_schema_length=10000)
@@ -68,17 +71,17 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
             line, column, data = bad
             raise DataError(f"{file}: line {line}, byte {column}: not UTF-8 ({data!r}); save the file "
                             "as UTF-8") from exc
-        raise DataError(f"{file}: cannot be read as a table ({exc})") from exc
+        row = _bad_csv_row(file) if name.endswith(_CSV) else _bad_json_line(file) if name.endswith(_JSONL) else None
+        if row is not None:
+            raise DataError(f"{file}: {row}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{file}: cannot be read as a table ({first[:200]})") from exc
     require_columns(frame, required, str(file))
+    for column in ID_COLUMNS:
+        if column in frame.columns:
+            check_id_column(frame, column, str(file))
     return frame
 
-
-def _integer_ids(ids: pl.Series) -> pl.Series:
-    """``ids`` as Int64 when every non-null value is a canonical integer, else unchanged."""
-    values = ids.drop_nulls()
-    if len(values) and values.str.contains(r"^(0|-?[1-9][0-9]{0,17})$").all():
-        return ids.cast(pl.Int64)
-    return ids
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
     """The non-blank lines of a UTF-8 text file, stripped; bad bytes are an error naming the line."""
     file = Path(path)
@@ -110,6 +113,49 @@ def _first_non_utf8(file: Path) -> tuple[int, int, bytes] | None:
                 except UnicodeDecodeError as exc:
                     return number, exc.start + 1, line[exc.start:exc.end + 3]
     except OSError:
+        return None
+    return None
+
+
+def _bad_csv_row(file: Path) -> str | None:
+    """``line N: why`` of the first CSV record with another number of fields than the header, or
+    of a quote never closed; None when every record fits."""
+    try:
+        with _open_text_bytes(file) as raw:
+            reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", newline=""), strict=True)
+            header = next(reader, None)
+            start = reader.line_num + 1
+            try:
+                for record in reader:
+                    if record and header is not None and len(record) != len(header):
+                        return (f"line {start}: {len(record)} fields, the header has {len(header)} "
+                                "(quote values that hold a comma)")
+                    start = reader.line_num + 1
+            except csv.Error as exc:
+                if "end of data" in str(exc) or "EOF" in str(exc):
+                    return f"line {start}: a quote opened here is never closed"
+                return f"line {reader.line_num}: {exc}"
+    except (OSError, UnicodeDecodeError):
+        return None
+    return None
+
+
+def _bad_json_line(file: Path) -> str | None:
+    """``line N: why`` of the first line of a JSON-lines file that is not a JSON object."""
+    import json
+
+    try:
+        with _open_text_bytes(file) as raw:
+            for number, line in enumerate(raw, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line.rstrip(b"\r\n"))
+                except json.JSONDecodeError as exc:
+                    return f"line {number}, column {exc.colno}: not valid JSON ({exc.msg})"
+                if not isinstance(value, dict):
+                    return f"line {number}: a JSON {type(value).__name__}, expected an object"
+    except (OSError, UnicodeDecodeError, RecursionError):
         return None
     return None
 

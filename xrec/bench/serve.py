@@ -92,8 +92,9 @@ class _Connection:
         return cls(*await asyncio.open_connection(host, port))
 
     async def post(self, path: str, body: bytes) -> tuple[int, dict[str, str]]:
-        self.writer.write(b"POST %s HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), len(body), body))
+        host = self.writer.get_extra_info("peername")[0].encode()  # the server answers only to its own names
+        self.writer.write(b"POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\n"
+                          b"Content-Length: %d\r\n\r\n%s" % (path.encode(), host, len(body), body))
         line = await self.reader.readline()
         if not line:  # the server closed this keep-alive connection while it sat idle
             raise ConnectionResetError("connection closed by the server")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from xrec.artifacts import check_writable
 from xrec.cli import add_encoder_options
 from xrec.encoders import load_encoder
 from xrec.store import embed_items
@@ -30,6 +31,7 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
 
 def run(args: argparse.Namespace) -> int:
     """Embed the items table and write the store file."""
+    check_writable(args.out)
     items = validate_items(read_table(args.items, required=["item_id", "text"]), args.items)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision,
                            batch_size=args.batch_size)

@@ -100,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except XrecError as exc:
         print(f"xrec: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. a disk that fills up mid-write in a library xrec calls: one line, not a traceback
+        print(f"xrec: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from xrec.artifacts import check_writable
 from xrec.cli import add_encoder_options
 
 log = logging.getLogger(__name__)
@@ -245,6 +246,7 @@ def run_recommend(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
+    check_writable(args.out)  # --store is checked before encoding, when it needs writing
     if args.only_topics and not args.tags:
         raise DataError("--only-topics needs --tags (the items' topics: item_id, topic[, topic_score])")
     _language_filters(args)
@@ -272,6 +274,7 @@ def run_rerank(args: argparse.Namespace) -> int:
 
     if args.k is not None and args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")
+    check_writable(args.out)
     candidates = read_table(args.candidates, required=["user_id", "item_id"])
     _language_filters(args)
     ranker, *_ = _fit_ranker(args)
@@ -295,6 +298,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from xrec.evaluation.splits import load_split
     from xrec.ranking.content import item_vectors
 
+    check_writable(args.json)
     metadata = None if args.metadata is None else [f.strip() for f in args.metadata.split(",") if f.strip()]
     split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
                        metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown, new_items=args.new_items)

@@ -14,13 +14,24 @@ def register(commands: Any, evaluate: Any, bench: Any) -> None:
     p = commands.add_parser(
         "serve", help="HTTP JSON service over a saved index (and ranker, topic model)",
         description="Serve POST /similar, /recommend, /embed, /reload and GET /health (and a page "
-                    "at /) over a saved index. SIGHUP or POST /reload swaps in the files on disk.")
+                    "at /) over a saved index. SIGHUP or POST /reload swaps in the files on disk; "
+                    "POST /reload needs the token in $XREC_SERVE_TOKEN (sent as 'Authorization: Bearer "
+                    "TOKEN') and is off without it. Limits and protections: docs/operations.md.")
     p.add_argument("--index", required=True, help="a saved VectorIndex directory")
     p.add_argument("--items", help="items table (item_id, text[, lang]) whose texts are returned")
     p.add_argument("--ranker", help="a saved HybridRanker directory (enables user_id in /recommend)")
     p.add_argument("--topic-model", help="a saved topic model (free-text queries get a topic)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: any free port)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a Host name to answer besides loopback and --host (repeatable; '*': any, only "
+                        "behind a proxy that checks Host)")
+    p.add_argument("--max-connections", type=int, default=1000,
+                   help="open connections; beyond that clients get 503 with Retry-After")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a client has to send a request's headers (then 408, closed)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a client has to send a request's body (then 408, closed)")
     _encoder_options(p)
     p.set_defaults(func=run_serve)
 
@@ -84,11 +95,19 @@ def service_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    from xrec.errors import DataError
     from xrec.serve import Service, serve
+    from xrec.serve.guard import Guard
 
+    if args.max_connections < 1 or args.header_timeout <= 0 or args.body_timeout <= 0:
+        raise DataError("--max-connections, --header-timeout and --body-timeout must be positive")
+    guard = Guard.from_env(max_connections=args.max_connections, header_timeout_s=args.header_timeout,
+                           body_timeout_s=args.body_timeout, allowed_hosts=tuple(args.allow_host))
     service = Service(args.index, items=args.items, ranker=args.ranker, topics=args.topic_model,
                       **service_options(args))
-    serve(service, args.host, args.port,
+    if not guard.token:
+        print("xrec serve: POST /reload is off (no $XREC_SERVE_TOKEN); SIGHUP reloads", file=sys.stderr)
+    serve(service, args.host, args.port, guard=guard,
           on_ready=lambda url: print(f"xrec serve: listening on {url}", flush=True))
     return 0
 

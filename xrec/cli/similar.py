@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from xrec.artifacts import write_json
+from xrec.artifacts import check_writable, write_json
 from xrec.cli import add_encoder_options
 from xrec.errors import DataError
 
@@ -101,6 +101,8 @@ def run_similar(args: argparse.Namespace) -> int:
 
     if args.k <= 0:
         raise DataError(f"--k must be positive, got {args.k}")
+    if args.items is not None:
+        check_writable(args.save_index)  # --store is checked before encoding, when it needs writing
     if args.text is not None:
         result = similar_texts(args.text, k=args.k, index_dir=args.index, items=args.items,
                                model=args.model, store=args.store, kind=args.kind,

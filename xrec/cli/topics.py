@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from xrec.artifacts import atomic_file, write_json
+from xrec.artifacts import atomic_file, check_writable, write_json
 from xrec.cli import add_encoder_options
 from xrec.errors import DataError
 
@@ -201,6 +201,7 @@ def run_train(args: argparse.Namespace) -> int:
     from xrec.encoders import load_encoder
     from xrec.topics.tagging import train_topics
 
+    check_writable(args.out)
     train, dev, unlabelled, labels = _training_tables(args)
     encoder = load_encoder(args.model, device=args.device, precision=args.precision)
     from xrec.progress import phase
@@ -222,6 +223,7 @@ def run_tag(args: argparse.Namespace) -> int:
     from xrec.topics.classifier import TopicClassifier
     from xrec.topics.tagging import tag_items
 
+    check_writable(args.out)
     items = read_table(args.items, required=["text"])
     classifier = TopicClassifier.load(args.topic_model)
     encoder = load_encoder(args.model or classifier.encoder_name or "bundled", device=args.device,

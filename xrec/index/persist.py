@@ -11,7 +11,7 @@ import faiss
 import polars as pl
 
 from xrec.artifacts import atomic_dir, read_manifest, write_manifest
-from xrec.errors import ArtifactError
+from xrec.errors import ArtifactError, WriteError
 from xrec.index.slots import Slots
 
 ARTIFACT_KIND = "xrec.vector_index"
@@ -24,7 +24,10 @@ def write_index_dir(path: str | os.PathLike[str], index: faiss.Index, slots: Slo
                     fields: dict[str, Any]) -> Path:
     """Write ``index`` and ``slots`` under ``path`` atomically, ``fields`` into the manifest."""
     with atomic_dir(path) as tmp:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
+        try:
+            faiss.write_index(index, str(tmp / INDEX_FILE))
+        except RuntimeError as exc:  # FAISS reports a full disk as "write error in ..."
+            raise WriteError(f"{path}: cannot write the FAISS index ({str(exc).splitlines()[0][:200]})") from exc
         columns = {"id": pl.Series(slots.ids.tolist(), dtype=pl.Int64 if slots.id_type == "int" else pl.String),
                    "lang": pl.Series(slots.all_languages(), dtype=pl.String),
                    "alive": pl.Series(slots.alive.tolist(), dtype=pl.Boolean)}

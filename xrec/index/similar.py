@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from xrec.errors import DataError
+from xrec.ids import id_value
 from xrec.index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -105,12 +106,11 @@ class ItemSpace:
         """Ids from the command line converted to the index's id type; DataError if unknown."""
         out = []
         int_ids = self.index.pad_id is not None
-        for item in raw:
-            if int_ids and isinstance(item, str):
-                try:
-                    item = int(item)
-                except ValueError:
-                    raise DataError(f"id {item!r}: this index has integer ids") from None
+        for given in raw:
+            try:
+                item = id_value(given, int_ids)
+            except ValueError as exc:
+                raise DataError(f"id {exc}") from None
             if item not in self.index:
                 raise DataError(f"id {item!r} is not in the index")
             out.append(item)

@@ -49,6 +49,7 @@ def _digests(directory: Path, pattern: str = "*") -> dict[str, str]:
 
 def run(config: dict[str, Any], *, engine: str = "local", address: str | None = None) -> Path:
     """Run the whole job described by ``config``; returns the output folder."""
+    from xrec.artifacts import check_writable
     from xrec.datasets.sib200 import load_labels, load_split
     from xrec.evaluation.splits import hold_out, split_of
     from xrec.jobs.catalogue import load_catalogue, plan_stages
@@ -57,6 +58,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     started = time.perf_counter()
     config = validate_config(config)  # every key typed and in range before any work
     out = resolve(config, "output", "dir", must_exist=False)
+    check_writable(Path(out) / "job.json")  # a read-only or full output folder fails now, not after the fit
     sib_dir = Path(config["topics"]["sib200"]) if config["topics"]["sib200"] else None
     asked = set(config["job"]["stages"])
     runner = StageRunner(out / "stages")  # its timings account for the whole run (the report's table)

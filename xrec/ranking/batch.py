@@ -6,7 +6,9 @@ hash of the user list and of the ranker). When every part exists they are stream
 (one parquet file written under a temporary name and renamed into place) and the parts folder is
 removed. A killed run leaves only complete parts behind; running the same job again skips them.
 A parts folder from a different job is refused rather than mixed in, unless ``restart=True``
-(CLI: ``--restart``) discards it.
+(CLI: ``--restart``) discards it; one without finished batches (a run that failed in its first
+batch, e.g. on a bad filter) never blocks a corrected run, and a run that fails before its first
+batch is written removes the folder it made.
 """
 
 from __future__ import annotations
@@ -127,13 +129,17 @@ def write_batches(score, user_ids: pl.Series, out: str | os.PathLike[str], job: 
             old = json.loads((parts / JOB).read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):
             old = None
-        if old != job and not restart:
-            raise ArtifactError(f"{parts}: left by a different run (other users, k, batch size or model); "
-                                "rerun with --restart (restart=True) to discard it")
+        done = sorted(parts.glob("part-*.parquet"))
+        if old != job and done and not restart:
+            raise ArtifactError(f"{parts}: {len(done)} finished batch(es) of a different run (other users, k, "
+                                f"batch size, filters or model); rerun with --restart (restart=True) or delete "
+                                f"{parts} to discard them")
         if old != job:
-            log.warning("%s: discarding the parts of a different run (--restart)", parts)
-            shutil.rmtree(parts)
-    if not parts.exists():
+            if done:
+                log.warning("%s: discarding the parts of a different run (--restart)", parts)
+            shutil.rmtree(parts)  # a folder without finished batches holds nothing to keep
+    created = not parts.exists()
+    if created:
         parts.mkdir(parents=True)
         write_json(parts / JOB, job)
     n_batches = (len(ids) + batch_size - 1) // batch_size
@@ -144,15 +150,20 @@ def write_batches(score, user_ids: pl.Series, out: str | os.PathLike[str], job: 
     done_now = 0
     from xrec.progress import Progress
 
-    with Progress(n_batches, title, "batches", initial=n_batches - len(todo), show=progress) as bar:
-        for b in todo:
-            if stop_after is not None and done_now >= stop_after:
-                return None
-            frame = score(ids[b * batch_size:(b + 1) * batch_size])
-            with atomic_file(names[b]) as tmp:
-                frame.write_parquet(tmp)
-            done_now += 1
-            bar.update(1)
+    try:
+        with Progress(n_batches, title, "batches", initial=n_batches - len(todo), show=progress) as bar:
+            for b in todo:
+                if stop_after is not None and done_now >= stop_after:
+                    return None
+                frame = score(ids[b * batch_size:(b + 1) * batch_size])
+                with atomic_file(names[b]) as tmp:
+                    frame.write_parquet(tmp)
+                done_now += 1
+                bar.update(1)
+    except BaseException:
+        if created and done_now == 0:  # e.g. a filter refused in the first batch: leave nothing behind
+            shutil.rmtree(parts, ignore_errors=True)
+        raise
     _concat(names, out)
     shutil.rmtree(parts, ignore_errors=True)
     return out
@@ -187,11 +198,11 @@ def read_users(path: str | os.PathLike[str]) -> pl.Series:
         lines = read_lines(file)
         if lines and lines[0].lower() == "user_id":
             lines = lines[1:]
-        series = pl.Series("user_id", lines, dtype=pl.String)
-        try:
-            return series.cast(pl.Int64)
-        except Exception:
-            return series
+        from xrec.ids import check_id_column, integer_ids
+
+        frame = pl.DataFrame({"user_id": pl.Series(lines, dtype=pl.String)})
+        check_id_column(frame, "user_id", str(file))
+        return integer_ids(frame["user_id"])
     frame = read_table(file, required=["user_id"])
     if frame["user_id"].null_count():
         raise DataError(f"{file}: {locate(file, int(frame['user_id'].is_null().arg_true()[0]))}: "

@@ -31,6 +31,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
+from xrec.ids import as_type_of
 from xrec.tables import first_row_where, locate, read_table, require_columns
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,7 @@ class IdMap:
         """Indices of ``ids`` (``missing`` where an id is unknown), int64."""
         query = pl.Series("__id", ids)
         if len(query) and query.dtype != self.ids.dtype:
-            try:
-                query = query.cast(self.ids.dtype)
-            except Exception:
-                return np.full(len(query), missing, dtype=np.int64)
+            query = as_type_of(query, self.ids.dtype)  # the id rule: "28" names item 28, "abc" none
         out = (query.to_frame().join(self._frame, on="__id", how="left", maintain_order="left")
                ["__idx"].fill_null(missing))
         return out.to_numpy().astype(np.int64, copy=False)
@@ -140,11 +138,13 @@ def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
     for col, universe, attr in (("item_id", item_ids, "unknown_items"), ("user_id", user_ids, "unknown_users")):
         if universe is None:
             continue
-        known = IdMap(universe, col).index(frame[col]) >= 0
-        unknown = ~pl.Series(known)
+        given = frame[col]
+        ids = IdMap(universe, col)
+        frame = frame.with_columns(as_type_of(given, ids.ids.dtype))  # the catalogue's id type decides
+        unknown = ~pl.Series(ids.index(frame[col]) >= 0)
         setattr(report, attr, int(unknown.sum()))
         if unknown.any():
-            report.examples[col] = frame[col].filter(unknown).unique(maintain_order=True).head(5).to_list()
+            report.examples[col] = given.filter(unknown).unique(maintain_order=True).head(5).to_list()
             keep = keep & ~unknown
     n_unknown = int((~keep).sum())
     if n_unknown:

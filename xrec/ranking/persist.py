@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.artifacts import atomic_dir, check_finite, read_manifest, write_manifest
 from xrec.errors import ArtifactError
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.fusion import Fusion
@@ -83,6 +83,12 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
     return Path(path)
 
 
+def _finite(file: Path) -> np.ndarray:
+    """A saved float array, refused when it holds NaN or infinity (a checksum does not catch a
+    ranker saved from a diverged fit, nor one whose manifest was rewritten)."""
+    return check_finite(np.load(file, allow_pickle=False), str(file))
+
+
 def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | None = None):
     """Read a ranker written by :func:`save_ranker` as an instance of ``cls``."""
     from xrec.ranking.hybrid import HybridConfig
@@ -104,8 +110,7 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
     n_items = len(inter.items)
     cf = None
     if meta["cf"] is not None:
-        cf = FactorModel(np.load(root / "cf_user_factors.npy", allow_pickle=False),
-                         np.load(root / "cf_item_factors.npy", allow_pickle=False),
+        cf = FactorModel(_finite(root / "cf_user_factors.npy"), _finite(root / "cf_item_factors.npy"),
                          name=meta["cf"]["name"], regularization=meta["cf"]["regularization"])
     graphs = {name: _load_csr(root / "graphs", f"content.{name}", n_items) for name in meta["content_graphs"]}
     texts, metadata = None, None
@@ -117,7 +122,7 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
                             texts, metadata, meta["graph_k"])
     if meta["topics"] is not None:
         content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
-    ranker = cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
+    ranker = cls(inter, _finite(root / "item_vectors.npy"), cf, content,
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
                  cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
     ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")

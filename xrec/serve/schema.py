@@ -7,9 +7,10 @@ Every failure is a :class:`RequestError` with the HTTP status and the name of th
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
+
+from xrec.ids import id_value
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1 << 20
@@ -40,8 +41,9 @@ class RequestError(Exception):
         return out
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The JSON object of a request body; 413 when too large, 400 when not a JSON object."""
+def parse_body(raw: bytes, max_depth: int = 32) -> dict[str, Any]:
+    """The JSON object of a request body; 413 when too large, 400 when not a JSON object, nested
+    deeper than ``max_depth`` or holding a lone surrogate (``"\\ud800"``: not text)."""
     if len(raw) > MAX_BODY:
         raise RequestError(413, f"request body of {len(raw)} bytes exceeds the {MAX_BODY}-byte limit")
     if not raw.strip():
@@ -53,9 +55,39 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise RequestError(400, f"request body is not valid JSON: {exc.msg} "
                                 f"(line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise RequestError(400, f"request body is nested more than {max_depth} levels deep") from None
     if not isinstance(body, dict):
         raise RequestError(400, f"request body is a JSON {type(body).__name__}, expected an object")
+    _check_values(body, max_depth)
     return body
+
+
+def _check_values(body: Any, max_depth: int) -> None:
+    """400 for nesting deeper than ``max_depth`` or a string that is not valid Unicode text."""
+    stack = [(body, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > max_depth:
+            raise RequestError(400, f"request body is nested more than {max_depth} levels deep")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            name = key.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(key, str) else key
+            where = f"{path}.{name}" if isinstance(value, dict) else f"{path}[{name}]"
+            for text in ((key, item) if isinstance(value, dict) else (item,)):
+                if isinstance(text, str) and not _is_text(text):
+                    raise RequestError(400, f"{where.lstrip('.')}: a string holds a lone surrogate "
+                                            "(\\ud800-\\udfff escape); send Unicode text", where.lstrip("."))
+            if isinstance(item, dict | list):
+                stack.append((item, depth + 1, where))
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Fields:
@@ -147,14 +179,11 @@ class Fields:
 
     @staticmethod
     def id_value(value: Any, field: str, integer: bool) -> int | str:
-        if integer:
-            if isinstance(value, bool) or not isinstance(value, int | float) or (
-                    isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-                raise RequestError(422, f"{field} must be an integer id, got {value!r}", field)
-            return int(value)
-        if not isinstance(value, str):
-            raise RequestError(422, f"{field} must be a string id, got {value!r}", field)
-        return value
+        """One id by the id rule (:mod:`xrec.ids`) in the catalogue's type; 422 naming the field."""
+        try:
+            return id_value(value, integer)
+        except ValueError as exc:
+            raise RequestError(422, f"{field}: {exc}", field) from None
 
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.body.get(name, default)

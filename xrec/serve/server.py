@@ -2,9 +2,12 @@
 
 Routes: ``GET /`` (the exploring page), ``GET /health``, ``POST /similar``, ``POST /recommend``,
 ``POST /embed`` and ``POST /reload``. Errors are JSON ``{"error": ..., "field": ...}``: 400 for a
-body that is not a JSON object, 413 for one over the size limit, 422 for a bad field, 404 for an
-unknown item or user, 503 (with ``Retry-After``) when the queue is full, 409 when a reload fails
-(the old index stays). Answers carry a ``Server-Timing`` header (queue, encode, search, app).
+body that is not a JSON object (or nested too deeply), 413 for one over the size limit, 408 for
+one too slow, 422 for a bad field, 404 for an unknown item or user, 503 (with ``Retry-After``)
+when the queue or the connection cap is full, 409 when a reload fails (the old index stays), 403
+and 401 for ``/reload`` without the token, 421 for a foreign ``Host``, 403 for a cross-origin
+``POST``. The bounds are a :class:`~xrec.serve.guard.Guard` (docs/operations.md). Answers carry a
+``Server-Timing`` header (queue, encode, search, app).
 """
 
 from __future__ import annotations
@@ -23,40 +26,51 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from xrec.errors import XrecError
 from xrec.serve.batcher import Overloaded
-from xrec.serve.schema import MAX_BODY, RequestError, parse_body
+from xrec.serve.guard import TOKEN_ENV, ClientDisconnect, Guard, check_request, protocol_class, read_body
+from xrec.serve.schema import RequestError, parse_body
 from xrec.serve.service import Service
 
 log = logging.getLogger(__name__)
 
 
-def create_app(service: Service) -> Starlette:
-    """The ASGI app answering from ``service``."""
+def create_app(service: Service, guard: Guard | None = None, host: str = "127.0.0.1") -> Starlette:
+    """The ASGI app answering from ``service``, within ``guard``'s bounds, for a server bound to ``host``."""
+    guard = guard or Guard()
     page = files("xrec.serve").joinpath("page.html").read_text(encoding="utf-8")
 
     async def index(_: Request) -> Response:
         return HTMLResponse(page)
 
-    async def health(_: Request) -> Response:
-        return JSONResponse(service.health())
+    async def health(request: Request) -> Response:
+        info = service.health()
+        return JSONResponse(info if guard.authorised(request) else public_health(info))
 
-    async def reload(_: Request) -> Response:
+    async def reload(request: Request) -> Response:
+        if not guard.token:
+            return JSONResponse({"error": f"POST /reload is off: start xrec serve with ${TOKEN_ENV} set and send "
+                                          "'Authorization: Bearer <token>', or send the server SIGHUP"},
+                                status_code=403)
+        if not guard.authorised(request):
+            return JSONResponse({"error": "POST /reload needs 'Authorization: Bearer <token>'"}, status_code=401,
+                                headers={"WWW-Authenticate": "Bearer"})
         try:
-            info = await run_in_threadpool(service.reload)
+            await run_in_threadpool(service.reload)
         except XrecError as exc:
             log.warning("reload failed, still serving the previous index: %s", exc)
             return JSONResponse({"error": f"reload failed, still serving the previous index: {exc}"},
                                 status_code=409)
-        return JSONResponse(info)
+        return JSONResponse(service.health())
 
     def endpoint(submit: Callable[[dict], Future]) -> Callable:
         async def handle(request: Request) -> Response:
-            return await answer(request, submit)
+            return await answer(request, submit, guard)
         return handle
 
     async def not_found(_: Request, exc: HTTPException) -> Response:
@@ -71,22 +85,48 @@ def create_app(service: Service) -> Starlette:
               Route("/recommend", endpoint(service.submit_recommend), methods=["POST"]),
               Route("/embed", endpoint(service.submit_embed), methods=["POST"]),
               Route("/reload", reload, methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed})
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed},
+                    middleware=[Middleware(_Checked, hosts=guard.hosts(host))])
     app.state.service = service
     return app
 
 
-async def answer(request: Request, submit: Callable[[dict], Future]) -> Response:
-    """Parse, validate and queue one request; the JSON answer or a JSON error."""
+class _Checked:
+    """ASGI middleware refusing foreign-Host and cross-origin requests (:func:`check_request`)."""
+
+    def __init__(self, app: Any, hosts: set[str]) -> None:
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            try:
+                check_request(Request(scope), self.hosts)
+            except RequestError as exc:
+                await JSONResponse(exc.payload(), status_code=exc.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def public_health(info: dict[str, Any]) -> dict[str, Any]:
+    """``/health`` without file paths or user ids (the full answer needs the token)."""
+    out = {**info, "index": {k: v for k, v in info["index"].items() if k != "path"}}
+    if info.get("ranker") is not None:
+        out["ranker"] = {k: v for k, v in info["ranker"].items() if k not in ("path", "example_users")}
+    return out
+
+
+async def answer(request: Request, submit: Callable[[dict], Future], guard: Guard) -> Response:
+    """Read (bounded), parse, validate and queue one request; the JSON answer or a JSON error."""
     start = time.perf_counter()
     try:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > MAX_BODY:
-            raise RequestError(413, f"request body of {length} bytes exceeds the {MAX_BODY}-byte limit")
-        body = parse_body(await request.body())
+        body = parse_body(await read_body(request, guard), guard.max_json_depth)
         result, timing = await asyncio.wrap_future(submit(body))
-    except RequestError as exc:
-        return JSONResponse(exc.payload(), status_code=exc.status)
+    except RequestError as exc:  # a refused body may be unread: close the connection after answering
+        headers = {"Connection": "close"} if exc.status in (400, 408, 413) else None
+        return JSONResponse(exc.payload(), status_code=exc.status, headers=headers)
+    except ClientDisconnect:  # the client went away mid-body: nobody to answer, nothing to log
+        log.debug("client disconnected before its request body was complete")
+        return Response(status_code=400)
     except Overloaded as exc:
         return JSONResponse({"error": f"server busy ({exc}); retry later"}, status_code=503,
                             headers={"Retry-After": "1"})
@@ -96,7 +136,6 @@ async def answer(request: Request, submit: Callable[[dict], Future]) -> Response
     app_ms = (time.perf_counter() - start) * 1e3
     response.headers["Server-Timing"] = f"{timing.header()}, app;dur={app_ms:.3f}"
     return response
-
 
 
 def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
@@ -110,17 +149,20 @@ def bind(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     return sock
 
 
-def uvicorn_server(service: Service, **options: Any):
-    """A ``uvicorn.Server`` for the app (quiet logs, no access log, HTTP/1.1 keep-alive)."""
+def uvicorn_server(service: Service, guard: Guard | None = None, host: str = "127.0.0.1", **options: Any):
+    """A ``uvicorn.Server`` for the app within ``guard``'s bounds (quiet logs, no access log,
+    HTTP/1.1 keep-alive closed after 5 s idle)."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(service), log_level=options.pop("log_level", "warning"),
-                            access_log=False, timeout_graceful_shutdown=5, **options)
+    guard = guard or Guard()
+    config = uvicorn.Config(create_app(service, guard, host), log_level=options.pop("log_level", "warning"),
+                            access_log=False, timeout_graceful_shutdown=5, http=protocol_class(guard),
+                            timeout_keep_alive=5, **options)
     return uvicorn.Server(config)
 
 
 def serve(service: Service, host: str = "127.0.0.1", port: int = 8000,
-          on_ready: Callable[[str], None] | None = None) -> None:
+          on_ready: Callable[[str], None] | None = None, guard: Guard | None = None) -> None:
     """Serve until SIGINT/SIGTERM; SIGHUP reloads the index (and ranker, topics) from disk."""
     sock = bind(host, port)
     bound = sock.getsockname()
@@ -140,7 +182,7 @@ def serve(service: Service, host: str = "127.0.0.1", port: int = 8000,
     if on_ready is not None:
         on_ready(url)
     try:
-        uvicorn_server(service).run(sockets=[sock])
+        uvicorn_server(service, guard, host).run(sockets=[sock])
     finally:
         service.close()
 
@@ -150,10 +192,10 @@ class ServerThread:
 
     ``with ServerThread(service) as url: ...`` serves at ``url`` until the block ends."""
 
-    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 0, guard: Guard | None = None) -> None:
         self.sock = bind(host, port)
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        self.server = uvicorn_server(service)
+        self.server = uvicorn_server(service, guard, host)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="xrec-serve", daemon=True)
 

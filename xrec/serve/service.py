@@ -188,9 +188,7 @@ class Service:
         if state.ranker is None:
             raise RequestError(422, "user_id needs a ranker (start the server with --ranker); "
                                     "give a history of item ids instead", "user_id")
-        user = body["user_id"]
-        if isinstance(user, bool) or not isinstance(user, int | str):
-            raise RequestError(422, f"user_id must be an integer or a string, got {user!r}", "user_id")
+        user = f.id_value(body["user_id"], "user_id", state.ranker.users.ids.dtype.is_integer())
         if not ranking.knows_user(state.ranker, user):
             raise RequestError(404, f"unknown user_id {user!r}", "user_id")
         keep = None
@@ -264,7 +262,7 @@ class Service:
         info["languages"] = len(info["languages"])
         ranker = None
         if state.ranker is not None:
-            ranker = {"path": str(self.paths["ranker"]),
+            ranker = {"path": str(self.paths["ranker"]), "users": len(state.ranker.users),
                       "example_users": ranking.example_users(state.ranker)}
         return {
             "status": "ok", "fingerprint": self.encoder.fingerprint,

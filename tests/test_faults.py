@@ -1,0 +1,374 @@
+"""Fault injection: full disks, read-only directories, SIGKILL mid-write, concurrent writers,
+forged artifacts and malformed rows. What was written before a failure is checked by hash.
+
+Disk full and read-only use a small tmpfs mount where this machine allows it (root with mount
+rights: the real ENOSPC / EROFS from the kernel); elsewhere the same errors are raised at the
+write seam (``os.replace`` / ``tempfile.mkstemp``), which is what the kernel would report there.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from xrec.artifacts import check_writable, write_manifest
+from xrec.cli.main import main
+from xrec.errors import ArtifactError, DataError, WriteError
+from xrec.store import read_embeddings, write_embeddings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file, or of every file under a directory (names and bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        h.update(str(file.relative_to(path.parent)).encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
+def _mount(path: Path, options: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return False
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    return done.returncode == 0
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch):
+    """A directory on a 512 KiB file system (tmpfs where allowed, else ENOSPC simulated for files
+    over 512 KiB written there). Yields ``(directory, real)``."""
+    root = tmp_path / "full"
+    real = _mount(root, "size=512k,mode=0777")
+    if not real:
+        import pyarrow.parquet as pq
+
+        write = pq.write_table
+
+        def no_space(table, where, *args, **kwargs):
+            if str(root) in str(where) and table.nbytes > 512 * 1024:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
+            return write(table, where, *args, **kwargs)
+
+        monkeypatch.setattr(pq, "write_table", no_space)
+    yield root, real
+    if real:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A read-only directory (a read-only tmpfs where allowed, else EROFS simulated at
+    ``tempfile.mkstemp``/``mkdtemp`` and ``open`` for writing there). Yields ``(directory, real)``."""
+    root = tmp_path / "ro"
+    real = _mount(root, "ro,size=64k")
+    if not real:
+        import tempfile
+
+        def refuse(original):
+            def wrapped(*args, dir=None, **kwargs):
+                if dir is not None and str(dir).startswith(str(root)):
+                    raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dir))
+                return original(*args, dir=dir, **kwargs)
+            return wrapped
+
+        monkeypatch.setattr(tempfile, "mkstemp", refuse(tempfile.mkstemp))
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse(tempfile.mkdtemp))
+    yield root, real
+    if real:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+@pytest.fixture
+def items_csv(tmp_path) -> Path:
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,text,lang\n1,Der Hund schläft.,de\n2,The dog sleeps.,en\n3,Le chat dort.,fr\n"
+                    "4,El gato duerme.,es\n", encoding="utf-8")
+    return path
+
+
+def _no_encoder(monkeypatch, module: str) -> None:
+    """Fail the test if ``module`` loads an encoder (the expensive work a write check must precede)."""
+    def forbidden(*_, **__):
+        raise AssertionError("the encoder was loaded before the output was checked")
+    monkeypatch.setattr(f"xrec.cli.{module}.load_encoder", forbidden, raising=False)
+
+
+# ---------------------------------------------------------------------- read-only, disk full
+@pytest.mark.parametrize("command", ["embed", "similar", "recommend"])
+def test_read_only_output_is_one_line_before_any_work(command, read_only, items_csv, monkeypatch, capsys):
+    ro, _ = read_only
+    _no_encoder(monkeypatch, "embed")
+    monkeypatch.setattr("xrec.index.similar.ItemSpace.open", lambda *a, **k: pytest.fail("index built first"))
+    monkeypatch.setattr("xrec.cli.recommend._fit_ranker", lambda *a, **k: pytest.fail("ranker fitted first"))
+    argv = {"embed": ["embed", str(items_csv), "--out", str(ro / "e.parquet")],
+            "similar": ["similar", "--items", str(items_csv), "--ids", "1", "--save-index", str(ro / "index")],
+            "recommend": ["recommend", "--items", str(items_csv), "--interactions", str(items_csv),
+                          "--out", str(ro / "recs.parquet")]}[command]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and str(ro) in err and "cannot write" in err, err
+    assert "Read-only" in err
+
+
+def test_a_read_only_store_is_refused_before_encoding(read_only, items_csv, capsys, caplog):
+    ro, _ = read_only
+    with caplog.at_level("INFO"):
+        assert main(["similar", "--items", str(items_csv), "--ids", "1", "--store", str(ro / "e.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot write" in err and str(ro) in err, err
+    assert "embedded" not in caplog.text  # refused before the encoder ran
+
+
+def test_full_disk_is_refused_before_work(full_disk, items_csv, monkeypatch, capsys):
+    root, _ = full_disk
+    _no_encoder(monkeypatch, "embed")
+    with pytest.raises(WriteError, match="free"):
+        check_writable(root / "e.parquet")  # 512 KiB free is under the 16 MiB every command wants
+    assert main(["embed", str(items_csv), "--out", str(root / "e.parquet")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "free" in err and str(root) in err
+
+
+def test_a_disk_that_fills_mid_write_keeps_the_old_store(full_disk):
+    root, _ = full_disk
+    store = root / "e.parquet"
+    write_embeddings(store, [1, 2, 3], np.eye(3, 8, dtype=np.float32), "fp")
+    before = digest(store)
+    big = np.random.default_rng(0).random((2000, 384), dtype=np.float32)  # 3 MB: does not fit
+    with pytest.raises(WriteError) as caught:
+        write_embeddings(store, list(range(2000)), big, "fp")
+    assert str(store) in str(caught.value) and "\n" not in str(caught.value)
+    assert "No space" in str(caught.value)
+    assert digest(store) == before and read_embeddings(store).ids == [1, 2, 3]
+    assert [p.name for p in root.iterdir()] == ["e.parquet"]  # no temporary file left
+
+
+def test_a_full_disk_under_faiss_is_a_write_error_and_keeps_the_old_index(tmp_path, full_disk, encoder):
+    from xrec.index import VectorIndex
+
+    root, real = full_disk
+    if not real:
+        pytest.skip("FAISS writes through its own C++ I/O; a full disk needs a real tmpfs here")
+    vectors = encoder.encode(["ein Hund", "a dog", "un chien"], "passage")
+    path = root / "index"
+    VectorIndex.build(vectors, [1, 2, 3], ["de", "en", "fr"], kind="exact", fingerprint=encoder.fingerprint).save(path)
+    before = digest(path)
+    big = np.random.default_rng(0).standard_normal((2000, vectors.shape[1])).astype(np.float32)
+    big /= np.linalg.norm(big, axis=1, keepdims=True)
+    with pytest.raises(WriteError) as caught:
+        VectorIndex.build(big, list(range(2000)), ["en"] * 2000, kind="exact",
+                          fingerprint=encoder.fingerprint).save(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert digest(path) == before and len(VectorIndex.load(path)) == 3
+
+
+# ---------------------------------------------------------------------- SIGKILL mid-write
+KILLED_WRITER = textwrap.dedent("""
+    import os, signal, sys
+    import xrec.index.persist as persist
+    where = sys.argv[1]
+    kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    if where.startswith("replace:"):  # a file: killed when complete, before its rename
+        real_replace = os.replace
+        def replace(src, dst, *a, **k):
+            if os.path.basename(str(dst)) == where[8:]:
+                kill()
+            return real_replace(src, dst, *a, **k)
+        os.replace = replace
+    else:  # an artifact directory: killed once its manifest is written, before it is swapped in
+        real_manifest = persist.write_manifest
+        def write_manifest(*a, **k):
+            real_manifest(*a, **k)
+            kill()
+        persist.write_manifest = write_manifest
+    from xrec.cli.main import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def _killed(where: str, argv: list[str]) -> subprocess.CompletedProcess:
+    """Run ``xrec argv`` in a process that SIGKILLs itself at ``where`` (see KILLED_WRITER)."""
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-c", KILLED_WRITER, where, *argv], capture_output=True,
+                          text=True, env=env, timeout=300)
+
+
+@pytest.mark.slow
+def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv, encoder):
+    store, index = tmp_path / "e.parquet", tmp_path / "index"
+    assert main(["embed", str(items_csv), "--out", str(store)]) == 0
+    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--save-index", str(index), "--json"]) == 0
+    before = {store: digest(store), index: digest(index)}
+    grown = tmp_path / "grown.csv"
+    grown.write_text(items_csv.read_text(encoding="utf-8") + "5,Il cane dorme.,it\n", encoding="utf-8")
+    for target, where, argv in (
+            (store, "replace:e.parquet", ["embed", str(grown), "--out", str(store)]),
+            (index, "manifest", ["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index)])):
+        done = _killed(where, argv)
+        assert done.returncode == -9, done.stderr[-2000:]
+        assert digest(target) == before[target], f"{target} changed by a killed writer"
+    assert read_embeddings(store).ids == [1, 2, 3, 4]
+    # the corrected re-runs are not blocked by what the killed ones left
+    assert main(["embed", str(grown), "--out", str(store)]) == 0
+    assert read_embeddings(store).ids == [1, 2, 3, 4, 5]
+    assert main(["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index), "--json"]) == 0
+
+
+# ---------------------------------------------------------------------- one id rule, one store
+def test_a_store_refuses_another_id_type_and_keeps_its_rows(tmp_path, items_csv, encoder, capsys):
+    store = tmp_path / "shared.parquet"
+    assert main(["embed", str(items_csv), "--out", str(store)]) == 0
+    before = digest(store)
+    other = tmp_path / "other.csv"
+    other.write_text("item_id,text\nb1,A book.\nb2,Another book.\n", encoding="utf-8")
+    assert main(["embed", str(other), "--out", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert "int ids" in err and "str ids" in err and "unchanged" in err
+    assert main(["similar", "--items", str(other), "--ids", "b1", "--store", str(store)]) == 2
+    assert digest(store) == before and read_embeddings(store).ids == [1, 2, 3, 4]
+
+
+def test_concurrent_writers_of_two_id_types_never_empty_the_store(tmp_path, encoder):
+    """Both pass the early check on an empty store; the second to merge is refused under the lock."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from xrec.store import embed_items
+
+    store = tmp_path / "shared.parquet"
+    catalogues = [([1, 2, 3], ["ein Hund", "a dog", "un chien"]), (["b1", "b2"], ["a book", "un livre"])]
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(embed_items, encoder, ids, texts, store=store) for ids, texts in catalogues]
+        outcomes = [f.exception() for f in futures]
+    refused = [e for e in outcomes if e is not None]
+    assert len(refused) == 1 and isinstance(refused[0], DataError) and "unchanged" in str(refused[0])
+    winner = catalogues[outcomes.index(None)][0]
+    assert read_embeddings(store).ids == winner
+
+
+@pytest.mark.parametrize(("rows", "line", "why"), [
+    ("1,a\n 5 ,b\n", 3, "whitespace"),
+    ("1,a\n2.5,b\n", 3, "float"),
+    ("1,a\nNaN,b\n", 3, "float"),
+    ("1,a\n1.0,b\n", 3, "float"),
+])
+def test_ids_that_break_the_rule_name_file_and_line(tmp_path, rows, line, why):
+    from xrec.tables import read_table
+
+    path = tmp_path / "items.csv"
+    path.write_text("item_id,text\n" + rows, encoding="utf-8")
+    with pytest.raises(DataError, match=f"{path}: line {line}: item_id .*{why}"):
+        read_table(path, required=["item_id", "text"])
+
+
+def test_float_ids_in_typed_files_name_the_line_or_row(tmp_path):
+    from xrec.tables import read_table
+
+    jsonl = tmp_path / "items.jsonl"
+    jsonl.write_text('{"item_id": 1, "text": "a"}\n\n{"item_id": 2.5, "text": "b"}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"line 3: item_id 2.5 is a float"):
+        read_table(jsonl)
+    parquet = tmp_path / "items.parquet"
+    pl.DataFrame({"item_id": ["a", "b", " c"], "text": ["x", "y", "z"]}).write_parquet(parquet)
+    with pytest.raises(DataError, match=r"row 2: item_id ' c' has leading or trailing whitespace"):
+        read_table(parquet)
+
+
+def test_one_non_numeric_interaction_id_is_the_only_unknown(tmp_path):
+    from xrec.ranking.interactions import Interactions, read_interactions
+    from xrec.tables import read_table
+
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,text\n" + "".join(f"{i},text {i}\n" for i in range(1, 31)), encoding="utf-8")
+    inter = tmp_path / "interactions.csv"
+    rows = [f"{u},{i}" for u in range(1, 6) for i in range(1, 21)] + ["6,abc"]
+    inter.write_text("user_id,item_id\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    catalogue = read_table(items)["item_id"]
+    with pytest.raises(DataError, match=r"1 row\(s\) name items not in the catalogue \(e.g. \['abc'\]\)"):
+        Interactions.build(read_interactions(inter), catalogue, source=str(inter))
+    built = Interactions.build(read_interactions(inter), catalogue, source=str(inter), drop_unknown=True)
+    assert built.report.dropped == 1 and built.matrix.nnz == 100
+
+
+def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
+    for given in ("1.0", " 1", "nan"):
+        assert main(["similar", "--items", str(items_csv), "--ids", given]) == 2
+        assert "id" in capsys.readouterr().err
+    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--k", "2", "--json"]) == 0
+
+
+# ---------------------------------------------------------------------- malformed rows
+@pytest.mark.parametrize(("suffix", "text", "expected"), [
+    (".csv", "item_id,text\n1,a\n2,b,extra\n3,c\n", r"line 3: 3 fields, the header has 2"),
+    (".csv", 'item_id,text\n1,a\n2,"never closed\n' + "3,c\n" * 50, r"line 3: a quote opened here is never closed"),
+    (".jsonl", '{"item_id": 1, "text": "a"}\n' * 14 + '{"item_id": 15, "text": "b}\n',
+     r"line 15, column \d+: not valid JSON"),
+    (".jsonl", '{"item_id": 1, "text": "a"}\n[1, 2]\n', r"line 2: a JSON list, expected an object"),
+])
+def test_malformed_rows_name_their_line_in_one_short_message(tmp_path, suffix, text, expected):
+    from xrec.tables import read_table
+
+    path = tmp_path / f"items{suffix}"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DataError, match=expected) as caught:
+        read_table(path)
+    assert len(str(caught.value)) < 300 and "truncate_ragged_lines" not in str(caught.value)
+
+
+# ---------------------------------------------------------------------- forged artifacts, partial outputs
+@pytest.fixture(scope="module")
+def ranker_dir(tmp_path_factory, data_dir, encoder):
+    from serve_helpers import build_catalogue
+
+    return build_catalogue(tmp_path_factory.mktemp("faults"), data_dir, encoder)["ranker"]
+
+
+def test_a_ranker_with_nan_factors_is_refused_even_with_a_rewritten_manifest(ranker_dir, tmp_path):
+    import shutil
+
+    from xrec.ranking.hybrid import HybridRanker
+
+    forged = tmp_path / "ranker"
+    shutil.copytree(ranker_dir, forged)
+    factors = np.load(forged / "cf_item_factors.npy")
+    factors[3, 1] = np.nan
+    np.save(forged / "cf_item_factors.npy", factors, allow_pickle=False)
+    manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
+    fields = {k: v for k, v in manifest.items() if k not in ("kind", "format_version", "files")}
+    write_manifest(forged, manifest["kind"], manifest["format_version"], fields)  # checksums match again
+    with pytest.raises(ArtifactError, match=r"cf_item_factors.npy: 1 value\(s\) are NaN"):
+        HybridRanker.load(forged)
+
+
+def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
+    store = tmp_path / "e.parquet"
+    vectors = np.eye(2, 4, dtype=np.float32)
+    vectors[1, 2] = np.inf
+    write_embeddings(store, [1, 2], vectors, "fp")
+    with pytest.raises(ArtifactError, match="NaN or infinite"):
+        read_embeddings(store)
+
+
+def test_a_run_failing_in_its_first_batch_does_not_block_the_corrected_run(ranker_dir, tmp_path):
+    from xrec.ranking.batch import parts_dir, recommend_to_parquet
+    from xrec.ranking.hybrid import HybridRanker
+
+    ranker = HybridRanker.load(ranker_dir)
+    users = ranker.users.ids.head(30)
+    out = tmp_path / "recs.parquet"
+    with pytest.raises(DataError):
+        recommend_to_parquet(ranker, users, 5, out, batch_size=10, languages=["no-such-language"])
+    assert not parts_dir(out).exists() and not out.exists()
+    assert recommend_to_parquet(ranker, users, 5, out, batch_size=10) == out
+    assert pl.read_parquet(out).height == 30 * 5
