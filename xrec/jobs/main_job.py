@@ -81,17 +81,17 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     store_dir.mkdir(parents=True, exist_ok=True)
 
     # 2. embeddings (the store re-embeds only new or changed texts)
+    from xrec.evaluation.topics import embed_split
     from xrec.ranking.content import item_vectors
-    from xrec.store import embed_items
 
     _say(f"embedding {items.height} catalogue items and {sib_test.height} topic sentences "
-         f"with {encoder.name} ({type(encoder).__name__})")
+         f"with {encoder.name} ({getattr(encoder, 'path', None) or type(encoder).__name__})")
     with runner.timed("embeddings"):
         vectors = item_vectors(encoder, items, store=store_dir / "catalogue.parquet", progress=True)
-        sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
-        sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
-                                  store=store_dir / "sib200_test.parquet", kind="query", progress=True)
-    base_key = {"encoder": encoder.fingerprint, "catalogue": _digests(catalogue_dir), "template": template,
+        # the topic stage's own store of the test split: it tags and evaluates with these vectors
+        sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True)
+    base_key = {"encoder": encoder.fingerprint, "encoder_path": getattr(encoder, "path", None),
+                "catalogue": _digests(catalogue_dir), "template": template,
                 "metadata": metadata_fields}
 
     # 3. recommendations for every user
@@ -145,10 +145,11 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
-        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics")
+        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors)
 
     topics_dir, topics_summary = runner.run(
-        "topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
+        "topics", {"encoder": encoder.fingerprint, "encoder_path": base_key["encoder_path"],
+                   "sib200": _digests(sib_dir), "train_lang": train_lang,
                    "stage": 3}, build_topics)  # 2: tags carry topic_support; 3: one trained classifier
 
     def build_book_topics(tmp: Path) -> dict[str, Any]:
