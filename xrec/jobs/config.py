@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 #: The bundled job definition: ``pipelines/default.toml`` of the checkout xrec runs from.
@@ -71,7 +72,7 @@ def _recommenders() -> tuple[str, ...]:
 #: Every section and key of the main job's config. Adding a key is one line here.
 SCHEMA: dict[str, dict[str, Key]] = {
     "output": {"dir": output("out")},
-    "encoder": {"model": text("bundled"), "precision": text("auto", choices=("auto", "fp32", "bf16", "fp16")),
+    "encoder": {"model": text("bundled"), "precision": text("auto", choices=ALL_PRECISIONS),
                 "batch_size": integer(32, min=1)},
     "catalogue": {"data": directory(), "template": text("{title}. {author}"), "metadata": names(["author"]),
                   "new_language": text("auto")},

@@ -27,7 +27,8 @@ def write_report(out: Path, *, config: dict[str, Any], engine: str, encoder: Any
                  total_s: float) -> Path:
     """Write ``<out>/report.md`` and return its path."""
     lines = ["# xrec main job report", "",
-             f"- engine: {engine}; encoder: {encoder.name} (`{encoder.fingerprint[:23]}…`, dim {encoder.dim})",
+             f"- engine: {engine}; encoder: {encoder.name} (`{encoder.fingerprint[:23]}…`, dim {encoder.dim}, "
+             f"path {getattr(encoder, 'path', None) or 'not recorded'})",
              f"- machine: {platform.machine()} ({_cpu()}), {os.cpu_count()} cores, Python {platform.python_version()}",
              f"- config: `{config.get('_source')}`; total time {total_s:.1f} s", ""]
     rows = [[n, round(s, 1), "-" if r is None else "yes" if r else "no"] for n, s, r in timings]
