@@ -19,6 +19,8 @@ import fcntl
 import hashlib
 import json
 import logging
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping
 from importlib import resources
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from xrec.artifacts import write_json
+from xrec.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +130,10 @@ def summary(model: str = "bundled") -> dict[str, Any] | None:
             "file": str(choice_file(model_hashes(model)))}
 
 
-def choose(file_hashes: Mapping[str, str], build: Callable[[str], Any]) -> dict[str, Any]:
-    """The cached measurement for this machine, else a new one (once, under a file lock).
-
-    ``build(precision)`` returns an encoder of the model at that precision on the CPU."""
+def choose(model: str, file_hashes: Mapping[str, str]) -> dict[str, Any]:
+    """The cached measurement for this machine, else a new one (once, under a file lock, in a
+    child process so that this one never holds the reference model or the export's memory).
+    ``model``: ``bundled`` or a local model directory, identified by ``file_hashes``."""
     found = cached_choice(file_hashes)
     if found is not None:
         return found
@@ -142,11 +145,25 @@ def choose(file_hashes: Mapping[str, str], build: Callable[[str], Any]) -> dict[
         if found is not None:
             return found
         log.warning("precision 'auto': measuring this CPU's encoder paths once (%s)", ", ".join(CANDIDATES))
-        result = measure(build)
+        code = ("import json; from xrec.encoders.auto import measure_model; "
+                f"print(json.dumps(measure_model({str(model)!r})))")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr or "").strip().splitlines()[-3:])
+            raise ModelError(f"precision 'auto': measuring the encoder paths of {model} failed ({tail}); "
+                             f"name a precision instead (fp32, onnx-fp32, int8, ov-int8)")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
         write_json(file, result)
     log.warning("precision 'auto' on this CPU: %s (%.0f texts/s; cached in %s)", result["chosen"],
                 result["paths"][result["chosen"]]["texts_per_s"], file)
     return result
+
+
+def measure_model(model: str = "bundled") -> dict[str, Any]:
+    """:func:`measure` of ``model`` (``bundled`` or a local model directory) on the CPU."""
+    from xrec.encoders import load_encoder
+
+    return measure(lambda at: load_encoder(model, device="cpu", precision=at))
 
 
 def measure(build: Callable[[str], Any], texts: list[str] | None = None, batch_size: int = 32) -> dict[str, Any]:

@@ -51,15 +51,15 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         files = manifest["files"]
         hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
 
-        def build(at: str, **overrides) -> Encoder:
-            return runtime(at)(directory, **{**settings, **overrides}, precision=at, query_prefix=QUERY_PREFIX,
+        def build(at: str) -> Encoder:
+            return runtime(at)(directory, **settings, precision=at, query_prefix=QUERY_PREFIX,
                                passage_prefix=PASSAGE_PREFIX, max_length=manifest["max_length"], name=BUNDLED,
                                file_hashes=hashes)
 
-        precision = _auto(precision, on_cpu, hashes, build, measure=False)
+        precision = _auto(BUNDLED, precision, on_cpu, hashes, measure=False)
 
         def load_bundled() -> Encoder:
-            encoder = build(_auto(precision, on_cpu, hashes, build))
+            encoder = build(_auto(BUNDLED, precision, on_cpu, hashes))
             if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
                 from xrec.errors import ModelError
 
@@ -74,18 +74,15 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
     if not Path(model).expanduser().is_dir():
         return runtime(precision)(model, **settings, precision=precision)  # a hub id (or an error naming it)
-    def build_dir(at: str, **overrides) -> Encoder:
-        return runtime(at)(model, **{**settings, **overrides}, precision=at)
-
     if precision == "auto" and on_cpu:
         from xrec.encoders.transformers_encoder import model_file_hashes
 
         hashes = model_file_hashes(Path(model).expanduser())
-        precision = _auto(precision, on_cpu, hashes, build_dir, measure=False)
+        precision = _auto(str(model), precision, on_cpu, hashes, measure=False)
 
     def load() -> Encoder:
-        return build_dir(_auto(precision, on_cpu, hashes, build_dir) if precision == "auto" and on_cpu
-                         else precision)
+        at = _auto(str(model), precision, on_cpu, hashes) if precision == "auto" and on_cpu else precision
+        return runtime(at)(model, **settings, precision=at)
 
     key = directory_key(Path(model).expanduser(), name=str(model))
     identity = recall(key)
@@ -97,7 +94,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     return encoder
 
 
-def _auto(precision: str, on_cpu: bool, hashes: dict[str, str], build, measure: bool = True) -> str:
+def _auto(model: str, precision: str, on_cpu: bool, hashes: dict[str, str], measure: bool = True) -> str:
     """``precision``, with ``auto`` on the CPU resolved to this machine's fastest faithful path
     (``measure=False``: only when already measured, else still ``auto``, resolved at load)."""
     if precision != "auto" or not on_cpu:
@@ -107,7 +104,7 @@ def _auto(precision: str, on_cpu: bool, hashes: dict[str, str], build, measure: 
     if not measure:
         found = cached_choice(hashes)
         return precision if found is None else found["chosen"]
-    return choose(hashes, lambda at: build(at, device="cpu", threads=None))["chosen"]
+    return choose(model, hashes)["chosen"]
 
 
 def _check_settings(precision: str, batch_size: int, threads: int | None) -> None:
