@@ -32,7 +32,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="'bundled', a local Hugging Face model directory, or a hub id")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU)")
+                        help="compute precision (auto: the fastest faithful CPU path of this machine, measured once; "
+                             "bf16/fp16 on GPU)")
     parser.add_argument("--batch-size", type=int, default=32, help="texts per forward pass")
 
 

@@ -63,7 +63,8 @@ def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParser
     renamed(tag, "--encoder", "--model", "--model is the encoder in every command")
     tag.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     tag.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                     help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
+                     help="compute precision (auto: the fastest faithful CPU path of this machine, measured "
+                          "once; bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
     tag.set_defaults(func=run_tag)
 
     ev = evaluate.add_parser(
@@ -139,7 +140,8 @@ def _model_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="bundled", help="encoder: 'bundled' or a model directory")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                        help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
+                        help="compute precision (auto: the fastest faithful CPU path of this machine, measured "
+                             "once; bf16/fp16 on GPU; int8/onnx-fp32: ONNX Runtime)")
 
 
 def _codes(value: str) -> list[str]:
