@@ -139,20 +139,23 @@ def encoder_path_of(encoder: Encoder) -> str | None:
 def read_trusted(path: str | os.PathLike[str], encoder: Encoder, role: str = "store") -> StoredEmbeddings | None:
     """The store at ``path`` if it exists, was made by ``encoder``'s model and by its path; else
     None, logging why an existing file is not used."""
+    return _trusted(path, encoder.fingerprint, encoder_path_of(encoder), role)
+
+
+def _trusted(path: str | os.PathLike[str], fingerprint: str, encoder_path: str | None,
+             role: str = "store") -> StoredEmbeddings | None:
     if not Path(path).exists():
         return None
+    replaced = " and will be replaced" if role == "store" else ""
     try:
-        stored = read_embeddings(path, expect_fingerprint=encoder.fingerprint)
+        stored = read_embeddings(path, expect_fingerprint=fingerprint)
     except ArtifactError as reason:
-        log.warning("embedding %s %s is not used%s: %s", role, path,
-                    " and will be replaced" if role == "store" else "", reason)
+        log.warning("embedding %s %s is not used%s: %s", role, path, replaced, reason)
         return None
-    mine = encoder_path_of(encoder)
-    if stored.encoder_path != mine:
+    if stored.encoder_path != encoder_path:
         log.warning("embedding %s %s is not used%s: its vectors were computed by the encoder path %s, "
-                    "this encoder runs %s (vectors of two paths are never mixed)", role, path,
-                    " and will be replaced" if role == "store" else "", stored.encoder_path or "(not recorded)",
-                    mine)
+                    "this encoder runs %s (vectors of two paths are never mixed)", role, path, replaced,
+                    stored.encoder_path or "(not recorded)", encoder_path)
         return None
     return stored
 
@@ -202,15 +205,15 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
                                        batch_size=batch_size, progress=progress)
     if store is not None and not unchanged:
-        _merge_into(store, list(ids), vectors, hashes, encoder)
+        _merge_into(store, list(ids), vectors, hashes, encoder.fingerprint, encoder_path_of(encoder))
     return vectors
 
 
 def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, hashes: list[str],
-                encoder: Encoder) -> None:
+                fingerprint: str, encoder_path: str | None = None) -> None:
     """Write ``ids`` into ``store`` with the rows of other items it holds now, under the lock."""
     with store_lock(store):
-        current = read_trusted(store, encoder)  # re-read: another writer may have added rows
+        current = _trusted(store, fingerprint, encoder_path)  # re-read: another writer may have added rows
         if current is not None and current.ids and ids and type(current.ids[0]) is not type(ids[0]):
             log.warning("embedding store %s holds %s item ids, these are %s: its %d rows are replaced",
                         store, type(current.ids[0]).__name__, type(ids[0]).__name__, len(current.ids))
@@ -222,4 +225,4 @@ def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, h
                 ids = ids + [current.ids[row] for row in keep]
                 vectors = np.concatenate([vectors, current.vectors[keep]])
                 hashes = hashes + [current.text_hashes[row] for row in keep]
-        write_embeddings(store, ids, vectors, encoder.fingerprint, hashes, encoder_path_of(encoder))
+        write_embeddings(store, ids, vectors, fingerprint, hashes, encoder_path)
