@@ -78,10 +78,11 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def encoder():
-    """The real bundled multilingual-e5-small encoder, shared by the whole session."""
+    """The real bundled multilingual-e5-small encoder (torch fp32, the reference path), shared by
+    the whole session."""
     from xrec.encoders import load_encoder
 
-    return load_encoder("bundled")
+    return load_encoder("bundled", precision="fp32")
 
 
 @pytest.fixture(scope="session")

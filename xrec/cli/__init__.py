@@ -24,5 +24,6 @@ def add_encoder_options(parser: argparse.ArgumentParser, *, device: bool = False
         parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     if precision:
         parser.add_argument("--precision", default="auto", choices=ALL_PRECISIONS,
-                            help="compute precision (auto: fp32 on CPU, bf16/fp16 on GPU; "
-                                 "onnx-fp32, int8: ONNX Runtime; ov-int8: OpenVINO)")
+                            help="compute precision (auto: the fastest faithful CPU path of this machine, "
+                                 "measured once; bf16/fp16 on GPU; onnx-fp32, int8: ONNX Runtime; "
+                                 "ov-int8: OpenVINO)")

@@ -117,6 +117,18 @@ def register(commands, evaluate, bench) -> None:
                    help="time the synthetic run on this many random users (default 5000; 0: all)")
     b.add_argument("--json", help="write the results here")
     b.set_defaults(func=run_bench)
+    s = bench.add_parser(
+        "scale", help="fit time, peak memory, users/s and embedding texts/s at 10k, 100k and 1M items",
+        description="Synthetic catalogues (as bench recommend's) at growing sizes, users = items, each in "
+                    "its own process: hybrid fit time, peak memory, recommend users/s; embedding texts/s of "
+                    "the auto encoder on real sentences (projected to each catalogue). Table, JSON, log-log plot.")
+    s.add_argument("--items", default="10000,100000,1000000", help="comma-separated catalogue sizes")
+    s.add_argument("--per-user", type=int, default=10, help="interactions per user")
+    s.add_argument("--threads", type=int, default=2, help="CPU threads")
+    s.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per scale")
+    s.add_argument("--json", default="bench_scale.json", help="results (JSON)")
+    s.add_argument("--plot", default="bench_scale.png", help="log-log plot (PNG)")
+    s.set_defaults(func=run_scale)
 
 
 def _catalogue_options(parser: argparse.ArgumentParser, saved: bool = False) -> None:
@@ -326,4 +338,13 @@ def run_bench(args: argparse.Namespace) -> int:
         from xrec.artifacts import write_json
 
         write_json(args.json, results)
+    return 0
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    from xrec.bench.scale import run_scale_bench
+
+    scales = tuple(int(x) for x in args.items.split(",") if x.strip())
+    run_scale_bench(args.json, args.plot, scales=scales, per_user=args.per_user, threads=args.threads,
+                    timeout_s=args.timeout)
     return 0

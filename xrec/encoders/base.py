@@ -25,6 +25,10 @@ class Encoder(ABC):
     fingerprint: str
     #: Human-readable model name (directory, hub id or ``bundled``).
     name: str
+    #: The path that computes the vectors (``torch-fp32``, ``int8/onnx-v3``, ...: see
+    #: :func:`xrec.encoders.auto.path`); stores record it and never mix two paths' vectors.
+    #: Encoders that do not set it are read with ``getattr(encoder, "path", None)``.
+    path: str
 
     @abstractmethod
     def encode(self, texts: Sequence[str], kind: TextKind = "passage", *,

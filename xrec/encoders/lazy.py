@@ -13,9 +13,10 @@ from xrec.errors import ModelError
 
 
 class LazyEncoder(Encoder):
-    """Answers ``fingerprint``, ``dim``, ``name``, the prefixes and ``max_length`` from a cached
-    identity (:mod:`xrec.encoders.identity`) and builds the real encoder with ``load()`` the first
-    time anything else is needed (``encode``, ``model``, ``tokenizer``, setting ``threads``, ...).
+    """Answers ``fingerprint``, ``dim``, ``name``, the prefixes, ``max_length`` and (when given)
+    ``path`` from a cached identity (:mod:`xrec.encoders.identity`) and builds the real encoder
+    with ``load()`` the first time anything else is needed (``encode``, ``model``, ``tokenizer``,
+    setting ``threads``, ...).
 
     A call that finds every vector in an embedding store therefore never imports torch. The loaded
     encoder must have the cached fingerprint, else :class:`~xrec.errors.ModelError`.
@@ -27,6 +28,8 @@ class LazyEncoder(Encoder):
     def __init__(self, identity: Mapping[str, Any], load: Callable[[], Encoder]) -> None:
         for name in self._OWN[3:]:
             object.__setattr__(self, name, identity[name])
+        if identity.get("path") is not None:  # else known once loaded
+            object.__setattr__(self, "path", identity["path"])
         object.__setattr__(self, "_load", load)
         object.__setattr__(self, "_inner", None)
         object.__setattr__(self, "_lock", threading.Lock())

@@ -14,8 +14,9 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
                  precision: str = "auto", batch_size: int = 32, threads: int | None = None) -> Encoder:
     """Load ``bundled`` (the embedded multilingual-e5-small), a local HF directory or a hub id.
 
-    ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"fp32"``,
-    ``"bf16"``, ``"fp16"`` or ``"auto"`` (fp32 on the CPU, bf16/fp16 on a GPU) run torch;
+    ``device``: ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when present). ``precision``: ``"auto"``
+    (on the CPU the fastest faithful path of this machine, measured once: :mod:`xrec.encoders.auto`;
+    bf16/fp16 on a GPU); ``"fp32"``, ``"bf16"``, ``"fp16"`` run torch;
     ``"onnx-fp32"`` and ``"int8"`` run ONNX Runtime on the CPU, ``"ov-int8"`` OpenVINO (the optional
     ``openvino`` package); all three are :class:`OnnxEncoder`, graphs exported once beside the
     model. Precision does not change the fingerprint (vectors stay comparable). ``threads``:
@@ -28,15 +29,21 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     an embedding store starts without importing torch. ``device="cuda"`` always loads at once, so
     that a missing GPU is reported here.
     """
+    from xrec.devices import cuda_available
+    from xrec.encoders.auto import path as encoder_path
     from xrec.encoders.identity import directory_key, recall, remember
     from xrec.encoders.lazy import LazyEncoder
     from xrec.encoders.onnx_encoder import ONNX_PRECISIONS, OnnxEncoder
     from xrec.encoders.transformers_encoder import TransformersEncoder
 
     _check_settings(precision, batch_size, threads)
-    runtime = OnnxEncoder if precision in ONNX_PRECISIONS else TransformersEncoder
     lazy = device is None or not str(device).startswith("cuda")
-    settings = {"device": device, "precision": precision, "batch_size": batch_size, "threads": threads}
+    on_cpu = str(device).startswith("cpu") or (device is None and not cuda_available())
+    settings = {"device": device, "batch_size": batch_size, "threads": threads}
+
+    def runtime(at: str):
+        return OnnxEncoder if at in ONNX_PRECISIONS else TransformersEncoder
+
     if str(model) == BUNDLED:
         from xrec.encoders.bundled import PASSAGE_PREFIX, QUERY_PREFIX, TOKENIZER, WEIGHTS, bundled_model_dir
 
@@ -44,10 +51,15 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         files = manifest["files"]
         hashes = {WEIGHTS: files[WEIGHTS]["sha256"], TOKENIZER: files[TOKENIZER]["sha256"]}
 
+        def build(at: str) -> Encoder:
+            return runtime(at)(directory, **settings, precision=at, query_prefix=QUERY_PREFIX,
+                               passage_prefix=PASSAGE_PREFIX, max_length=manifest["max_length"], name=BUNDLED,
+                               file_hashes=hashes)
+
+        precision = _auto(BUNDLED, precision, on_cpu, hashes, measure=False)
+
         def load_bundled() -> Encoder:
-            encoder = runtime(
-                directory, **settings, query_prefix=QUERY_PREFIX, passage_prefix=PASSAGE_PREFIX,
-                max_length=manifest["max_length"], name=BUNDLED, file_hashes=hashes)
+            encoder = build(_auto(BUNDLED, precision, on_cpu, hashes))
             if encoder.fingerprint != manifest["fingerprint"]:  # pragma: no cover - internal consistency
                 from xrec.errors import ModelError
 
@@ -56,21 +68,43 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
         identity = {"fingerprint": manifest["fingerprint"], "dim": manifest["dim"], "name": BUNDLED,
                     "query_prefix": QUERY_PREFIX, "passage_prefix": PASSAGE_PREFIX,
-                    "max_length": manifest["max_length"]}
+                    "max_length": manifest["max_length"],
+                    "path": encoder_path(precision) if on_cpu and precision != "auto" else None}
         return LazyEncoder(identity, load_bundled) if lazy else load_bundled()
 
-    def load() -> Encoder:
-        return runtime(model, **settings)
-
     if not Path(model).expanduser().is_dir():
-        return load()  # a hub id (or an error naming the path)
+        return runtime(precision)(model, **settings, precision=precision)  # a hub id (or an error naming it)
+    if precision == "auto" and on_cpu:
+        from xrec.encoders.transformers_encoder import model_file_hashes
+
+        hashes = model_file_hashes(Path(model).expanduser())
+        precision = _auto(str(model), precision, on_cpu, hashes, measure=False)
+
+    def load() -> Encoder:
+        at = _auto(str(model), precision, on_cpu, hashes) if precision == "auto" and on_cpu else precision
+        return runtime(at)(model, **settings, precision=at)
+
     key = directory_key(Path(model).expanduser(), name=str(model))
     identity = recall(key)
     if identity is not None and lazy:
-        return LazyEncoder(identity, load)
+        return LazyEncoder({**identity, "path": encoder_path(precision) if on_cpu and precision != "auto" else None},
+                           load)
     encoder = load()
     remember(key, encoder)
     return encoder
+
+
+def _auto(model: str, precision: str, on_cpu: bool, hashes: dict[str, str], measure: bool = True) -> str:
+    """``precision``, with ``auto`` on the CPU resolved to this machine's fastest faithful path
+    (``measure=False``: only when already measured, else still ``auto``, resolved at load)."""
+    if precision != "auto" or not on_cpu:
+        return precision
+    from xrec.encoders.auto import cached_choice, choose
+
+    if not measure:
+        found = cached_choice(hashes)
+        return precision if found is None else found["chosen"]
+    return choose(model, hashes)["chosen"]
 
 
 def _check_settings(precision: str, batch_size: int, threads: int | None) -> None:

@@ -58,9 +58,11 @@ class OnnxEncoder(TransformersEncoder):
     def _setup_runtime(self, path: Path, precision: str) -> None:
         from transformers import AutoConfig, AutoTokenizer
 
+        from xrec.encoders.auto import path as encoder_path
         from xrec.encoders.onnx_export import GRAPHS, onnx_model_dir
 
         self.precision = precision
+        self.path = encoder_path(precision)
         self.dtype = None
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)

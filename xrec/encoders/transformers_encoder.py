@@ -166,7 +166,11 @@ class TransformersEncoder(Encoder):
 
     def _setup_runtime(self, path: Path, precision: str) -> None:
         """Load the tokenizer and the model for ``precision``; set ``config`` and ``dtype``."""
+        from xrec.encoders.auto import path as encoder_path
+
         self.dtype = resolve_dtype(precision, self.device)
+        self.path = encoder_path(str(self.dtype).removeprefix("torch.").replace("float32", "fp32")
+                                 .replace("bfloat16", "bf16").replace("float16", "fp16"), self.device)
         self.tokenizer, self.model = self._load(path)
         self.model.to(device=self.device, dtype=self.dtype).eval()
         self.config = self.model.config

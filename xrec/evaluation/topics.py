@@ -20,8 +20,8 @@ import polars as pl
 
 from xrec.datasets.sib200 import load_labels, load_split
 from xrec.encoders.base import Encoder
-from xrec.errors import ArtifactError, DataError
-from xrec.store import StoredEmbeddings, read_embeddings, text_hash, write_embeddings
+from xrec.errors import DataError
+from xrec.store import StoredEmbeddings, encoder_path_of, read_trusted, text_hash, write_embeddings
 from xrec.topics.classifier import TopicClassifier
 from xrec.topics.data import check_texts_column, labelled, topic_tables
 from xrec.topics.tagging import TEXT_KIND
@@ -67,11 +67,7 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
     todo: list[int] = []
     for lang in dict.fromkeys(langs.tolist()):
         path = root / f"{split}_{lang}.parquet"
-        try:
-            old = read_embeddings(path, expect_fingerprint=encoder.fingerprint) if path.exists() else None
-        except ArtifactError as exc:
-            log.warning("discarding vector cache %s (%s)", path, exc)
-            old = None
+        old = read_trusted(path, encoder)
         stored[lang] = old
         known = {} if old is None else {(i, h): r for r, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
         for row in np.flatnonzero(langs == lang):
@@ -94,7 +90,7 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
                          np.concatenate([old.vectors[keep] if keep else np.zeros((0, encoder.dim), np.float32),
                                          out[rows]]),
                          encoder.fingerprint,
-                         [old.text_hashes[r] for r in keep] + [hashes[r] for r in rows])
+                         [old.text_hashes[r] for r in keep] + [hashes[r] for r in rows], encoder_path_of(encoder))
     return out
 
 

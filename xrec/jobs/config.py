@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from xrec.encoders.transformers_encoder import ALL_PRECISIONS
 from xrec.errors import DataError
 
 #: The bundled job definition: ``pipelines/default.toml``, shipped in the wheel as
@@ -86,7 +87,7 @@ STAGES = ("recommendations", "evaluation", "new_language", "topics", "book_topic
 #: of ``[items]`` and ``[interactions]`` name columns of those tables (docs/own-catalogue.md).
 SCHEMA: dict[str, dict[str, Key]] = {
     "output": {"dir": output("out")},
-    "encoder": {"model": text("bundled"), "precision": text("auto", choices=("auto", "fp32", "bf16", "fp16")),
+    "encoder": {"model": text("bundled"), "precision": text("auto", choices=ALL_PRECISIONS),
                 "batch_size": integer(32, min=1)},
     "items": {"path": table_file(), "id": text("item_id"), "template": text("", optional=True),
               "lang": text("lang", optional=True), "metadata": names([])},

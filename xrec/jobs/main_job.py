@@ -91,19 +91,20 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     store_dir.mkdir(parents=True, exist_ok=True)
 
     # 2. embeddings (the store re-embeds only new or changed texts)
+    from xrec.evaluation.topics import embed_split
     from xrec.ranking.content import item_vectors
-    from xrec.store import embed_items
 
     topic_texts = f" and {sib_test.height} topic sentences" if sib_test is not None else ""
-    _say(f"embedding {items.height} catalogue items{topic_texts} with {encoder.name} ({type(encoder).__name__})")
+    _say(f"embedding {items.height} catalogue items{topic_texts} with {encoder.name} "
+         f"({getattr(encoder, 'path', None) or type(encoder).__name__})")
     sib_vectors = np.zeros((0, encoder.dim), dtype=np.float32)
     with runner.timed("embeddings"):
         vectors = item_vectors(encoder, items, store=store_dir / "catalogue.parquet", progress=True)
         if sib_test is not None:
-            sib_ids = [f"{lang}:{i}" for lang, i in zip(sib_test["lang"], sib_test["index_id"])]
-            sib_vectors = embed_items(encoder, sib_ids, sib_test["text"].to_list(),
-                                      store=store_dir / "sib200_test.parquet", kind="query", progress=True)
-    base_key = {"encoder": encoder.fingerprint, "catalogue": {p.name: file_digest(p) for p in catalogue.files},
+            # the topic stage's own store of the test split: it tags and evaluates with these vectors
+            sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True)
+    base_key = {"encoder": encoder.fingerprint, "encoder_path": getattr(encoder, "path", None),
+                "catalogue": {p.name: file_digest(p) for p in catalogue.files},
                 "items": {k: v for k, v in config["items"].items() if k != "path"},
                 "interactions": {k: v for k, v in config["interactions"].items() if k != "path"}}
     summaries: dict[str, dict[str, Any]] = {}
@@ -165,11 +166,11 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
-        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics")
+        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors)
 
     if sib_dir is not None:  # 2: tags carry topic_support; 3: one trained classifier
-        stage("topics", {"encoder": encoder.fingerprint, "sib200": _digests(sib_dir), "train_lang": train_lang,
-                         "stage": 3}, build_topics)
+        stage("topics", {"encoder": encoder.fingerprint, "encoder_path": base_key["encoder_path"],
+                         "sib200": _digests(sib_dir), "train_lang": train_lang, "stage": 3}, build_topics)
 
     def build_book_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import book_topics_stage

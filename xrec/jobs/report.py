@@ -34,7 +34,8 @@ def write_report(out: Path, *, config: dict[str, Any], engine: str, encoder: Any
     :class:`~xrec.jobs.catalogue.Catalogue`; ``skipped``: each stage that did not run, and why."""
     items = catalogue.items.with_columns(pl.col("lang").fill_null(NO_LANG))
     lines = ["# xrec main job report", "",
-             f"- engine: {engine}; encoder: {encoder.name} (`{encoder.fingerprint[:23]}…`, dim {encoder.dim})",
+             f"- engine: {engine}; encoder: {encoder.name} (`{encoder.fingerprint[:23]}…`, dim {encoder.dim}, "
+             f"path {getattr(encoder, 'path', None) or 'not recorded'})",
              f"- machine: {platform.machine()} ({_cpu()}), {os.cpu_count()} cores, Python {platform.python_version()}",
              f"- config: `{config.get('_source')}`; total time {total_s:.1f} s", ""]
     lines += _catalogue(catalogue, config)

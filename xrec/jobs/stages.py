@@ -52,10 +52,11 @@ def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: i
 
 
 def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items: pl.DataFrame,
-                 cache: Path) -> dict[str, Any]:
+                 cache: Path, vectors: np.ndarray | None = None) -> dict[str, Any]:
     """Train a topic head on ``train_lang`` labels only, tag ``items`` of every language, and
     measure per-language accuracy on the test split -> ``tags.parquet``, ``topics.json``,
-    ``accuracy_by_language.png`` and the saved model in ``model/``."""
+    ``accuracy_by_language.png`` and the saved model in ``model/``. ``vectors``: ``items``'
+    query vectors when already embedded; the test split's are looked up in ``cache``."""
 
     from xrec.evaluation.topics import evaluate_classifier, plot_accuracy
     from xrec.topics.data import topic_tables
@@ -66,7 +67,7 @@ def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items:
                               unlabelled=tables.unlabelled.select("lang", "text"),
                               source=f"{sib_dir}/train ({train_lang})", progress=True)
     classifier.save(out / "model")
-    tagged = tag_items(classifier, encoder, items.drop("category"), progress=True)
+    tagged = tag_items(classifier, encoder, items.drop("category"), progress=True, vectors=vectors)
     tagged.write_parquet(out / "tags.parquet")
     result = evaluate_classifier(classifier, encoder, sib_dir, train_lang, cache_dir=cache)
     write_json(out / "topics.json", result)

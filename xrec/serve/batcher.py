@@ -1,15 +1,17 @@
 """Micro-batching: concurrent requests share one encoder call, in one or more worker threads.
 
-Each request submits a :class:`Job` (texts to embed, then a function of their vectors, e.g. an index
-search). A worker (one per encode function, each with its own encoder) takes the oldest job, gathers
-more queued jobs of the same text kind until ``max_batch`` texts are collected or ``max_wait_ms``
-has passed since it took the first, embeds all their texts in one call, then runs each job's
-function on its rows. Under load, the jobs that arrive during one call form the next batch, which is
-where throughput comes from. At most ``max_queue`` texts wait; a job beyond that is refused with
-:class:`Overloaded` (HTTP 503) instead of growing the queue. Index work runs in the workers; the
-index is only read while serving, and FAISS searches may run concurrently. Several single-threaded
-workers suit many cores better than one worker whose encoder splits each short text over the cores
-(see benchmarks/README.md).
+Each request submits a :class:`Job` (texts to embed, then a function of their vectors, e.g. an
+index search). A worker (one per encode function, each with its own encoder) takes the oldest job,
+gathers more queued jobs of the same text kind until ``max_batch`` texts are collected or
+``max_wait_ms`` has passed since it took the first, embeds all their texts in one call, then runs
+each job's function on its rows. Under load, the jobs that arrive during one call form the next
+batch, which is where throughput comes from. At most ``max_queue`` texts wait; a job beyond that is
+refused with :class:`Overloaded` (HTTP 503) instead of growing the queue. A job without texts (a
+lookup by ids or by user) needs no encoder: it bypasses the text queue and runs at once in a small
+pool of lookup threads (at most ``max_queue`` waiting there too), so a full text queue never delays
+or refuses it. Index work runs in the workers; the index is only read while serving, and FAISS
+searches may run concurrently. Several single-threaded workers suit many cores better than one
+worker whose encoder splits each short text over the cores (see benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +66,11 @@ class MicroBatcher:
     """Worker threads that embed queued texts in shared batches (see the module docstring).
 
     ``encode``: one function ``(texts, kind) -> vectors``, or several (one worker thread each,
-    e.g. one per encoder instance)."""
+    e.g. one per encoder instance). ``lookup_threads``: threads for jobs without texts."""
 
     def __init__(self, encode: Encode | Sequence[Encode], dim: int, *,
-                 max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512) -> None:
+                 max_batch: int = 64, max_wait_ms: float = 0.0, max_queue: int = 512,
+                 lookup_threads: int = 2) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_ms < 0:
             raise DataError("max_batch and max_queue must be >= 1, max_wait_ms >= 0")
         encoders = [encode] if callable(encode) else list(encode)
@@ -85,6 +88,10 @@ class MicroBatcher:
                                           daemon=True) for i, fn in enumerate(encoders)]
         for thread in self._threads:
             thread.start()
+        self._lookups = ThreadPoolExecutor(max(1, lookup_threads), thread_name_prefix="xrec-serve-lookup")
+        self._pending_lookups = 0
+        #: jobs without texts answered by the lookup threads
+        self.lookups = 0
 
     @property
     def workers(self) -> int:
@@ -108,6 +115,12 @@ class MicroBatcher:
         with self._cv:
             if self._closed:
                 raise Overloaded("the server is shutting down")
+            if not job.texts:  # no encoder needed: never waits behind texts
+                if self._pending_lookups >= self.max_queue:
+                    raise Overloaded(f"{self._pending_lookups} lookups already queued (limit {self.max_queue})")
+                self._pending_lookups += 1
+                self._lookups.submit(self._lookup, job)
+                return job.future
             if self._queued_texts + cost > self.max_queue:
                 raise Overloaded(f"{self._queued_texts} texts already queued (limit {self.max_queue})")
             self._jobs.append(job)
@@ -122,6 +135,7 @@ class MicroBatcher:
             self._cv.notify_all()
         for thread in self._threads:
             thread.join(timeout=30)
+        self._lookups.shutdown(wait=True)
 
     # ------------------------------------------------------------------ worker
     def _take(self) -> list[Job] | None:
@@ -153,6 +167,22 @@ class MicroBatcher:
                 del self._jobs[i]
                 return job
         return None
+
+    def _lookup(self, job: Job) -> None:
+        started = time.perf_counter()
+        try:
+            if not job.future.cancelled():
+                try:
+                    result = job.then(np.zeros((0, self.dim), np.float32))
+                except BaseException as exc:  # noqa: BLE001 - e.g. a RequestError for this job only
+                    job.future.set_exception(exc)
+                else:
+                    job.future.set_result((result, Timing(queue_ms=(started - job.submitted) * 1e3,
+                                                          search_ms=(time.perf_counter() - started) * 1e3)))
+        finally:
+            with self._cv:
+                self._pending_lookups -= 1
+                self.lookups += 1
 
     def _loop(self, worker: int, encode: Encode) -> None:
         while (batch := self._take()) is not None:

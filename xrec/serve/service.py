@@ -76,6 +76,7 @@ class Service:
         self.paths = {"index": Path(index), "items": _opt_path(items), "ranker": _opt_path(ranker),
                       "topics": _opt_path(topics)}
         self.limits = limits
+        self.model, self.precision = model, (precision if encoder is None else None)
         self.encoder = encoder if encoder is not None else load_encoder(
             model, device="cpu", precision=precision, threads=threads)
         self.state = self._load()
@@ -269,7 +270,8 @@ class Service:
             "encoder": {"name": self.encoder.name, "runtime": type(self.encoder).__name__,
                         "precision": getattr(self.encoder, "precision", None)
                         or str(getattr(self.encoder, "dtype", "")).removeprefix("torch."),
-                        "dim": self.encoder.dim},
+                        "path": getattr(self.encoder, "path", None), "dim": self.encoder.dim,
+                        "auto": self._auto_summary()},
             "index": {"path": str(self.paths["index"]), **info},
             "items_with_text": len(state.space.texts), "ranker": ranker,
             "topics": None if state.topics is None else list(state.topics.labels),
@@ -278,6 +280,18 @@ class Service:
                       "max_batch": self.batcher.max_batch, "batches": self.batcher.batches,
                       "workers": self.batcher.workers},
             "limits": self.limits.__dict__, "versions": versions()}
+
+
+    def _auto_summary(self) -> dict[str, Any] | None:
+        """This machine's measurement behind ``precision="auto"`` (None when not asked for)."""
+        if self.precision != "auto":
+            return None
+        from xrec.encoders.auto import summary
+
+        try:
+            return summary(self.model)
+        except Exception:  # noqa: BLE001 - health never fails for want of this summary
+            return None
 
 
 def versions() -> dict[str, str]:

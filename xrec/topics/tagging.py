@@ -61,20 +61,28 @@ def check_encoder(classifier: TopicClassifier, encoder: Encoder, source: str = "
 
 
 def _predict_items(classifier: TopicClassifier, encoder: Encoder, items: pl.DataFrame, abstain: bool,
-                   source: str, text_column: str, progress: bool | None) -> TopicPredictions:
+                   source: str, text_column: str, progress: bool | None,
+                   vectors: np.ndarray | None = None) -> TopicPredictions:
     check_encoder(classifier, encoder)
     if items.height == 0:
         raise DataError(f"{source}: no items to tag")
     texts = check_texts_column(items, source, text_column)
     langs = languages_of(items, source=source) if "lang" in items.columns else None
-    vectors = encoder.encode(texts, kind=classifier.text_kind, progress=progress)
+    if vectors is None:
+        vectors = encoder.encode(texts, kind=classifier.text_kind, progress=progress)
+    elif vectors.shape != (items.height, classifier.dim):
+        raise DataError(f"{source}: {items.height} items but vectors of shape {vectors.shape}, "
+                        f"expected ({items.height}, {classifier.dim})")
     return classifier.predict(vectors, langs, abstain=abstain)
 
 
 def tag_items(classifier: TopicClassifier, encoder: Encoder, items: pl.DataFrame, *,
               abstain: bool = False, source: str = "items", text_column: str = "text",
-              progress: bool | None = None) -> pl.DataFrame:
+              progress: bool | None = None, vectors: np.ndarray | None = None) -> pl.DataFrame:
     """``items`` with ``topic``, ``topic_score`` and ``topic_support`` added.
+
+    ``vectors``: the items' vectors when already embedded (same encoder, the classifier's
+    ``text_kind``, row order), so that nothing is embedded twice.
 
     ``topic_score`` is the calibrated probability of ``topic`` among the model's labels (it
     assumes the item is about one of them); ``topic_support`` in [0, 1] says how well the
@@ -83,7 +91,7 @@ def tag_items(classifier: TopicClassifier, encoder: Encoder, items: pl.DataFrame
     by their ``lang`` column when there is one, else by the nearest language mean the model
     knows. With ``abstain``, ``topic`` is ``unknown`` below either of the model's thresholds.
     """
-    found = _predict_items(classifier, encoder, items, abstain, source, text_column, progress)
+    found = _predict_items(classifier, encoder, items, abstain, source, text_column, progress, vectors)
     support = pl.Series("topic_support", found.support, dtype=pl.Float32).fill_nan(None)
     return items.with_columns(pl.Series("topic", found.topics, dtype=pl.String),
                               pl.Series("topic_score", found.scores, dtype=pl.Float32), support)
