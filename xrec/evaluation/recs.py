@@ -194,6 +194,9 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
             report["variants"][variant] = entry
     for name, result in report["models"].items():
         result["fit_seconds"] = fit_seconds[name]
+    if isinstance(models.get("hybrid"), RankerScorer):  # what the fit chose, and why
+        fusion = models["hybrid"].ranker.fusion
+        report["models"]["hybrid"]["fusion"] = {"kind": fusion.kind, "decision": fusion.decision}
     report.update(hybrid_ratios(report["models"], main_per_user))
     if "rerank_als" in report["models"] and "als" in report["models"]:
         als, rerank = report["models"]["als"]["ndcg@10"], report["models"]["rerank_als"]["ndcg@10"]

@@ -17,14 +17,18 @@ import numpy as np
 class Fusion:
     """Weights of named features: ``score = sum(raw_weights[f] * feature[f])``.
 
-    ``kind`` is ``"learned"`` (fitted on a validation slice) or ``"default"`` (standardised
-    default weights applied with the data's own feature scales; see :meth:`default`).
+    ``kind`` is ``"learned"`` (fitted on a validation slice), ``"default"`` (standardised
+    default weights applied with the data's own feature scales; see :meth:`default`), or the
+    candidate the guard chose instead (a part such as ``"content"``, or ``"learned+content x2"``;
+    :mod:`xrec.ranking.guard`), whose figures are in ``decision``.
     """
 
     names: tuple[str, ...]
     weights: np.ndarray  #: standardised weights
     scale: np.ndarray  #: feature standard deviations of the fit sample
     kind: str = "learned"
+    #: the guard's decision: the chosen candidate and every candidate's validation NDCG@10
+    decision: dict | None = None
 
     @property
     def raw(self) -> dict[str, float]:
@@ -66,6 +70,13 @@ class Fusion:
         return cls(tuple(names), res.x.astype(np.float32), scale.astype(np.float32), "learned")
 
     @classmethod
+    def from_raw(cls, names: Sequence[str], raw: dict[str, float], scale: np.ndarray, kind: str) -> Fusion:
+        """A fusion of raw weights ``raw`` (missing names: 0) at feature scales ``scale``."""
+        scale = np.asarray(scale, dtype=np.float32)
+        weights = np.array([raw.get(n, 0.0) for n in names], dtype=np.float32) * scale
+        return cls(tuple(names), weights.astype(np.float32), scale, kind)
+
+    @classmethod
     def default(cls, names: Sequence[str], features: np.ndarray, defaults: dict[str, float]) -> Fusion:
         """Standardised ``defaults`` applied with the scales of ``features`` ``[..., len(names)]``."""
         scale = _scale(features.reshape(-1, len(names)))
@@ -77,16 +88,19 @@ class Fusion:
         j = self.names.index(name)
         weights = self.weights.copy()
         weights[j] = np.float32(raw) * self.scale[j]
-        return Fusion(self.names, weights, self.scale, self.kind)
+        return Fusion(self.names, weights, self.scale, self.kind, self.decision)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
-                "scale": [float(s) for s in self.scale]}
+        out = {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
+               "scale": [float(s) for s in self.scale]}
+        if self.decision is not None:
+            out["decision"] = self.decision
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Fusion:
         return cls(tuple(data["names"]), np.asarray(data["weights"], dtype=np.float32),
-                   np.asarray(data["scale"], dtype=np.float32), data["kind"])
+                   np.asarray(data["scale"], dtype=np.float32), data["kind"], data.get("decision"))
 
 
 def _scale(flat: np.ndarray) -> np.ndarray:
