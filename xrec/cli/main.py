@@ -15,7 +15,7 @@ import sys
 from xrec.errors import XrecError
 
 #: Modules under ``xrec.cli`` that register subcommands, in help order.
-COMMAND_MODULES = ("run", "embed", "similar", "recommend", "topics", "serve")
+COMMAND_MODULES = ("run", "embed", "similar", "recommend", "suite", "topics", "serve")
 
 
 class HelpFormatter(argparse.HelpFormatter):

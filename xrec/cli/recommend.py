@@ -64,6 +64,9 @@ def register(commands, evaluate, bench) -> None:
                                   "by time, or a seeded random 20%% without timestamps")
     e.add_argument("--new-language", metavar="LANG",
                    help="new-language protocol: no training interaction with LANG's items; rank them only")
+    e.add_argument("--new-items", metavar="FILE",
+                   help="the same protocol on the items listed in FILE (a table with an item_id column), "
+                        "e.g. the monolingual reference of a new-language run")
     e.add_argument("--template", help="item text from fields, e.g. '{title}. {author}' (Book-Crossing default)")
     e.add_argument("--metadata", help="comma-separated item fields linking items for the hybrid "
                                       "(Book-Crossing default: author)")
@@ -219,7 +222,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     metadata = None if args.metadata is None else [f.strip() for f in args.metadata.split(",") if f.strip()]
     split = load_split(args.data, args.test, template=args.template, new_language=args.new_language,
-                       metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown)
+                       metadata=metadata, seed=args.seed, drop_unknown=args.drop_unknown, new_items=args.new_items)
     encoder = load_encoder(args.model, threads=args.threads)
     vectors = item_vectors(encoder, split.items, store=args.store, progress=True)
     names = None if args.models is None else [n.strip() for n in args.models.split(",") if n.strip()]

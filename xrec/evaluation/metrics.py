@@ -240,6 +240,19 @@ def ratio_interval(mine: np.ndarray, other: np.ndarray, *, resamples: int = 1000
     return float(np.percentile(ratios, tail)), float(np.percentile(ratios, 100 - tail))
 
 
+def mean_interval(values: np.ndarray, *, resamples: int = 1000, level: float = 0.95,
+                  seed: int = 0) -> tuple[float, float] | None:
+    """Bootstrap interval of ``mean(values)`` (users resampled with replacement; None when empty)."""
+    values = np.asarray(values, np.float64)
+    if not len(values):
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.concatenate([values[rng.integers(0, len(values), (min(100, resamples - start), len(values)))]
+                            .mean(axis=1) for start in range(0, resamples, 100)])
+    tail = (1.0 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
 def exposure(slices: SliceMap, shown: np.ndarray, positives: np.ndarray, candidates: np.ndarray | None) -> dict:
     """Per language: its share of the top-10 slots shown, of the items that could be ranked and of
     the test positives (items without a language are left out of every share)."""

@@ -167,27 +167,31 @@ def _languages(split: Split) -> list[str | None] | None:
 
 
 def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None = None, *,
-                  threads: int = 2, seed: int = 0, progress: bool = False) -> dict:
-    """Fit and evaluate ``names`` side by side; returns the JSON report."""
+                  threads: int = 2, seed: int = 0, progress: bool = False, liked: bool = True,
+                  per_user: dict[str, dict[str, np.ndarray]] | None = None) -> dict:
+    """Fit and evaluate ``names`` side by side; returns the JSON report.
+
+    ``liked=False`` skips the rating >= 4 variant; ``per_user``, when given, receives each model's
+    per-user NDCG@10 (overall ``"all"`` and per slice, same users for every model)."""
     if names is None:
         names = NEW_LANGUAGE_MODELS if split.candidates is not None else MODELS
     fit_seconds: dict[str, float] = {}
     models = build_models(split, vectors, names, threads=threads, seed=seed, fit_seconds=fit_seconds)
     slices = SliceMap(split)
-    has_ratings = split.test["weight"].n_unique() > 1
+    has_ratings = liked and split.test["weight"].n_unique() > 1
     variants = {"all": None, **({f"rating>={LIKED}": LIKED} if has_ratings and split.candidates is None else {})}
     report: dict = {"protocol": protocol(split), "models": {}, "variants": {}}
     main_per_user = None
     for variant, threshold in variants.items():
         pos = positives(split, threshold)
-        per_user: dict[str, dict[str, np.ndarray]] = {name: {} for name in models}
-        results = {name: evaluate_scorer(scorer, split, pos, slices=slices, per_user=per_user[name])
+        ndcgs: dict[str, dict[str, np.ndarray]] = {name: {} for name in models}
+        results = {name: evaluate_scorer(scorer, split, pos, slices=slices, per_user=ndcgs[name])
                    for name, scorer in track(models.items(), f"evaluate {variant}", "models", show=progress)}
         entry = {"users": len(pos.users), "positives": int(sum(len(p) for p in pos.items)), **pos.counts,
                  "models": results}
         if threshold is None:
             report["models"] = results
-            main_per_user = per_user
+            main_per_user = ndcgs
             report["protocol"].update({"users_evaluated": len(pos.users), "positives": entry["positives"],
                                        **pos.counts})
         else:
@@ -198,6 +202,8 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
         fusion = models["hybrid"].ranker.fusion
         report["models"]["hybrid"]["fusion"] = {"kind": fusion.kind, "decision": fusion.decision}
     report.update(hybrid_ratios(report["models"], main_per_user))
+    if per_user is not None and main_per_user is not None:
+        per_user.update(main_per_user)
     if "rerank_als" in report["models"] and "als" in report["models"]:
         als, rerank = report["models"]["als"]["ndcg@10"], report["models"]["rerank_als"]["ndcg@10"]
         report["rerank_vs_als"] = {"ratio": rerank / als if als > 0 else None, "rerank_als": rerank, "als": als,

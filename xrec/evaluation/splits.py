@@ -10,6 +10,8 @@
 ``new_language=L`` gives the new-language protocol: every training interaction with an item of
 language ``L`` is removed (no one has interacted with that catalogue yet), the test set is the
 test interactions with ``L``'s items, and models rank ``L``'s items only (``Split.candidates``).
+``new_items`` (item ids, or a table file with an ``item_id`` column) gives the same protocol on
+any set of items, e.g. a monolingual reference of a new-language protocol.
 """
 
 from __future__ import annotations
@@ -69,8 +71,13 @@ def detect_layout(directory: str | os.PathLike[str]) -> str:
 def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] | None = None, *,
                fraction: float = 0.2, seed: int = 0, template: str | None = None,
                new_language: str | None = None, metadata: Sequence[str] | None = None,
-               drop_unknown: bool = False) -> Split:
+               drop_unknown: bool = False,
+               new_items: Sequence | str | os.PathLike[str] | None = None,
+               users: float | None = None) -> Split:
     """Read ``data`` (any of :data:`LAYOUTS`) and build the protocol's split (module docstring).
+
+    ``users`` (a fraction in (0, 1]) keeps a seeded random share of the users (``seed``) with all
+    their interactions before the split; the catalogue stays whole.
 
     ``template`` renders the item text from the items table's fields (Book-Crossing and generic
     layouts; default: the layout's own text). ``metadata`` names item fields whose shared values
@@ -86,6 +93,8 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
     item_ids = items["item_id"]
     ratings, report = validate_interactions(ratings, f"{root}/ratings", item_ids=item_ids,
                                             drop_unknown=drop_unknown)
+    if users is not None:
+        ratings = sample_users(ratings, users, seed)
     timed = "timestamp" in ratings.columns and not ratings["timestamp"].null_count()
     if test_file is not None:
         train = ratings
@@ -102,20 +111,43 @@ def load_split(data: str | os.PathLike[str], test_file: str | os.PathLike[str] |
     if layout == "movielens":
         items = _movielens_items(root, test)
     candidates = None
+    if new_language is not None and new_items is not None:
+        raise DataError("give either new_language or new_items, not both")
     if new_language is not None:
-        train, test, candidates = _new_language(items, train, test, new_language, root)
+        train, test, candidates = _new_catalogue(items, train, test, _language_mask(items, new_language, root),
+                                                 f"{root}: no test interaction names an item in {new_language!r}")
         how += f"; new-language protocol for {new_language!r}"
+    elif new_items is not None:
+        mask, source = _listed_mask(items, new_items, root)
+        train, test, candidates = _new_catalogue(items, train, test, mask,
+                                                 f"{root}: no test interaction names an item of {source}")
+        how += f"; new-catalogue protocol for the {int(mask.sum())} items of {source}"
     inter = Interactions.build(train, item_ids, source=f"{root}/ratings")
     info = {"data": str(root), "layout": layout, "split": how, "train_ratings": train.height,
             "test_ratings": test.height, "users": len(inter.users), "items": len(item_ids),
             "unknown_rows_dropped": report.dropped}
+    if users is not None:
+        info["user_fraction"] = users
     if new_language is not None:
-        info.update(new_language=new_language, candidates=int(len(candidates)))
+        info["new_language"] = new_language
+    if candidates is not None:
+        info["candidates"] = int(len(candidates))
     from xrec.ranking.content import prepare_items
 
     items = prepare_items(items.select([c for c in ("item_id", "text", "lang") if c in items.columns]),
                           f"{root} (items)")
     return Split(items, inter, test, info, candidates, meta)
+
+
+def sample_users(ratings: pl.DataFrame, fraction: float, seed: int = 0) -> pl.DataFrame:
+    """The interactions of a seeded random ``fraction`` of the users (``floor``, at least one),
+    drawn with ``numpy.random.default_rng(seed)`` from the sorted user ids."""
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"user fraction {fraction}: must be in (0, 1]")
+    ids = ratings["user_id"].unique().sort()
+    n = max(1, int(np.floor(fraction * len(ids))))
+    keep = ids.gather(np.sort(np.random.default_rng(seed).choice(len(ids), n, replace=False)))
+    return ratings.filter(pl.col("user_id").is_in(keep.implode()))
 
 
 def _read_layout(root: Path, layout: str, template: str | None):
@@ -172,8 +204,7 @@ def _movielens_items(root: Path, test: pl.DataFrame) -> pl.DataFrame:
     return ml.items(tags)
 
 
-def _new_language(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, language: str,
-                  root: Path) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+def _language_mask(items: pl.DataFrame, language: str, root: Path) -> np.ndarray:
     if "lang" not in items.columns:
         raise DataError(f"{root}: --new-language needs a 'lang' column in the items table")
     langs = items["lang"]
@@ -182,9 +213,37 @@ def _new_language(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, 
         counts = langs.drop_nulls().value_counts(sort=True).head(12)
         listed = ", ".join(f"{lang} ({n})" for lang, n in counts.iter_rows())
         raise DataError(f"{root}: no item has lang {language!r}; the catalogue's languages: {listed}")
-    ids = items.filter(mask).select("item_id")
+    return mask.to_numpy()
+
+
+def _listed_mask(items: pl.DataFrame, new_items, root: Path) -> tuple[np.ndarray, str]:
+    """Catalogue mask of the listed items (ids, or a table file with ``item_id``) and its name."""
+    from xrec.tables import read_table
+
+    if isinstance(new_items, (str, os.PathLike)):
+        source = str(new_items)
+        ids = read_table(new_items, required=["item_id"])["item_id"]
+    else:
+        source, ids = "the new items given", pl.Series("item_id", list(new_items))
+    if ids.dtype != items["item_id"].dtype:
+        ids = ids.cast(pl.String) if items["item_id"].dtype == pl.String else ids.cast(items["item_id"].dtype,
+                                                                                        strict=False)
+    unknown = ids.filter(~ids.is_in(items["item_id"].implode()) | ids.is_null())
+    if len(unknown):
+        raise DataError(f"{source}: {len(unknown)} item id(s) not in the catalogue of {root}, "
+                        f"e.g. {unknown.head(3).to_list()}")
+    mask = items["item_id"].is_in(ids.implode()).to_numpy()
+    if not mask.any():
+        raise DataError(f"{source}: lists no item")
+    return mask, source
+
+
+def _new_catalogue(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, mask: np.ndarray,
+                   empty: str) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
+    """No training interaction with the masked items; test on them only; they are the candidates."""
+    ids = items.filter(pl.Series(mask)).select("item_id")
     train = train.join(ids, on="item_id", how="anti")
     test = test.join(ids, on="item_id", how="semi")
     if test.height == 0:
-        raise DataError(f"{root}: no test interaction names an item in {language!r}")
-    return train, test, np.flatnonzero(mask.to_numpy())
+        raise DataError(empty)
+    return train, test, np.flatnonzero(mask)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -51,10 +53,12 @@ def prepare_items(frame: pl.DataFrame, source: str = "items", text_column: str =
 
 
 def item_vectors(encoder: Encoder, items: pl.DataFrame, *, store: str | os.PathLike[str] | None = None,
-                 text_column: str = "text", progress: bool | None = None) -> np.ndarray:
+                 text_column: str = "text", progress: bool | None = None,
+                 reuse: Sequence[str | os.PathLike[str]] = ()) -> np.ndarray:
     """Passage vectors of the catalogue in its order (zero rows for items without text).
 
-    ``store`` is an embedding store file (:mod:`xrec.store`): unchanged items are not re-embedded.
+    ``store`` is an embedding store file (:mod:`xrec.store`): unchanged items are not re-embedded;
+    texts found in the further store files ``reuse`` are not embedded either.
     The old order ``item_vectors(items, encoder)`` still works, with a DeprecationWarning.
     """
     from xrec.store import embed_items
@@ -69,5 +73,6 @@ def item_vectors(encoder: Encoder, items: pl.DataFrame, *, store: str | os.PathL
     keep = np.flatnonzero(has_text)
     if len(keep):
         out[keep] = embed_items(encoder, [ids[i] for i in keep], [texts[i] for i in keep],
-                                store=store, kind="passage", progress=progress)
+                                store=store, kind="passage", progress=progress,
+                                reuse=[r for r in reuse if Path(r).is_file()])
     return out
