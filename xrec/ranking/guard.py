@@ -7,7 +7,7 @@ negative content weight on a catalogue whose readers follow topics). So before a
 * the fusion itself (``learned``, or the ``default`` weights),
 * each simple part alone (:data:`PARTS`: content similarity to the history, lexical similarity,
   CF, popularity), and
-* the fusion shrunk toward each part (``learned+content x2``: the part's score, scaled to the
+* the fusion shrunk toward content or lexical evidence (``learned+content x4``: the part's score, scaled to the
   fusion's spread, added ``gamma`` times),
 
 and ships the one of best validation NDCG@10 where it beats the fusion by more than
@@ -41,7 +41,9 @@ PARTS: dict[str, Callable[[str], bool]] = {
     "popularity": lambda n: n == "popularity",
 }
 #: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
-SHRINK = (0.5, 1.0, 2.0, 4.0)
+SHRINK = (1.0, 4.0)
+#: The parts a fusion is shrunk toward (the evidence that carries a small catalogue).
+SHRUNK_TOWARD = ("content", "lexical")
 #: Validation users scored per fold (a sample where there are more).
 MAX_GUARD_USERS = 400
 #: A candidate replaces the fusion only when better by this many standard errors (paired, per user).
@@ -62,7 +64,7 @@ def candidates(parts: Sequence[str], base: str) -> list[Candidate]:
     """The fusion, each part alone and the fusion shrunk toward each part."""
     out = [Candidate(base, None, 0.0)]
     out += [Candidate(p, p, float("inf")) for p in parts]
-    out += [Candidate(f"{base}+{p} x{g:g}", p, g) for p in parts for g in SHRINK]
+    out += [Candidate(f"{base}+{p} x{g:g}", p, g) for p in parts if p in SHRUNK_TOWARD for g in SHRINK]
     return out
 
 
@@ -102,17 +104,32 @@ def ndcg_at_k(scores: np.ndarray, truth: sp.csr_matrix, k: int = K) -> np.ndarra
     return np.where(n_pos > 0, dcg / ideal, 0.0)
 
 
-def validation_ndcg(views: FeatureViews, raw: Mapping[str, float], users: np.ndarray, truth: sp.csr_matrix,
-                    seen: sp.csr_matrix, batch: int = 128) -> np.ndarray:
-    """Per-user NDCG@10 of the fused score ``raw`` over the whole catalogue of ``views``."""
-    folded = views.fold(raw)
-    out = []
+def candidate_ndcg(views: FeatureViews, base: Fusion, options: Sequence[Candidate],
+                   parts: Mapping[str, Mapping[str, float]], spread: Callable[[Mapping[str, float]], float],
+                   users: np.ndarray, truth: sp.csr_matrix, seen: sp.csr_matrix, batch: int = 100
+                   ) -> dict[str, np.ndarray]:
+    """Per-user NDCG@10 of every candidate built on ``base``, over the whole catalogue of ``views``.
+
+    Candidates are linear in the fusion's and the parts' scores, so each of those is scored once per
+    batch of users and the candidates are combined from them."""
+    raw = base.raw
+    folded = {None: views.fold(raw), **{p: views.fold(w) for p, w in parts.items()}}
+    unit = {p: spread(raw) / max(spread(w), 1e-12) for p, w in parts.items()}
+    out: dict[str, list[np.ndarray]] = {c.name: [] for c in options}
     for s in range(0, len(users), batch):
         rows = users[s:s + batch]
-        scores = folded.scores(rows)
-        scores[seen[rows].nonzero()] = -np.inf
-        out.append(ndcg_at_k(scores, truth[rows]))
-    return np.concatenate(out) if out else np.zeros(0)
+        seen_at = seen[rows].nonzero()
+        scores = {key: f.scores(rows) for key, f in folded.items()}
+        for c in options:
+            if c.part is None:
+                mixed = scores[None].copy()
+            elif np.isinf(c.gamma):
+                mixed = scores[c.part] * np.float32(unit[c.part])
+            else:
+                mixed = scores[None] + np.float32(c.gamma * unit[c.part]) * scores[c.part]
+            mixed[seen_at] = -np.inf
+            out[c.name].append(ndcg_at_k(mixed, truth[rows]))
+    return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
 def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen: sp.csr_matrix,
@@ -137,11 +154,9 @@ def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen
         bases = [(users[fold == f], refit(np.setdiff1d(users, users[fold == f]))) for f in (0, 1)]
     else:
         bases = [(users, fusion)]
-    per_user = {c.name: [] for c in options}
-    for eval_users, base in bases:
-        for c in options:
-            per_user[c.name].append(validation_ndcg(views, recipe(base, c, parts, spread), eval_users, truth, seen))
-    per_user = {name: np.concatenate(v) for name, v in per_user.items()}
+    scored = [candidate_ndcg(views, base, options, parts, spread, eval_users, truth, seen)
+              for eval_users, base in bases]
+    per_user = {c.name: np.concatenate([fold[c.name] for fold in scored]) for c in options}
     figures = {name: float(v.mean()) for name, v in per_user.items()}
     best = max(options, key=lambda c: figures[c.name])  # ties: the first, the fusion itself
     diff = per_user[best.name] - per_user[options[0].name]
