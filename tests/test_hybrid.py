@@ -29,7 +29,7 @@ def ranker(ml_ranker):
 
 
 def test_learned_fusion_with_timestamps(ranker):
-    assert ranker.fusion.kind == "learned"
+    assert ranker.fusion.kind.startswith("learned"), ranker.fusion.decision
     assert {"cf", "cf_knn", "popularity", "recency", "embedding", "lexical"} <= set(ranker.fusion.names)
     users = ranker.users.ids.head(20)
     recs = ranker.recommend(users, k=10)
@@ -45,7 +45,7 @@ def test_learned_fusion_with_timestamps(ranker):
 def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sample):
     items, _, _ = bx_sample
     names = set(bx_ranker.fusion.names)
-    assert bx_ranker.fusion.kind == "learned"  # a random validation slice, not a silent fallback
+    assert bx_ranker.fusion.kind.startswith("learned"), bx_ranker.fusion.decision  # not a silent fallback
     assert {"embedding_same", "embedding_cross", "lexical_cross", "meta_author_cross", "cold"} <= names
     assert not {"recency", "time_x_recency"} & names  # no timestamps: no time features
     assert any(is_cold_feature(n) and n != "cold" for n in names)
@@ -161,7 +161,8 @@ def test_default_weights_are_not_silent(sample, caplog):
     inter = Interactions.build(ratings.group_by("user_id").head(4).head(40), items["item_id"])
     with caplog.at_level(logging.WARNING, logger="xrec.ranking.hybrid"):
         ranker = HybridRanker.fit(inter, vectors, cf_fit=small_cf, config=SMALL)
-    assert ranker.fusion.kind == "default"
+    # the default weights, or a part that validated better than them on the few positives there are
+    assert ranker.fusion.kind == "default" or "default" in ranker.fusion.decision["validation"]
     assert "validation positives" in caplog.text and "default" in caplog.text
     assert ranker.recommend(inter.users.ids.head(2), k=3).height == 6
 

@@ -204,6 +204,9 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
             report["variants"][variant] = entry
     for name, result in report["models"].items():
         result["fit_seconds"] = fit_seconds[name]
+    if isinstance(models.get("hybrid"), RankerScorer):  # what the fit chose, and why
+        fusion = models["hybrid"].ranker.fusion
+        report["models"]["hybrid"]["fusion"] = {"kind": fusion.kind, "decision": fusion.decision}
     report.update(hybrid_ratios(report["models"], main_per_user))
     if per_user is not None and main_per_user is not None:
         per_user.update(main_per_user)

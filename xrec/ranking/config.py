@@ -32,7 +32,10 @@ class HybridConfig:
     validation_fraction: float = 0.2
     cold_fraction: float = 0.0  #: items made cold in the validation slice (all interactions held out)
     cold_language: bool = True  #: also make a whole language cold in the validation slice
+    #: fewer held-out positives than this: default weights instead of a fit (still guarded)
     min_validation_positives: int = 50
+    #: ship the fusion only where it validates at least as well as each part (:mod:`xrec.ranking.guard`)
+    guard: bool = True
     l2: float = 1e-3  #: L2 penalty of the fusion fit (on standardised features)
     cold_l2: float = 1e-3  #: L2 penalty of the cold items' fit (fewer positives)
     max_fit_users: int = 1000  #: validation users sampled for the fusion fit

@@ -17,14 +17,18 @@ import numpy as np
 class Fusion:
     """Weights of named features: ``score = sum(raw_weights[f] * feature[f])``.
 
-    ``kind`` is ``"learned"`` (fitted on a validation slice) or ``"default"`` (standardised
-    default weights applied with the data's own feature scales; see :meth:`default`).
+    ``kind`` is ``"learned"`` (fitted on a validation slice), ``"default"`` (standardised
+    default weights applied with the data's own feature scales; see :meth:`default`), or the
+    candidate the guard chose instead (a part such as ``"content"``, or ``"learned+content x2"``;
+    :mod:`xrec.ranking.guard`), whose figures are in ``decision``.
     """
 
     names: tuple[str, ...]
     weights: np.ndarray  #: standardised weights
     scale: np.ndarray  #: feature standard deviations of the fit sample
     kind: str = "learned"
+    #: the guard's decision: the chosen candidate and every candidate's validation NDCG@10
+    decision: dict | None = None
 
     @property
     def raw(self) -> dict[str, float]:
@@ -38,12 +42,18 @@ class Fusion:
 
         ``features`` ``[users, items, len(names)]``; ``positives`` and ``excluded`` (seen items)
         ``[users, items]`` bool; ``log_weight`` ``[items]`` is added to the logits (the log of
-        how many catalogue items each sampled item stands for)."""
+        how many catalogue items each sampled item stands for). The penalty pulls a
+        cross-language edge's weight toward its same-language twin's raw weight rather than to 0
+        (:func:`prior_twins`): where the data says nothing about crossing languages (a catalogue
+        read in one language, a new-language catalogue), crossing costs nothing."""
         from scipy.optimize import minimize
 
         u, n, f = features.shape
         flat = features.reshape(-1, f)
         scale = _scale(flat)
+        twin = prior_twins(names)
+        has_twin = twin >= 0
+        ratio = np.where(has_twin, scale / scale[np.maximum(twin, 0)], 0.0)  # equal raw weights
         x = (features / scale.astype(np.float32)).astype(np.float32)
         pos = positives.astype(np.float32)
         pos /= np.maximum(pos.sum(axis=1, keepdims=True), 1.0)
@@ -60,10 +70,20 @@ class Fusion:
             s_pos = np.where(pos > 0, s, 0.0)
             nll = (np.log(z[:, 0]) + top[:, 0] - (s_pos * pos).sum(axis=1)) * has
             grad = xf.T @ (((e / z) * has[:, None] - pos) / n_users).reshape(-1)
-            return float(nll.sum() / n_users) + l2 * float(w @ w), grad.astype(np.float64) + 2 * l2 * w
+            gap = w - ratio * w[np.maximum(twin, 0)]  # w itself where a feature has no twin
+            penalty_grad = 2 * l2 * gap
+            np.add.at(penalty_grad, twin[has_twin], -2 * l2 * ratio[has_twin] * gap[has_twin])
+            return float(nll.sum() / n_users) + l2 * float(gap @ gap), grad.astype(np.float64) + penalty_grad
 
         res = minimize(loss, np.zeros(f), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
         return cls(tuple(names), res.x.astype(np.float32), scale.astype(np.float32), "learned")
+
+    @classmethod
+    def from_raw(cls, names: Sequence[str], raw: dict[str, float], scale: np.ndarray, kind: str) -> Fusion:
+        """A fusion of raw weights ``raw`` (missing names: 0) at feature scales ``scale``."""
+        scale = np.asarray(scale, dtype=np.float32)
+        weights = np.array([raw.get(n, 0.0) for n in names], dtype=np.float32) * scale
+        return cls(tuple(names), weights.astype(np.float32), scale, kind)
 
     @classmethod
     def default(cls, names: Sequence[str], features: np.ndarray, defaults: dict[str, float]) -> Fusion:
@@ -77,16 +97,27 @@ class Fusion:
         j = self.names.index(name)
         weights = self.weights.copy()
         weights[j] = np.float32(raw) * self.scale[j]
-        return Fusion(self.names, weights, self.scale, self.kind)
+        return Fusion(self.names, weights, self.scale, self.kind, self.decision)
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
-                "scale": [float(s) for s in self.scale]}
+        out = {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
+               "scale": [float(s) for s in self.scale]}
+        if self.decision is not None:
+            out["decision"] = self.decision
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> Fusion:
         return cls(tuple(data["names"]), np.asarray(data["weights"], dtype=np.float32),
-                   np.asarray(data["scale"], dtype=np.float32), data["kind"])
+                   np.asarray(data["scale"], dtype=np.float32), data["kind"], data.get("decision"))
+
+
+def prior_twins(names: Sequence[str]) -> np.ndarray:
+    """For each feature, the index of its same-language twin (``embedding_same`` for
+    ``embedding_cross``, ``lexical_same_to_cold`` for ``lexical_cross_to_cold``), -1 where none."""
+    index = {n: j for j, n in enumerate(names)}
+    return np.array([index.get(n.replace("_cross", "_same", 1), -1) if "_cross" in n else -1 for n in names],
+                    dtype=np.int64)
 
 
 def _scale(flat: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ the cold items' validation interactions over the cold items; then the cold-item 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,68 +32,116 @@ log = logging.getLogger(__name__)
 def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interactions, item_vectors: np.ndarray,
                  content: ContentGraphs, cf_fit: Callable[[sp.csr_matrix], FactorModel],
                  config: HybridConfig) -> Fusion | None:
-    """The fusion learned on a validation slice, or None (default weights) with a warning.
+    """The fusion learned on a validation slice and checked by the guard, or None (default weights).
 
     ``make_ranker`` builds the ranker of the validation slice (the :class:`HybridRanker` class).
 
     Warm features are weighed by the softmax of the validation items over the warm catalogue,
     cold features by the softmax of the cold items' validation interactions over the cold
     items (most of them made cold on purpose, :func:`validation_slice`); the cold-item bias
-    is then set by :func:`calibrate_cold`."""
+    is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
+    default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
+    fusion only where it validates at least as well as each of the ranker's own parts."""
+    from xrec.ranking.guard import guard_fusion
+
     slice_ = validation_slice(interactions, config, content.language_codes)
     if slice_ is None:
         return None
     sub, truth, simulated = slice_
     ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
                          config)
-    names = feature_names(ranker)
-    warm_names = [n for n in names if not is_cold_feature(n) and n != BOOST_FEATURE]
-    cold_names = [n for n in names if is_cold_feature(n) and n != "cold"]
-    seen_all = sub.matrix.tocsr()
-    cold = ranker.cold
+    fit = FusionFit(ranker, truth, simulated, config)
+    if truth.nnz < config.min_validation_positives:
+        log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
+                    truth.nnz, config.min_validation_positives)
+        fusion, refit = default_fusion(ranker), None
+    else:
+        fusion, refit = fit.fusion(), fit.fusion
+    if not config.guard:
+        return fusion
+    # judged on the plain held-out interactions: the simulated-cold items are a training device
+    plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
+    plain.eliminate_zeros()
+    return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
+                        refit=refit, seed=config.seed)
 
-    def sample(columns: np.ndarray, which: Sequence[str]
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
-        users, items, log_weight = _fit_sample(truth[:, columns], config)
-        items = columns[items]
-        x = np.concatenate([ranker.views.features(b, np.broadcast_to(items, (len(b), len(items))), which)
-                            for b in np.array_split(users, max(1, -(-len(users) // 256)))])
-        return users, items, log_weight, x
 
-    users, items, log_weight, x = sample(np.flatnonzero(~simulated), names)
-    pos = truth[users][:, items].toarray() > 0
-    seen = seen_all[users][:, items].toarray() != 0
-    cold_col = cold[items]
-    index = {n: j for j, n in enumerate(names)}
-    warm = Fusion.learn(warm_names, x[..., [index[n] for n in warm_names]], pos & ~cold_col[None],
-                        seen | cold_col[None], log_weight=log_weight, l2=config.l2)
-    parts = [warm]
-    if "cold" in names and cold.any() and cold_names:
-        c_users, c_items, c_log_weight, xc = sample(np.flatnonzero(cold), cold_names)
-        c_pos = truth[c_users][:, c_items].toarray() > 0
-        if c_pos.any():
-            parts.append(Fusion.learn(cold_names, xc, c_pos,
-                                      seen_all[c_users][:, c_items].toarray() != 0,
-                                      log_weight=c_log_weight, l2=config.cold_l2))
-    learned = {n: (w, sc) for part in parts for n, w, sc in zip(part.names, part.weights, part.scale)}
-    if "cold" in names:
-        learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
-    if BOOST_FEATURE in names:
-        learned[BOOST_FEATURE] = (0.0, 1.0)  # a policy, not fitted: set below
-    kept = tuple(n for n in names if n in learned)
-    fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
-                    np.array([learned[n][1] for n in kept], np.float32))
-    if "cold" in fusion.names:
-        keep = [index[n] for n in fusion.names]
-        fusion = calibrate_cold(fusion, x[..., keep], pos, seen, log_weight, cold_col)
-    if BOOST_FEATURE in fusion.names:
-        fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
-    return fusion
+class _Sample:
+    """One fit sample: users, items (with log-weights), features ``[u, i, f]``, positives, seen."""
+
+    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, columns: np.ndarray, names: Sequence[str],
+                 config: HybridConfig):
+        users, items, self.log_weight = _fit_sample(truth[:, columns], config)
+        self.users, self.items = users, columns[items]
+        self.x = np.concatenate([ranker.views.features(b, np.broadcast_to(self.items, (len(b), len(self.items))),
+                                                       names)
+                                 for b in np.array_split(users, max(1, -(-len(users) // 256)))]) \
+            if len(users) else np.zeros((0, len(self.items), len(names)), np.float32)
+        self.pos = truth[users][:, self.items].toarray() > 0
+        self.seen = ranker.history[users][:, self.items].toarray() != 0
+
+    def rows(self, users: np.ndarray | None) -> np.ndarray:
+        """Rows of the sample whose user is in ``users`` (all: None)."""
+        return np.arange(len(self.users)) if users is None else np.flatnonzero(np.isin(self.users, users))
+
+
+class FusionFit:
+    """The validation ranker's fit samples, built once; :meth:`fusion` fits on any subset of users."""
+
+    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig):
+        self.config = config
+        self.names = feature_names(ranker)
+        self.warm_names = [n for n in self.names if not is_cold_feature(n) and n != BOOST_FEATURE]
+        self.cold_names = [n for n in self.names if is_cold_feature(n) and n != "cold"]
+        self.warm = _Sample(ranker, truth, np.flatnonzero(~simulated), self.names, config)
+        self.cold_col = ranker.cold[self.warm.items]
+        self.cold = None
+        if "cold" in self.names and ranker.cold.any() and self.cold_names:
+            self.cold = _Sample(ranker, truth, np.flatnonzero(ranker.cold), self.cold_names, config)
+
+    def fusion(self, users: np.ndarray | None = None) -> Fusion:
+        """The fusion fitted on validation users ``users`` (all: None)."""
+        config, w = self.config, self.warm
+        r = w.rows(users)
+        x, pos, seen = w.x[r], w.pos[r], w.seen[r]
+        index = {n: j for j, n in enumerate(self.names)}
+        warm = Fusion.learn(self.warm_names, x[..., [index[n] for n in self.warm_names]], pos & ~self.cold_col[None],
+                            seen | self.cold_col[None], log_weight=w.log_weight, l2=config.l2)
+        parts = [warm]
+        if self.cold is not None:
+            c = self.cold
+            rc = c.rows(users)
+            if c.pos[rc].any():
+                parts.append(Fusion.learn(self.cold_names, c.x[rc], c.pos[rc], c.seen[rc],
+                                          log_weight=c.log_weight, l2=config.cold_l2))
+        learned = {n: (wt, sc) for part in parts for n, wt, sc in zip(part.names, part.weights, part.scale)}
+        if "cold" in self.names:
+            learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
+        if BOOST_FEATURE in self.names:
+            learned[BOOST_FEATURE] = (0.0, 1.0)  # a policy, not fitted: set below
+        kept = tuple(n for n in self.names if n in learned)
+        fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
+                        np.array([learned[n][1] for n in kept], np.float32))
+        if "cold" in fusion.names:
+            keep = [index[n] for n in fusion.names]
+            fusion = calibrate_cold(fusion, x[..., keep], pos, seen, w.log_weight, self.cold_col)
+        if BOOST_FEATURE in fusion.names:
+            fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
+        return fusion
+
+    def spread(self, raw: Mapping[str, float]) -> float:
+        """Standard deviation of the fused score ``raw`` over warm items of (up to 64 users of) the warm
+        fit sample, without the cold-item bias and the language boost (offsets, not evidence)."""
+        x = self.warm.x[:64][:, ~self.cold_col]
+        weights = np.array([0.0 if n in ("cold", BOOST_FEATURE) else raw.get(n, 0.0) for n in self.names],
+                           dtype=np.float32)
+        scores = (x.reshape(-1, len(self.names)) @ weights) if x.size else np.zeros(1)
+        return float(np.std(scores))
 
 
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
                      ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
-    """``(fit interactions, validation positives, simulated-cold items)`` or None when too few.
+    """``(fit interactions, validation positives, simulated-cold items)`` or None when there are none.
 
     The last ``validation_fraction`` of each user's interactions by time (every interaction
     timestamped) or a seeded random ``validation_fraction`` (otherwise) is held out. The time cut
@@ -128,9 +176,8 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
     truth = truth - truth.multiply(sub.matrix != 0)
     truth.eliminate_zeros()
     truth.data[:] = 1.0
-    if truth.nnz < config.min_validation_positives:
-        log.warning("%d validation positives (< %d): default fusion weights", truth.nnz,
-                    config.min_validation_positives)
+    if truth.nnz == 0:
+        log.warning("no validation positives: default fusion weights")
         return None
     return sub, truth, simulated
 
@@ -165,7 +212,7 @@ def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, exclude
     weights = fusion.weights.copy()
     weights[j] += (lo + hi) / 2 * fusion.scale[j]
     log.info("cold items: calibrated to %.4f of the softmax mass (their share of validation positives)", target)
-    return Fusion(fusion.names, weights, fusion.scale, fusion.kind)
+    return Fusion(fusion.names, weights, fusion.scale, fusion.kind, fusion.decision)
 
 
 def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

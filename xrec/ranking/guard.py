@@ -1,0 +1,173 @@
+"""The fusion's guard: a hybrid never ships a fusion that validates worse than its own parts.
+
+The learned fusion is a softmax fit of many weights; on a small catalogue it can fit noise (a
+negative content weight on a catalogue whose readers follow topics). So before a fusion ships,
+:func:`guard_fusion` ranks the validation users' whole catalogue with each candidate:
+
+* the fusion itself (``learned``, or the ``default`` weights),
+* each simple part alone (:data:`PARTS`: content similarity to the history, lexical similarity,
+  CF, popularity), and
+* the fusion shrunk toward content or lexical evidence (``learned+content x4``: the part's score, scaled to the
+  fusion's spread, added ``gamma`` times),
+
+and ships the one of best validation NDCG@10 where it beats the fusion by more than
+:data:`MARGIN` standard errors of the paired per-user difference (small catalogues validate on a
+few dozen users: a switch on noise would cost as often as it pays). A learned fusion is judged on users it was not
+fitted on (two folds of the validation users, each scored by the fusion fitted on the other), so
+a fit that only memorised its slice loses to the parts it should have beaten. The decision and
+every candidate's figure go into :attr:`Fusion.decision` (saved with the ranker, logged, shown by
+``xrec recommend`` and ``xrec fit``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from xrec.ranking.fusion import Fusion
+from xrec.ranking.views import FeatureViews
+
+log = logging.getLogger(__name__)
+
+#: The ranker's simple parts: which features make each (raw weight 1 each).
+PARTS: dict[str, Callable[[str], bool]] = {
+    "content": lambda n: n in ("content", "cold_content"),
+    "lexical": lambda n: n == "lexical" or n.startswith("lexical_"),
+    "cf": lambda n: n == "cf",
+    "popularity": lambda n: n == "popularity",
+}
+#: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
+SHRINK = (1.0, 4.0)
+#: The parts a fusion is shrunk toward (the evidence that carries a small catalogue).
+SHRUNK_TOWARD = ("content", "lexical")
+#: Validation users scored per fold (a sample where there are more).
+MAX_GUARD_USERS = 400
+#: A candidate replaces the fusion only when better by this many standard errors (paired, per user).
+MARGIN = 1.0
+K = 10
+
+
+@dataclass
+class Candidate:
+    """A named recipe: ``fusion`` (None: the part alone) plus ``gamma`` times the part."""
+
+    name: str
+    part: str | None
+    gamma: float
+
+
+def candidates(parts: Sequence[str], base: str) -> list[Candidate]:
+    """The fusion, each part alone and the fusion shrunk toward each part."""
+    out = [Candidate(base, None, 0.0)]
+    out += [Candidate(p, p, float("inf")) for p in parts]
+    out += [Candidate(f"{base}+{p} x{g:g}", p, g) for p in parts if p in SHRUNK_TOWARD for g in SHRINK]
+    return out
+
+
+def part_weights(names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Raw weights of each part present among the fusion's feature ``names``."""
+    out = {}
+    for part, member in PARTS.items():
+        weights = {n: 1.0 for n in names if member(n)}
+        if weights:
+            out[part] = weights
+    return out
+
+
+def recipe(fusion: Fusion, candidate: Candidate, parts: Mapping[str, Mapping[str, float]],
+           spread: Callable[[Mapping[str, float]], float]) -> dict[str, float]:
+    """Raw weights of ``candidate`` built on ``fusion``; ``spread`` measures a score's spread."""
+    raw = fusion.raw
+    if candidate.part is None:
+        return raw
+    part = parts[candidate.part]
+    unit = spread(raw) / max(spread(part), 1e-12)
+    if np.isinf(candidate.gamma):
+        return {n: part.get(n, 0.0) * unit for n in fusion.names}
+    return {n: raw.get(n, 0.0) + candidate.gamma * unit * part.get(n, 0.0) for n in fusion.names}
+
+
+def ndcg_at_k(scores: np.ndarray, truth: sp.csr_matrix, k: int = K) -> np.ndarray:
+    """Per-row NDCG@k of dense ``scores`` (seen items already -inf) against binary ``truth`` rows."""
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
+    hits = np.asarray(truth[np.arange(truth.shape[0])[:, None], order].todense()) > 0
+    discount = 1.0 / np.log2(np.arange(2, k + 2))
+    dcg = (hits * discount).sum(axis=1)
+    n_pos = np.minimum(np.diff(truth.indptr), k)
+    ideal = np.cumsum(discount)[np.maximum(n_pos - 1, 0)]
+    return np.where(n_pos > 0, dcg / ideal, 0.0)
+
+
+def candidate_ndcg(views: FeatureViews, base: Fusion, options: Sequence[Candidate],
+                   parts: Mapping[str, Mapping[str, float]], spread: Callable[[Mapping[str, float]], float],
+                   users: np.ndarray, truth: sp.csr_matrix, seen: sp.csr_matrix, batch: int = 100
+                   ) -> dict[str, np.ndarray]:
+    """Per-user NDCG@10 of every candidate built on ``base``, over the whole catalogue of ``views``.
+
+    Candidates are linear in the fusion's and the parts' scores, so each of those is scored once per
+    batch of users and the candidates are combined from them."""
+    raw = base.raw
+    folded = {None: views.fold(raw), **{p: views.fold(w) for p, w in parts.items()}}
+    unit = {p: spread(raw) / max(spread(w), 1e-12) for p, w in parts.items()}
+    out: dict[str, list[np.ndarray]] = {c.name: [] for c in options}
+    for s in range(0, len(users), batch):
+        rows = users[s:s + batch]
+        seen_at = seen[rows].nonzero()
+        scores = {key: f.scores(rows) for key, f in folded.items()}
+        for c in options:
+            if c.part is None:
+                mixed = scores[None].copy()
+            elif np.isinf(c.gamma):
+                mixed = scores[c.part] * np.float32(unit[c.part])
+            else:
+                mixed = scores[None] + np.float32(c.gamma * unit[c.part]) * scores[c.part]
+            mixed[seen_at] = -np.inf
+            out[c.name].append(ndcg_at_k(mixed, truth[rows]))
+    return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
+
+
+def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen: sp.csr_matrix,
+                 spread: Callable[[Mapping[str, float]], float], *,
+                 refit: Callable[[np.ndarray], Fusion] | None = None, seed: int = 0) -> Fusion:
+    """``fusion``, or the candidate (module docstring) of best validation NDCG@10, with the decision.
+
+    ``views`` are the validation ranker's features, ``truth`` its held-out positives, ``seen`` its
+    training interactions. ``refit(users)`` fits the fusion on validation users ``users`` only; with
+    it the fusion's candidates are scored by cross-fitting (two folds), without it (fixed default
+    weights) on every validation user."""
+    parts = part_weights(fusion.names)
+    users = np.flatnonzero(np.diff(truth.indptr) > 0)
+    if not parts or not len(users):
+        return fusion
+    rng = np.random.default_rng(seed)
+    if len(users) > 2 * MAX_GUARD_USERS:
+        users = np.sort(rng.choice(users, 2 * MAX_GUARD_USERS, replace=False))
+    options = candidates(list(parts), fusion.kind)
+    if refit is not None and len(users) >= 4:
+        fold = rng.permutation(len(users)) % 2
+        bases = [(users[fold == f], refit(np.setdiff1d(users, users[fold == f]))) for f in (0, 1)]
+    else:
+        bases = [(users, fusion)]
+    scored = [candidate_ndcg(views, base, options, parts, spread, eval_users, truth, seen)
+              for eval_users, base in bases]
+    per_user = {c.name: np.concatenate([fold[c.name] for fold in scored]) for c in options}
+    figures = {name: float(v.mean()) for name, v in per_user.items()}
+    best = max(options, key=lambda c: figures[c.name])  # ties: the first, the fusion itself
+    diff = per_user[best.name] - per_user[options[0].name]
+    if best.part is not None and diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(max(len(diff), 1)):
+        best = options[0]
+    chosen = Fusion.from_raw(fusion.names, recipe(fusion, best, parts, spread), fusion.scale,
+                             kind=fusion.kind if best.part is None else best.name)
+    chosen.decision = {"chosen": best.name, "validation_users": int(len(users)),
+                       "cross_fitted": refit is not None and len(bases) == 2, "metric": "ndcg@10",
+                       "validation": {k: round(v, 5) for k, v in figures.items()}}
+    shown = ", ".join(f"{n} {figures[n]:.4f}" for n in [fusion.kind, *parts])
+    log.info("fusion: %s chosen on %d validation users (NDCG@10 %.4f; %s)", best.name, len(users),
+             figures[best.name], shown)
+    return chosen
