@@ -109,7 +109,7 @@ def test_fit_writes_a_ranker_that_recommend_rerank_and_serve_read(shop, job_out,
     service = Service(index, ranker=ranker, encoder=encoder)
     try:
         user = top["user_id"][0]
-        body = service.submit_recommend({"user_id": user, "k": 3}).result()
+        body, _ = service.call("recommend", {"user_id": user, "k": 3})  # what POST /recommend answers
         expected = top.filter(pl.col("user_id") == user).sort("rank")["item_id"].head(3).to_list()
         assert [hit["id"] for hit in body["items"]] == expected
     finally:

@@ -68,8 +68,9 @@ def examples(items: pl.DataFrame, first: pl.DataFrame, rows: np.ndarray, near: n
              same: dict[str, np.ndarray], keys: dict[str, np.ndarray], n: int = EXAMPLES) -> list[dict[str, Any]]:
     """The nearest-neighbour pairs with the most evidence of being one work in two languages:
     a shared metadata value first, then lexical (character n-gram TF-IDF) plus embedding
-    similarity; each unordered pair and each shared value once, at most :data:`PER_PAIR` per pair
-    of languages. ``keys``: each metadata field's normalised values, catalogue order."""
+    similarity; pairs whose two texts are the same (one edition under two language codes) last;
+    each unordered pair and each shared value once, at most :data:`PER_PAIR` per pair of
+    languages. ``keys``: each metadata field's normalised values, catalogue order."""
     from xrec.ranking.lexical import char_tfidf
 
     if not len(rows):
@@ -80,8 +81,10 @@ def examples(items: pl.DataFrame, first: pl.DataFrame, rows: np.ndarray, near: n
     for hits in same.values():
         shared |= hits
     score = first["score"].to_numpy().astype(np.float64)
-    order = np.lexsort((-(score + lexical), ~shared))  # shared metadata first, then the most agreement
     texts, langs = items["text"].to_list(), items["lang"].to_list()
+    # the same text under two language codes shows nothing the embedding adds: such pairs come last
+    same_text = np.array([_plain(texts[a]) == _plain(texts[b]) for a, b in zip(rows, near)], dtype=bool)
+    order = np.lexsort((-(score + lexical), same_text, ~shared))  # shared metadata first, then the most agreement
     chosen: list[dict[str, Any]] = []
     seen_pairs: set[tuple[int, int]] = set()
     seen_keys: set[str] = set()  # one example per shared metadata value (not five books of one author)
@@ -103,3 +106,10 @@ def examples(items: pl.DataFrame, first: pl.DataFrame, rows: np.ndarray, near: n
         if len(chosen) == n:
             break
     return chosen
+
+
+def _plain(text: str) -> str:
+    """``text`` folded for comparison: case, accents and punctuation ignored."""
+    from xrec.ranking.graphs import normalise_key
+
+    return normalise_key(text)

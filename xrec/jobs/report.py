@@ -115,7 +115,7 @@ def _recommendations(out: Path, rec: dict[str, Any], items: pl.DataFrame) -> lis
         for user in examples["user_id"].unique(maintain_order=True).to_list():
             rows = examples.filter(pl.col("user_id") == user).sort("rank")
             lines += [f"User {user}:", ""] + _table(
-                ["rank", "lang", "title", "score", "cf", "content", "lexical", "because"],
+                ["rank", "lang", "item", "score", "cf", "content", "lexical", "because"],
                 [[r["rank"], r["lang"] or NO_LANG, str(title.get(r["item_id"]))[:60], r["score"], r.get("cf_score"),
                   r.get("content_score"), r.get("lexical_score"),
                   f"{r['because_lang'][0] or NO_LANG}: {str(title.get(r['because_item_id'][0]))[:40]}"
