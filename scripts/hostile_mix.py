@@ -1,6 +1,6 @@
 """The server under a bounded hostile mix on loopback: peak memory vs idle, normal p99 vs quiet.
 
-Starts ``xrec serve`` as its own process over an index of 1,000 real SIB-200 sentences (embedded
+Starts ``xrec serve`` as its own process over an index of ``--items`` real SIB-200 sentences (embedded
 once, cached under ``$XREC_CACHE_DIR/hostile-mix``), then
 
 1. idle: the server's resident memory (``VmRSS``) after a warm-up of normal requests;
@@ -44,18 +44,18 @@ def rss_bytes(pid: int) -> int:
     return 0
 
 
-def build_index(cache: Path) -> Path:
+def build_index(cache: Path, n: int) -> Path:
     from xrec.bench.serve import cached_index, real_sentences
     from xrec.encoders import load_encoder
 
-    texts, langs, _, _ = real_sentences(REPO / "data", 1000, 0)
+    texts, langs, _, _ = real_sentences(REPO / "data", n, 0)
     return cached_index(load_encoder("bundled", device="cpu"), cache, texts, langs, "exact")
 
 
-def queries() -> list[str]:
+def queries(n: int) -> list[str]:
     from xrec.bench.serve import real_sentences
 
-    return real_sentences(REPO / "data", 1000, 200)[2]
+    return real_sentences(REPO / "data", n, 200)[2]
 
 
 def start_server(index: Path, max_connections: int, pythonpath: str | None) -> tuple[subprocess.Popen, str]:
@@ -197,6 +197,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, help="write the figures here")
+    parser.add_argument("--items", type=int, default=1000, help="sentences in the index (default 1000)")
     parser.add_argument("--n", type=int, default=200, help="normal requests per phase (default 200)")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections held (default 200)")
     parser.add_argument("--burst", type=int, default=600, help="connections per burst (default 600)")
@@ -207,8 +208,8 @@ def main() -> int:
 
     from xrec.encoders.bundled import cache_dir
 
-    index = build_index(cache_dir() / "hostile-mix")
-    texts = queries()
+    index = build_index(cache_dir() / "hostile-mix", args.items)
+    texts = queries(args.items)
     proc, url = start_server(index, args.max_connections, args.pythonpath)
     try:
         normal_requests(url, texts[:50])  # warm-up
@@ -242,7 +243,8 @@ def main() -> int:
     result = {
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "server": "this tree" if args.pythonpath is None else args.pythonpath,
-        "max_connections": args.max_connections, "slow_connections": args.slow, "burst": args.burst,
+        "items": args.items, "max_connections": args.max_connections, "slow_connections": args.slow,
+        "burst": args.burst,
         "idle_rss_mib": round(idle / 2**20, 1), "peak_rss_mib": round(peak / 2**20, 1),
         "peak_over_idle": round(peak / idle, 3), "quiet": percentiles(quiet), "hostile": percentiles(hostile),
         "p99_hostile_over_quiet": round(float(np.percentile(hostile, 99) / np.percentile(quiet, 99)), 3),
