@@ -75,7 +75,8 @@ def start_server(index: Path, max_connections: int, pythonpath: str | None) -> t
     if pythonpath is None:  # this tree's server: its guard's settings for the run
         cmd += ["--max-connections", str(max_connections), "--header-timeout", "2", "--body-timeout", "5"]
     env = {**os.environ, "PYTHONPATH": pythonpath or str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            cwd=pythonpath or REPO)  # python -m imports from the working directory first
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
