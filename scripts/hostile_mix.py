@@ -1,6 +1,6 @@
 """The server under a bounded hostile mix on loopback: peak memory vs idle, normal p99 vs quiet.
 
-Starts ``xrec serve`` as its own process over an index of 1,000 real SIB-200 sentences (embedded
+Starts ``xrec serve`` as its own process over an index of ``--items`` real SIB-200 sentences (embedded
 once, cached under ``$XREC_CACHE_DIR/hostile-mix``), then
 
 1. idle: the server's resident memory (``VmRSS``) after a warm-up of normal requests;
@@ -9,8 +9,8 @@ once, cached under ``$XREC_CACHE_DIR/hostile-mix``), then
 3. hostile: the same normal requests while, for as long as they take, attackers send oversized
    chunked bodies (64 MiB offered each), JSON nested 100,000 deep, hold ``--slow`` connections
    that never finish their headers (reopened when the server closes them), and burst
-   ``--burst`` connections at once, above the server's connection cap; the server's memory is
-   sampled every 5 ms.
+   ``--burst`` connections at once, above the server's connection cap; the server's peak memory
+   is the kernel's ``VmHWM``, reset before the phase (else ``VmRSS`` sampled every 5 ms).
 
 Writes JSON (``--json``) with both ratios: peak/idle memory and hostile/quiet p99. Everything is
 bounded in count and seconds and stops by itself. Run under the CPU lock:
@@ -36,26 +36,37 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def rss_bytes(pid: int) -> int:
+def rss_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident memory (``VmRSS``) or its peak since the last reset (``VmHWM``)."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
 
 
-def build_index(cache: Path) -> Path:
+def reset_peak(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark (``VmHWM``) of ``pid`` (Linux; needs the right to)."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def build_index(cache: Path, n: int) -> Path:
     from xrec.bench.serve import cached_index, real_sentences
     from xrec.encoders import load_encoder
 
-    texts, langs, _, _ = real_sentences(REPO / "data", 1000, 0)
+    texts, langs, _, _ = real_sentences(REPO / "data", n, 0)
     return cached_index(load_encoder("bundled", device="cpu"), cache, texts, langs, "exact")
 
 
-def queries() -> list[str]:
+def queries(n: int) -> list[str]:
     from xrec.bench.serve import real_sentences
 
-    return real_sentences(REPO / "data", 1000, 200)[2]
+    return real_sentences(REPO / "data", n, 200)[2]
 
 
 def start_server(index: Path, max_connections: int, pythonpath: str | None) -> tuple[subprocess.Popen, str]:
@@ -64,7 +75,8 @@ def start_server(index: Path, max_connections: int, pythonpath: str | None) -> t
     if pythonpath is None:  # this tree's server: its guard's settings for the run
         cmd += ["--max-connections", str(max_connections), "--header-timeout", "2", "--body-timeout", "5"]
     env = {**os.environ, "PYTHONPATH": pythonpath or str(REPO), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            cwd=pythonpath or REPO)  # python -m imports from the working directory first
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
@@ -72,10 +84,16 @@ def start_server(index: Path, max_connections: int, pythonpath: str | None) -> t
     return proc, line.split("listening on ")[1].strip()
 
 
-def normal_requests(url: str, texts: list[str]) -> list[float]:
-    """Latency (ms) of each free-text /similar on one kept-alive connection."""
+def connect(url: str) -> http.client.HTTPConnection:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.connect()
+    return conn
+
+
+def normal_requests(conn: http.client.HTTPConnection, texts: list[str]) -> list[float]:
+    """Latency (ms) of each free-text /similar on ``conn``, one kept-alive connection opened before
+    any attack (a client connecting during a flood above the cap gets 503 + Retry-After)."""
     out = []
     for text in texts:
         body = json.dumps({"text": text, "k": 10}).encode()
@@ -86,7 +104,6 @@ def normal_requests(url: str, texts: list[str]) -> list[float]:
         out.append((time.perf_counter() - start) * 1e3)
         if response.status != 200:
             raise SystemExit(f"a normal request got {response.status}")
-    conn.close()
     return out
 
 
@@ -157,12 +174,13 @@ class Attack:
                     socks.append(sock)
                 except OSError:
                     break
-            for sock in socks:
+            for sock in socks:  # every connection held open until all are answered
                 try:
                     head = sock.recv(64)
                     self.counts["burst_503" if b" 503 " in head else "burst_other"] += 1
                 except OSError:
                     pass
+            for sock in socks:
                 sock.close()
             time.sleep(0.5)
 
@@ -197,6 +215,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", required=True, help="write the figures here")
+    parser.add_argument("--items", type=int, default=1000, help="sentences in the index (default 1000)")
     parser.add_argument("--n", type=int, default=200, help="normal requests per phase (default 200)")
     parser.add_argument("--slow", type=int, default=200, help="slow-header connections held (default 200)")
     parser.add_argument("--burst", type=int, default=600, help="connections per burst (default 600)")
@@ -207,14 +226,18 @@ def main() -> int:
 
     from xrec.encoders.bundled import cache_dir
 
-    index = build_index(cache_dir() / "hostile-mix")
-    texts = queries()
+    index = build_index(cache_dir() / "hostile-mix", args.items)
+    texts = queries(args.items)
     proc, url = start_server(index, args.max_connections, args.pythonpath)
     try:
-        normal_requests(url, texts[:50])  # warm-up
+        conn = connect(url)
+        normal_requests(conn, texts[:50])  # warm-up
         time.sleep(1.0)
         idle = rss_bytes(proc.pid)
-        quiet = normal_requests(url, texts[:args.n])
+        exact = reset_peak(proc.pid)
+        quiet = normal_requests(conn, texts[:args.n])
+        quiet_peak = rss_bytes(proc.pid, "VmHWM") if exact else None
+        reset_peak(proc.pid)
         peak, samples, done = idle, [], threading.Event()
 
         def sample() -> None:
@@ -232,9 +255,12 @@ def main() -> int:
         sampler.start()
         with Attack(url, args.slow, args.burst, time.monotonic() + args.seconds) as attack:
             time.sleep(1.0)  # the attack under way before the normal requests start
-            hostile = normal_requests(url, texts[:args.n])
+            hostile = normal_requests(conn, texts[:args.n])
+        conn.close()
         done.set()
         sampler.join()
+        if exact:  # the kernel's own peak: no spike between two samples is missed
+            peak = max(peak, rss_bytes(proc.pid, "VmHWM"))
         alive = proc.poll() is None
     finally:
         proc.terminate()
@@ -242,8 +268,11 @@ def main() -> int:
     result = {
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "server": "this tree" if args.pythonpath is None else args.pythonpath,
-        "max_connections": args.max_connections, "slow_connections": args.slow, "burst": args.burst,
+        "items": args.items, "max_connections": args.max_connections, "slow_connections": args.slow,
+        "burst": args.burst,
         "idle_rss_mib": round(idle / 2**20, 1), "peak_rss_mib": round(peak / 2**20, 1),
+        "quiet_peak_rss_mib": None if quiet_peak is None else round(quiet_peak / 2**20, 1),
+        "peak_from": "VmHWM (kernel peak, reset before the phase)" if exact else "VmRSS sampled every 5 ms",
         "peak_over_idle": round(peak / idle, 3), "quiet": percentiles(quiet), "hostile": percentiles(hostile),
         "p99_hostile_over_quiet": round(float(np.percentile(hostile, 99) / np.percentile(quiet, 99)), 3),
         "attack": attack.counts, "server_alive_after": alive,

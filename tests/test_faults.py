@@ -302,10 +302,12 @@ def test_one_non_numeric_interaction_id_is_the_only_unknown(tmp_path):
 
 
 def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
-    for given in ("1.0", " 1", "nan"):
-        assert main(["similar", "--items", str(items_csv), "--ids", given]) == 2
-        assert "id" in capsys.readouterr().err
-    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--k", "2", "--json"]) == 0
+    index = tmp_path / "index"
+    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--k", "2", "--save-index", str(index)]) == 0
+    for given, why in (("1.0", "float"), (" 1", "whitespace"), ("nan", "float"), ("abc", "not an integer")):
+        capsys.readouterr()
+        assert main(["similar", "--index", str(index), "--ids", given]) == 2
+        assert why in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------- malformed rows

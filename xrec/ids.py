@@ -99,7 +99,7 @@ def id_value(value: Any, integer: bool) -> int | str:
             raise ValueError(f"{value!r} reads as a float; ids are integers or strings")
         if integer:
             if not _INTEGER.match(value):
-                raise ValueError(f"{value!r} is not an integer, and this catalogue's ids are integers")
+                raise ValueError(f"{value!r} is not an integer; this catalogue has integer ids")
             return int(value)
         return value
     return value if integer else str(value)
