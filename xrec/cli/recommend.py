@@ -164,7 +164,7 @@ def _fit_ranker(args: argparse.Namespace):
         ranker = HybridRanker.fit(inter, vectors, texts=items["text"].to_list(),
                                   languages=items["lang"].to_list() if "lang" in items.columns else None,
                                   metadata={f: items[f].cast(pl.String).to_list() for f in fields}, topics=tags)
-    print(f"fusion: {ranker.fusion.kind}")
+    print(f"fusion: {ranker.fusion.summary()}")
     return ranker, inter
 
 
