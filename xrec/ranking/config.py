@@ -17,7 +17,7 @@ OFF_BY_DEFAULT = ("language", "cold_popularity", "len_x_popularity", "len_x_cf",
                   "minority_x_popularity", "minority_x_cf", "minority_x_content", "topic", "cold_topic")
 #: Groups of features reported as component scores; they sum to ``score``.
 COMPONENTS = {"cf_score": ("cf", "cold_cf", "cf_knn"), "content_score": ("embedding", "content", "cold_content"),
-              "lexical_score": ("lexical", "meta_"),
+              "lexical_score": ("lexical", "cold_lexical", "meta_"),
               "prior_score": ("popularity", "cold", "language", "recency", "time_x_recency")}
 
 

@@ -58,6 +58,8 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
         np.save(tmp / "retired.npy", ranker.retired, allow_pickle=False)
         content = ranker.content
+        if content.lexical is not None:
+            np.save(tmp / "lexical_vectors.npy", content.lexical, allow_pickle=False)
         if content.topic_codes is not None:
             np.save(tmp / "topic_codes.npy", content.topic_codes, allow_pickle=False)
             np.save(tmp / "topic_scores.npy", content.topic_scores, allow_pickle=False)
@@ -111,7 +113,9 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
         texts = kept["text"].to_list() if "text" in kept.columns else None
         metadata = {f: kept[f"meta_{f}"].to_list() for f in meta.get("metadata_fields", [])} or None
     content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
-                            texts, metadata, meta.get("graph_k", config.get("graph_k", 50)))
+                            texts, metadata, meta.get("graph_k", config.get("graph_k", 50)),
+                            lexical=np.load(root / "lexical_vectors.npy", allow_pickle=False)
+                            if (root / "lexical_vectors.npy").is_file() else None)
     if meta.get("topics") is not None:  # absent in rankers saved before topics existed
         content = _with_topics(root, content, meta["topics"], manifest.get("tagged"), n_items)
     ranker = cls(inter, np.load(root / "item_vectors.npy", allow_pickle=False), cf, content,
