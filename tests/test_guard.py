@@ -111,10 +111,9 @@ def test_items_nobody_read_stay_out_of_the_fusion_fit(headlines):
     known = np.diff(split.train.matrix.tocsc().indptr) > 0
     assert (~known).any()  # the split leaves some items without any training interaction
     fit = FusionFit(ranker, truth, simulated, config, known)
-    assert known[fit.warm.items].all()
-    assert fit.cold is None or known[fit.cold.items].all()
+    assert fit.cold is not None and known[fit.cold.items].all()
     everything = FusionFit(ranker, truth, simulated, config)
-    assert (~known[everything.warm.items]).any()  # without the mask they would be in
+    assert (~known[everything.cold.items]).any()  # without the mask they would be in
 
 
 def test_dense_lexical_vectors_follow_the_catalogue(headlines, tmp_path):

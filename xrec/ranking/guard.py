@@ -36,9 +36,8 @@ log = logging.getLogger(__name__)
 #: The ranker's simple parts: which features make each (raw weight 1 each), the first that exists.
 PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "content": (lambda n: n in ("content", "cold_content"),),
-    # the dense lexical profile (the TF-IDF model's evidence), else the character n-gram graph
-    "lexical": (lambda n: n in ("lexical_dense", "cold_lexical_dense"),
-                lambda n: n == "lexical" or n.startswith("lexical_")),
+    # the character n-gram graph and, for cold items, the dense lexical profile (TF-IDF-like)
+    "lexical": (lambda n: n == "lexical" or n.startswith("lexical_") or n == "cold_lexical_dense",),
     "cf": (lambda n: n == "cf",),
     "popularity": (lambda n: n == "popularity",),
 }

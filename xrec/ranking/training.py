@@ -94,13 +94,15 @@ class FusionFit:
     def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig,
                  known: np.ndarray | None = None):
         """``known`` marks the items with an interaction in the whole training data (default: all);
-        the others are left out of the samples (see :func:`learn_fusion`)."""
+        the others are left out of the cold fit's sample (see :func:`learn_fusion`)."""
         known = np.ones(len(simulated), bool) if known is None else known
         self.config = config
         self.names = feature_names(ranker)
         self.warm_names = [n for n in self.names if not is_cold_feature(n) and n != BOOST_FEATURE]
         self.cold_names = [n for n in self.names if is_cold_feature(n) and n != "cold"]
-        self.warm = _Sample(ranker, truth, np.flatnonzero(~simulated & known), self.names, config)
+        # every item stays in the warm sample: it sets the cold-item bias (calibrate_cold) over all
+        # cold items, as serving will see them; the warm fit excludes cold items anyway
+        self.warm = _Sample(ranker, truth, np.flatnonzero(~simulated), self.names, config)
         self.cold_col = ranker.cold[self.warm.items]
         self.cold = None
         if "cold" in self.names and ranker.cold.any() and self.cold_names:
