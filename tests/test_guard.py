@@ -37,6 +37,9 @@ def test_parts_and_recipes():
     assert shrunk["content"] == pytest.approx(-2.0) and shrunk["cold_content"] == pytest.approx(2.0)
     assert shrunk["cf"] == pytest.approx(2.0) and shrunk["cold"] == pytest.approx(-1.0)
     assert recipe(fusion, options["learned"], parts, spread) == pytest.approx(fusion.raw)
+    # the dense lexical profile, where the ranker has it, is the lexical part
+    assert part_weights((*names, "lexical_dense", "cold_lexical_dense"))["lexical"] == {
+        "lexical_dense": 1.0, "cold_lexical_dense": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +92,38 @@ def test_the_guard_can_be_turned_off(headlines):
     plain = HybridRanker.fit(split.train, hybrid.item_vectors, content=hybrid.content,
                              config=HybridConfig(guard=False))
     assert plain.fusion.kind == "learned" and plain.fusion.decision is None
+
+
+def test_items_nobody_read_stay_out_of_the_fusion_fit(headlines):
+    """A new catalogue added before the fit (no interaction yet) is no negative evidence: the fit's
+    samples and the guard's rankings leave it out, so cold evidence is not taught to never pay."""
+    from xrec.ranking.config import HybridConfig
+    from xrec.ranking.fusion import Fusion
+    from xrec.ranking.hybrid import HybridRanker, default_cf_fit
+    from xrec.ranking.training import FusionFit, validation_slice
+
+    split, models = headlines
+    hybrid = models["hybrid"].ranker
+    config = HybridConfig()
+    sub, truth, simulated = validation_slice(split.train, config, hybrid.content.language_codes)
+    ranker = HybridRanker(sub, hybrid.item_vectors, default_cf_fit(sub.matrix), hybrid.content,
+                          Fusion((), np.zeros(0), np.zeros(0)), config)
+    known = np.diff(split.train.matrix.tocsc().indptr) > 0
+    assert (~known).any()  # the split leaves some items without any training interaction
+    fit = FusionFit(ranker, truth, simulated, config, known)
+    assert fit.cold is not None and known[fit.cold.items].all()
+    everything = FusionFit(ranker, truth, simulated, config)
+    assert (~known[everything.cold.items]).any()  # without the mask they would be in
+
+
+def test_dense_lexical_vectors_follow_the_catalogue(headlines, tmp_path):
+    from xrec.ranking.hybrid import HybridRanker
+
+    ranker = headlines[1]["hybrid"].ranker
+    lexical = ranker.content.lexical
+    assert lexical is not None and lexical.shape[0] == len(ranker.items)
+    norms = np.linalg.norm(lexical, axis=1)  # 0: an item none of whose n-grams another item shares
+    assert np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0.0)) and (norms > 0).mean() > 0.5
+    assert {"lexical_dense", "cold_lexical_dense"} <= set(ranker.views.names)
+    loaded = HybridRanker.load(ranker.save(tmp_path / "ranker"))
+    np.testing.assert_array_equal(loaded.content.lexical, lexical)

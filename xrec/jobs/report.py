@@ -93,13 +93,15 @@ def _cpu() -> str:
 
 
 def _recommendations(out: Path, rec: dict[str, Any], items: pl.DataFrame) -> list[str]:
+    from xrec.ranking.fusion import Fusion
+
     if not rec:
         return []
     fusion = rec.get("fusion", {})
     lines = ["## Recommendations", "",
              f"Top-{rec.get('k')} for {_n(rec.get('users', 0), 'user')} in `recommendations.parquet` "
              f"(`user_id, rank, item_id, score` and each component's share of the score); fusion: "
-             f"{fusion.get('kind')}.", ""]
+             f"{Fusion.from_dict(fusion).summary() if fusion else 'unknown'}.", ""]
     recs_file, examples_file = out / "recommendations.parquet", out / "recommendation_examples.parquet"
     if not recs_file.is_file():
         return lines

@@ -99,6 +99,15 @@ class Fusion:
         weights[j] = np.float32(raw) * self.scale[j]
         return Fusion(self.names, weights, self.scale, self.kind, self.decision)
 
+    def summary(self) -> str:
+        """One line for people: the kind and, where the guard decided, the validation figures."""
+        if not self.decision:
+            return self.kind
+        figures = self.decision["validation"]
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if " x" not in name)
+        return (f"{self.kind} (chosen on {self.decision['validation_users']} validation users; "
+                f"NDCG@10 {figures[self.decision['chosen']]:.4f}; {shown})")
+
     def as_dict(self) -> dict:
         out = {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],
                "scale": [float(s) for s in self.scale]}

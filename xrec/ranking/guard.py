@@ -33,12 +33,13 @@ from xrec.ranking.views import FeatureViews
 
 log = logging.getLogger(__name__)
 
-#: The ranker's simple parts: which features make each (raw weight 1 each).
-PARTS: dict[str, Callable[[str], bool]] = {
-    "content": lambda n: n in ("content", "cold_content"),
-    "lexical": lambda n: n == "lexical" or n.startswith("lexical_"),
-    "cf": lambda n: n == "cf",
-    "popularity": lambda n: n == "popularity",
+#: The ranker's simple parts: which features make each (raw weight 1 each), the first that exists.
+PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
+    "content": (lambda n: n in ("content", "cold_content"),),
+    # the character n-gram graph and, for cold items, the dense lexical profile (TF-IDF-like)
+    "lexical": (lambda n: n == "lexical" or n.startswith("lexical_") or n == "cold_lexical_dense",),
+    "cf": (lambda n: n == "cf",),
+    "popularity": (lambda n: n == "popularity",),
 }
 #: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
 SHRINK = (1.0, 4.0)
@@ -71,10 +72,12 @@ def candidates(parts: Sequence[str], base: str) -> list[Candidate]:
 def part_weights(names: Sequence[str]) -> dict[str, dict[str, float]]:
     """Raw weights of each part present among the fusion's feature ``names``."""
     out = {}
-    for part, member in PARTS.items():
-        weights = {n: 1.0 for n in names if member(n)}
-        if weights:
-            out[part] = weights
+    for part, members in PARTS.items():
+        for member in members:
+            weights = {n: 1.0 for n in names if member(n)}
+            if weights:
+                out[part] = weights
+                break
     return out
 
 
@@ -106,8 +109,8 @@ def ndcg_at_k(scores: np.ndarray, truth: sp.csr_matrix, k: int = K) -> np.ndarra
 
 def candidate_ndcg(views: FeatureViews, base: Fusion, options: Sequence[Candidate],
                    parts: Mapping[str, Mapping[str, float]], spread: Callable[[Mapping[str, float]], float],
-                   users: np.ndarray, truth: sp.csr_matrix, seen: sp.csr_matrix, batch: int = 100
-                   ) -> dict[str, np.ndarray]:
+                   users: np.ndarray, truth: sp.csr_matrix, seen: sp.csr_matrix, batch: int = 100,
+                   unknowable: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-user NDCG@10 of every candidate built on ``base``, over the whole catalogue of ``views``.
 
     Candidates are linear in the fusion's and the parts' scores, so each of those is scored once per
@@ -128,19 +131,23 @@ def candidate_ndcg(views: FeatureViews, base: Fusion, options: Sequence[Candidat
             else:
                 mixed = scores[None] + np.float32(c.gamma * unit[c.part]) * scores[c.part]
             mixed[seen_at] = -np.inf
+            if unknowable is not None:
+                mixed[:, unknowable] = -np.inf
             out[c.name].append(ndcg_at_k(mixed, truth[rows]))
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
 def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen: sp.csr_matrix,
                  spread: Callable[[Mapping[str, float]], float], *,
-                 refit: Callable[[np.ndarray], Fusion] | None = None, seed: int = 0) -> Fusion:
+                 refit: Callable[[np.ndarray], Fusion] | None = None, seed: int = 0,
+                 unknowable: np.ndarray | None = None) -> Fusion:
     """``fusion``, or the candidate (module docstring) of best validation NDCG@10, with the decision.
 
     ``views`` are the validation ranker's features, ``truth`` its held-out positives, ``seen`` its
     training interactions. ``refit(users)`` fits the fusion on validation users ``users`` only; with
     it the fusion's candidates are scored by cross-fitting (two folds), without it (fixed default
-    weights) on every validation user."""
+    weights) on every validation user. ``unknowable`` items (no interaction anywhere in the training
+    data: validation can say nothing about them) are left out of the rankings."""
     parts = part_weights(fusion.names)
     users = np.flatnonzero(np.diff(truth.indptr) > 0)
     if not parts or not len(users):
@@ -154,18 +161,24 @@ def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen
         bases = [(users[fold == f], refit(np.setdiff1d(users, users[fold == f]))) for f in (0, 1)]
     else:
         bases = [(users, fusion)]
-    scored = [candidate_ndcg(views, base, options, parts, spread, eval_users, truth, seen)
+    scored = [candidate_ndcg(views, base, options, parts, spread, eval_users, truth, seen,
+                             unknowable=unknowable if unknowable is not None and unknowable.any() else None)
               for eval_users, base in bases]
     per_user = {c.name: np.concatenate([fold[c.name] for fold in scored]) for c in options}
     figures = {name: float(v.mean()) for name, v in per_user.items()}
+    # what stands unless beaten clearly: a fitted fusion; default weights (fitted on another
+    # catalogue, no evidence from this one) only stand where no part validates better
+    crossed = refit is not None and len(bases) == 2
+    reference = options[0] if crossed else max(
+        [options[0], *(c for c in options if np.isinf(c.gamma))], key=lambda c: figures[c.name])
     best = max(options, key=lambda c: figures[c.name])  # ties: the first, the fusion itself
-    diff = per_user[best.name] - per_user[options[0].name]
-    if best.part is not None and diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(max(len(diff), 1)):
-        best = options[0]
+    diff = per_user[best.name] - per_user[reference.name]
+    if diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(max(len(diff), 1)):
+        best = reference
     chosen = Fusion.from_raw(fusion.names, recipe(fusion, best, parts, spread), fusion.scale,
                              kind=fusion.kind if best.part is None else best.name)
     chosen.decision = {"chosen": best.name, "validation_users": int(len(users)),
-                       "cross_fitted": refit is not None and len(bases) == 2, "metric": "ndcg@10",
+                       "cross_fitted": crossed, "metric": "ndcg@10",
                        "validation": {k: round(v, 5) for k, v in figures.items()}}
     shown = ", ".join(f"{n} {figures[n]:.4f}" for n in [fusion.kind, *parts])
     log.info("fusion: %s chosen on %d validation users (NDCG@10 %.4f; %s)", best.name, len(users),

@@ -26,3 +26,23 @@ def char_tfidf(texts: Sequence[str], *, ngrams: tuple[int, int] = (3, 5), min_df
         return vectorizer.fit_transform(texts).tocsr()
     except ValueError:  # every n-gram pruned (tiny or empty catalogue): no lexical evidence
         return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+
+
+#: Dimensions of the dense lexical vectors (:func:`lexical_vectors`).
+LEXICAL_DIMS = 128
+
+
+def lexical_vectors(texts: Sequence[str], dims: int = LEXICAL_DIMS, seed: int = 0) -> np.ndarray:
+    """``[len(texts), <= dims]`` L2-normalised dense lexical vectors: the character n-gram TF-IDF
+    (every n-gram kept, frequent ones too: a year, a genre word) reduced by a seeded truncated SVD,
+    so that a user's lexical profile is a dense mean like the content profile."""
+    from sklearn.decomposition import TruncatedSVD
+
+    x = char_tfidf(texts)
+    k = min(dims, x.shape[0] - 1, x.shape[1] - 1)
+    if k < 1 or x.nnz == 0:
+        return np.zeros((x.shape[0], 1), np.float32)
+    dense = TruncatedSVD(n_components=k, random_state=seed).fit_transform(x).astype(np.float32)
+    norms = np.linalg.norm(dense, axis=1, keepdims=True)
+    np.divide(dense, norms, out=dense, where=norms > 0)
+    return dense

@@ -60,6 +60,8 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
         np.save(tmp / "retired.npy", ranker.retired, allow_pickle=False)
         content = ranker.content
+        if content.lexical is not None:
+            np.save(tmp / "lexical_vectors.npy", content.lexical, allow_pickle=False)
         if content.topic_codes is not None:
             np.save(tmp / "topic_codes.npy", content.topic_codes, allow_pickle=False)
             np.save(tmp / "topic_scores.npy", content.topic_scores, allow_pickle=False)
@@ -73,6 +75,7 @@ def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: st
         meta = {"fusion": ranker.fusion.as_dict(), "config": asdict(ranker.config), "cf": cf,
                 "content_graphs": list(ranker.content.graphs), "languages": ranker.content.languages,
                 "graph_k": ranker.content.k, "metadata_fields": list(ranker.content.metadata or {}),
+                "lexical": ranker.content.lexical is not None,
                 "topics": content.topic_names if content.topic_codes is not None else None}
         (tmp / "ranker.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, KIND, FORMAT_VERSION, {
@@ -119,7 +122,8 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
         texts = kept["text"].to_list() if "text" in kept.columns else None
         metadata = {f: kept[f"meta_{f}"].to_list() for f in meta["metadata_fields"]} or None
     content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
-                            texts, metadata, meta["graph_k"])
+                            texts, metadata, meta["graph_k"],
+                            lexical=_finite(root / "lexical_vectors.npy") if meta.get("lexical") else None)
     if meta["topics"] is not None:
         content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
     ranker = cls(inter, _finite(root / "item_vectors.npy"), cf, content,

@@ -50,7 +50,10 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     sub, truth, simulated = slice_
     ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
                          config)
-    fit = FusionFit(ranker, truth, simulated, config)
+    # items nobody has interacted with can never be a validation positive: as negatives they would
+    # only teach the fit that cold evidence never pays (a new catalogue added before the fit)
+    known = np.diff(interactions.matrix.tocsc().indptr) > 0
+    fit = FusionFit(ranker, truth, simulated, config, known)
     if truth.nnz < config.min_validation_positives:
         log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
                     truth.nnz, config.min_validation_positives)
@@ -63,7 +66,7 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
     plain.eliminate_zeros()
     return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                        refit=refit, seed=config.seed)
+                        refit=refit, seed=config.seed, unknowable=~known)
 
 
 class _Sample:
@@ -88,16 +91,22 @@ class _Sample:
 class FusionFit:
     """The validation ranker's fit samples, built once; :meth:`fusion` fits on any subset of users."""
 
-    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig):
+    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig,
+                 known: np.ndarray | None = None):
+        """``known`` marks the items with an interaction in the whole training data (default: all);
+        the others are left out of the cold fit's sample (see :func:`learn_fusion`)."""
+        known = np.ones(len(simulated), bool) if known is None else known
         self.config = config
         self.names = feature_names(ranker)
         self.warm_names = [n for n in self.names if not is_cold_feature(n) and n != BOOST_FEATURE]
         self.cold_names = [n for n in self.names if is_cold_feature(n) and n != "cold"]
+        # every item stays in the warm sample: it sets the cold-item bias (calibrate_cold) over all
+        # cold items, as serving will see them; the warm fit excludes cold items anyway
         self.warm = _Sample(ranker, truth, np.flatnonzero(~simulated), self.names, config)
         self.cold_col = ranker.cold[self.warm.items]
         self.cold = None
         if "cold" in self.names and ranker.cold.any() and self.cold_names:
-            self.cold = _Sample(ranker, truth, np.flatnonzero(ranker.cold), self.cold_names, config)
+            self.cold = _Sample(ranker, truth, np.flatnonzero(ranker.cold & known), self.cold_names, config)
 
     def fusion(self, users: np.ndarray | None = None) -> Fusion:
         """The fusion fitted on validation users ``users`` (all: None)."""

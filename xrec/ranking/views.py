@@ -56,6 +56,8 @@ FACTORISED = {
     "cold_popularity": ("one", "cold_popularity"),
     "content": ("profile", "content"),
     "cold_content": ("profile", "cold_content"),
+    "lexical_dense": ("lexical_profile", "lexical_dense"),
+    "cold_lexical_dense": ("lexical_profile", "cold_lexical_dense"),
     "language": ("language_share", "language"),
     "language_other_read": ("other_read", "language"),
     "len_x_popularity": ("length", "popularity"),
@@ -110,6 +112,8 @@ class ContentGraphs:
     topic_codes: np.ndarray | None = None  #: ``[n_items]`` int item topics, -1 where none (None: no tags)
     topic_names: list[str] = dataclass_field(default_factory=list)  #: code -> topic
     topic_scores: np.ndarray | None = None  #: ``[n_items]`` float32 ``topic_score`` (1 where not given)
+    #: ``[n_items, d]`` dense lexical vectors of ``texts`` (:func:`~xrec.ranking.lexical.lexical_vectors`)
+    lexical: np.ndarray | None = None
 
     @classmethod
     def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
@@ -120,7 +124,7 @@ class ContentGraphs:
         """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
         ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known.
         ``topics`` (and ``topic_scores``), one per item, are kept for the topic features."""
-        from xrec.ranking.lexical import char_tfidf
+        from xrec.ranking.lexical import char_tfidf, lexical_vectors
 
         n = item_vectors.shape[0]
         raw = {"embedding": g.vector_knn(item_vectors, k)}
@@ -137,7 +141,8 @@ class ContentGraphs:
             names = names.tolist()
         out = cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
-                                                 for f, v in metadata.items()}, k)
+                                                 for f, v in metadata.items()}, k,
+                  lexical=None if texts is None else lexical_vectors([str(t) for t in texts]))
         return out.with_topics(topics, topic_scores) if topics is not None else out
 
     def with_topics(self, topics: Sequence[str | None], scores: Sequence[float | None] | None = None
@@ -166,7 +171,7 @@ class ContentGraphs:
         lexical edges (logged). ``topics`` tag the new items (new topic names are appended)."""
         import logging
 
-        from xrec.ranking.lexical import char_tfidf
+        from xrec.ranking.lexical import char_tfidf, lexical_vectors
 
         n = vectors.shape[0]
         n_old = n - n_new
@@ -211,7 +216,12 @@ class ContentGraphs:
         meta_all = None if self.metadata is None else {
             f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
             for f, v in self.metadata.items()}
-        out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k)
+        lexical = None  # recomputed over every text: the basis of the SVD moves with the catalogue
+        if self.lexical is not None:
+            lexical = lexical_vectors(texts_all) if texts is not None and texts_all is not None else np.vstack(
+                [self.lexical, np.zeros((n_new, self.lexical.shape[1]), np.float32)])
+        out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k,
+                            lexical=lexical)
         if self.topic_codes is None and topics is None:
             return out
         from xrec.ranking.topical import encode_topics
@@ -292,6 +302,13 @@ class FeatureViews:
             item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
             item["content"] = item["content"] * (1.0 - cold)[:, None]
             item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
+        if content.lexical is not None:  # the dense lexical profile (TF-IDF-like, frequent n-grams kept)
+            from xrec.ranking.profiles import history_weights, user_profiles
+
+            ts = timestamps if timestamps is not None and timestamps.nnz else None
+            user["lexical_profile"] = user_profiles(history_weights(self.history, ts), content.lexical)
+            item["lexical_dense"] = np.ascontiguousarray(content.lexical * (1.0 - cold)[:, None], dtype=np.float32)
+            item["cold_lexical_dense"] = np.ascontiguousarray(content.lexical * cold[:, None], dtype=np.float32)
         if cf is not None:
             user["cf"] = cf.user_factors
             item["cf"] = cf.item_factors
