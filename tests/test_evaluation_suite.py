@@ -107,6 +107,7 @@ def small_catalogue(data_dir, tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_suite_over_a_small_catalogue_reuses_its_store_and_merges_results(small_catalogue, encoder, tmp_path,
                                                                           caplog):
     from xrec.evaluation.suite import Member, default_members, run_suite, select
