@@ -71,7 +71,7 @@ def test_language_bias_detects_a_language_split_space():
     a = np.hstack([np.abs(rng.standard_normal((30, 4))) + 0.1, np.zeros((30, 4))])
     b = np.hstack([np.zeros((30, 4)), np.abs(rng.standard_normal((30, 4))) + 0.1])
     x = np.vstack([a, b]).astype(np.float32)
-    result = parallel_scores(x, ["aa"] * 30 + ["bb"] * 30, np.r_[np.arange(30), np.arange(30)], pivot="aa")
+    result = parallel_scores(x, ["de"] * 30 + ["fr"] * 30, np.r_[np.arange(30), np.arange(30)], pivot="de")
     assert result["language_bias"]["own_language_share"] == 1.0
     assert result["language_bias"]["unbiased_share"] == pytest.approx(29 / 59)
 
@@ -89,6 +89,6 @@ def test_loaders_reject_bad_files(tmp_path, data_dir):
     with pytest.raises(DataError, match="missing column"):
         load_pairs(missing)
     with pytest.raises(DataError, match="no pairs for language"):
-        load_pairs(data_dir / "tatoeba" / "tatoeba_sample.jsonl.gz", ["zzz"])
+        load_pairs(data_dir / "tatoeba" / "tatoeba_sample.jsonl.gz", ["fin"])
     with pytest.raises(DataError, match="unknown SIB-200 split"):
         load_split(data_dir / "sib200", "validation")
