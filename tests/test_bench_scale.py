@@ -6,9 +6,11 @@ import io
 import json
 
 import numpy as np
+import pytest
 from xrec.bench.scale import run_scale_bench
 
 
+@pytest.mark.slow
 def test_scale_bench_measures_each_scale_in_its_own_process(tmp_path):
     out = io.StringIO()
     result = run_scale_bench(tmp_path / "scale.json", tmp_path / "scale.png", scales=(1500,), per_user=5,

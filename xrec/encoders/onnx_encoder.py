@@ -83,12 +83,15 @@ class OnnxEncoder(TransformersEncoder):
 
     def _run(self, batches: list[list[int]], windows: list, show: bool):
         """Yield the pooled vectors of each batch, in order (the runtime uses ``threads`` cores)."""
-        from tqdm.auto import tqdm
+        from xrec.progress import Progress
 
-        with tqdm(total=len(batches), desc="encode", unit="batch", disable=not show) as bar:
+        bar = Progress(len(batches), "encode", "batches", show=show)
+        try:
             for batch in batches:
                 yield self._forward([windows[w][1] for w in batch])
                 bar.update(1)
+        finally:
+            bar.close()
 
     def _forward(self, sequences: list[list[int]]) -> np.ndarray:
         width = max(len(s) for s in sequences)
