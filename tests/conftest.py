@@ -37,10 +37,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def _cache_with_model(root: Path, model: Path, hashes: Path | None = None) -> Path:
-    """A fresh cache folder at ``root`` whose bundled model is a link to ``model`` (and whose file
+    """A fresh cache folder at ``root`` whose bundled model (and its ONNX exports) link to ``model``'s (and whose file
     checksums, if given, are a copy of ``hashes``, so the shared weights are not hashed again)."""
     (root / "models").mkdir(parents=True)
     (root / "models" / model.name).symlink_to(model, target_is_directory=True)
+    # the model's ONNX exports and its measured `auto` choice (xrec.encoders.auto) are derived from the
+    # shared weights: shared too, so the one-time export and measurement are not redone per test
+    exports = model.parent.parent / "onnx"
+    exports.mkdir(exist_ok=True)
+    (root / "onnx").symlink_to(exports, target_is_directory=True)
     if hashes is not None and hashes.is_dir():
         shutil.copytree(hashes, root / "hashes")
     return root

@@ -39,7 +39,7 @@ def _config(items: Path, interactions: Path, *sets: str) -> dict:
 def test_items_and_interactions_with_and_without_weight_and_timestamp(tmp_path):
     items, inter = _catalogue(tmp_path, "user_id,item_id\nu1,a1\nu1,a2\nu2,a4\n")
     plain = load_catalogue(_config(items, inter, "items.metadata=maker"))
-    assert plain.items.columns == ["item_id", "text", "lang", "has_text"]
+    assert plain.items.columns == ["item_id", "text", "lang", "has_text", "lang_source"]
     assert plain.items["text"].to_list()[:2] == ["Cast-iron skillet", "Gusseisenpfanne"]
     assert plain.items["lang"].to_list() == ["en", "de", "fr", "en", None, "en"]  # an empty code is unknown
     assert plain.languages == ["en", "de", "fr"] and plain.unknown_language == 1
