@@ -81,3 +81,14 @@ def test_loads_as_a_generic_layout(name, template, split):
     assert s.info["layout"] == "generic" and split in s.info["split"]
     assert s.items.height == _read(name, "items.csv").height and s.items["lang"].null_count() > 0
     assert s.test.height > 0 and s.train.frame.height + s.test.height == _read(name, "interactions.csv").height
+
+
+def test_headlines_are_make_headlines_output():
+    spec = importlib.util.spec_from_file_location("make_headlines", ROOT / "make_headlines.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tables = module.make()
+    for file, frame in tables.items():
+        assert frame.write_csv() == (ROOT / "headlines" / file).read_text(encoding="utf-8"), file
+    assert tables["items.csv"].height == 42 and tables["interactions.csv"].height == 160
+    assert tables["items.csv"]["lang"].null_count() > 0  # some rows without a language code
