@@ -37,9 +37,9 @@ def test_parts_and_recipes():
     assert shrunk["content"] == pytest.approx(-2.0) and shrunk["cold_content"] == pytest.approx(2.0)
     assert shrunk["cf"] == pytest.approx(2.0) and shrunk["cold"] == pytest.approx(-1.0)
     assert recipe(fusion, options["learned"], parts, spread) == pytest.approx(fusion.raw)
-    # the dense lexical profile, where the ranker has it, is the lexical part
-    assert part_weights((*names, "lexical_dense", "cold_lexical_dense"))["lexical"] == {
-        "lexical_dense": 1.0, "cold_lexical_dense": 1.0}
+    # cold items' dense lexical profile, where the ranker has it, is part of the lexical part
+    assert part_weights((*names, "cold_lexical_dense"))["lexical"] == {
+        "lexical_same": 1.0, "lexical_cross_to_cold": 1.0, "cold_lexical_dense": 1.0}
 
 
 @pytest.fixture(scope="module")

@@ -80,12 +80,16 @@ def load_catalogue(config: dict[str, Any]) -> Catalogue:
         notes.append(f"{empty} of {items.height} items have an empty text after templating (e.g. "
                      f"{items.filter(~pl.col('has_text'))['item_id'].head(3).to_list()}): they get no content "
                      "vector and are reached through interactions only")
+    detected = int((items["lang_source"] == "detected").sum()) if "lang_source" in items.columns else 0
     if not lang:
-        notes.append("no language column: stages that compare languages (new-language protocol, "
-                     "cross-language neighbours) are skipped")
-    elif items["lang"].null_count():
-        notes.append(f"{items['lang'].null_count()} of {items.height} items have no language code: they "
-                     "count as unknown (`(none)` in the tables) and stay out of language slices and "
+        notes.append(f"no language column: languages detected from the text for {detected} of {items.height} "
+                     "items (docs/languages.md)")
+    elif detected:
+        notes.append(f"{detected} of {items.height} items had no language code: detected from the text "
+                     "(docs/languages.md)")
+    if items["lang"].null_count():
+        notes.append(f"{items['lang'].null_count()} of {items.height} items are of unknown language: they "
+                     "count as unknown (`und` in the tables) and stay out of language slices and "
                      "cross-language neighbours")
     metadata = {f: raw[f].cast(pl.String).to_list() for f in fields}
 
