@@ -81,7 +81,10 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
         precision = _auto(str(model), precision, on_cpu, hashes, measure=False)
 
     def load() -> Encoder:
-        at = _auto(str(model), precision, on_cpu, hashes) if precision == "auto" and on_cpu else precision
+        at = precision
+        if precision == "auto" and on_cpu:  # a directory that is no model: the reference path says why
+            has_config = (Path(model).expanduser() / "config.json").is_file()
+            at = _auto(str(model), precision, on_cpu, hashes) if has_config else "fp32"
         return runtime(at)(model, **settings, precision=at)
 
     key = directory_key(Path(model).expanduser(), name=str(model))
