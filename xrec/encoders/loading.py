@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from xrec.encoders.base import Encoder
 
 BUNDLED = "bundled"
+
+log = logging.getLogger(__name__)
 
 
 def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | None = None,
@@ -83,8 +86,14 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
     def load() -> Encoder:
         at = precision
         if precision == "auto" and on_cpu:  # a directory that is no model: the reference path says why
-            has_config = (Path(model).expanduser() / "config.json").is_file()
-            at = _auto(str(model), precision, on_cpu, hashes) if has_config else "fp32"
+            from xrec.errors import ModelError
+
+            at = "fp32"
+            if (Path(model).expanduser() / "config.json").is_file():
+                try:
+                    at = _auto(str(model), precision, on_cpu, hashes)
+                except ModelError as error:  # the reference path loads it, or says what is wrong
+                    log.warning("%s; loading the fp32 reference path", error)
         return runtime(at)(model, **settings, precision=at)
 
     key = directory_key(Path(model).expanduser(), name=str(model))
