@@ -230,7 +230,9 @@ def test_a_repeated_cli_call_with_stored_vectors_starts_without_torch(encoder, t
 
     items = pl.DataFrame({"item_id": [1, 2, 3], "text": TEXTS[:2] + [TEXTS[3]]})
     items.write_csv(tmp_path / "items.csv")
-    embed_items(encoder, items["item_id"].to_list(), items["text"].to_list(), store=tmp_path / "s.parquet")
+    # stored by the path the command will use (precision auto): vectors of two paths are never mixed
+    embed_items(load_encoder("bundled"), items["item_id"].to_list(), items["text"].to_list(),
+                store=tmp_path / "s.parquet")
     code = ("import sys; from xrec.cli.main import main; "
             f"rc = main(['similar', '--items', {str(tmp_path / 'items.csv')!r}, '--store', "
             f"{str(tmp_path / 's.parquet')!r}, '--ids', '1', '--k', '1']); "

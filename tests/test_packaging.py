@@ -20,7 +20,7 @@ def test_the_wheel_ships_every_file_the_default_job_reads(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     config = load_config(None)
     assert config["output"]["dir"] == str(tmp_path / "out")  # the default job writes ./out
-    for folder in (Path(config["catalogue"]["data"]), Path(config["topics"]["sib200"])):
+    for folder in (Path(config["items"]["path"]).parent, Path(config["topics"]["sib200"])):
         parent = next(p for p in mapped if p in folder.parents)  # data/ -> xrec.data
         package = f"{mapped[parent]}.{folder.relative_to(parent).as_posix().replace('/', '.')}"
         assert f'"{package}"' in (REPO / "setup.py").read_text(encoding="utf-8")  # listed as a package

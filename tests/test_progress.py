@@ -74,6 +74,7 @@ def test_embed_says_what_it_reused_on_stderr(encoder, tmp_path):
     items.write_csv(tmp_path / "items.csv")
     embed_items(encoder, [1, 2], ["Hund", "chien"], store=tmp_path / "out.parquet")
     run = subprocess.run([sys.executable, "-m", "xrec.cli.main", "embed", str(tmp_path / "items.csv"),
-                          "--out", str(tmp_path / "out.parquet")], capture_output=True, text=True, timeout=300)
+                          "--out", str(tmp_path / "out.parquet"), "--precision", "fp32"],  # the fixture's path
+                         capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "[xrec] embeddings: 2 of 3 texts reused, 1 embedded" in run.stderr

@@ -4,6 +4,8 @@ implicit's ALS as the upstream model."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import polars as pl
 import pytest
@@ -162,7 +164,7 @@ def test_rerank_to_parquet_resumes_and_cli(ml, als_candidates, tmp_path, data_di
     np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
+def test_rerank_cli(ml, als_candidates, tmp_path, capsys, caplog):
     from xrec.cli.main import main
 
     items, ratings, _ = ml
@@ -174,9 +176,9 @@ def test_rerank_cli(ml, als_candidates, tmp_path, capsys):
     args = ["rerank", "--candidates", str(tmp_path / "cand.parquet"), "--items", str(tmp_path / "items.parquet"),
             "--interactions", str(tmp_path / "inter.csv"), "--k", "5", "--out", str(tmp_path / "out.parquet"),
             "--batch-size", "32", "--explain", "2"]
-    assert main(args) == 0
-    text = capsys.readouterr().out
-    assert "1 naming unknown items" in text
+    with caplog.at_level(logging.INFO, logger="xrec"):
+        assert main(args) == 0
+    assert "1 naming unknown items" in caplog.text  # status lines are logged (on stderr)
     out = pl.read_parquet(tmp_path / "out.parquet")
     assert out.group_by("user_id").len()["len"].unique().to_list() == [5]
     assert {"because_item_id", "because_similarity", "cf_score"} <= set(out.columns)

@@ -256,21 +256,20 @@ def test_default_kernel_stores_labelled_and_unlabelled_rows(classifier, vectors)
     assert classifier.weights[0] > classifier.weights[1] and sum(classifier.weights) == pytest.approx(1)
 
 
-def test_linear_model_roundtrips_and_old_manifest_loads(vectors, sib, encoder, tmp_path):
+def test_linear_model_roundtrips_and_an_old_manifest_is_refused(vectors, sib, encoder, tmp_path):
+    from xrec.errors import ArtifactError
+
     clf = fit(vectors, sib[1], encoder, "centered")
     path = clf.save(tmp_path / "centered")
+    test = vectors["test"]
+    np.testing.assert_allclose(TopicClassifier.load(path).predict_proba(test.vectors, test.langs),
+                               clf.predict_proba(test.vectors, test.langs), atol=1e-6)
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["head_weights"] == [1.0]
-    del manifest["head_weights"]  # written before heads had weights: equal weights
-    del manifest["support"]  # written before topic_support: none, abstain by probability alone
-    for head in manifest["heads"]:
-        del head["kernel_tau"], head["private_languages"]
+    del manifest["head_weights"], manifest["support"]  # as written before heads had weights and support
     (path / "manifest.json").write_text(json.dumps(manifest))
-    loaded = TopicClassifier.load(path)
-    test = vectors["test"]
-    np.testing.assert_allclose(loaded.predict_proba(test.vectors, test.langs),
-                               clf.predict_proba(test.vectors, test.langs), atol=1e-6)
-    assert loaded.support is None and np.isnan(loaded.predict(test.vectors, test.langs).support).all()
+    with pytest.raises(ArtifactError, match="malformed topic model"):
+        TopicClassifier.load(path)
 
 
 def test_tag_items_text_api(classifier, encoder, frames, tmp_path):
@@ -422,7 +421,7 @@ def test_evaluate_few_shot_several_sources_held_out_topic(sib, frames, source, e
     every(dev.filter(pl.col("lang").is_in([source, first])), 2).write_ndjson(root / "dev.jsonl")
     frames["test"].write_ndjson(root / "test.jsonl")
     held = labels[-1]
-    bitext = {"languages": {"xx": {"xx2en": 0.9, "flores_code": second}, "yy": {"xx2en": 0.5}}}
+    bitext = {"languages": {"fi": {"xx2en": 0.9, "flores_code": second}, "sv": {"xx2en": 0.5}}}
     cache = tmp_path / "cache"
     result = evaluate_topics(encoder, root, [source, first], shots=2, unlabelled_per_lang=20,
                              hold_out=[held], bitext=bitext, cache_dir=cache)
