@@ -31,7 +31,7 @@ def sentences(data_dir) -> list[str]:
 def test_ray_encoder_equals_local_encoder(local_ray, encoder, sentences):
     from xrec.distributed import RayEncoder
 
-    remote = RayEncoder("bundled", rows_per_task=16)
+    remote = RayEncoder("bundled", precision="fp32", rows_per_task=16)  # the fixture's reference path
     assert remote.fingerprint == encoder.fingerprint and remote.dim == encoder.dim
     got = remote.encode(sentences, kind="passage")
     want = encoder.encode(sentences, kind="passage")

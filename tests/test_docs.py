@@ -58,9 +58,9 @@ def test_plugin_page_runs(tmp_path, capsys, monkeypatch):
     assert reranked.group_by("user_id").len()["len"].max() == 10
     assert reranked["because_lang"].list.len().max() == 2
     assert len(namespace["ranker"].items) == namespace["inter"].items.ids.len() + 30
-    assert namespace["ranker"].fusion.kind == "learned"
+    assert namespace["ranker"].fusion.decision["cross_fitted"]  # fitted, and checked against its parts
     assert int(namespace["ranker"].retired.sum()) == 5
-    assert namespace["lfm_ranker"].fusion.kind == "learned" and namespace["lfm_ranker"].cf.name == "lightfm"
+    assert namespace["lfm_ranker"].fusion.decision["cross_fitted"] and namespace["lfm_ranker"].cf.name == "lightfm"
 
 
 def test_readme_links_and_quick_start():

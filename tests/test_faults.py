@@ -209,7 +209,8 @@ def _killed(where: str, argv: list[str]) -> subprocess.CompletedProcess:
 def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv, encoder):
     store, index = tmp_path / "e.parquet", tmp_path / "index"
     assert main(["embed", str(items_csv), "--out", str(store)]) == 0
-    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--save-index", str(index), "--json"]) == 0
+    assert main(["similar", "--items", str(items_csv), "--ids", "1", "--save-index", str(index),
+                 "--format", "json"]) == 0
     before = {store: digest(store), index: digest(index)}
     grown = tmp_path / "grown.csv"
     grown.write_text(items_csv.read_text(encoding="utf-8") + "5,Il cane dorme.,it\n", encoding="utf-8")
@@ -223,7 +224,7 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
     # the corrected re-runs are not blocked by what the killed ones left
     assert main(["embed", str(grown), "--out", str(store)]) == 0
     assert read_embeddings(store).ids == [1, 2, 3, 4, 5]
-    assert main(["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index), "--json"]) == 0
+    assert main(["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index), "--format", "json"]) == 0
 
 
 # ---------------------------------------------------------------------- one id rule, one store

@@ -50,7 +50,7 @@ def test_the_main_job_runs_on_a_small_catalogue(shop, job_out):
 
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "weights: yes; timestamps: no" in report
-    assert "items have no language code" in report and "random 20%" in report
+    assert "items had no language code: detected from the text" in report and "random 20%" in report
     assert "- `topics`: no topic data ([topics] sib200 is empty)" in report
     assert "- `book_topics`: it needs the topics stage" in report
     assert "- `latency`: 94 vectors are too few to time retrieval" in report
@@ -88,7 +88,9 @@ def test_fit_writes_a_ranker_that_recommend_rerank_and_serve_read(shop, job_out,
     store = job_out / "stages" / "embeddings" / "catalogue.parquet"  # the job's vectors: nothing re-embedded
     assert main(["fit", "--items", str(shop["items"]), "--interactions", str(shop["interactions"]), *SHOP_ARGS,
                  "--out", str(ranker), "--index", str(index), "--store", str(store)]) == 0
-    manifest = read_manifest(ranker, "xrec.hybrid_ranker", 2)
+    from xrec.ranking.persist import FORMAT_VERSION, KIND
+
+    manifest = read_manifest(ranker, KIND, FORMAT_VERSION)
     assert (manifest["users"], manifest["items"]) == (34, 94)
     assert manifest["encoder_fingerprint"] == encoder.fingerprint
     assert "94 of 94 texts reused, 0 embedded" in caplog.text
