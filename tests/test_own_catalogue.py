@@ -63,7 +63,7 @@ def test_the_main_job_runs_on_a_small_catalogue(shop, job_out):
     assert (out / "metrics_by_model.png").stat().st_size > 1000
 
     summary = json.loads((out / "stages" / "neighbours" / "manifest.json").read_text())["summary"]
-    assert summary["without_language"] == 12 and summary["languages"] == 11
+    assert summary["without_language"] < 12 and summary["languages"] == 11  # detection fills most of 12 empty
     assert summary["top1_same"]["brand"] > 0.5  # the nearest item in another language: mostly the same product line
     shown = summary["examples"]
     assert len(shown) == 8 and all(e["lang"] != e["neighbour_lang"] for e in shown)
