@@ -42,6 +42,8 @@ DEFAULT_MODELS = ("popularity", "als", "bpr", "content", "tfidf", "hybrid")
 PARTS = ("content", "tfidf", "als", "popularity")
 #: Goals of issue 25: hybrid / best part >= RATIO_GOAL with its lower bound >= LOWER_GOAL.
 RATIO_GOAL, LOWER_GOAL = 1.0, 0.95
+#: Random splits per small catalogue (:attr:`Member.splits`).
+SMALL_SPLITS = 5
 #: Book-Crossing user subsamples (member name suffix -> fraction of users).
 BX_SUBSAMPLES = {"2": 0.02, "10": 0.10, "30": 0.30}
 
@@ -61,6 +63,9 @@ class Member:
     template: str | None = None  #: item text from the items' fields (generic layout)
     metadata: tuple[str, ...] | None = None  #: item fields linking items for the hybrid
     prepare: Callable[[], object] | None = field(default=None, compare=False)  #: writes ``data`` first
+    #: random splits evaluated (seed, seed+1, ...): each user's NDCG is averaged over them, so that a
+    #: small catalogue's figure is not one split's luck (its intervals still resample users)
+    splits: int = 1
 
 
 def default_members(shared: str | os.PathLike[str], catalogues: str | os.PathLike[str],
@@ -80,7 +85,8 @@ def default_members(shared: str | os.PathLike[str], catalogues: str | os.PathLik
                 continue
             settings = _settings(folder)
             members.append(Member(folder.name, folder, f"small catalogue {folder.name}", f"catalogue-{folder.name}",
-                                  template=settings.get("template"), metadata=settings.get("metadata")))
+                                  template=settings.get("template"), metadata=settings.get("metadata"),
+                                  splits=SMALL_SPLITS))
     ml = shared / "movielens_latest_small"
     for name, english in (("ml-es", False), ("ml-es-en", True)):
         folder = work / f"{name}-seed{seed}"
@@ -160,7 +166,11 @@ def select(members: Sequence[Member], only: Sequence[str] | None = None,
 
 def run_member(member: Member, encoder, *, work: str | os.PathLike[str], models: Sequence[str] | None = None,
                seed: int = 0, threads: int = 2) -> dict:
-    """Evaluate one member; returns its summary (:func:`summarise`) with timings in seconds."""
+    """Evaluate one member; returns its summary (:func:`summarise`) with timings in seconds.
+
+    A member of several :attr:`~Member.splits` is evaluated on each (seeds ``seed``, ``seed + 1``...);
+    its figures are means over the splits and its per-user NDCG the mean of each user's splits."""
+    from xrec.evaluation.metrics import positives
     from xrec.evaluation.recs import NEW_LANGUAGE_MODELS, evaluate_recs
     from xrec.evaluation.splits import load_split
     from xrec.ranking.content import item_vectors
@@ -168,25 +178,74 @@ def run_member(member: Member, encoder, *, work: str | os.PathLike[str], models:
     t0 = time.perf_counter()
     if member.prepare is not None:
         member.prepare()
-    split = load_split(member.data, seed=seed, new_language=member.new_language, new_items=member.new_items,
-                       users=member.users, template=member.template, metadata=member.metadata)
-    t_load = time.perf_counter() - t0
     store = Path(work) / "stores" / f"{member.store}.parquet"
-    vectors = item_vectors(encoder, split.items, store=store, progress=True,
-                           reuse=[store.with_name(f"{name}.parquet") for name in member.reuse])
-    t_embed = time.perf_counter() - t0 - t_load
-    names = list(models) if models else list(NEW_LANGUAGE_MODELS if split.candidates is not None else DEFAULT_MODELS)
-    per_user: dict[str, dict[str, np.ndarray]] = {}
-    report = evaluate_recs(split, vectors, names, threads=threads, seed=seed, progress=True, liked=False,
-                           per_user=per_user)
+    reports, users, t_load, t_embed = [], [], 0.0, 0.0
+    per_user: dict[str, list[np.ndarray]] = {}
+    for split_seed in range(seed, seed + member.splits):
+        t1 = time.perf_counter()
+        split = load_split(member.data, seed=split_seed, new_language=member.new_language,
+                           new_items=member.new_items, users=member.users, template=member.template,
+                           metadata=member.metadata)
+        t2 = time.perf_counter()
+        vectors = item_vectors(encoder, split.items, store=store, progress=True,
+                               reuse=[store.with_name(f"{name}.parquet") for name in member.reuse])
+        t_load, t_embed = t_load + t2 - t1, t_embed + time.perf_counter() - t2
+        names = list(models) if models else list(NEW_LANGUAGE_MODELS if split.candidates is not None
+                                                 else DEFAULT_MODELS)
+        ndcgs: dict[str, dict[str, np.ndarray]] = {}
+        reports.append(evaluate_recs(split, vectors, names, threads=threads, seed=split_seed, progress=True,
+                                     liked=False, per_user=ndcgs))
+        users.append(split.train.users.to_ids(positives(split).users))
+        for name, values in ndcgs.items():
+            per_user.setdefault(name, []).append(values["all"])
     total = time.perf_counter() - t0
-    out = summarise(report, {n: v["all"] for n, v in per_user.items()})
+    report, pooled = reports[0], {n: v[0] for n, v in per_user.items()}
+    if member.splits > 1:
+        report, pooled = mean_over_splits(reports, users, per_user)
+    out = summarise(report, pooled)
     out.update(name=member.name, about=member.about, data=str(member.data),
                measured_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                encoder={"name": encoder.name, "fingerprint": encoder.fingerprint}, store=str(store),
                seconds={"load": round(t_load, 1), "embed": round(t_embed, 1),
                         "fit_and_evaluate": round(total - t_load - t_embed, 1), "total": round(total, 1)})
+    if member.splits > 1:
+        out["splits"] = {"seeds": list(range(seed, seed + member.splits)),
+                         "hybrid_ndcg@10": [r["models"]["hybrid"]["ndcg@10"] for r in reports
+                                            if "hybrid" in r["models"]],
+                         "fusion": [r["models"]["hybrid"].get("fusion", {}).get("decision", {}).get("chosen")
+                                    for r in reports if "hybrid" in r["models"]]}
     return out
+
+
+def mean_over_splits(reports: Sequence[dict], users: Sequence[np.ndarray],
+                     per_user: dict[str, list[np.ndarray]]) -> tuple[dict, dict[str, np.ndarray]]:
+    """One report of several splits' (``reports``, each evaluating ``users[i]``): each model's
+    figures averaged over the splits, and its per-user NDCG@10 averaged over the splits that
+    evaluated the user (users in the order of first appearance; every model the same users)."""
+    import copy
+
+    order = list(dict.fromkeys(u for split_users in users for u in split_users.tolist()))
+    where = {u: i for i, u in enumerate(order)}
+    counts = np.zeros(len(order))
+    for split_users in users:
+        counts[[where[u] for u in split_users.tolist()]] += 1
+    pooled = {}
+    for name, arrays in per_user.items():
+        total = np.zeros(len(order))
+        for split_users, values in zip(users, arrays):
+            total[[where[u] for u in split_users.tolist()]] += values
+        pooled[name] = total / np.maximum(counts, 1)
+    report = copy.deepcopy(reports[0])
+    for name, model in report["models"].items():
+        for key in ("ndcg@10", "recall@20", "auc", "fit_seconds"):
+            values = [r["models"][name].get(key) for r in reports]
+            if all(isinstance(v, (int, float)) for v in values):
+                model[key] = float(np.mean(values))
+        colds = [r["models"][name]["cold_items"].get("auc") for r in reports]
+        if all(isinstance(v, (int, float)) for v in colds):
+            model["cold_items"]["auc"] = float(np.mean(colds))
+    report["protocol"]["splits"] = len(reports)
+    return report, pooled
 
 
 def summarise(report: dict, per_user: dict[str, np.ndarray], *, resamples: int = 1000, seed: int = 0) -> dict:
@@ -201,7 +260,7 @@ def summarise(report: dict, per_user: dict[str, np.ndarray], *, resamples: int =
                         "auc": m.get("auc"), "cold_auc": m["cold_items"]["auc"], "fit_seconds": m.get("fit_seconds")}
     out = {"protocol": {k: protocol[k] for k in ("split", "users", "items", "train_ratings", "test_ratings",
                                                  "users_evaluated", "positives", "candidates", "new_language",
-                                                 "user_fraction") if k in protocol},
+                                                 "user_fraction", "splits") if k in protocol},
            "models": models}
     if "hybrid" in models:
         parts = [p for p in PARTS if p in models]
