@@ -20,9 +20,9 @@ import numpy as np
 import polars as pl
 
 from xrec.ranking.cf import fit_als, from_implicit
+from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.hybrid import HybridConfig, HybridRanker
 from xrec.ranking.interactions import Interactions
-from xrec.ranking.views import ContentGraphs
 
 
 def make_synthetic(n_users: int, n_items: int, *, dim: int = 384, per_user: int = 20, clusters: int = 256,

@@ -53,11 +53,11 @@ def recommend_to_parquet(ranker, user_ids: Sequence | pl.Series, k: int, out: st
     """Write ``ranker.recommend(batch, k)`` for all ``user_ids`` to ``out`` (parquet), resumably.
 
     ``ranker`` is anything with ``recommend(user_ids, k) -> polars.DataFrame`` (e.g.
-    :class:`~xrec.ranking.hybrid.HybridRanker`). Parts of an interrupted run of the same job are
+    :class:`~xrec.ranking.HybridRanker`). Parts of an interrupted run of the same job are
     reused; those of another job (other users, k, batch size or model) are an error, or discarded
     with ``restart=True``. ``stop_after`` stops after that many new batches (for tests of
     resumption); returns ``out`` when complete, ``None`` when stopped early. ``explain=n`` adds
-    explanation columns (:meth:`~xrec.ranking.hybrid.HybridRanker.explain`); ``filters``
+    explanation columns (:meth:`~xrec.ranking.HybridRanker.explain`); ``filters``
     (``languages``, ``exclude_languages``, ``language_policy``) go to ``recommend``.
     """
     filters = {n: v for n, v in filters.items() if v is not None and v != "any"}

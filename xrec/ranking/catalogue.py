@@ -16,10 +16,10 @@ from xrec.ranking.cf import FactorModel
 from xrec.ranking.interactions import IdMap, Interactions
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.fitted import FittedRanker, R, RankerFactory
 
 
-def catalogue_ids(ranker: HybridRanker, ids: Sequence | pl.Series, what: str) -> pl.Series:
+def catalogue_ids(ranker: FittedRanker, ids: Sequence | pl.Series, what: str) -> pl.Series:
     """``ids`` as a Series of the catalogue's id type (a :class:`DataError` when they cannot be)."""
     ids = pl.Series("item_id", ids)
     if len(ids) and ids.dtype != ranker.items.ids.dtype:
@@ -30,11 +30,12 @@ def catalogue_ids(ranker: HybridRanker, ids: Sequence | pl.Series, what: str) ->
     return ids
 
 
-def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, *,
+def grown(make_ranker: RankerFactory[R], ranker: FittedRanker, ids: Sequence | pl.Series, vectors: np.ndarray, *,
           texts: Sequence[str] | None = None, languages: Sequence[str | None] | None = None,
           metadata: Mapping[str, Sequence[str | None]] | None = None,
-          expect_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> HybridRanker:
-    """A new ranker: ``ranker`` with the items added (:meth:`HybridRanker.add_items`)."""
+          expect_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> R:
+    """A new ranker built by ``make_ranker`` (the facade class): ``ranker`` with the items added
+    (:meth:`HybridRanker.add_items`)."""
     ids = catalogue_ids(ranker, ids, "add_items")
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n_new = len(ids)
@@ -86,13 +87,13 @@ def grown(ranker: HybridRanker, ids: Sequence | pl.Series, vectors: np.ndarray, 
     g = ranker.cf_graph.tocsr()
     cf_graph = sp.csr_matrix((g.data, g.indices, np.concatenate(
         [g.indptr, np.full(n_new, g.indptr[-1], dtype=g.indptr.dtype)])), shape=(n, n))
-    grown = type(ranker)(inter, all_vectors, cf, content, ranker.fusion, ranker.config, cf_graph=cf_graph)
+    grown = make_ranker(inter, all_vectors, cf, content, ranker.fusion, ranker.config, cf_graph=cf_graph)
     grown.encoder_fingerprint = known if known is not None else expect_fingerprint
     grown.retired = np.concatenate([ranker.retired, np.zeros(n_new, dtype=bool)])
     return grown
 
 
-def retire(ranker: HybridRanker, ids: Sequence | pl.Series) -> int:
+def retire(ranker: FittedRanker, ids: Sequence | pl.Series) -> int:
     """Mark items removed (:meth:`HybridRanker.remove_items`); how many were not before."""
     ids = catalogue_ids(ranker, ids, "remove_items")
     where = ranker.items.index(ids)

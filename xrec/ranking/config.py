@@ -1,4 +1,4 @@
-"""Knobs and constants of the hybrid ranker (:mod:`xrec.ranking.hybrid`)."""
+"""Knobs and constants of the hybrid ranker (:class:`~xrec.ranking.HybridRanker`)."""
 
 from __future__ import annotations
 

@@ -11,10 +11,10 @@ from xrec.errors import DataError
 from xrec.index.topk import top_k
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.fitted import FittedRanker
 
 
-def explain(ranker: HybridRanker, frame: pl.DataFrame, n: int = 3) -> pl.DataFrame:
+def explain(ranker: FittedRanker, frame: pl.DataFrame, n: int = 3) -> pl.DataFrame:
     """``frame`` (``user_id, item_id, ...``, e.g. from ``recommend`` or ``rerank``) with the item's
     language (``lang``) and, for each row, the ``n`` items of the user's history
     nearest to the item in the shared embedding space (cosine), most similar first:

@@ -24,13 +24,14 @@ positives, or a pre-trained CF model without ``cf_fit``) are :data:`~xrec.rankin
 (standardised weights learned on Book-Crossing, applied with the data's own feature scales); the
 ranker logs a warning and ``fusion.kind`` says ``"default"``.
 
-The class is the facade; the work lives beside it: knobs in :mod:`~xrec.ranking.config`, the
-validation fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking.views`, catalogue
-changes in :mod:`~xrec.ranking.catalogue`, a call's language rules in :mod:`~xrec.ranking.languages`,
-re-ranking in :mod:`~xrec.ranking.rerank`, explanations in :mod:`~xrec.ranking.explain`, saving in
-:mod:`~xrec.ranking.persist`, the popular-items result, padding and the long table in
-:mod:`~xrec.ranking.results`, item topics in :mod:`~xrec.ranking.topical`. The file is a little over 400
-lines because the facade's public methods, with their docstrings, are the ranker's whole API.
+The class is the facade; the work lives in parts that never import it (they see a
+:class:`~xrec.ranking.fitted.FittedRanker`): knobs in :mod:`~xrec.ranking.config`, the validation
+fit in :mod:`~xrec.ranking.training`, features in :mod:`~xrec.ranking.views` over the content graphs
+of :mod:`~xrec.ranking.content_graphs`, the top-``k`` kernel in :mod:`~xrec.ranking.serving`,
+catalogue changes in :mod:`~xrec.ranking.catalogue`, a call's language rules in
+:mod:`~xrec.ranking.languages`, re-ranking in :mod:`~xrec.ranking.rerank`, explanations in
+:mod:`~xrec.ranking.explain`, saving in :mod:`~xrec.ranking.persist`, the popular-items result,
+padding and the long table in :mod:`~xrec.ranking.results`, item topics in :mod:`~xrec.ranking.topical`.
 
 Seen items are never recommended; users with no history get the most popular items (``score`` =
 log(1 + interactions), component scores NaN); users unknown to the CF model get a least-squares
@@ -52,16 +53,17 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.errors import DataError
-from xrec.index.topk import TopK, top_k
+from xrec.index.topk import TopK
 from xrec.ranking.cf import FactorModel, align_cf, fit_als
 from xrec.ranking.config import COMPONENTS, HybridConfig
+from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
 from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.languages import boost_change, lifted
-from xrec.ranking.results import padded, popular, to_frame
+from xrec.ranking.results import popular, to_frame
 from xrec.ranking.training import default_fusion, learn_fusion
-from xrec.ranking.views import ContentGraphs, FeatureViews
+from xrec.ranking.views import FeatureViews
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,7 @@ class HybridRanker:
                                   timestamps=ts)
         self.popularity = self.views.item_views["popularity"][:, 0]
         self.cold = self.views.cold
-        self.fusion = fusion or default_fusion(self)
+        self.fusion = fusion or default_fusion(self.views, self.config)
         self.folded = self.views.fold(self.fusion.raw)
         self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
         #: items taken out of the catalogue (:meth:`remove_items`): never recommended or re-ranked
@@ -221,47 +223,10 @@ class HybridRanker:
         ``diversity_by="topics"``, over item topics; ``language_boost`` replaces the fitted
         ``HybridConfig.language_boost`` for this call (nats for items in the other languages a
         user reads; it shows in ``prior_score``)."""
-        from xrec.ranking.topical import diversity_groups
+        from xrec.ranking.serving import recommend_rows
 
-        if not 0.0 <= diversity <= 1.0:
-            raise DataError(f"diversity={diversity}: must be within [0, 1]")
-        groups = diversity_groups(self.content, diversity_by)
-        rows = np.asarray(rows, dtype=np.int64)
-        want = k
-        if diversity > 0:
-            k = max(5 * k, 50)
-        kk = min(k, len(self.items))
-        scores = self.folded.scores(rows)
-        delta = boost_change(self, language_boost)
-        if delta:
-            scores += delta * lifted(self, rows)
-        seen = self.history[rows]
-        scores[seen.nonzero()] = -np.inf
-        scores[:, self.retired] = -np.inf
-        if allowed is not None:
-            scores[~np.broadcast_to(allowed, scores.shape)] = -np.inf
-        items, scores = top_k(scores, kk)
-        scores = scores.astype(np.float32, copy=False)
-        pad = ~np.isfinite(scores)
-        items[pad], scores[pad] = -1, -np.inf
-        if diversity > 0:
-            from xrec.ranking.diversify import mmr
-
-            picked = mmr(scores, items, self.item_vectors, want, diversity, groups=groups)
-            items = np.where(picked >= 0, np.take_along_axis(items, np.maximum(picked, 0), 1), -1)
-            scores = np.where(picked >= 0, np.take_along_axis(scores, np.maximum(picked, 0), 1), -np.inf
-                              ).astype(np.float32)
-            pad = items < 0
-            k = want
-        comps: dict[str, np.ndarray] = {}
-        if components:
-            comps = self.components(rows, np.where(pad, 0, items))
-            if delta:
-                comps["prior_score"] += delta * np.take_along_axis(lifted(self, rows), np.where(pad, 0, items), 1)
-            comps["popularity"] = self.popularity[np.where(pad, 0, items)].copy()
-            for v in comps.values():
-                v[pad] = np.nan
-        return padded(TopK(items, scores, comps), k)
+        return recommend_rows(self, rows, k, components=components, allowed=allowed, diversity=diversity,
+                              language_boost=language_boost, diversity_by=diversity_by)
 
     def recommend_popular(self, n_users: int, k: int, allowed: np.ndarray | None = None) -> TopK:
         """Most popular items (the documented result for users with no history), among ``allowed``."""
@@ -357,8 +322,8 @@ class HybridRanker:
         list of the wrong length is a :class:`DataError`."""
         from xrec.ranking.catalogue import grown
 
-        bigger = grown(self, ids, vectors, texts=texts, languages=languages, metadata=metadata, topics=topics,
-                       expect_fingerprint=encoder_fingerprint)
+        bigger = grown(type(self), self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
+                       topics=topics, expect_fingerprint=encoder_fingerprint)
         self.__dict__.update(bigger.__dict__)
 
     def remove_items(self, ids: Sequence | pl.Series) -> int:

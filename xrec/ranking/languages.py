@@ -13,12 +13,12 @@ from xrec.languages import UNKNOWN, filter_codes
 from xrec.ranking.config import BOOST_FEATURE
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.fitted import FittedRanker
 
 log = logging.getLogger(__name__)
 
 
-def language_mask(ranker: HybridRanker, rows: np.ndarray, *, languages: Sequence[str] | None = None,
+def language_mask(ranker: FittedRanker, rows: np.ndarray, *, languages: Sequence[str] | None = None,
                   exclude_languages: Sequence[str] | None = None, language_policy: str = "any") -> np.ndarray | None:
     """:meth:`HybridRanker.language_mask`."""
     if language_policy not in ("any", "history"):
@@ -62,7 +62,7 @@ def language_mask(ranker: HybridRanker, rows: np.ndarray, *, languages: Sequence
     return out
 
 
-def boost_change(ranker: HybridRanker, language_boost: float | None) -> float:
+def boost_change(ranker: FittedRanker, language_boost: float | None) -> float:
     """How far a per-call ``language_boost`` moves the fitted one (0 when not given)."""
     if language_boost is None:
         return 0.0
@@ -73,6 +73,6 @@ def boost_change(ranker: HybridRanker, language_boost: float | None) -> float:
     return float(language_boost) - ranker.fusion.raw[BOOST_FEATURE]
 
 
-def lifted(ranker: HybridRanker, rows: np.ndarray) -> np.ndarray:
+def lifted(ranker: FittedRanker, rows: np.ndarray) -> np.ndarray:
     """``[len(rows), n_items]`` 1 where the item is in a language the user reads besides the most-read one."""
     return ranker.views.user_views["other_read"][rows] @ ranker.views.item_views["language"].T

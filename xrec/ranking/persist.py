@@ -1,4 +1,4 @@
-"""Saving and loading a :class:`~xrec.ranking.hybrid.HybridRanker` (an atomic artifact directory).
+"""Saving and loading a fitted hybrid ranker (an atomic artifact directory).
 
 The directory holds the interactions and ids (parquet), item vectors, CF factors and every graph
 (``.npy`` without pickle; a sparse graph as its ``data``/``indices``/``indptr`` arrays; item topic
@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -20,9 +21,13 @@ import scipy.sparse as sp
 from xrec.artifacts import atomic_dir, check_finite, read_manifest, write_manifest
 from xrec.errors import ArtifactError
 from xrec.ranking.cf import FactorModel
+from xrec.ranking.config import HybridConfig
+from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions
-from xrec.ranking.views import ContentGraphs
+
+if TYPE_CHECKING:
+    from xrec.ranking.fitted import FittedRanker, R, RankerFactory
 
 KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3  # 3: language codes normalised (xrec.languages)
 #: How to replace a ranker this xrec cannot read (another format version or encoder).
@@ -40,7 +45,7 @@ def _load_csr(directory: Path, name: str, n: int) -> sp.csr_matrix:
     return sp.csr_matrix(tuple(parts), shape=(n, n))
 
 
-def save_ranker(ranker, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> Path:
+def save_ranker(ranker: FittedRanker, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> Path:
     """Write ``ranker`` to ``path`` (module docstring)."""
     with atomic_dir(path) as tmp:
         ranker.interactions.frame.write_parquet(tmp / "interactions.parquet")
@@ -92,10 +97,9 @@ def _finite(file: Path) -> np.ndarray:
     return check_finite(np.load(file, allow_pickle=False), str(file))
 
 
-def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | None = None):
-    """Read a ranker written by :func:`save_ranker` as an instance of ``cls``."""
-    from xrec.ranking.hybrid import HybridConfig
-
+def load_ranker(make_ranker: RankerFactory[R], path: str | os.PathLike[str], *,
+                expect_fingerprint: str | None = None) -> R:
+    """Read a ranker written by :func:`save_ranker`, built by ``make_ranker`` (the facade class)."""
     root = Path(path)
     manifest = read_manifest(root, KIND, FORMAT_VERSION, expect={"encoder_fingerprint": expect_fingerprint},
                              rebuild=REBUILD)
@@ -126,7 +130,7 @@ def load_ranker(cls, path: str | os.PathLike[str], *, expect_fingerprint: str | 
                             lexical=_finite(root / "lexical_vectors.npy") if meta.get("lexical") else None)
     if meta["topics"] is not None:
         content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
-    ranker = cls(inter, _finite(root / "item_vectors.npy"), cf, content,
+    ranker = make_ranker(inter, _finite(root / "item_vectors.npy"), cf, content,
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
                  cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
     ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")

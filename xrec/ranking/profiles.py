@@ -3,7 +3,7 @@
 A profile is a weighted mean of the vectors of the items a user interacted with, L2-normalised.
 Weights combine the interaction weight (for ratings: stars above the user's own mean count more)
 and recency (exponential decay with a half-life, relative to the user's last interaction). Users
-with no history get a zero profile (and are served by popularity, see :mod:`xrec.ranking.hybrid`).
+with no history get a zero profile (and are served by popularity, see :class:`~xrec.ranking.HybridRanker`).
 """
 
 from __future__ import annotations

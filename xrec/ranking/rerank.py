@@ -4,7 +4,7 @@ The candidates are a polars frame ``user_id, item_id[, score]`` (``score``: the 
 score, higher is better), or ragged item-id lists aligned with ``user_ids``. They are checked
 and turned into a padded ``[users, max candidates]`` array of item indices
 (:func:`prepare_candidates`), then scored by the ranker's own fused score
-(:meth:`~xrec.ranking.hybrid.HybridRanker.rerank_rows`, the same :class:`~xrec.ranking.views.Folded`
+(:meth:`~xrec.ranking.HybridRanker.rerank_rows`, the same :class:`~xrec.ranking.views.Folded`
 scoring as ``recommend``, on the candidate items only).
 
 Rules (each has a test):
@@ -46,7 +46,7 @@ from xrec.index.topk import TopK
 from xrec.ranking.config import COMPONENTS
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.fitted import FittedRanker
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def upstream_term(hybrid: np.ndarray, upstream: np.ndarray, valid: np.ndarray, w
     return (weight * spread * z).astype(np.float32)
 
 
-def rerank_rows(ranker: HybridRanker, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
+def rerank_rows(ranker: FittedRanker, rows: np.ndarray, items: np.ndarray, k: int | None = None, *,
                 upstream: np.ndarray | None = None, upstream_weight: float = 0.0,
                 components: bool = True) -> TopK:
     """:meth:`HybridRanker.rerank_rows`."""
@@ -257,7 +257,7 @@ def rerank_rows(ranker: HybridRanker, rows: np.ndarray, items: np.ndarray, k: in
     return TopK(top_items, top_scores, comps)
 
 
-def rerank(ranker: HybridRanker, user_ids: Sequence | np.ndarray | pl.Series | None, candidates,
+def rerank(ranker: FittedRanker, user_ids: Sequence | np.ndarray | pl.Series | None, candidates,
            k: int | None = None, *, on_unknown: str = "drop", exclude_seen: bool = True, upstream_weight: float = 0.0,
            explain: int = 0, return_report: bool = False, languages: Sequence[str] | None = None,
            exclude_languages: Sequence[str] | None = None, language_policy: str = "any"):

@@ -1,6 +1,6 @@
 """The ranker's results: a :class:`~xrec.index.topk.TopK` padded to ``k``, the popular-items
 result (users without history), and the long ``user_id, rank, item_id, score`` table that
-:meth:`~xrec.ranking.hybrid.HybridRanker.recommend` and ``rerank`` return."""
+:meth:`~xrec.ranking.HybridRanker.recommend` and ``rerank`` return."""
 
 from __future__ import annotations
 

@@ -19,17 +19,19 @@ import scipy.sparse as sp
 
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.config import BOOST_FEATURE, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
+from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.interactions import Interactions, random_split, temporal_split
-from xrec.ranking.views import ContentGraphs, is_cold_feature
+from xrec.ranking.views import is_cold_feature
 
 if TYPE_CHECKING:
-    from xrec.ranking.hybrid import HybridRanker
+    from xrec.ranking.fitted import FittedRanker, RankerFactory
+    from xrec.ranking.views import FeatureViews
 
 log = logging.getLogger(__name__)
 
 
-def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interactions, item_vectors: np.ndarray,
+def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interactions, item_vectors: np.ndarray,
                  content: ContentGraphs, cf_fit: Callable[[sp.csr_matrix], FactorModel],
                  config: HybridConfig) -> Fusion | None:
     """The fusion learned on a validation slice and checked by the guard, or None (default weights).
@@ -57,7 +59,7 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     if truth.nnz < config.min_validation_positives:
         log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
                     truth.nnz, config.min_validation_positives)
-        fusion, refit = default_fusion(ranker), None
+        fusion, refit = default_fusion(ranker.views, config), None
     else:
         fusion, refit = fit.fusion(), fit.fusion
     if not config.guard:
@@ -72,7 +74,7 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
 class _Sample:
     """One fit sample: users, items (with log-weights), features ``[u, i, f]``, positives, seen."""
 
-    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, columns: np.ndarray, names: Sequence[str],
+    def __init__(self, ranker: FittedRanker, truth: sp.csr_matrix, columns: np.ndarray, names: Sequence[str],
                  config: HybridConfig):
         users, items, self.log_weight = _fit_sample(truth[:, columns], config)
         self.users, self.items = users, columns[items]
@@ -91,13 +93,13 @@ class _Sample:
 class FusionFit:
     """The validation ranker's fit samples, built once; :meth:`fusion` fits on any subset of users."""
 
-    def __init__(self, ranker: HybridRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig,
+    def __init__(self, ranker: FittedRanker, truth: sp.csr_matrix, simulated: np.ndarray, config: HybridConfig,
                  known: np.ndarray | None = None):
         """``known`` marks the items with an interaction in the whole training data (default: all);
         the others are left out of the cold fit's sample (see :func:`learn_fusion`)."""
         known = np.ones(len(simulated), bool) if known is None else known
         self.config = config
-        self.names = feature_names(ranker)
+        self.names = feature_names(ranker.views, config)
         self.warm_names = [n for n in self.names if not is_cold_feature(n) and n != BOOST_FEATURE]
         self.cold_names = [n for n in self.names if is_cold_feature(n) and n != "cold"]
         # every item stays in the warm sample: it sets the cold-item bias (calibrate_cold) over all
@@ -242,26 +244,27 @@ def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray,
     return users, np.concatenate([positive, sample]), log_weight.astype(np.float32)
 
 
-def feature_names(ranker: HybridRanker) -> tuple[str, ...]:
-    """The ranker's fusion features: ``config.features``, or every available one but ``OFF_BY_DEFAULT``."""
-    wanted = ranker.config.features
+def feature_names(views: FeatureViews, config: HybridConfig) -> tuple[str, ...]:
+    """The fusion's features among ``views``: ``config.features``, or every available one but ``OFF_BY_DEFAULT``."""
+    wanted = config.features
     if wanted is None:
-        return tuple(n for n in ranker.views.names if n not in OFF_BY_DEFAULT)
-    return tuple(n for n in ranker.views.names if n in wanted)
+        return tuple(n for n in views.names if n not in OFF_BY_DEFAULT)
+    return tuple(n for n in views.names if n in wanted)
 
 
-def default_fusion(ranker: HybridRanker) -> Fusion:
+def default_fusion(views: FeatureViews, config: HybridConfig) -> Fusion:
     """Default weights (no validation slice): ``DEFAULT_WEIGHTS`` at the data's own feature scales."""
-    names = feature_names(ranker)
-    rng = np.random.default_rng(ranker.config.seed)
-    users = np.flatnonzero(np.diff(ranker.history.indptr) > 0)
+    names = feature_names(views, config)
+    rng = np.random.default_rng(config.seed)
+    users = np.flatnonzero(np.diff(views.history.indptr) > 0)
     users = np.sort(rng.choice(users, min(256, len(users)), replace=False)) if len(users) else users
-    items = np.sort(rng.choice(len(ranker.items), min(2000, len(ranker.items)), replace=False))
-    sample = ranker.views.features(users, np.broadcast_to(items, (len(users), len(items))), names) \
+    n_items = views.history.shape[1]
+    items = np.sort(rng.choice(n_items, min(2000, n_items), replace=False))
+    sample = views.features(users, np.broadcast_to(items, (len(users), len(items))), names) \
         if len(users) else np.zeros((1, 1, len(names)), np.float32)
     if len(names):
         log.warning("fusion: default weights (%s)", ", ".join(n for n in names if n in DEFAULT_WEIGHTS))
     fusion = Fusion.default(names, sample, DEFAULT_WEIGHTS)
-    if BOOST_FEATURE in names and ranker.config.language_boost:
-        fusion = fusion.with_raw_weight(BOOST_FEATURE, ranker.config.language_boost)
+    if BOOST_FEATURE in names and config.language_boost:
+        fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
     return fusion
