@@ -56,8 +56,6 @@ FACTORISED = {
     "cold_popularity": ("one", "cold_popularity"),
     "content": ("profile", "content"),
     "cold_content": ("profile", "cold_content"),
-    "lexical_dense": ("lexical_profile", "lexical_dense"),
-    "cold_lexical_dense": ("lexical_profile", "cold_lexical_dense"),
     "language": ("language_share", "language"),
     "language_other_read": ("other_read", "language"),
     "len_x_popularity": ("length", "popularity"),
@@ -81,6 +79,9 @@ FACTORISED = {
     "topic": ("topic_affinity", "topic"),  # item topics (tags): :mod:`xrec.ranking.topical`
     "cold_topic": ("topic_affinity", "cold_topic"),
 }
+#: Sparse factorised features: ``name -> (user view, item view)``, both sparse: the exact character
+#: n-gram TF-IDF cosine of an item with the user's lexical profile (:mod:`xrec.ranking.lexical`).
+SPARSE_FACTORISED = {"lexical_terms": ("terms", "lexical_terms"), "cold_lexical_terms": ("terms", "cold_lexical_terms")}
 #: Items of the recent history (``recent_content``, ``cf_recent``), by time.
 RECENT_ITEMS = 5
 #: Principal components of the item vectors in ``recent_content``.
@@ -112,8 +113,9 @@ class ContentGraphs:
     topic_codes: np.ndarray | None = None  #: ``[n_items]`` int item topics, -1 where none (None: no tags)
     topic_names: list[str] = dataclass_field(default_factory=list)  #: code -> topic
     topic_scores: np.ndarray | None = None  #: ``[n_items]`` float32 ``topic_score`` (1 where not given)
-    #: ``[n_items, d]`` dense lexical vectors of ``texts`` (:func:`~xrec.ranking.lexical.lexical_vectors`)
-    lexical: np.ndarray | None = None
+    #: ``[n_items, vocabulary]`` character n-gram TF-IDF of ``texts``, unit rows
+    #: (:func:`~xrec.ranking.lexical.char_tfidf`)
+    terms: sp.csr_matrix | None = None
 
     @classmethod
     def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
@@ -124,13 +126,15 @@ class ContentGraphs:
         """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
         ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known.
         ``topics`` (and ``topic_scores``), one per item, are kept for the topic features."""
-        from xrec.ranking.lexical import char_tfidf, lexical_vectors
+        from xrec.ranking.lexical import char_tfidf, without_frequent
 
         n = item_vectors.shape[0]
         raw = {"embedding": g.vector_knn(item_vectors, k)}
+        terms = None
         if texts is not None:
+            terms = char_tfidf([str(t) for t in texts])
             # n-grams in more than 1% of the items (at least 50) say little and cost most of the time
-            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=min(1.0, max(0.01, 50 / max(n, 1)))), k)
+            raw["lexical"] = g.sparse_knn(without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1)))), k)
         for field, keys in (metadata or {}).items():
             raw[f"meta_{field}"] = g.group_graph(keys)
         codes, names = np.full(n, -1, dtype=np.int64), []
@@ -141,8 +145,7 @@ class ContentGraphs:
             names = names.tolist()
         out = cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
-                                                 for f, v in metadata.items()}, k,
-                  lexical=None if texts is None else lexical_vectors([str(t) for t in texts]))
+                                                 for f, v in metadata.items()}, k, terms=terms)
         return out.with_topics(topics, topic_scores) if topics is not None else out
 
     def with_topics(self, topics: Sequence[str | None], scores: Sequence[float | None] | None = None
@@ -171,11 +174,15 @@ class ContentGraphs:
         lexical edges (logged). ``topics`` tag the new items (new topic names are appended)."""
         import logging
 
-        from xrec.ranking.lexical import char_tfidf, lexical_vectors
+        from xrec.ranking.lexical import char_tfidf, without_frequent
 
         n = vectors.shape[0]
         n_old = n - n_new
         graphs = {}
+        texts_all = None if self.texts is None else self.texts + (
+            [str(t) for t in texts] if texts is not None else [""] * n_new)
+        # recomputed over every text (the vocabulary and idf move with the catalogue)
+        terms = char_tfidf(texts_all) if texts_all is not None and texts is not None else None
         for name, graph in self.graphs.items():
             if name == "embedding":
                 new = np.asarray(vectors[n_old:], dtype=np.float32)
@@ -188,8 +195,7 @@ class ContentGraphs:
                         "new items: no lexical edges (the ranker keeps no texts, or none were given)")
                     graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
                     continue
-                all_texts = self.texts + [str(t) for t in texts]
-                x = char_tfidf(all_texts, max_df=min(1.0, max(0.01, 50 / max(n, 1))))
+                x = without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1))))
                 sims = (x[n_old:] @ x.T).toarray() if n_new else np.zeros((0, n), np.float32)
                 graphs[name] = g.extend_knn(graph, sims, self.k)
             elif name.startswith("meta_"):
@@ -211,17 +217,13 @@ class ContentGraphs:
             if str(lang) not in names:
                 names.append(str(lang))
             codes.append(names.index(str(lang)))
-        texts_all = None if self.texts is None else self.texts + (
-            [str(t) for t in texts] if texts is not None else [""] * n_new)
         meta_all = None if self.metadata is None else {
             f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
             for f, v in self.metadata.items()}
-        lexical = None  # recomputed over every text: the basis of the SVD moves with the catalogue
-        if self.lexical is not None:
-            lexical = lexical_vectors(texts_all) if texts is not None and texts_all is not None else np.vstack(
-                [self.lexical, np.zeros((n_new, self.lexical.shape[1]), np.float32)])
+        if terms is None and self.terms is not None:  # new items without texts: no lexical evidence
+            terms = sp.vstack([self.terms, sp.csr_matrix((n_new, self.terms.shape[1]), dtype=np.float32)]).tocsr()
         out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k,
-                            lexical=lexical)
+                            terms=terms)
         if self.topic_codes is None and topics is None:
             return out
         from xrec.ranking.topical import encode_topics
@@ -302,13 +304,16 @@ class FeatureViews:
             item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
             item["content"] = item["content"] * (1.0 - cold)[:, None]
             item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
-        if content.lexical is not None:  # the dense lexical profile (TF-IDF-like, frequent n-grams kept)
-            from xrec.ranking.profiles import history_weights, user_profiles
+        sparse_user: dict[str, sp.csr_matrix] = {}
+        sparse_item: dict[str, sp.csr_matrix] = {}
+        if content.terms is not None:  # the exact lexical profile (every n-gram kept: a year, a genre word)
+            from xrec.ranking.lexical import sparse_profiles
+            from xrec.ranking.profiles import history_weights
 
             ts = timestamps if timestamps is not None and timestamps.nnz else None
-            user["lexical_profile"] = user_profiles(history_weights(self.history, ts), content.lexical)
-            item["lexical_dense"] = np.ascontiguousarray(content.lexical * (1.0 - cold)[:, None], dtype=np.float32)
-            item["cold_lexical_dense"] = np.ascontiguousarray(content.lexical * cold[:, None], dtype=np.float32)
+            sparse_user["terms"] = sparse_profiles(history_weights(self.history, ts), content.terms)
+            sparse_item["lexical_terms"] = (warm_only @ content.terms).tocsr()
+            sparse_item["cold_lexical_terms"] = (cold_only @ content.terms).tocsr()
         if cf is not None:
             user["cf"] = cf.user_factors
             item["cf"] = cf.item_factors
@@ -346,7 +351,9 @@ class FeatureViews:
                 user["cf_recent"] = _sum_rows(item["cf_unit"], recent) / np.maximum(
                     (recent >= 0).sum(axis=1), 1)[:, None]
         self.user_views, self.item_views = user, item
+        self.sparse_user_views, self.sparse_item_views = sparse_user, sparse_item
         names = [n for n, (u, i) in FACTORISED.items() if u in user and i in item]
+        names += [n for n, (u, i) in SPARSE_FACTORISED.items() if u in sparse_user and i in sparse_item]
         self.names = tuple(names + list(graphs))
 
     # ------------------------------------------------------------------ features
@@ -355,6 +362,9 @@ class FeatureViews:
         if name in self.graphs:
             dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
             return np.take_along_axis(dense, items, 1)
+        if name in SPARSE_FACTORISED:
+            user_view, item_view = SPARSE_FACTORISED[name]
+            return gathered_dot(self.sparse_user_views[user_view][rows], self.sparse_item_views[item_view], items)
         user_view, item_view = FACTORISED[name]
         return gathered_dot(self.user_views[user_view][rows], self.item_views[item_view], items)
 
@@ -379,25 +389,34 @@ class FeatureViews:
         for name, w in weights.items():
             if name in self.graphs and w != 0:
                 graph = graph + np.float32(w) * self.graphs[name]
+        terms = [(np.float32(w), SPARSE_FACTORISED[n][1]) for n, w in weights.items()
+                 if n in SPARSE_FACTORISED and w != 0]
+        term_keys = sum((w * self.sparse_item_views[iv] for w, iv in terms[1:]),
+                        terms[0][0] * self.sparse_item_views[terms[0][1]]).tocsr() if terms else None
         return Folded(np.ascontiguousarray(np.hstack(queries), dtype=np.float32),
                       np.ascontiguousarray(np.hstack(keys), dtype=np.float32),
-                      self.history_norm, graph.tocsr())
+                      self.history_norm, graph.tocsr(),
+                      self.sparse_user_views["terms"] if terms else None, term_keys)
 
 
 @dataclass
 class Folded:
-    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph)``."""
+    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph) + term_query[u] @ term_keys.T``."""
 
     query: np.ndarray  #: ``[n_users, d]``
     keys: np.ndarray  #: ``[n_items, d]``
     history_norm: sp.csr_matrix  #: ``[n_users, n_items]``
     graph: sp.csr_matrix  #: ``[n_items, n_items]``
+    term_query: sp.csr_matrix | None = None  #: ``[n_users, vocabulary]`` lexical profiles (None: no terms)
+    term_keys: sp.csr_matrix | None = None  #: ``[n_items, vocabulary]`` weighted TF-IDF rows
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         """Dense ``[len(rows), n_items]`` fused scores."""
         out = self.query[rows] @ self.keys.T
         if self.graph.nnz:
             out += np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+        if self.term_keys is not None and self.term_query is not None:
+            out += (self.term_query[rows] @ self.term_keys.T).toarray()
         return out
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -406,12 +425,17 @@ class Folded:
         if self.graph.nnz:
             dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
             out += np.take_along_axis(dense, items, 1)
+        if self.term_keys is not None and self.term_query is not None:
+            out += gathered_dot(self.term_query[rows], self.term_keys, items)
         return out
 
 
-def gathered_dot(users: np.ndarray, item_view: np.ndarray, items: np.ndarray) -> np.ndarray:
+def gathered_dot(users: np.ndarray | sp.csr_matrix, item_view: np.ndarray | sp.csr_matrix,
+                 items: np.ndarray) -> np.ndarray:
     """``users[b] @ item_view[items[b, c]]`` for every ``b, c``, as one matrix product over the
-    distinct items (never materialising ``[b, c, d]``)."""
+    distinct items (never materialising ``[b, c, d]``); dense or sparse views."""
     unique, inverse = np.unique(items, return_inverse=True)
     dense = users @ item_view[unique].T
+    if sp.issparse(dense):
+        dense = dense.toarray()
     return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)
