@@ -137,3 +137,54 @@ def test_the_lexical_part_scores_as_tfidf_does(headlines, tmp_path):
     loaded = HybridRanker.load(ranker.save(tmp_path / "ranker"))
     assert (loaded.content.terms != terms).nnz == 0
     np.testing.assert_allclose(loaded.folded.scores(rows[:5]), ranker.folded.scores(rows[:5]), rtol=1e-5, atol=1e-6)
+
+
+class _ColdSample:
+    """The cold fit sample of :class:`~xrec.ranking.training.FusionFit`, given as arrays."""
+
+    def __init__(self, x: np.ndarray, pos: np.ndarray):
+        self.x, self.pos = x, pos
+        self.seen = np.zeros(pos.shape, bool)
+        self.users = np.arange(pos.shape[0])
+        self.log_weight = None
+
+
+class _Fit:
+    """What :func:`guard_cold` reads of a fit: the cold sample, its feature names, the recalibration."""
+
+    def __init__(self, cold: _ColdSample, names: tuple[str, ...]):
+        self.cold, self.cold_names, self.recalibrated_calls = cold, list(names), 0
+
+    def recalibrated(self, fusion):
+        self.recalibrated_calls += 1
+        return fusion
+
+
+def test_the_cold_guard_replaces_a_cold_side_that_ranks_against_the_evidence():
+    """Cold items ranked by the fusion's cold side against a part alone: a cold side that inverts the
+    lexical evidence gives way to a part (warm weights untouched); one that uses both stays."""
+    from xrec.ranking.guard import guard_cold
+
+    rng = np.random.default_rng(0)
+    users, items = 60, 40
+    lexical = rng.normal(size=(users, items)).astype(np.float32)
+    content = rng.normal(size=(users, items)).astype(np.float32)
+    pos = np.zeros((users, items), bool)
+    pos[np.arange(users), (lexical + content).argmax(axis=1)] = True  # both kinds of evidence count
+    x = np.stack([content, lexical], axis=-1)
+    names = ("cf", "cold_content", "cold_lexical_terms", "cold")
+    fit = _Fit(_ColdSample(x, pos), ("cold_content", "cold_lexical_terms"))
+    inverted = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": -1.0, "cold": -2.0},
+                               np.ones(4), "learned")
+    fixed = guard_cold(fit, inverted)
+    assert fixed.decision["cold"]["chosen"] in ("lexical", "content")
+    part, other = ("cold_lexical_terms", "cold_content")[:: 1 if fixed.decision["cold"]["chosen"] == "lexical" else -1]
+    assert fixed.raw[part] > 0 and fixed.raw[other] == 0
+    assert fixed.raw["cf"] == pytest.approx(1.5) and fit.recalibrated_calls == 1
+    sound = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": 1.0, "cold": -2.0},
+                            np.ones(4), "learned")
+    kept = guard_cold(fit, sound)
+    assert kept.decision["cold"]["chosen"] == "fusion" and kept.raw == pytest.approx(sound.raw)
+    # too few cold positives to judge: nothing changes, nothing is claimed
+    few = _Fit(_ColdSample(x[:5], pos[:5]), ("cold_content", "cold_lexical_terms"))
+    assert guard_cold(few, inverted) is inverted and inverted.decision is None
