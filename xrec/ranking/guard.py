@@ -230,34 +230,41 @@ def guard_cold(fit: FusionFit, fusion: Fusion, *, refit: Callable[[np.ndarray], 
         return ndcg_at_k(scores, truth[subset])
 
     own = {n: fusion.raw.get(n, 0.0) for n in names}
+
+    def spread(raw: Mapping[str, float]) -> float:
+        w = np.array([raw.get(n, 0.0) for n in names], np.float32)
+        return float(np.std((c.x[rows[:64]] @ w)[~c.seen[rows[:64]]]))
+
+    def mix(base: Mapping[str, float], option: Candidate) -> dict[str, float]:
+        if option.part is None:
+            return dict(base)
+        part = parts[option.part]
+        unit = spread(base) / max(spread(part), 1e-12)
+        if np.isinf(option.gamma):
+            return {n: part.get(n, 0.0) * unit for n in names}
+        return {n: base.get(n, 0.0) + option.gamma * unit * part.get(n, 0.0) for n in names}
+
+    options = candidates(list(parts), "fusion")
     everyone = np.arange(len(rows))
     if refit is not None:
         fold = np.random.default_rng(seed).permutation(len(rows)) % 2
-        order = np.concatenate([everyone[fold == f] for f in (0, 1)])
-        fused = np.concatenate([ndcg(refit(c.users[rows[fold != f]]), everyone[fold == f]) for f in (0, 1)])
+        bases = [(everyone[fold == f], refit(c.users[rows[fold != f]])) for f in (0, 1)]
     else:
-        order, fused = everyone, ndcg(own, everyone)
-    per_user = {"fusion": fused, **{p: ndcg(w, order) for p, w in parts.items()}}
+        bases = [(everyone, own)]
+    per_user = {o.name: np.concatenate([ndcg(mix(base, o), subset) for subset, base in bases]) for o in options}
     figures = {k: float(v.mean()) for k, v in per_user.items()}
-    best = max(per_user, key=lambda k: figures[k])
-    diff = per_user[best] - per_user["fusion"]
-    if best == "fusion" or diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(len(diff)):
-        best = "fusion"
-    decision = {"chosen": best, "validation_users": int(len(rows)), "cross_fitted": refit is not None,
+    best = max(options, key=lambda o: figures[o.name])
+    diff = per_user[best.name] - per_user["fusion"]
+    if best.part is None or diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(len(diff)):
+        best = options[0]
+    decision = {"chosen": best.name, "validation_users": int(len(rows)), "cross_fitted": refit is not None,
                 "validation": {k: round(v, 5) for k, v in figures.items()}}
-    log.info("fusion, cold items: %s chosen on %d validation users (NDCG@10 among cold items: %s)", best,
-             len(rows), ", ".join(f"{k} {v:.4f}" for k, v in figures.items()))
+    log.info("fusion, cold items: %s chosen on %d validation users (NDCG@10 among cold items: %s)", best.name,
+             len(rows), ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if " x" not in k))
     out = fusion
-    if best != "fusion":
-        def spread(raw: Mapping[str, float]) -> float:
-            w = np.array([raw.get(n, 0.0) for n in names], np.float32)
-            x = c.x[rows[:64]]
-            return float(np.std((x @ w)[~c.seen[rows[:64]]]))
-
-        unit = spread(own) / max(spread(parts[best]), 1e-12)
+    if best.part is not None:
         raw = {n: v for n, v in fusion.raw.items() if n not in names}
-        raw.update({n: parts[best].get(n, 0.0) * unit for n in names})
-        raw["cold"] = fusion.raw.get("cold", 0.0)
+        raw.update(mix(own, best))
         out = fit.recalibrated(Fusion.from_raw(fusion.names, raw, fusion.scale, kind=fusion.kind))
     out.decision = {**(fusion.decision or {}), "cold": decision}
     return out
