@@ -37,9 +37,9 @@ def test_parts_and_recipes():
     assert shrunk["content"] == pytest.approx(-2.0) and shrunk["cold_content"] == pytest.approx(2.0)
     assert shrunk["cf"] == pytest.approx(2.0) and shrunk["cold"] == pytest.approx(-1.0)
     assert recipe(fusion, options["learned"], parts, spread) == pytest.approx(fusion.raw)
-    # cold items' dense lexical profile, where the ranker has it, is part of the lexical part
-    assert part_weights((*names, "cold_lexical_dense"))["lexical"] == {
-        "lexical_same": 1.0, "lexical_cross_to_cold": 1.0, "cold_lexical_dense": 1.0}
+    # where the ranker keeps the exact TF-IDF terms, they alone are the lexical part (TF-IDF's score)
+    assert part_weights((*names, "lexical_terms", "cold_lexical_terms"))["lexical"] == {
+        "lexical_terms": 1.0, "cold_lexical_terms": 1.0}
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +117,74 @@ def test_items_nobody_read_stay_out_of_the_fusion_fit(headlines):
     assert (~known[everything.cold.items]).any()  # without the mask they would be in
 
 
-def test_dense_lexical_vectors_follow_the_catalogue(headlines, tmp_path):
+def test_the_lexical_part_scores_as_tfidf_does(headlines, tmp_path):
+    """The ranker's lexical part alone ranks every user's catalogue as the TF-IDF model does
+    (same n-grams; a profile cosine), and its terms survive save and load."""
+    from xrec.ranking.guard import part_weights
     from xrec.ranking.hybrid import HybridRanker
 
-    ranker = headlines[1]["hybrid"].ranker
-    lexical = ranker.content.lexical
-    assert lexical is not None and lexical.shape[0] == len(ranker.items)
-    norms = np.linalg.norm(lexical, axis=1)  # 0: an item none of whose n-grams another item shares
-    assert np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0.0)) and (norms > 0).mean() > 0.5
-    assert {"lexical_dense", "cold_lexical_dense"} <= set(ranker.views.names)
+    split, models = headlines
+    ranker = models["hybrid"].ranker
+    terms = ranker.content.terms
+    assert terms is not None and terms.shape[0] == len(ranker.items)
+    assert {"lexical_terms", "cold_lexical_terms"} <= set(ranker.views.names)
+    rows = np.arange(len(ranker.users))
+    lexical = ranker.views.fold(part_weights(ranker.views.names)["lexical"]).scores(rows)
+    tfidf = np.asarray(models["tfidf"].dense(rows))
+    has = np.diff(ranker.history.indptr) > 0
+    for r in np.flatnonzero(has):  # unweighted histories: the same order, up to float ties
+        assert np.corrcoef(lexical[r], tfidf[r])[0, 1] > 0.999
     loaded = HybridRanker.load(ranker.save(tmp_path / "ranker"))
-    np.testing.assert_array_equal(loaded.content.lexical, lexical)
+    assert (loaded.content.terms != terms).nnz == 0
+    np.testing.assert_allclose(loaded.folded.scores(rows[:5]), ranker.folded.scores(rows[:5]), rtol=1e-5, atol=1e-6)
+
+
+class _ColdSample:
+    """The cold fit sample of :class:`~xrec.ranking.training.FusionFit`, given as arrays."""
+
+    def __init__(self, x: np.ndarray, pos: np.ndarray):
+        self.x, self.pos = x, pos
+        self.seen = np.zeros(pos.shape, bool)
+        self.users = np.arange(pos.shape[0])
+        self.log_weight = None
+
+
+class _Fit:
+    """What :func:`guard_cold` reads of a fit: the cold sample, its feature names, the recalibration."""
+
+    def __init__(self, cold: _ColdSample, names: tuple[str, ...]):
+        self.cold, self.cold_names, self.recalibrated_calls = cold, list(names), 0
+
+    def recalibrated(self, fusion):
+        self.recalibrated_calls += 1
+        return fusion
+
+
+def test_the_cold_guard_replaces_a_cold_side_that_ranks_against_the_evidence():
+    """Cold items ranked by the fusion's cold side against a part alone: a cold side that inverts the
+    lexical evidence gives way to a part (warm weights untouched); one that uses both stays."""
+    from xrec.ranking.guard import guard_cold
+
+    rng = np.random.default_rng(0)
+    users, items = 60, 40
+    lexical = rng.normal(size=(users, items)).astype(np.float32)
+    content = rng.normal(size=(users, items)).astype(np.float32)
+    pos = np.zeros((users, items), bool)
+    pos[np.arange(users), (lexical + content).argmax(axis=1)] = True  # both kinds of evidence count
+    x = np.stack([content, lexical], axis=-1)
+    names = ("cf", "cold_content", "cold_lexical_terms", "cold")
+    fit = _Fit(_ColdSample(x, pos), ("cold_content", "cold_lexical_terms"))
+    inverted = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": -1.0, "cold": -2.0},
+                               np.ones(4), "learned")
+    fixed = guard_cold(fit, inverted)
+    chosen = fixed.decision["cold"]["chosen"]
+    assert chosen != "fusion"
+    assert fixed.raw["cold_lexical_terms"] > 0  # the part (alone, or added to the fusion) outweighs the inversion
+    assert fixed.raw["cf"] == pytest.approx(1.5) and fit.recalibrated_calls == 1
+    sound = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": 1.0, "cold": -2.0},
+                            np.ones(4), "learned")
+    kept = guard_cold(fit, sound)
+    assert kept.decision["cold"]["chosen"] == "fusion" and kept.raw == pytest.approx(sound.raw)
+    # too few cold positives to judge: nothing changes, nothing is claimed
+    few = _Fit(_ColdSample(x[:5], pos[:5]), ("cold_content", "cold_lexical_terms"))
+    assert guard_cold(few, inverted) is inverted and inverted.decision is None

@@ -14,8 +14,7 @@ BOOST_FEATURE = "language_other_read"
 LANGUAGE_BOOST = 4.0
 #: Features left out unless named in ``HybridConfig.features``: measured not to pay (benchmarks/README.md).
 OFF_BY_DEFAULT = ("language", "cold_popularity", "len_x_popularity", "len_x_cf", "len_x_content",
-                  "minority_x_popularity", "minority_x_cf", "minority_x_content", "topic", "cold_topic",
-                  "lexical_dense")
+                  "minority_x_popularity", "minority_x_cf", "minority_x_content", "topic", "cold_topic")
 #: Groups of features reported as component scores; they sum to ``score``.
 COMPONENTS = {"cf_score": ("cf", "cold_cf", "cf_knn"), "content_score": ("embedding", "content", "cold_content"),
               "lexical_score": ("lexical", "cold_lexical", "meta_"),

@@ -34,8 +34,9 @@ class ContentGraphs:
     topic_codes: np.ndarray | None = None  #: ``[n_items]`` int item topics, -1 where none (None: no tags)
     topic_names: list[str] = dataclass_field(default_factory=list)  #: code -> topic
     topic_scores: np.ndarray | None = None  #: ``[n_items]`` float32 ``topic_score`` (1 where not given)
-    #: ``[n_items, d]`` dense lexical vectors of ``texts`` (:func:`~xrec.ranking.lexical.lexical_vectors`)
-    lexical: np.ndarray | None = None
+    #: ``[n_items, vocabulary]`` character n-gram TF-IDF of ``texts``, unit rows
+    #: (:func:`~xrec.ranking.lexical.char_tfidf`)
+    terms: sp.csr_matrix | None = None
 
     @classmethod
     def build(cls, item_vectors: np.ndarray, *, texts: Sequence[str] | None = None,
@@ -46,13 +47,15 @@ class ContentGraphs:
         """Embedding kNN of ``item_vectors``; lexical kNN of ``texts``; a group graph per
         ``metadata`` field (e.g. ``{"author": [...]}``); each split by language when known.
         ``topics`` (and ``topic_scores``), one per item, are kept for the topic features."""
-        from xrec.ranking.lexical import char_tfidf, lexical_vectors
+        from xrec.ranking.lexical import char_tfidf, without_frequent
 
         n = item_vectors.shape[0]
         raw = {"embedding": g.vector_knn(item_vectors, k)}
+        terms = None
         if texts is not None:
+            terms = char_tfidf([str(t) for t in texts])
             # n-grams in more than 1% of the items (at least 50) say little and cost most of the time
-            raw["lexical"] = g.sparse_knn(char_tfidf(texts, max_df=min(1.0, max(0.01, 50 / max(n, 1)))), k)
+            raw["lexical"] = g.sparse_knn(without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1)))), k)
         for field, keys in (metadata or {}).items():
             raw[f"meta_{field}"] = g.group_graph(keys)
         codes, names = np.full(n, -1, dtype=np.int64), []
@@ -63,8 +66,7 @@ class ContentGraphs:
             names = names.tolist()
         out = cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
-                                                 for f, v in metadata.items()}, k,
-                  lexical=None if texts is None else lexical_vectors([str(t) for t in texts]))
+                                                 for f, v in metadata.items()}, k, terms=terms)
         return out.with_topics(topics, topic_scores) if topics is not None else out
 
     def with_topics(self, topics: Sequence[str | None], scores: Sequence[float | None] | None = None
@@ -93,11 +95,15 @@ class ContentGraphs:
         lexical edges (logged). ``topics`` tag the new items (new topic names are appended)."""
         import logging
 
-        from xrec.ranking.lexical import char_tfidf, lexical_vectors
+        from xrec.ranking.lexical import char_tfidf, without_frequent
 
         n = vectors.shape[0]
         n_old = n - n_new
         graphs = {}
+        texts_all = None if self.texts is None else self.texts + (
+            [str(t) for t in texts] if texts is not None else [""] * n_new)
+        # recomputed over every text (the vocabulary and idf move with the catalogue)
+        terms = char_tfidf(texts_all) if texts_all is not None and texts is not None else None
         for name, graph in self.graphs.items():
             if name == "embedding":
                 new = np.asarray(vectors[n_old:], dtype=np.float32)
@@ -110,8 +116,7 @@ class ContentGraphs:
                         "new items: no lexical edges (the ranker keeps no texts, or none were given)")
                     graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
                     continue
-                all_texts = self.texts + [str(t) for t in texts]
-                x = char_tfidf(all_texts, max_df=min(1.0, max(0.01, 50 / max(n, 1))))
+                x = without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1))))
                 sims = (x[n_old:] @ x.T).toarray() if n_new else np.zeros((0, n), np.float32)
                 graphs[name] = g.extend_knn(graph, sims, self.k)
             elif name.startswith("meta_"):
@@ -133,17 +138,13 @@ class ContentGraphs:
             if str(lang) not in names:
                 names.append(str(lang))
             codes.append(names.index(str(lang)))
-        texts_all = None if self.texts is None else self.texts + (
-            [str(t) for t in texts] if texts is not None else [""] * n_new)
         meta_all = None if self.metadata is None else {
             f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
             for f, v in self.metadata.items()}
-        lexical = None  # recomputed over every text: the basis of the SVD moves with the catalogue
-        if self.lexical is not None:
-            lexical = lexical_vectors(texts_all) if texts is not None and texts_all is not None else np.vstack(
-                [self.lexical, np.zeros((n_new, self.lexical.shape[1]), np.float32)])
+        if terms is None and self.terms is not None:  # new items without texts: no lexical evidence
+            terms = sp.vstack([self.terms, sp.csr_matrix((n_new, self.terms.shape[1]), dtype=np.float32)]).tocsr()
         out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k,
-                            lexical=lexical)
+                            terms=terms)
         if self.topic_codes is None and topics is None:
             return out
         from xrec.ranking.topical import encode_topics

@@ -101,12 +101,18 @@ class Fusion:
 
     def summary(self) -> str:
         """One line for people: the kind and, where the guard decided, the validation figures."""
-        if not self.decision:
-            return self.kind
-        figures = self.decision["validation"]
-        shown = ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if " x" not in name)
-        return (f"{self.kind} (chosen on {self.decision['validation_users']} validation users; "
-                f"NDCG@10 {figures[self.decision['chosen']]:.4f}; {shown})")
+        out = self.kind
+        if self.decision and "validation" in self.decision:
+            figures = self.decision["validation"]
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if " x" not in name)
+            out += (f" (chosen on {self.decision['validation_users']} validation users; "
+                    f"NDCG@10 {figures[self.decision['chosen']]:.4f}; {shown})")
+        cold = (self.decision or {}).get("cold")
+        if cold:
+            shown = ", ".join(f"{name} {value:.4f}" for name, value in cold["validation"].items())
+            out += (f"; cold items: {cold['chosen']} (NDCG@10 among cold items on {cold['validation_users']} "
+                    f"users: {shown})")
+        return out
 
     def as_dict(self) -> dict:
         out = {"kind": self.kind, "names": list(self.names), "weights": [float(w) for w in self.weights],

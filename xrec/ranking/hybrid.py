@@ -161,6 +161,8 @@ class HybridRanker:
         for arr in (self.item_vectors, self.history.data, self.history.indices, self.folded.query,
                     self.folded.keys, self.folded.graph.data, self.folded.graph.indices):
             h.update(np.ascontiguousarray(arr).tobytes())
+        if self.folded.term_keys is not None:
+            h.update(self.folded.term_keys.data.tobytes() + self.folded.term_keys.indices.tobytes())
         if self.content.topic_codes is not None:  # the topics= filter and diversity_by="topics" read them
             h.update(json.dumps(self.content.topic_names).encode())
             h.update(np.ascontiguousarray(self.content.topic_codes).tobytes())

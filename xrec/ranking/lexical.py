@@ -1,5 +1,9 @@
 """Lexical item representations: TF-IDF over character n-grams of the item text.
 
+The hybrid's lexical part is exact: a user's profile is the weighted mean of their items'
+TF-IDF rows (:func:`sparse_profiles`) and an item scores its cosine with it, kept sparse (a dense
+reduction lost most of it: 0.014 against 0.024 NDCG@10 on the MovieLens new Spanish catalogue).
+
 Character n-grams match what a multilingual sentence embedding blurs: author names, series and
 proper nouns, identical across the languages of a catalogue ("Harry Potter", "Rowling").
 """
@@ -28,21 +32,20 @@ def char_tfidf(texts: Sequence[str], *, ngrams: tuple[int, int] = (3, 5), min_df
         return sp.csr_matrix((len(texts), 1), dtype=np.float32)
 
 
-#: Dimensions of the dense lexical vectors (:func:`lexical_vectors`).
-LEXICAL_DIMS = 128
+def sparse_profiles(weights: sp.csr_matrix, terms: sp.csr_matrix) -> sp.csr_matrix:
+    """L2-normalised weighted means of the items' ``terms`` rows, one sparse row per user (the
+    lexical twin of :func:`~xrec.ranking.profiles.user_profiles`)."""
+    prof = (weights @ terms).tocsr().astype(np.float32)
+    norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
+    return (sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)) @ prof).tocsr()
 
 
-def lexical_vectors(texts: Sequence[str], dims: int = LEXICAL_DIMS, seed: int = 0) -> np.ndarray:
-    """``[len(texts), <= dims]`` L2-normalised dense lexical vectors: the character n-gram TF-IDF
-    (every n-gram kept, frequent ones too: a year, a genre word) reduced by a seeded truncated SVD,
-    so that a user's lexical profile is a dense mean like the content profile."""
-    from sklearn.decomposition import TruncatedSVD
-
-    x = char_tfidf(texts)
-    k = min(dims, x.shape[0] - 1, x.shape[1] - 1)
-    if k < 1 or x.nnz == 0:
-        return np.zeros((x.shape[0], 1), np.float32)
-    dense = TruncatedSVD(n_components=k, random_state=seed).fit_transform(x).astype(np.float32)
-    norms = np.linalg.norm(dense, axis=1, keepdims=True)
-    np.divide(dense, norms, out=dense, where=norms > 0)
-    return dense
+def without_frequent(terms: sp.csr_matrix, max_df: float) -> sp.csr_matrix:
+    """``terms`` without the n-grams of more than a ``max_df`` share of the rows, rows
+    re-normalised: what :func:`char_tfidf` with ``max_df`` gives (the idf of an n-gram does not
+    depend on the others), without a second pass over the texts."""
+    terms = terms.tocsr()
+    df = np.bincount(terms.indices, minlength=terms.shape[1])
+    kept = terms[:, np.flatnonzero(df <= max_df * terms.shape[0])].tocsr()
+    norms = np.sqrt(np.asarray(kept.multiply(kept).sum(axis=1)).ravel())
+    return (sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)) @ kept).tocsr()

@@ -29,7 +29,7 @@ from xrec.ranking.interactions import Interactions
 if TYPE_CHECKING:
     from xrec.ranking.fitted import FittedRanker, R, RankerFactory
 
-KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 3  # 3: language codes normalised (xrec.languages)
+KIND, FORMAT_VERSION = "xrec.hybrid_ranker", 4  # 4: exact lexical terms (3: language codes normalised)
 #: How to replace a ranker this xrec cannot read (another format version or encoder).
 REBUILD = "refit it with HybridRanker.fit(...) and save it again (xrec run rebuilds the job's ranker)"
 
@@ -40,9 +40,12 @@ def _save_csr(directory: Path, name: str, matrix: sp.csr_matrix) -> None:
         np.save(directory / f"{name}.{part}.npy", getattr(matrix, part), allow_pickle=False)
 
 
-def _load_csr(directory: Path, name: str, n: int) -> sp.csr_matrix:
+def _load_csr(directory: Path, name: str, n: int, columns: int | None = None) -> sp.csr_matrix:
     parts = [np.load(directory / f"{name}.{part}.npy", allow_pickle=False) for part in ("data", "indices", "indptr")]
-    return sp.csr_matrix(tuple(parts), shape=(n, n))
+    try:
+        return sp.csr_matrix(tuple(parts), shape=(n, n if columns is None else columns))
+    except ValueError as exc:
+        raise ArtifactError(f"{directory}: {name}.*.npy is no sparse [{n}, {columns or n}] matrix ({exc})") from exc
 
 
 def save_ranker(ranker: FittedRanker, path: str | os.PathLike[str], *, encoder_fingerprint: str | None = None) -> Path:
@@ -65,8 +68,8 @@ def save_ranker(ranker: FittedRanker, path: str | os.PathLike[str], *, encoder_f
         np.save(tmp / "language_codes.npy", ranker.content.language_codes, allow_pickle=False)
         np.save(tmp / "retired.npy", ranker.retired, allow_pickle=False)
         content = ranker.content
-        if content.lexical is not None:
-            np.save(tmp / "lexical_vectors.npy", content.lexical, allow_pickle=False)
+        if content.terms is not None:
+            _save_csr(graphs, "lexical_terms", content.terms)
         if content.topic_codes is not None:
             np.save(tmp / "topic_codes.npy", content.topic_codes, allow_pickle=False)
             np.save(tmp / "topic_scores.npy", content.topic_scores, allow_pickle=False)
@@ -80,7 +83,7 @@ def save_ranker(ranker: FittedRanker, path: str | os.PathLike[str], *, encoder_f
         meta = {"fusion": ranker.fusion.as_dict(), "config": asdict(ranker.config), "cf": cf,
                 "content_graphs": list(ranker.content.graphs), "languages": ranker.content.languages,
                 "graph_k": ranker.content.k, "metadata_fields": list(ranker.content.metadata or {}),
-                "lexical": ranker.content.lexical is not None,
+                "lexical_terms": None if content.terms is None else int(content.terms.shape[1]),
                 "topics": content.topic_names if content.topic_codes is not None else None}
         (tmp / "ranker.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
         write_manifest(tmp, KIND, FORMAT_VERSION, {
@@ -95,6 +98,12 @@ def _finite(file: Path) -> np.ndarray:
     """A saved float array, refused when it holds NaN or infinity (a checksum does not catch a
     ranker saved from a diverged fit, nor one whose manifest was rewritten)."""
     return check_finite(np.load(file, allow_pickle=False), str(file))
+
+
+def _finite_csr(directory: Path, name: str, n: int, columns: int) -> sp.csr_matrix:
+    matrix = _load_csr(directory, name, n, columns)
+    check_finite(matrix.data, str(directory / f"{name}.data.npy"))
+    return matrix
 
 
 def load_ranker(make_ranker: RankerFactory[R], path: str | os.PathLike[str], *,
@@ -127,7 +136,8 @@ def load_ranker(make_ranker: RankerFactory[R], path: str | os.PathLike[str], *,
         metadata = {f: kept[f"meta_{f}"].to_list() for f in meta["metadata_fields"]} or None
     content = ContentGraphs(graphs, np.load(root / "language_codes.npy", allow_pickle=False), meta["languages"],
                             texts, metadata, meta["graph_k"],
-                            lexical=_finite(root / "lexical_vectors.npy") if meta.get("lexical") else None)
+                            terms=None if meta.get("lexical_terms") is None else _finite_csr(
+                                root / "graphs", "lexical_terms", n_items, meta["lexical_terms"]))
     if meta["topics"] is not None:
         content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
     ranker = make_ranker(inter, _finite(root / "item_vectors.npy"), cf, content,

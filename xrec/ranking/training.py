@@ -44,7 +44,7 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
     default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
     fusion only where it validates at least as well as each of the ranker's own parts."""
-    from xrec.ranking.guard import guard_fusion
+    from xrec.ranking.guard import guard_cold, guard_fusion
 
     slice_ = validation_slice(interactions, config, content.language_codes)
     if slice_ is None:
@@ -67,8 +67,10 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     # judged on the plain held-out interactions: the simulated-cold items are a training device
     plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
     plain.eliminate_zeros()
-    return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                        refit=refit, seed=config.seed, unknowable=~known)
+    guarded = guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
+                           refit=refit, seed=config.seed, unknowable=~known)
+    return guard_cold(fit, guarded, refit=fit.cold_fusion if guarded.kind == "learned" and refit else None,
+                      seed=config.seed)
 
 
 class _Sample:
@@ -139,6 +141,28 @@ class FusionFit:
         if BOOST_FEATURE in fusion.names:
             fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
         return fusion
+
+    def cold_fusion(self, users: np.ndarray | None = None) -> dict[str, float]:
+        """Raw weights of the cold features fitted on the cold sample's users ``users`` (all: None)."""
+        c = self.cold
+        if c is None:
+            return {}
+        rc = c.rows(users)
+        if not c.pos[rc].any():
+            return dict.fromkeys(self.cold_names, 0.0)
+        return Fusion.learn(self.cold_names, c.x[rc], c.pos[rc], c.seen[rc], log_weight=c.log_weight,
+                            l2=self.config.cold_l2).raw
+
+    def recalibrated(self, fusion: Fusion) -> Fusion:
+        """``fusion`` with its cold-item bias set again (:func:`calibrate_cold`), e.g. after its cold
+        weights changed."""
+        if "cold" not in fusion.names:
+            return fusion
+        w, index = self.warm, {n: j for j, n in enumerate(self.names)}
+        out = calibrate_cold(fusion, w.x[..., [index[n] for n in fusion.names]], w.pos, w.seen, w.log_weight,
+                             self.cold_col)
+        out.decision = fusion.decision
+        return out
 
     def spread(self, raw: Mapping[str, float]) -> float:
         """Standard deviation of the fused score ``raw`` over warm items of (up to 64 users of) the warm

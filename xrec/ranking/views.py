@@ -56,8 +56,6 @@ FACTORISED = {
     "cold_popularity": ("one", "cold_popularity"),
     "content": ("profile", "content"),
     "cold_content": ("profile", "cold_content"),
-    "lexical_dense": ("lexical_profile", "lexical_dense"),
-    "cold_lexical_dense": ("lexical_profile", "cold_lexical_dense"),
     "language": ("language_share", "language"),
     "language_other_read": ("other_read", "language"),
     "len_x_popularity": ("length", "popularity"),
@@ -81,6 +79,9 @@ FACTORISED = {
     "topic": ("topic_affinity", "topic"),  # item topics (tags): :mod:`xrec.ranking.topical`
     "cold_topic": ("topic_affinity", "cold_topic"),
 }
+#: Sparse factorised features: ``name -> (user view, item view)``, both sparse: the exact character
+#: n-gram TF-IDF cosine of an item with the user's lexical profile (:mod:`xrec.ranking.lexical`).
+SPARSE_FACTORISED = {"lexical_terms": ("terms", "lexical_terms"), "cold_lexical_terms": ("terms", "cold_lexical_terms")}
 #: Items of the recent history (``recent_content``, ``cf_recent``), by time.
 RECENT_ITEMS = 5
 #: Principal components of the item vectors in ``recent_content``.
@@ -137,13 +138,16 @@ class FeatureViews:
             item["content"] = np.ascontiguousarray(item_vectors, dtype=np.float32)
             item["content"] = item["content"] * (1.0 - cold)[:, None]
             item["cold_content"] = np.ascontiguousarray(item_vectors * cold[:, None], dtype=np.float32)
-        if content.lexical is not None:  # the dense lexical profile (TF-IDF-like, frequent n-grams kept)
-            from xrec.ranking.profiles import history_weights, user_profiles
+        sparse_user: dict[str, sp.csr_matrix] = {}
+        sparse_item: dict[str, sp.csr_matrix] = {}
+        if content.terms is not None:  # the exact lexical profile (every n-gram kept: a year, a genre word)
+            from xrec.ranking.lexical import sparse_profiles
+            from xrec.ranking.profiles import history_weights
 
             ts = timestamps if timestamps is not None and timestamps.nnz else None
-            user["lexical_profile"] = user_profiles(history_weights(self.history, ts), content.lexical)
-            item["lexical_dense"] = np.ascontiguousarray(content.lexical * (1.0 - cold)[:, None], dtype=np.float32)
-            item["cold_lexical_dense"] = np.ascontiguousarray(content.lexical * cold[:, None], dtype=np.float32)
+            sparse_user["terms"] = sparse_profiles(history_weights(self.history, ts), content.terms)
+            sparse_item["lexical_terms"] = (warm_only @ content.terms).tocsr()
+            sparse_item["cold_lexical_terms"] = (cold_only @ content.terms).tocsr()
         if cf is not None:
             user["cf"] = cf.user_factors
             item["cf"] = cf.item_factors
@@ -181,7 +185,9 @@ class FeatureViews:
                 user["cf_recent"] = _sum_rows(item["cf_unit"], recent) / np.maximum(
                     (recent >= 0).sum(axis=1), 1)[:, None]
         self.user_views, self.item_views = user, item
+        self.sparse_user_views, self.sparse_item_views = sparse_user, sparse_item
         names = [n for n, (u, i) in FACTORISED.items() if u in user and i in item]
+        names += [n for n, (u, i) in SPARSE_FACTORISED.items() if u in sparse_user and i in sparse_item]
         self.names = tuple(names + list(graphs))
 
     # ------------------------------------------------------------------ features
@@ -190,6 +196,9 @@ class FeatureViews:
         if name in self.graphs:
             dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
             return np.take_along_axis(dense, items, 1)
+        if name in SPARSE_FACTORISED:
+            user_view, item_view = SPARSE_FACTORISED[name]
+            return gathered_dot(self.sparse_user_views[user_view][rows], self.sparse_item_views[item_view], items)
         user_view, item_view = FACTORISED[name]
         return gathered_dot(self.user_views[user_view][rows], self.item_views[item_view], items)
 
@@ -214,25 +223,34 @@ class FeatureViews:
         for name, w in weights.items():
             if name in self.graphs and w != 0:
                 graph = graph + np.float32(w) * self.graphs[name]
+        terms = [(np.float32(w), SPARSE_FACTORISED[n][1]) for n, w in weights.items()
+                 if n in SPARSE_FACTORISED and w != 0]
+        term_keys = sum((w * self.sparse_item_views[iv] for w, iv in terms[1:]),
+                        terms[0][0] * self.sparse_item_views[terms[0][1]]).tocsr() if terms else None
         return Folded(np.ascontiguousarray(np.hstack(queries), dtype=np.float32),
                       np.ascontiguousarray(np.hstack(keys), dtype=np.float32),
-                      self.history_norm, graph.tocsr())
+                      self.history_norm, graph.tocsr(),
+                      self.sparse_user_views["terms"] if terms else None, term_keys)
 
 
 @dataclass
 class Folded:
-    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph)``."""
+    """Fused scores: ``query[u] @ keys.T + (history_norm[u] @ graph) + term_query[u] @ term_keys.T``."""
 
     query: np.ndarray  #: ``[n_users, d]``
     keys: np.ndarray  #: ``[n_items, d]``
     history_norm: sp.csr_matrix  #: ``[n_users, n_items]``
     graph: sp.csr_matrix  #: ``[n_items, n_items]``
+    term_query: sp.csr_matrix | None = None  #: ``[n_users, vocabulary]`` lexical profiles (None: no terms)
+    term_keys: sp.csr_matrix | None = None  #: ``[n_items, vocabulary]`` weighted TF-IDF rows
 
     def scores(self, rows: np.ndarray) -> np.ndarray:
         """Dense ``[len(rows), n_items]`` fused scores."""
         out = self.query[rows] @ self.keys.T
         if self.graph.nnz:
             out += np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
+        if self.term_keys is not None and self.term_query is not None:
+            out += (self.term_query[rows] @ self.term_keys.T).toarray()
         return out
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
@@ -241,12 +259,17 @@ class Folded:
         if self.graph.nnz:
             dense = np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
             out += np.take_along_axis(dense, items, 1)
+        if self.term_keys is not None and self.term_query is not None:
+            out += gathered_dot(self.term_query[rows], self.term_keys, items)
         return out
 
 
-def gathered_dot(users: np.ndarray, item_view: np.ndarray, items: np.ndarray) -> np.ndarray:
+def gathered_dot(users: np.ndarray | sp.csr_matrix, item_view: np.ndarray | sp.csr_matrix,
+                 items: np.ndarray) -> np.ndarray:
     """``users[b] @ item_view[items[b, c]]`` for every ``b, c``, as one matrix product over the
-    distinct items (never materialising ``[b, c, d]``)."""
+    distinct items (never materialising ``[b, c, d]``); dense or sparse views."""
     unique, inverse = np.unique(items, return_inverse=True)
     dense = users @ item_view[unique].T
+    if sp.issparse(dense):
+        dense = dense.toarray()
     return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)
