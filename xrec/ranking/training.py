@@ -172,6 +172,10 @@ class FusionFit:
         return float(np.std(scores))
 
 
+#: The largest share of the read items made cold to stand for an unread language's catalogue.
+MAX_COLD_BLOCK = 0.3
+
+
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
                      ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
     """``(fit interactions, validation positives, simulated-cold items)`` or None when there are none.
@@ -199,6 +203,17 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
         if (counts > 0).sum() > 1:
             simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
+        # a language nobody has read yet (a new catalogue): a random block of read items as large
+        # is made cold too, so that the cold fit learns how a block added at once is found (the
+        # time cut alone teaches it about new releases, which a new catalogue is not)
+        everything = np.bincount(language_codes[language_codes >= 0], minlength=len(counts))
+        read_items = np.zeros(len(items), bool)
+        read_items[items.index(frame["item_id"])] = True
+        unread = int(everything[(everything > 0) & (np.bincount(
+            language_codes[read_items & (language_codes >= 0)], minlength=len(counts)) == 0)].sum())
+        if unread:
+            share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
+            simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():
         moved = pl.Series(simulated[items.index(train["item_id"])])
         val = pl.concat([val, train.filter(moved)], how="vertical_relaxed")
