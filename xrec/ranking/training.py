@@ -42,7 +42,7 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
     default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
     fusion only where it validates at least as well as each of the ranker's own parts."""
-    from xrec.ranking.guard import guard_cold, guard_fusion
+    from xrec.ranking.guard import guard_fusion
 
     slice_ = validation_slice(interactions, config, content.language_codes)
     if slice_ is None:
@@ -65,10 +65,8 @@ def learn_fusion(make_ranker: Callable[..., HybridRanker], interactions: Interac
     # judged on the plain held-out interactions: the simulated-cold items are a training device
     plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
     plain.eliminate_zeros()
-    guarded = guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                           refit=refit, seed=config.seed, unknowable=~known)
-    return guard_cold(fit, guarded, refit=fit.cold_fusion if guarded.kind == "learned" and refit else None,
-                      seed=config.seed)
+    return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
+                        refit=refit, seed=config.seed, unknowable=~known)
 
 
 class _Sample:
@@ -140,28 +138,6 @@ class FusionFit:
             fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
         return fusion
 
-    def cold_fusion(self, users: np.ndarray | None = None) -> dict[str, float]:
-        """Raw weights of the cold features fitted on the cold sample's users ``users`` (all: None)."""
-        c = self.cold
-        if c is None:
-            return {}
-        rc = c.rows(users)
-        if not c.pos[rc].any():
-            return dict.fromkeys(self.cold_names, 0.0)
-        return Fusion.learn(self.cold_names, c.x[rc], c.pos[rc], c.seen[rc], log_weight=c.log_weight,
-                            l2=self.config.cold_l2).raw
-
-    def recalibrated(self, fusion: Fusion) -> Fusion:
-        """``fusion`` with its cold-item bias set again (:func:`calibrate_cold`), e.g. after its cold
-        weights changed."""
-        if "cold" not in fusion.names:
-            return fusion
-        w, index = self.warm, {n: j for j, n in enumerate(self.names)}
-        out = calibrate_cold(fusion, w.x[..., [index[n] for n in fusion.names]], w.pos, w.seen, w.log_weight,
-                             self.cold_col)
-        out.decision = fusion.decision
-        return out
-
     def spread(self, raw: Mapping[str, float]) -> float:
         """Standard deviation of the fused score ``raw`` over warm items of (up to 64 users of) the warm
         fit sample, without the cold-item bias and the language boost (offsets, not evidence)."""
@@ -174,6 +150,8 @@ class FusionFit:
 
 #: The largest share of the read items made cold to stand for an unread language's catalogue.
 MAX_COLD_BLOCK = 0.3
+#: Fewer items than this in unread languages: no block is simulated (a language of a few items).
+MIN_COLD_BLOCK = 20
 
 
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
@@ -211,7 +189,7 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         read_items[items.index(frame["item_id"])] = True
         unread = int(everything[(everything > 0) & (np.bincount(
             language_codes[read_items & (language_codes >= 0)], minlength=len(counts)) == 0)].sum())
-        if unread:
+        if unread >= MIN_COLD_BLOCK:
             share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
             simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():
