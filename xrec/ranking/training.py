@@ -150,7 +150,7 @@ class FusionFit:
 
 #: The largest share of the read items made cold to stand for an unread language's catalogue.
 MAX_COLD_BLOCK = 0.3
-#: Fewer items than this in unread languages: no block is simulated (a language of a few items).
+#: An unread language of fewer items than this is no new catalogue (no block is simulated for it).
 MIN_COLD_BLOCK = 20
 
 
@@ -187,9 +187,9 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         everything = np.bincount(language_codes[language_codes >= 0], minlength=len(counts))
         read_items = np.zeros(len(items), bool)
         read_items[items.index(frame["item_id"])] = True
-        unread = int(everything[(everything > 0) & (np.bincount(
+        unread = int(everything[(everything >= MIN_COLD_BLOCK) & (np.bincount(
             language_codes[read_items & (language_codes >= 0)], minlength=len(counts)) == 0)].sum())
-        if unread >= MIN_COLD_BLOCK:
+        if unread:
             share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
             simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():
