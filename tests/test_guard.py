@@ -139,52 +139,34 @@ def test_the_lexical_part_scores_as_tfidf_does(headlines, tmp_path):
     np.testing.assert_allclose(loaded.folded.scores(rows[:5]), ranker.folded.scores(rows[:5]), rtol=1e-5, atol=1e-6)
 
 
-class _ColdSample:
-    """The cold fit sample of :class:`~xrec.ranking.training.FusionFit`, given as arrays."""
-
-    def __init__(self, x: np.ndarray, pos: np.ndarray):
-        self.x, self.pos = x, pos
-        self.seen = np.zeros(pos.shape, bool)
-        self.users = np.arange(pos.shape[0])
-        self.log_weight = None
 
 
-class _Fit:
-    """What :func:`guard_cold` reads of a fit: the cold sample, its feature names, the recalibration."""
+def test_an_unread_language_catalogue_is_stood_for_by_a_block_of_read_items(data_dir):
+    """The news catalogue with its 54 English items never read (a new catalogue in English): the
+    validation slice also makes a random block of read items cold (up to 30% of them; their
+    readers teach the cold fit how a block added at once is found). Read in every language, it
+    makes no block: only the second most-read language is made cold."""
+    import polars as pl
+    from xrec.ranking.config import HybridConfig
+    from xrec.ranking.interactions import Interactions
+    from xrec.ranking.training import validation_slice
 
-    def __init__(self, cold: _ColdSample, names: tuple[str, ...]):
-        self.cold, self.cold_names, self.recalibrated_calls = cold, list(names), 0
-
-    def recalibrated(self, fusion):
-        self.recalibrated_calls += 1
-        return fusion
-
-
-def test_the_cold_guard_replaces_a_cold_side_that_ranks_against_the_evidence():
-    """Cold items ranked by the fusion's cold side against a part alone: a cold side that inverts the
-    lexical evidence gives way to a part (warm weights untouched); one that uses both stays."""
-    from xrec.ranking.guard import guard_cold
-
-    rng = np.random.default_rng(0)
-    users, items = 60, 40
-    lexical = rng.normal(size=(users, items)).astype(np.float32)
-    content = rng.normal(size=(users, items)).astype(np.float32)
-    pos = np.zeros((users, items), bool)
-    pos[np.arange(users), (lexical + content).argmax(axis=1)] = True  # both kinds of evidence count
-    x = np.stack([content, lexical], axis=-1)
-    names = ("cf", "cold_content", "cold_lexical_terms", "cold")
-    fit = _Fit(_ColdSample(x, pos), ("cold_content", "cold_lexical_terms"))
-    inverted = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": -1.0, "cold": -2.0},
-                               np.ones(4), "learned")
-    fixed = guard_cold(fit, inverted)
-    chosen = fixed.decision["cold"]["chosen"]
-    assert chosen != "fusion"
-    assert fixed.raw["cold_lexical_terms"] > 0  # the part (alone, or added to the fusion) outweighs the inversion
-    assert fixed.raw["cf"] == pytest.approx(1.5) and fit.recalibrated_calls == 1
-    sound = Fusion.from_raw(names, {"cf": 1.5, "cold_content": 1.0, "cold_lexical_terms": 1.0, "cold": -2.0},
-                            np.ones(4), "learned")
-    kept = guard_cold(fit, sound)
-    assert kept.decision["cold"]["chosen"] == "fusion" and kept.raw == pytest.approx(sound.raw)
-    # too few cold positives to judge: nothing changes, nothing is claimed
-    few = _Fit(_ColdSample(x[:5], pos[:5]), ("cold_content", "cold_lexical_terms"))
-    assert guard_cold(few, inverted) is inverted and inverted.decision is None
+    folder = data_dir / "catalogues" / "news"
+    items = pl.read_csv(folder / "item_languages.csv")  # item_id, lang (ground truth)
+    names, language_codes = np.unique(items["lang"].to_numpy(), return_inverse=True)
+    english = items["lang"].to_numpy() == "en"
+    frame = pl.read_csv(folder / "interactions.csv").drop("timestamp")
+    for read_english in (True, False):
+        unread = items.filter(pl.Series(english))["item_id"].implode()
+        kept = frame if read_english else frame.filter(~pl.col("item_id").is_in(unread))
+        data = Interactions.build(kept, items["item_id"])
+        read = np.diff(data.matrix.tocsc().indptr) > 0
+        _, _, simulated = validation_slice(data, HybridConfig(), language_codes.astype(np.int64))
+        whole = [c for c in np.unique(language_codes[simulated]) if simulated[language_codes == c].all()]
+        assert len(whole) >= 1  # the second most-read language
+        block = simulated & ~np.isin(language_codes, whole)
+        if read_english:
+            assert not block.any()
+        else:
+            assert not simulated[english].any() and read[block].all()
+            assert 0.1 * read.sum() <= block.sum() <= 0.45 * read.sum(), (block.sum(), read.sum())

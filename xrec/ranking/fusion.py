@@ -107,11 +107,6 @@ class Fusion:
             shown = ", ".join(f"{name} {value:.4f}" for name, value in figures.items() if " x" not in name)
             out += (f" (chosen on {self.decision['validation_users']} validation users; "
                     f"NDCG@10 {figures[self.decision['chosen']]:.4f}; {shown})")
-        cold = (self.decision or {}).get("cold")
-        if cold:
-            shown = ", ".join(f"{name} {value:.4f}" for name, value in cold["validation"].items())
-            out += (f"; cold items: {cold['chosen']} (NDCG@10 among cold items on {cold['validation_users']} "
-                    f"users: {shown})")
         return out
 
     def as_dict(self) -> dict:

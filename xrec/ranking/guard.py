@@ -24,16 +24,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.views import FeatureViews
-
-if TYPE_CHECKING:
-    from xrec.ranking.training import FusionFit
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +42,6 @@ PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "cf": (lambda n: n == "cf",),
     "popularity": (lambda n: n == "popularity",),
 }
-#: The parts on the cold side: their features that score cold items (the first that exists).
-COLD_PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
-    "content": (lambda n: n == "cold_content",),
-    "lexical": (lambda n: n == "cold_lexical_terms", lambda n: n.startswith("lexical_") and n.endswith("_to_cold")),
-    "cf": (lambda n: n == "cold_cf",),
-    "popularity": (lambda n: n == "cold_popularity",),
-}
-#: Fewer cold validation positives than this: the cold side is not judged.
-MIN_COLD_POSITIVES = 20
 #: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
 SHRINK = (1.0, 4.0)
 #: The parts a fusion is shrunk toward (the evidence that carries a small catalogue).
@@ -83,11 +70,10 @@ def candidates(parts: Sequence[str], base: str) -> list[Candidate]:
     return out
 
 
-def part_weights(names: Sequence[str], table: Mapping[str, tuple[Callable[[str], bool], ...]] = PARTS
-                 ) -> dict[str, dict[str, float]]:
-    """Raw weights of each part (of ``table``) present among the fusion's feature ``names``."""
+def part_weights(names: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Raw weights of each part present among the fusion's feature ``names``."""
     out = {}
-    for part, members in table.items():
+    for part, members in PARTS.items():
         for member in members:
             weights = {n: 1.0 for n in names if member(n)}
             if weights:
@@ -200,71 +186,3 @@ def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen
              figures[best.name], shown)
     return chosen
 
-
-def guard_cold(fit: FusionFit, fusion: Fusion, *, refit: Callable[[np.ndarray], dict[str, float]] | None = None,
-               seed: int = 0) -> Fusion:
-    """``fusion``, or ``fusion`` whose cold side (the weights of the features that score cold items)
-    is replaced by a part's cold features alone (:data:`COLD_PARTS`), where that part ranks the cold
-    items of the fit's cold sample better by more than :data:`MARGIN` standard errors.
-
-    The whole-catalogue guard cannot see the cold side: few validation positives are cold. Here
-    each user of the cold sample ranks the cold items only. ``refit(users)`` (the cold weights
-    fitted on ``users``) cross-fits the fusion's own cold side on two folds; without it the
-    fusion's cold weights are judged as they are. The decision goes into ``decision["cold"]``."""
-    c = fit.cold
-    if c is None:
-        return fusion
-    rows = np.flatnonzero(c.pos.any(axis=1))
-    if len(rows) < 4 or c.pos[rows].sum() < MIN_COLD_POSITIVES:
-        return fusion
-    names = list(fit.cold_names)
-    parts = part_weights(names, COLD_PARTS)
-    if not parts:
-        return fusion
-    truth = sp.csr_matrix(c.pos[rows].astype(np.float32))
-
-    def ndcg(raw: Mapping[str, float], subset: np.ndarray) -> np.ndarray:
-        w = np.array([raw.get(n, 0.0) for n in names], np.float32)
-        scores = c.x[rows[subset]] @ w
-        scores[c.seen[rows[subset]]] = -np.inf
-        return ndcg_at_k(scores, truth[subset])
-
-    own = {n: fusion.raw.get(n, 0.0) for n in names}
-
-    def spread(raw: Mapping[str, float]) -> float:
-        w = np.array([raw.get(n, 0.0) for n in names], np.float32)
-        return float(np.std((c.x[rows[:64]] @ w)[~c.seen[rows[:64]]]))
-
-    def mix(base: Mapping[str, float], option: Candidate) -> dict[str, float]:
-        if option.part is None:
-            return dict(base)
-        part = parts[option.part]
-        unit = spread(base) / max(spread(part), 1e-12)
-        if np.isinf(option.gamma):
-            return {n: part.get(n, 0.0) * unit for n in names}
-        return {n: base.get(n, 0.0) + option.gamma * unit * part.get(n, 0.0) for n in names}
-
-    options = candidates(list(parts), "fusion")
-    everyone = np.arange(len(rows))
-    if refit is not None:
-        fold = np.random.default_rng(seed).permutation(len(rows)) % 2
-        bases = [(everyone[fold == f], refit(c.users[rows[fold != f]])) for f in (0, 1)]
-    else:
-        bases = [(everyone, own)]
-    per_user = {o.name: np.concatenate([ndcg(mix(base, o), subset) for subset, base in bases]) for o in options}
-    figures = {k: float(v.mean()) for k, v in per_user.items()}
-    best = max(options, key=lambda o: figures[o.name])
-    diff = per_user[best.name] - per_user["fusion"]
-    if best.part is None or diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(len(diff)):
-        best = options[0]
-    decision = {"chosen": best.name, "validation_users": int(len(rows)), "cross_fitted": refit is not None,
-                "validation": {k: round(v, 5) for k, v in figures.items()}}
-    log.info("fusion, cold items: %s chosen on %d validation users (NDCG@10 among cold items: %s)", best.name,
-             len(rows), ", ".join(f"{k} {v:.4f}" for k, v in figures.items() if " x" not in k))
-    out = fusion
-    if best.part is not None:
-        raw = {n: v for n, v in fusion.raw.items() if n not in names}
-        raw.update(mix(own, best))
-        out = fit.recalibrated(Fusion.from_raw(fusion.names, raw, fusion.scale, kind=fusion.kind))
-    out.decision = {**(fusion.decision or {}), "cold": decision}
-    return out

@@ -44,7 +44,7 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
     default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
     fusion only where it validates at least as well as each of the ranker's own parts."""
-    from xrec.ranking.guard import guard_cold, guard_fusion
+    from xrec.ranking.guard import guard_fusion
 
     slice_ = validation_slice(interactions, config, content.language_codes)
     if slice_ is None:
@@ -67,10 +67,8 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     # judged on the plain held-out interactions: the simulated-cold items are a training device
     plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
     plain.eliminate_zeros()
-    guarded = guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                           refit=refit, seed=config.seed, unknowable=~known)
-    return guard_cold(fit, guarded, refit=fit.cold_fusion if guarded.kind == "learned" and refit else None,
-                      seed=config.seed)
+    return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
+                        refit=refit, seed=config.seed, unknowable=~known)
 
 
 class _Sample:
@@ -142,28 +140,6 @@ class FusionFit:
             fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
         return fusion
 
-    def cold_fusion(self, users: np.ndarray | None = None) -> dict[str, float]:
-        """Raw weights of the cold features fitted on the cold sample's users ``users`` (all: None)."""
-        c = self.cold
-        if c is None:
-            return {}
-        rc = c.rows(users)
-        if not c.pos[rc].any():
-            return dict.fromkeys(self.cold_names, 0.0)
-        return Fusion.learn(self.cold_names, c.x[rc], c.pos[rc], c.seen[rc], log_weight=c.log_weight,
-                            l2=self.config.cold_l2).raw
-
-    def recalibrated(self, fusion: Fusion) -> Fusion:
-        """``fusion`` with its cold-item bias set again (:func:`calibrate_cold`), e.g. after its cold
-        weights changed."""
-        if "cold" not in fusion.names:
-            return fusion
-        w, index = self.warm, {n: j for j, n in enumerate(self.names)}
-        out = calibrate_cold(fusion, w.x[..., [index[n] for n in fusion.names]], w.pos, w.seen, w.log_weight,
-                             self.cold_col)
-        out.decision = fusion.decision
-        return out
-
     def spread(self, raw: Mapping[str, float]) -> float:
         """Standard deviation of the fused score ``raw`` over warm items of (up to 64 users of) the warm
         fit sample, without the cold-item bias and the language boost (offsets, not evidence)."""
@@ -172,6 +148,12 @@ class FusionFit:
                            dtype=np.float32)
         scores = (x.reshape(-1, len(self.names)) @ weights) if x.size else np.zeros(1)
         return float(np.std(scores))
+
+
+#: The largest share of the read items made cold to stand for an unread language's catalogue.
+MAX_COLD_BLOCK = 0.3
+#: An unread language of fewer items than this is no new catalogue (no block is simulated for it).
+MIN_COLD_BLOCK = 20
 
 
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
@@ -201,6 +183,17 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
         if (counts > 0).sum() > 1:
             simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
+        # a language nobody has read yet (a new catalogue): a random block of read items as large
+        # is made cold too, so that the cold fit learns how a block added at once is found (the
+        # time cut alone teaches it about new releases, which a new catalogue is not)
+        everything = np.bincount(language_codes[language_codes >= 0], minlength=len(counts))
+        read_items = np.zeros(len(items), bool)
+        read_items[items.index(frame["item_id"])] = True
+        unread = int(everything[(everything >= MIN_COLD_BLOCK) & (np.bincount(
+            language_codes[read_items & (language_codes >= 0)], minlength=len(counts)) == 0)].sum())
+        if unread:
+            share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
+            simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():
         moved = pl.Series(simulated[items.index(train["item_id"])])
         val = pl.concat([val, train.filter(moved)], how="vertical_relaxed")
