@@ -21,7 +21,7 @@ from xrec.ranking.cf import FactorModel
 from xrec.ranking.config import BOOST_FEATURE, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
-from xrec.ranking.interactions import Interactions, random_split, temporal_split
+from xrec.ranking.interactions import IdMap, Interactions, random_split, temporal_split
 from xrec.ranking.views import is_cold_feature
 
 if TYPE_CHECKING:
@@ -156,6 +156,16 @@ MAX_COLD_BLOCK = 0.3
 MIN_COLD_BLOCK = 20
 
 
+def unread_catalogue(items: IdMap, frame: pl.DataFrame, language_codes: np.ndarray) -> int:
+    """Items of the languages (of at least :data:`MIN_COLD_BLOCK` items) nobody in ``frame`` has read."""
+    read_items = np.zeros(len(items), bool)
+    read_items[items.index(frame["item_id"])] = True
+    known = language_codes >= 0
+    everything = np.bincount(language_codes[known], minlength=int(language_codes.max()) + 1)
+    read = np.bincount(language_codes[read_items & known], minlength=len(everything))
+    return int(everything[(everything >= MIN_COLD_BLOCK) & (read == 0)].sum())
+
+
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
                      ) -> tuple[Interactions, sp.csr_matrix, np.ndarray] | None:
     """``(fit interactions, validation positives, simulated-cold items)`` or None when there are none.
@@ -168,7 +178,9 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
     fusion as much about cold items, and a random cold block cost new-language NDCG).
     With ``cold_language`` and item languages, every item of the most-read language after the
     majority one is made cold too: a simulated new-language catalogue, whose readers teach the
-    fusion how cold items are found across languages."""
+    fusion how cold items are found across languages. Where users read one language only and a
+    language nobody has read is in the catalogue, a random block of read items stands for it
+    (:func:`unread_catalogue`)."""
     frame = interactions.frame
     if interactions.has_timestamps:
         train, val = temporal_split(frame, config.validation_fraction, min_test=0)
@@ -183,15 +195,13 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
         if (counts > 0).sum() > 1:
             simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
-        # a language nobody has read yet (a new catalogue): a random block of read items as large
-        # is made cold too, so that the cold fit learns how a block added at once is found (the
-        # time cut alone teaches it about new releases, which a new catalogue is not)
-        everything = np.bincount(language_codes[language_codes >= 0], minlength=len(counts))
-        read_items = np.zeros(len(items), bool)
-        read_items[items.index(frame["item_id"])] = True
-        unread = int(everything[(everything >= MIN_COLD_BLOCK) & (np.bincount(
-            language_codes[read_items & (language_codes >= 0)], minlength=len(counts)) == 0)].sum())
-        if unread:
+        elif unread := unread_catalogue(items, frame, language_codes):
+            # readers of one language and a language nobody has read yet (a new catalogue): no
+            # language can stand for it, so a random block of read items as large is made cold,
+            # and the cold fit learns how a block added at once is found (the time cut alone
+            # teaches it about new releases, which a new catalogue is not)
+            read_items = np.zeros(len(items), bool)
+            read_items[items.index(frame["item_id"])] = True
             share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
             simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():
