@@ -118,6 +118,23 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     rec_cfg = config["recommend"]
     k = int(rec_cfg["k"])
     languages = items["lang"].to_list() if catalogue.languages else None
+    graphs: dict[str, Any] = {}
+
+    def content_graphs(langs: list[str | None] | None) -> Any:
+        """The hybrid's content graphs of the catalogue, built once a run for the three stages that
+        fit it (the same vectors, texts and metadata; ``langs`` as the stage passes them)."""
+        from xrec.languages import item_codes
+        from xrec.progress import phase
+        from xrec.ranking.config import HybridConfig
+        from xrec.ranking.views import ContentGraphs
+
+        codes = item_codes(langs)
+        if graphs.get("languages", ()) != codes:
+            with phase("hybrid: content graphs (embedding, lexical, metadata)"):
+                graphs.update(languages=codes, graphs=ContentGraphs.build(
+                    vectors, texts=items["text"].to_list(), languages=codes, metadata=catalogue.metadata,
+                    k=HybridConfig().graph_k))
+        return graphs["graphs"]
 
     def build_recommendations(tmp: Path) -> dict[str, Any]:
         from xrec.ranking.batch import recommend_to_parquet
@@ -125,7 +142,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
         _say("fitting the hybrid ranker (ALS, content graphs, learned fusion)")
         ranker = HybridRanker.fit(interactions, vectors, texts=items["text"].to_list(), languages=languages,
-                                  metadata=catalogue.metadata)
+                                  metadata=catalogue.metadata, content=content_graphs(languages))
         ranker.save(tmp / "ranker", encoder_fingerprint=encoder.fingerprint)
         users = interactions.users.ids
         _say(f"recommending top-{k} for {len(users)} users ({engine} engine)")
@@ -154,7 +171,9 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
             train, test, how = held
             split = split_of(items, train, test, how, source=catalogue.files[1].parent,
                              new_language=protocol_language, metadata=catalogue.metadata)
-            return evaluation_stage(tmp, split, vectors, None if protocol_language else (models or None))
+            langs = split.items["lang"].to_list() if "lang" in split.items.columns else None
+            return evaluation_stage(tmp, split, vectors, None if protocol_language else (models or None),
+                                    content=content_graphs(langs))
         return build
 
     stage("evaluation", {**base_key, "models": models, "stage": 3}, evaluation(None))

@@ -12,12 +12,14 @@ import polars as pl
 from xrec.artifacts import write_json
 
 
-def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None) -> dict[str, Any]:
+def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None,
+                     content: Any = None) -> dict[str, Any]:
     """Every model side by side on a held-out ``split`` of the catalogue (or the new-language
-    protocol) -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
+    protocol) -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``. ``content``:
+    the catalogue's content graphs when already built (:func:`xrec.evaluation.recs.build_models`)."""
     from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
 
-    report = evaluate_recs(split, vectors, models, progress=True)
+    report = evaluate_recs(split, vectors, models, progress=True, content=content)
     write_json(out / "evaluation.json", report)
     (out / "evaluation.txt").write_text(format_report(report) + "\n", encoding="utf-8")
     plot_report(report, out / "metrics_by_model.png")
