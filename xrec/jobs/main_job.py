@@ -38,6 +38,10 @@ from xrec.stages import StageRunner, file_digest
 
 log = logging.getLogger(__name__)
 
+#: The prefix kind of the topic stages' texts: the catalogue's (:func:`xrec.ranking.content.item_vectors`),
+#: so that the topic head tags the catalogue's vectors and no text is embedded twice in a run.
+TOPIC_KIND = "passage"
+
 
 def _say(message: str) -> None:
     print(f"[xrec] {message}", file=sys.stderr, flush=True)
@@ -101,8 +105,10 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     with runner.timed("embeddings"):
         vectors = item_vectors(encoder, items, store=store_dir / "catalogue.parquet", progress=True)
         if sib_test is not None:
-            # the topic stage's own store of the test split: it tags and evaluates with these vectors
-            sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True)
+            # the topic stage's own store of the test split: it tags and evaluates with these vectors,
+            # embedded as passages like the catalogue, which the topic head then tags without embedding again
+            sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True,
+                                      kind=TOPIC_KIND)
     base_key = {"encoder": encoder.fingerprint, "encoder_path": getattr(encoder, "path", None),
                 "catalogue": {p.name: file_digest(p) for p in catalogue.files},
                 "items": {k: v for k, v in config["items"].items() if k != "path"},
@@ -185,23 +191,23 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
-        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors)
+        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors,
+                            text_kind=TOPIC_KIND)
 
-    if sib_dir is not None:  # 2: tags carry topic_support; 3: one trained classifier
+    if sib_dir is not None:  # 2: tags carry topic_support; 3: one trained classifier; 4: on passage vectors
         stage("topics", {"encoder": encoder.fingerprint, "encoder_path": base_key["encoder_path"],
-                         "sib200": _digests(sib_dir), "train_lang": train_lang, "stage": 3}, build_topics)
+                         "sib200": _digests(sib_dir), "train_lang": train_lang, "stage": 4}, build_topics)
 
     def build_book_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import book_topics_stage
 
-        return book_topics_stage(tmp, dirs["topics"] / "model", encoder, items, interactions.matrix,
-                                 dirs["recommendations"] / "recommendations.parquet",
-                                 store_dir / "catalogue_query.parquet")
+        return book_topics_stage(tmp, dirs["topics"] / "model", encoder, items, vectors, interactions.matrix,
+                                 dirs["recommendations"] / "recommendations.parquet")
 
-    if "topics" in dirs and "recommendations" in dirs:
+    if "topics" in dirs and "recommendations" in dirs:  # 3: the catalogue's own vectors, not embedded again
         stage("book_topics", {**base_key, "model": _digests(dirs["topics"] / "model"),
                               "recommendations": file_digest(dirs["recommendations"] / "recommendations.parquet"),
-                              "stage": 2}, build_book_topics)
+                              "stage": 3}, build_book_topics)
 
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config["neighbours"]["k"])
