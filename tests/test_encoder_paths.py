@@ -62,6 +62,19 @@ def test_auto_takes_the_measurement_cached_for_this_machine(tmp_path, monkeypatc
     assert load_encoder("bundled", device="cpu", precision="int8").path == auto.path("int8")
 
 
+def test_each_environment_keeps_its_own_measurement(monkeypatch):
+    """Two environments on one machine (say, one without OpenVINO) each keep their measurement
+    instead of measuring again in turn; the same environment finds the same file."""
+    hashes = auto.model_hashes("bundled")
+    here = auto.choice_file(hashes)
+    assert auto.choice_file(hashes) == here
+    real = auto.machine()
+    monkeypatch.setattr(auto, "machine", lambda: {**real, "versions": {**real["versions"], "openvino": "other"}})
+    other = auto.choice_file(hashes)
+    assert other != here and other.parent == here.parent
+    assert other.name.split("-auto-")[0] == here.name.split("-auto-")[0]  # the same model
+
+
 @pytest.mark.slow
 def test_measure_chooses_the_fastest_faithful_path():
     from xrec.encoders.onnx_encoder import ONNX_PRECISIONS
@@ -73,6 +86,7 @@ def test_measure_chooses_the_fastest_faithful_path():
     faithful = [name for name, p in paths.items() if p["cosine_min"] >= auto.MIN_COSINE]
     assert result["chosen"] == max(faithful, key=lambda n: paths[n]["texts_per_s"])
     assert all(p["texts_per_s"] > 0 and p["path"] == auto.path(n) for n, p in paths.items())
+    assert all(1 <= p["rounds"] <= auto.ROUNDS for p in paths.values()) and paths["fp32"]["rounds"] == auto.ROUNDS
     assert set(paths) | set(result["skipped"]) == {"fp32", *ONNX_PRECISIONS}
 
 

@@ -98,6 +98,10 @@ def test_main_job_writes_every_output_and_reuses_stages(small_data, job_out):
     books = pl.read_parquet(out / "book_topics.parquet")  # the catalogue tagged by the same head
     assert books["item_id"].is_unique().all() and set(books["topic"].unique()) <= labels
     assert books["topic_score"].is_between(0, 1).all()
+    # ... trained on passage vectors: it tags the catalogue's own vectors, no text is embedded twice
+    model = json.loads((out / "stages" / "topics" / "model" / "manifest.json").read_text())
+    assert model["text_kind"] == "passage"
+    assert sorted(p.name for p in (out / "stages" / "embeddings").glob("*.parquet")) == ["catalogue.parquet"]
     report = (out / "report.md").read_text(encoding="utf-8")
     for section in ("## Recommendations", "## Recommendation quality", "## New-language protocol",
                     "## Topic tags", "## Topics at work", "## Cross-language neighbours", "## Retrieval latency"):

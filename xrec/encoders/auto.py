@@ -2,11 +2,12 @@
 
 The first time ``auto`` is asked for on a CPU, each CPU path (torch fp32, the reference; ONNX
 Runtime fp32 and int8; OpenVINO int8 where ``openvino`` is installed) embeds a fixed multilingual
-sample (``auto_sample.txt``: 96 SIB-200 sentences of 12 languages). A path is faithful when every
-vector's cosine to torch fp32 is at least :data:`MIN_COSINE`; the fastest faithful path is chosen.
-The measurement is written atomically as JSON beside the model's exported graphs, with the CPU,
-core count and library versions it was made on, and is made again only when one of those changes
-(or the exported graphs' format does). ``xrec bench encoder`` and the service's ``/health`` show it.
+sample (``auto_sample.txt``: 96 SIB-200 sentences of 12 languages), one path at a time in a child
+process. A path is faithful when every vector's cosine to torch fp32 is at least
+:data:`MIN_COSINE`; the fastest faithful path is chosen. The measurement is written atomically as
+JSON beside the model's exported graphs, in a file named by the model's files and by the CPU, core
+count and library versions it was made on: it is made again only when one of those changes (or the
+exported graphs' format does). ``xrec bench encoder`` and the service's ``/health`` show it.
 
 Every encoder names its :func:`path` (``torch-fp32``, ``int8/onnx-v3``, ...); embedding stores
 record it and never reuse vectors of another path (:mod:`xrec.store`).
@@ -35,12 +36,16 @@ from xrec.errors import ModelError
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: paths measured one at a time, timed on every other sample text
 #: The least cosine to torch fp32, over every sample sentence, of a path ``auto`` may choose.
 MIN_COSINE = 0.99
-#: The CPU paths ``auto`` measures (precision names of ``load_encoder``); torch fp32 is the reference.
-CANDIDATES = ("fp32", "onnx-fp32", "int8", "ov-int8")
+#: The CPU paths ``auto`` measures (precision names of ``load_encoder``), in the order measured:
+#: torch fp32 first (the reference), then the usually fastest, against which the others are timed.
+CANDIDATES = ("fp32", "int8", "ov-int8", "onnx-fp32")
 ROUNDS = 3
+#: A path whose first timed pass runs at under this share of the best faithful rate so far is
+#: timed no more (it cannot be chosen).
+DOMINATED = 0.75
 
 
 def path(precision: str, device: str = "cpu") -> str:
@@ -87,11 +92,14 @@ def machine() -> dict[str, Any]:
 
 
 def choice_file(file_hashes: Mapping[str, str]) -> Path:
-    """Where the measurement for the model with ``file_hashes`` is kept (beside its ONNX export)."""
+    """Where this machine's measurement of the model with ``file_hashes`` is kept (beside its ONNX
+    export): one file per model and :func:`machine` (CPU, cores, runtime versions), so that two
+    environments on one machine (say, with and without OpenVINO) each keep their own."""
     from xrec.encoders.bundled import cache_dir
 
     key = hashlib.sha256(json.dumps(dict(sorted(file_hashes.items()))).encode()).hexdigest()[:20]
-    return cache_dir() / "onnx" / f"{key}-auto.json"
+    where = hashlib.sha256(json.dumps(machine(), sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "onnx" / f"{key}-auto-{where}.json"
 
 
 def cached_choice(file_hashes: Mapping[str, str]) -> dict[str, Any] | None:
@@ -167,36 +175,50 @@ def measure_model(model: str = "bundled") -> dict[str, Any]:
 
 
 def measure(build: Callable[[str], Any], texts: list[str] | None = None, batch_size: int = 32) -> dict[str, Any]:
-    """Texts/s and cosine to torch fp32 of every candidate path on ``texts`` (default: :func:`sample`)."""
+    """Texts/s and cosine to torch fp32 of every candidate path on ``texts`` (default: :func:`sample`).
+
+    One path at a time, each freed before the next loads (the peak memory is one path's, not the sum
+    of all): torch fp32 first, whose vectors are the reference; each path's first pass over ``texts``
+    is its warm-up and its faithfulness check, then up to :data:`ROUNDS` timed passes over every
+    other text (one where the path is unfaithful or :data:`DOMINATED`: it cannot be chosen)."""
+    import gc
     import importlib.util
 
     texts = texts or sample()
-    encoders, skipped = {}, {}
+    timed = texts[::2]
+    paths: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    reference: np.ndarray | None = None
     for precision in CANDIDATES:
         if precision == "ov-int8" and importlib.util.find_spec("openvino") is None:
             skipped[precision] = "openvino is not installed"
             continue
         try:
-            encoders[precision] = build(precision)
+            encoder = build(precision)
+            vectors = encoder.encode(texts, "query", batch_size=batch_size, progress=False)  # also the warm-up
         except Exception as exc:  # noqa: BLE001 - a path that cannot load is not chosen, and says why
+            if reference is None:
+                raise ModelError(f"precision 'auto': the fp32 reference path cannot run ({type(exc).__name__}: "
+                                 f"{exc})") from exc
             skipped[precision] = f"{type(exc).__name__}: {exc}"
-    reference = encoders["fp32"].encode(texts, "query", batch_size=batch_size, progress=False)
-    rates: dict[str, list[float]] = {name: [] for name in encoders}
-    cosines = {}
-    for name, encoder in encoders.items():
-        vectors = encoder.encode(texts, "query", batch_size=batch_size, progress=False)  # also the warm-up
-        cosines[name] = (vectors * reference).sum(axis=1)
-    for r in range(ROUNDS):  # engines alternate within each round, in reverse order every other round
-        for name in (list(encoders) if r % 2 == 0 else list(encoders)[::-1]):
+            continue
+        reference = vectors if reference is None else reference
+        cosines = (vectors * reference).sum(axis=1)
+        faithful = bool(cosines.min() >= MIN_COSINE)
+        best = max((p["texts_per_s"] for p in paths.values() if p["faithful"]), default=0.0)
+        rates: list[float] = []
+        while len(rates) < ROUNDS and (len(rates) == 0 or (faithful and rates[0] >= DOMINATED * best)):
             t0 = time.perf_counter()
-            encoders[name].encode(texts, "query", batch_size=batch_size, progress=False)
-            rates[name].append(len(texts) / (time.perf_counter() - t0))
-    paths = {name: {"path": path(name), "texts_per_s": float(np.median(rates[name])),
-                    "cosine_min": float(cosines[name].min()), "cosine_mean": float(cosines[name].mean()),
-                    "faithful": bool(cosines[name].min() >= MIN_COSINE)} for name in encoders}
+            encoder.encode(timed, "query", batch_size=batch_size, progress=False)
+            rates.append(len(timed) / (time.perf_counter() - t0))
+        del encoder, vectors
+        gc.collect()
+        paths[precision] = {"path": path(precision), "texts_per_s": float(np.median(rates)), "rounds": len(rates),
+                            "cosine_min": float(cosines.min()), "cosine_mean": float(cosines.mean()),
+                            "faithful": faithful}
     chosen = max((name for name in paths if paths[name]["faithful"]), key=lambda n: paths[n]["texts_per_s"])
     return {"format_version": FORMAT_VERSION, "machine": machine(),
             "measured_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "sample": {"texts": len(texts), "batch_size": batch_size, "rounds": ROUNDS},
+            "sample": {"texts": len(texts), "timed": len(timed), "batch_size": batch_size, "rounds": ROUNDS},
             "min_cosine": MIN_COSINE, "chosen": chosen, "chosen_path": paths[chosen]["path"],
             "paths": paths, "skipped": skipped}

@@ -82,21 +82,48 @@ def _ort_version() -> str:
 
 
 def export(model_dir: Path, out: Path) -> None:
-    """Write the fp32 and int8 graphs of ``model_dir`` into ``out``."""
+    """Write the fp32 and int8 graphs of ``model_dir`` into ``out``, one step at a time, each
+    step's copies of the weights freed before the next (the peak memory is one step's)."""
+    import gc
+
     import onnx
-    import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
-    from transformers import AutoModel
 
     _ort_version()
+    raw = out / "raw.onnx"
+    config = _export_raw(model_dir, raw)
+    gc.collect()
+    weight_only_int8(raw, out / GRAPHS["ov-int8"])
+    gc.collect()
+    fp32 = out / GRAPHS["onnx-fp32"]
+    optimized = optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
+                               hidden_size=int(config.hidden_size))
+    optimized.save_model_to_file(str(fp32))
+    layers = int(config.num_hidden_layers)
+    middle = range(layers // 3, layers - layers // 3)
+    keep = [node.name for node in optimized.model.graph.node
+            if (m := re.search(r"layer\.(\d+)/output/dense/MatMul", node.name)) and int(m.group(1)) in middle]
+    del optimized
+    gc.collect()
+    raw.unlink()
+    quantize_dynamic(str(fp32), str(out / GRAPHS["int8"]), weight_type=QuantType.QInt8,
+                     per_channel=INT8["per_channel"], op_types_to_quantize=INT8["op_types"],
+                     nodes_to_exclude=keep, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def _export_raw(model_dir: Path, raw: Path):
+    """The model with mean pooling, exported by torch to ``raw``; returns its config (the model
+    itself is freed on return)."""
+    import torch
+    from transformers import AutoModel
+
     try:
         model = AutoModel.from_pretrained(str(model_dir), local_files_only=True,
                                           attn_implementation="eager").float().eval()
     except Exception as exc:
         raise ModelError(f"{model_dir}: cannot load the model for ONNX export "
                          f"({type(exc).__name__}: {exc})") from exc
-    raw = out / "raw.onnx"
     ids = torch.full((2, 8), 5, dtype=torch.long)
     mask = torch.ones((2, 8), dtype=torch.long)
     axes = {"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
@@ -106,20 +133,7 @@ def export(model_dir: Path, out: Path) -> None:
         torch.onnx.export(_pooled(model), (ids, mask), str(raw), input_names=list(INPUTS),
                           output_names=["pooled"], dynamic_axes=axes, opset_version=OPSET,
                           dynamo=False)
-    weight_only_int8(raw, out / GRAPHS["ov-int8"])
-    config = model.config
-    fp32 = out / GRAPHS["onnx-fp32"]
-    optimized = optimize_model(str(raw), model_type="bert", num_heads=int(config.num_attention_heads),
-                               hidden_size=int(config.hidden_size))
-    optimized.save_model_to_file(str(fp32))
-    raw.unlink()
-    layers = int(config.num_hidden_layers)
-    middle = range(layers // 3, layers - layers // 3)
-    keep = [node.name for node in onnx.load(str(fp32), load_external_data=False).graph.node
-            if (m := re.search(r"layer\.(\d+)/output/dense/MatMul", node.name)) and int(m.group(1)) in middle]
-    quantize_dynamic(str(fp32), str(out / GRAPHS["int8"]), weight_type=QuantType.QInt8,
-                     per_channel=INT8["per_channel"], op_types_to_quantize=INT8["op_types"],
-                     nodes_to_exclude=keep, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+    return model.config
 
 
 def weight_only_int8(source: Path, target: Path) -> int:

@@ -16,6 +16,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,9 @@ from xrec.errors import DataError
 from xrec.evaluation.metrics import Scorer, SliceMap, evaluate_scorer, positives, ratio_interval, top_items
 from xrec.evaluation.splits import Split
 from xrec.progress import track
+
+if TYPE_CHECKING:
+    from xrec.ranking.views import ContentGraphs
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +114,12 @@ def _mean_profile(history: sp.csr_matrix) -> sp.csr_matrix:
 
 # ---------------------------------------------------------------------------- the full run
 def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODELS, *,
-                 threads: int = 2, seed: int = 0, fit_seconds: dict[str, float] | None = None
-                 ) -> dict[str, Scorer]:
+                 threads: int = 2, seed: int = 0, fit_seconds: dict[str, float] | None = None,
+                 content: ContentGraphs | None = None) -> dict[str, Scorer]:
     """Fit every named model on ``split.train`` (content from ``vectors``, catalogue order);
-    each one's fit time goes into ``fit_seconds`` when given."""
+    each one's fit time goes into ``fit_seconds`` when given. ``content``: the hybrid's content
+    graphs of ``split.items`` when already built (from ``vectors``, the items' texts, languages and
+    ``split.metadata``), so that several splits of one catalogue build them once."""
     from xrec.ranking.cf import fit_als, fit_bpr, fit_lightfm
     from xrec.ranking.hybrid import HybridRanker
     from xrec.ranking.lexical import char_tfidf
@@ -157,7 +163,8 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
             out[name] = DenseScorer(lambda r, p=prof, t=xt: (p[r] @ t).toarray(), hist)
         elif name == "hybrid":
             out[name] = RankerScorer(HybridRanker.fit(train, vectors, texts=split.items["text"].to_list(),
-                                                      languages=_languages(split), metadata=split.metadata))
+                                                      languages=_languages(split), metadata=split.metadata,
+                                                      content=content))
         elif name == "rerank_als":
             out[name] = RerankScorer(out["hybrid"].ranker, out["als"])
         seconds = time.perf_counter() - t0
@@ -173,15 +180,18 @@ def _languages(split: Split) -> list[str | None] | None:
 
 def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None = None, *,
                   threads: int = 2, seed: int = 0, progress: bool = False, liked: bool = True,
-                  per_user: dict[str, dict[str, np.ndarray]] | None = None) -> dict:
+                  per_user: dict[str, dict[str, np.ndarray]] | None = None,
+                  content: ContentGraphs | None = None) -> dict:
     """Fit and evaluate ``names`` side by side; returns the JSON report.
 
     ``liked=False`` skips the rating >= 4 variant; ``per_user``, when given, receives each model's
-    per-user NDCG@10 (overall ``"all"`` and per slice, same users for every model)."""
+    per-user NDCG@10 (overall ``"all"`` and per slice, same users for every model); ``content``:
+    as :func:`build_models`."""
     if names is None:
         names = NEW_LANGUAGE_MODELS if split.candidates is not None else MODELS
     fit_seconds: dict[str, float] = {}
-    models = build_models(split, vectors, names, threads=threads, seed=seed, fit_seconds=fit_seconds)
+    models = build_models(split, vectors, names, threads=threads, seed=seed, fit_seconds=fit_seconds,
+                          content=content)
     slices = SliceMap(split)
     # explicit ratings (MovieLens): the liked-only variant; a generic ``weight`` (counts, dwell time) is no rating
     has_ratings = liked and split.info.get("layout") == "movielens" and split.test["weight"].n_unique() > 1

@@ -46,27 +46,28 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
 
 
 def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[str] | None,
-                split: str, progress: bool | None = None) -> np.ndarray:
-    """Vectors of ``frame['text']`` (rows of one SIB-200 split), in row order.
+                split: str, progress: bool | None = None, kind: str = TEXT_KIND) -> np.ndarray:
+    """Vectors of ``frame['text']`` (rows of one SIB-200 split) embedded as ``kind``, in row order.
 
-    With ``cache``, each language's vectors live in ``{split}_{lang}.parquet`` there (an embedding
-    store keyed by ``index_id``); the file grows to the union of every row asked for so far, so a
-    later run with other samples of the same split embeds only rows not seen before, all of them in
-    one encoder call.
+    With ``cache``, each language's vectors live in ``{split}_{lang}.parquet`` there
+    (``{split}.{kind}_{lang}.parquet`` for a kind other than ``query``; an embedding store keyed by
+    ``index_id``); the file grows to the union of every row asked for so far, so a later run with
+    other samples of the same split embeds only rows not seen before, all of them in one encoder call.
     """
     texts = check_texts_column(frame, f"{split} split")
     if cache is None:
-        return encoder.encode(texts, kind=TEXT_KIND, progress=progress)
+        return encoder.encode(texts, kind=kind, progress=progress)
+    name = split if kind == TEXT_KIND else f"{split}.{kind}"
     root = Path(cache)
     root.mkdir(parents=True, exist_ok=True)
     out = np.empty((frame.height, encoder.dim), dtype=np.float32)
     langs = np.asarray(frame["lang"].to_list(), dtype=object)
     ids = frame["index_id"].to_list()
-    hashes = [text_hash(t, TEXT_KIND) for t in texts]
+    hashes = [text_hash(t, kind) for t in texts]
     stored: dict[str, StoredEmbeddings | None] = {}
     todo: list[int] = []
     for lang in dict.fromkeys(langs.tolist()):
-        path = root / f"{split}_{lang}.parquet"
+        path = root / f"{name}_{lang}.parquet"
         old = read_trusted(path, encoder)
         stored[lang] = old
         known = {} if old is None else {(i, h): r for r, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
@@ -79,13 +80,13 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
     if todo:
         log.info("%s split: embedding %d of %d texts (%d reused from %s)", split, len(todo),
                  frame.height, frame.height - len(todo), root)
-        out[todo] = encoder.encode([texts[r] for r in todo], kind=TEXT_KIND, progress=progress)
+        out[todo] = encoder.encode([texts[r] for r in todo], kind=kind, progress=progress)
     for lang in dict.fromkeys(langs[todo].tolist()):
         rows = np.flatnonzero(langs == lang)
         new = {ids[r]: r for r in rows}
         old = stored[lang]
         keep = [] if old is None else [r for r, i in enumerate(old.ids) if i not in new]
-        write_embeddings(root / f"{split}_{lang}.parquet",
+        write_embeddings(root / f"{name}_{lang}.parquet",
                          [old.ids[r] for r in keep] + [ids[r] for r in rows],
                          np.concatenate([old.vectors[keep] if keep else np.zeros((0, encoder.dim), np.float32),
                                          out[rows]]),
@@ -211,7 +212,7 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
     test = _test_split(data_dir) if test is None else test
     cache = Path(cache_dir) if cache_dir is not None else None
     codes = np.asarray(test["lang"].to_list(), dtype=object)
-    vectors = embed_split(encoder, test, cache, "test")
+    vectors = embed_split(encoder, test, cache, "test", kind=classifier.text_kind)
     # languages without train text get the mean of the known means, never their test text's mean
     min_group = classifier.centering.min_group
     classifier.centering.min_group = np.iinfo(np.int64).max

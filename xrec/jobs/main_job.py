@@ -38,6 +38,10 @@ from xrec.stages import StageRunner, file_digest
 
 log = logging.getLogger(__name__)
 
+#: The prefix kind of the topic stages' texts: the catalogue's (:func:`xrec.ranking.content.item_vectors`),
+#: so that the topic head tags the catalogue's vectors and no text is embedded twice in a run.
+TOPIC_KIND = "passage"
+
 
 def _say(message: str) -> None:
     print(f"[xrec] {message}", file=sys.stderr, flush=True)
@@ -101,8 +105,10 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     with runner.timed("embeddings"):
         vectors = item_vectors(encoder, items, store=store_dir / "catalogue.parquet", progress=True)
         if sib_test is not None:
-            # the topic stage's own store of the test split: it tags and evaluates with these vectors
-            sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True)
+            # the topic stage's own store of the test split: it tags and evaluates with these vectors,
+            # embedded as passages like the catalogue, which the topic head then tags without embedding again
+            sib_vectors = embed_split(encoder, sib_test, store_dir / "topics", "test", progress=True,
+                                      kind=TOPIC_KIND)
     base_key = {"encoder": encoder.fingerprint, "encoder_path": getattr(encoder, "path", None),
                 "catalogue": {p.name: file_digest(p) for p in catalogue.files},
                 "items": {k: v for k, v in config["items"].items() if k != "path"},
@@ -118,6 +124,23 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     rec_cfg = config["recommend"]
     k = int(rec_cfg["k"])
     languages = items["lang"].to_list() if catalogue.languages else None
+    graphs: dict[str, Any] = {}
+
+    def content_graphs(langs: list[str | None] | None) -> Any:
+        """The hybrid's content graphs of the catalogue, built once a run for the three stages that
+        fit it (the same vectors, texts and metadata; ``langs`` as the stage passes them)."""
+        from xrec.languages import item_codes
+        from xrec.progress import phase
+        from xrec.ranking.config import HybridConfig
+        from xrec.ranking.views import ContentGraphs
+
+        codes = item_codes(langs)
+        if graphs.get("languages", ()) != codes:
+            with phase("hybrid: content graphs (embedding, lexical, metadata)"):
+                graphs.update(languages=codes, graphs=ContentGraphs.build(
+                    vectors, texts=items["text"].to_list(), languages=codes, metadata=catalogue.metadata,
+                    k=HybridConfig().graph_k))
+        return graphs["graphs"]
 
     def build_recommendations(tmp: Path) -> dict[str, Any]:
         from xrec.ranking.batch import recommend_to_parquet
@@ -125,7 +148,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
 
         _say("fitting the hybrid ranker (ALS, content graphs, learned fusion)")
         ranker = HybridRanker.fit(interactions, vectors, texts=items["text"].to_list(), languages=languages,
-                                  metadata=catalogue.metadata)
+                                  metadata=catalogue.metadata, content=content_graphs(languages))
         ranker.save(tmp / "ranker", encoder_fingerprint=encoder.fingerprint)
         users = interactions.users.ids
         _say(f"recommending top-{k} for {len(users)} users ({engine} engine)")
@@ -154,7 +177,9 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
             train, test, how = held
             split = split_of(items, train, test, how, source=catalogue.files[1].parent,
                              new_language=protocol_language, metadata=catalogue.metadata)
-            return evaluation_stage(tmp, split, vectors, None if protocol_language else (models or None))
+            langs = split.items["lang"].to_list() if "lang" in split.items.columns else None
+            return evaluation_stage(tmp, split, vectors, None if protocol_language else (models or None),
+                                    content=content_graphs(langs))
         return build
 
     stage("evaluation", {**base_key, "models": models, "stage": 3}, evaluation(None))
@@ -166,23 +191,23 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
-        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors)
+        return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors,
+                            text_kind=TOPIC_KIND)
 
-    if sib_dir is not None:  # 2: tags carry topic_support; 3: one trained classifier
+    if sib_dir is not None:  # 2: tags carry topic_support; 3: one trained classifier; 4: on passage vectors
         stage("topics", {"encoder": encoder.fingerprint, "encoder_path": base_key["encoder_path"],
-                         "sib200": _digests(sib_dir), "train_lang": train_lang, "stage": 3}, build_topics)
+                         "sib200": _digests(sib_dir), "train_lang": train_lang, "stage": 4}, build_topics)
 
     def build_book_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import book_topics_stage
 
-        return book_topics_stage(tmp, dirs["topics"] / "model", encoder, items, interactions.matrix,
-                                 dirs["recommendations"] / "recommendations.parquet",
-                                 store_dir / "catalogue_query.parquet")
+        return book_topics_stage(tmp, dirs["topics"] / "model", encoder, items, vectors, interactions.matrix,
+                                 dirs["recommendations"] / "recommendations.parquet")
 
-    if "topics" in dirs and "recommendations" in dirs:
+    if "topics" in dirs and "recommendations" in dirs:  # 3: the catalogue's own vectors, not embedded again
         stage("book_topics", {**base_key, "model": _digests(dirs["topics"] / "model"),
                               "recommendations": file_digest(dirs["recommendations"] / "recommendations.parquet"),
-                              "stage": 2}, build_book_topics)
+                              "stage": 3}, build_book_topics)
 
     # 7. cross-language neighbours of the catalogue
     nb_k = int(config["neighbours"]["k"])

@@ -12,12 +12,14 @@ import polars as pl
 from xrec.artifacts import write_json
 
 
-def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None) -> dict[str, Any]:
+def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None,
+                     content: Any = None) -> dict[str, Any]:
     """Every model side by side on a held-out ``split`` of the catalogue (or the new-language
-    protocol) -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``."""
+    protocol) -> ``evaluation.json``, ``evaluation.txt``, ``metrics_by_model.png``. ``content``:
+    the catalogue's content graphs when already built (:func:`xrec.evaluation.recs.build_models`)."""
     from xrec.evaluation.recs import evaluate_recs, format_report, plot_report
 
-    report = evaluate_recs(split, vectors, models, progress=True)
+    report = evaluate_recs(split, vectors, models, progress=True, content=content)
     write_json(out / "evaluation.json", report)
     (out / "evaluation.txt").write_text(format_report(report) + "\n", encoding="utf-8")
     plot_report(report, out / "metrics_by_model.png")
@@ -52,11 +54,12 @@ def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: i
 
 
 def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items: pl.DataFrame,
-                 cache: Path, vectors: np.ndarray | None = None) -> dict[str, Any]:
-    """Train a topic head on ``train_lang`` labels only, tag ``items`` of every language, and
-    measure per-language accuracy on the test split -> ``tags.parquet``, ``topics.json``,
-    ``accuracy_by_language.png`` and the saved model in ``model/``. ``vectors``: ``items``'
-    query vectors when already embedded; the test split's are looked up in ``cache``."""
+                 cache: Path, vectors: np.ndarray | None = None, text_kind: str = "query") -> dict[str, Any]:
+    """Train a topic head on ``train_lang`` labels only (texts embedded as ``text_kind``), tag
+    ``items`` of every language, and measure per-language accuracy on the test split ->
+    ``tags.parquet``, ``topics.json``, ``accuracy_by_language.png`` and the saved model in
+    ``model/``. ``vectors``: ``items``' vectors (``text_kind``) when already embedded; the test
+    split's are looked up in ``cache``."""
 
     from xrec.evaluation.topics import evaluate_classifier, plot_accuracy
     from xrec.topics.data import topic_tables
@@ -65,7 +68,7 @@ def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items:
     tables = topic_tables(sib_dir, train_lang)
     classifier = train_topics(encoder, tables.train, tables.labels, dev=tables.dev,
                               unlabelled=tables.unlabelled.select("lang", "text"),
-                              source=f"{sib_dir}/train ({train_lang})", progress=True)
+                              source=f"{sib_dir}/train ({train_lang})", progress=True, text_kind=text_kind)
     classifier.save(out / "model")
     tagged = tag_items(classifier, encoder, items.drop("category"), progress=True, vectors=vectors)
     tagged.write_parquet(out / "tags.parquet")
@@ -77,20 +80,22 @@ def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items:
             "accuracy_by_lang": {lang: v["accuracy"] for lang, v in result["languages"].items()}}
 
 
-def book_topics_stage(out: Path, model_dir: Path, encoder: Any, items: pl.DataFrame, history: Any,
-                      recommendations: Path, store: Path) -> dict[str, Any]:
-    """Tag the catalogue with the topics stage's classifier (query-prefixed vectors, kept in the
-    embedding ``store``) -> ``book_topics.parquet`` (``item_id, topic, topic_score``), and each
-    topic's share of the catalogue, of the interactions and of the recommendation slots."""
+def book_topics_stage(out: Path, model_dir: Path, encoder: Any, items: pl.DataFrame, vectors: np.ndarray,
+                      history: Any, recommendations: Path) -> dict[str, Any]:
+    """Tag the catalogue's ``vectors`` (passages, catalogue order) with the topics stage's classifier
+    (trained on passage vectors) -> ``book_topics.parquet`` (``item_id, topic, topic_score``), and
+    each topic's share of the catalogue, of the interactions and of the recommendation slots."""
+    from xrec.errors import ArtifactError
     from xrec.evaluation.metrics import topic_exposure
-    from xrec.store import embed_items
     from xrec.topics.classifier import TopicClassifier
 
     classifier = TopicClassifier.load(model_dir, encoder_fingerprint=encoder.fingerprint)
+    if classifier.text_kind != "passage":
+        raise ArtifactError(f"{model_dir}: a topic model of {classifier.text_kind} vectors cannot tag the "
+                            "catalogue's passage vectors; run the topics stage again")
     books = items.filter(pl.col("has_text"))
-    vectors = embed_items(encoder, books["item_id"].to_list(), books["text"].to_list(), store=store,
-                          kind=classifier.text_kind, progress=True)
-    found = classifier.predict(vectors)  # languages identified by the classifier (ISBN groups are not SIB codes)
+    # languages identified by the classifier (ISBN groups are not SIB codes)
+    found = classifier.predict(vectors[items["has_text"].to_numpy()])
     tags = pl.DataFrame({"item_id": books["item_id"], "topic": found.topics,
                          "topic_score": pl.Series(found.scores, dtype=pl.Float32)})
     tags.write_parquet(out / "book_topics.parquet")

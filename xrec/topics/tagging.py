@@ -26,9 +26,12 @@ def train_topics(encoder: Encoder, train: pl.DataFrame, labels: Sequence[str], *
                  method: str = DEFAULT_METHOD, threshold: float = 0.5,
                  support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
                  self_training: SelfTraining = SelfTraining(), source: str = "training data",
-                 progress: bool | None = None) -> TopicClassifier:
+                 progress: bool | None = None, text_kind: str = TEXT_KIND) -> TopicClassifier:
     """Embed and train: ``train``/``dev`` hold ``text``, ``category`` (and optionally ``lang``);
     ``unlabelled`` holds ``text`` (and ``lang``) of the languages to transfer to (no labels used).
+    ``text_kind``: the prefix kind the texts are embedded with (``passage``: the head then tags
+    vectors made for retrieval, e.g. a catalogue's, without embedding its texts again); the model
+    records it.
 
     ``train`` may mix languages: many labels in one or a few languages and a handful in others.
     Languages with many labels teach every language; a language with a handful (fewer than
@@ -36,19 +39,19 @@ def train_topics(encoder: Encoder, train: pl.DataFrame, labels: Sequence[str], *
     only (see :func:`~xrec.topics.transfer.fit_topic_classifier`).
     """
     texts, y, langs = labelled(train, labels, source)
-    train_v = TopicVectors(encoder.encode(texts, kind=TEXT_KIND, progress=progress), langs, y)
+    train_v = TopicVectors(encoder.encode(texts, kind=text_kind, progress=progress), langs, y)
     dev_v = None
     if dev is not None and dev.height:
         d_texts, d_y, d_langs = labelled(dev, labels, f"{source} (dev)", min_classes=1)
-        dev_v = TopicVectors(encoder.encode(d_texts, kind=TEXT_KIND, progress=progress), d_langs, d_y)
+        dev_v = TopicVectors(encoder.encode(d_texts, kind=text_kind, progress=progress), d_langs, d_y)
     unl_v = None
     if unlabelled is not None and unlabelled.height:
         u_texts = check_texts_column(unlabelled, f"{source} (unlabelled)")
-        unl_v = TopicVectors(encoder.encode(u_texts, kind=TEXT_KIND, progress=progress),
+        unl_v = TopicVectors(encoder.encode(u_texts, kind=text_kind, progress=progress),
                              languages_of(unlabelled, source=f"{source} (unlabelled)"))
     return fit_topic_classifier(labels, train_v, dev=dev_v, unlabelled=unl_v, method=method,
                                 encoder_fingerprint=encoder.fingerprint, encoder_name=encoder.name,
-                                text_kind=TEXT_KIND, threshold=threshold,
+                                text_kind=text_kind, threshold=threshold,
                                 support_threshold=support_threshold, self_training=self_training)
 
 
