@@ -228,6 +228,7 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
 
 
 # ---------------------------------------------------------------------- one id rule, one store
+@pytest.mark.slow
 def test_a_store_refuses_another_id_type_and_keeps_its_rows(tmp_path, items_csv, encoder, capsys):
     store = tmp_path / "shared.parquet"
     assert main(["embed", str(items_csv), "--out", str(store)]) == 0
