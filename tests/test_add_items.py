@@ -16,6 +16,8 @@ from xrec.ranking.interactions import Interactions
 
 from samples import SMALL
 
+pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
+
 
 @pytest.fixture(scope="module")
 def protocol(bx_sample):

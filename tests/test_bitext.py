@@ -25,6 +25,7 @@ def pairs(data_dir):
         .group_by("lang", maintain_order=True).head(60)
 
 
+@pytest.mark.slow
 def test_bitext_on_real_pairs(pairs, encoder):
     partial = []
     result = evaluate_bitext(encoder, pairs, on_language=lambda r: partial.append(dict(r["languages"])))
@@ -47,6 +48,7 @@ def test_top1_accuracy_counts_own_row_only():
     assert top1_accuracy(x, x[[1, 0, 2, 3]]) == 0.5
 
 
+@pytest.mark.slow
 def test_parallel_on_real_sib200(data_dir, encoder):
     frame = load_split(data_dir / "sib200", "dev")
     langs = ["en", *sorted(set(frame["lang"].to_list()) - {"en"})[:2]]  # codes as read: en, not eng_Latn

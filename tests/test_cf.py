@@ -92,6 +92,7 @@ def test_lightfm_matches_its_own_predict(sample):
         fit_lightfm(inter.matrix, loss="hinge")
 
 
+@pytest.mark.slow
 def test_lightfm_content_scores_cold_items(sample, encoder):
     items, inter = sample
     vectors = encoder.encode(items["text"].to_list(), kind="passage")

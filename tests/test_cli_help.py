@@ -59,6 +59,7 @@ def test_topic_method_help_names_the_librarys_default():
     assert f"(default: {DEFAULT_METHOD})" in " ".join(parser.format_help().split())
 
 
+@pytest.mark.slow
 def test_similar_on_a_saved_index_prints_texts(encoder, tmp_path, capsys):
     import polars as pl
     from xrec.index import VectorIndex

@@ -70,6 +70,9 @@ def test_readme_links_and_quick_start():
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.splitlines()) <= 150
     block = text.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
-    assert [line.split(" ")[:2] for line in block.strip().splitlines()] == [["bash", "scripts/setup.sh"]] * 2
+    lines = block.strip().splitlines()
+    assert [line.split(" ")[:2] for line in lines] == [["bash", "scripts/setup.sh"]] * 2
+    # the test command (CI runs it) checks lint, types and every test
+    assert all(step in lines[1] for step in ("ruff check", "pyright xrec", "pytest -q"))
     for target in re.findall(r"\]\(([^)#:]+)\)", text):
         assert (REPO / target).exists(), target

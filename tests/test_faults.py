@@ -228,6 +228,7 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
 
 
 # ---------------------------------------------------------------------- one id rule, one store
+@pytest.mark.slow
 def test_a_store_refuses_another_id_type_and_keeps_its_rows(tmp_path, items_csv, encoder, capsys):
     store = tmp_path / "shared.parquet"
     assert main(["embed", str(items_csv), "--out", str(store)]) == 0
@@ -241,6 +242,7 @@ def test_a_store_refuses_another_id_type_and_keeps_its_rows(tmp_path, items_csv,
     assert digest(store) == before and read_embeddings(store).ids == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_of_two_id_types_never_empty_the_store(tmp_path, encoder):
     """Both pass the early check on an empty store; the second to merge is refused under the lock."""
     from concurrent.futures import ThreadPoolExecutor
@@ -302,6 +304,7 @@ def test_one_non_numeric_interaction_id_is_the_only_unknown(tmp_path):
     assert built.report.dropped == 1 and built.matrix.nnz == 100
 
 
+@pytest.mark.slow
 def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
     index = tmp_path / "index"
     assert main(["similar", "--items", str(items_csv), "--ids", "1", "--k", "2", "--save-index", str(index)]) == 0
@@ -337,6 +340,7 @@ def ranker_dir(tmp_path_factory, data_dir, encoder):
     return build_catalogue(tmp_path_factory.mktemp("faults"), data_dir, encoder)["ranker"]
 
 
+@pytest.mark.slow
 def test_a_ranker_with_nan_factors_is_refused_even_with_a_rewritten_manifest(ranker_dir, tmp_path):
     import shutil
 
@@ -363,6 +367,7 @@ def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
         read_embeddings(store)
 
 
+@pytest.mark.slow
 def test_a_run_failing_in_its_first_batch_does_not_block_the_corrected_run(ranker_dir, tmp_path):
     from xrec.ranking.batch import parts_dir, recommend_to_parquet
     from xrec.ranking.hybrid import HybridRanker

@@ -17,6 +17,8 @@ from xrec.serve.server import ServerThread
 
 from serve_helpers import build_catalogue, request
 
+pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
+
 TOKEN = "t0ken-for-tests"
 
 

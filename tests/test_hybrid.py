@@ -43,6 +43,7 @@ def test_learned_fusion_with_timestamps(ranker):
     np.testing.assert_allclose(total.to_numpy(), recs["score"].to_numpy(), rtol=1e-3, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sample):
     items, _, _ = bx_sample
     names = set(bx_ranker.fusion.names)
@@ -58,6 +59,7 @@ def test_learned_fusion_without_timestamps_and_across_languages(bx_ranker, bx_sa
     assert len(set(langs[top[top >= 0]])) >= 3  # lists cross languages
 
 
+@pytest.mark.slow
 def test_language_boost_lifts_the_other_languages_a_user_reads(bx_ranker):
     """Items in a language the user reads besides their most-read one gain exactly
     ``language_boost`` nats; items in the most-read language and in unread languages gain nothing."""
@@ -109,6 +111,7 @@ def test_cold_only_features_are_fitted_with_the_cold_items(ranker):
             assert is_cold_feature(name), name
 
 
+@pytest.mark.slow
 def test_cold_items_are_reached_by_content(bx_ranker):
     cold = np.flatnonzero(bx_ranker.cold)
     assert len(cold)
@@ -199,6 +202,7 @@ def test_items_without_text_and_bad_vectors(sample, encoder):
         HybridRanker(inter, vectors[:-1], None, content, config=HybridConfig())
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(bx_ranker, tmp_path):
     path = bx_ranker.save(tmp_path / "ranker", encoder_fingerprint="fp")
     loaded = HybridRanker.load(path, encoder_fingerprint="fp")

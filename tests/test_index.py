@@ -203,6 +203,7 @@ class TestIVF(IndexContract):
     kind, knobs = "ivf", {"nlist": 16, "nprobe": 16}
 
 
+@pytest.mark.slow  # training the product quantiser is the cost; the other kinds keep the contract fast
 class TestIVFPQ(IndexContract):
     kind, knobs = "ivfpq", {"nlist": 16, "nprobe": 16, "k_factor": 16}
 

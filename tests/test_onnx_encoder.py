@@ -40,6 +40,7 @@ def texts(data_dir):
     return sentences(data_dir) + ["", "a", long]
 
 
+@pytest.mark.slow
 def test_onnx_fp32_equals_torch_fp32(onnx_fp32, encoder, texts):
     assert isinstance(onnx_fp32.loaded(), OnnxEncoder)
     assert onnx_fp32.fingerprint == encoder.fingerprint and onnx_fp32.dim == encoder.dim
@@ -52,6 +53,7 @@ def test_onnx_fp32_equals_torch_fp32(onnx_fp32, encoder, texts):
     assert onnx_fp32.encode([]).shape == (0, encoder.dim)
 
 
+@pytest.mark.slow
 def test_int8_is_faithful_to_fp32(int8, encoder, texts):
     assert int8.fingerprint == encoder.fingerprint
     got, want = int8.encode(texts, "query"), encoder.encode(texts, "query")
@@ -62,6 +64,7 @@ def test_int8_is_faithful_to_fp32(int8, encoder, texts):
     assert float(alone @ got[0]) > 0.99
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs the optional openvino package")
 def test_openvino_int8_is_faithful_to_fp32(encoder, texts):
     ov = load_encoder("bundled", precision="ov-int8", threads=2)
@@ -78,6 +81,7 @@ def test_openvino_int8_is_faithful_to_fp32(encoder, texts):
     assert repr(ov.loaded()).startswith("OnnxEncoder(") and "'ov-int8'" in repr(ov.loaded())
 
 
+@pytest.mark.slow
 def test_openvino_int8_graph_stores_int8_weights(onnx_fp32):
     import onnx
     from xrec.encoders.bundled import TOKENIZER, WEIGHTS, bundled_model_dir
@@ -102,6 +106,7 @@ def test_missing_openvino_is_named(monkeypatch):
         load_encoder("bundled", precision="ov-int8")
 
 
+@pytest.mark.slow
 def test_export_is_cached_with_a_manifest(onnx_fp32):
     from xrec.encoders.bundled import TOKENIZER, WEIGHTS, bundled_model_dir
 

@@ -36,3 +36,6 @@ def test_version_comes_from_the_package(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"xrec {__version__}"
+    # pyproject.toml states the version (a wheel built anywhere carries it, never "0+unknown")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert "version" not in project.get("dynamic", []) and project["version"] == __version__

@@ -51,6 +51,7 @@ def test_short_work_stays_silent(caplog):
     assert "quick" not in caplog.text
 
 
+@pytest.mark.slow
 def test_encoding_and_batch_recommendation_report_progress(eager, encoder, caplog, tmp_path):
     from xrec.ranking.batch import recommend_to_parquet
 
@@ -66,6 +67,7 @@ def test_encoding_and_batch_recommendation_report_progress(eager, encoder, caplo
     assert "recommend top-1 for 3 users: 2/3 batches" in caplog.text
 
 
+@pytest.mark.slow
 def test_embed_says_what_it_reused_on_stderr(encoder, tmp_path):
     """The command line shows xrec's progress lines without -v (here: a second, all-reused run)."""
     from xrec.store import embed_items

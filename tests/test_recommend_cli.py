@@ -41,6 +41,7 @@ def _status_log(caplog):
     caplog.set_level(logging.INFO, logger="xrec")
 
 
+@pytest.mark.slow
 def test_recommend_cli_writes_k_unseen_per_user(files, caplog):
     out = files / "recs.parquet"
     rc = main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
@@ -57,6 +58,7 @@ def test_recommend_cli_writes_k_unseen_per_user(files, caplog):
     assert "fusion: learned" in caplog.text  # status goes to the log (stderr), data to files
 
 
+@pytest.mark.slow
 def test_recommend_cli_users_file_unknown_items_and_k(files, capsys, caplog):
     inter = pl.read_csv(files / "inter.csv")
     bad = pl.concat([inter, inter.head(2).with_columns(pl.lit(-1, dtype=pl.Int64).alias("item_id"))])
@@ -77,6 +79,7 @@ def test_recommend_cli_users_file_unknown_items_and_k(files, capsys, caplog):
     assert recs.filter(pl.col("user_id") == 777777).height == n_items  # no history: popular order
 
 
+@pytest.mark.slow
 def test_recommend_cli_unbounded_k(files, capsys, caplog):
     """--k 10**12: every user gets every unseen item; no MemoryError, no parts left behind."""
     out = files / "all.parquet"
@@ -91,6 +94,7 @@ def test_recommend_cli_unbounded_k(files, capsys, caplog):
     assert (per_user["len"] + per_user["len_seen"] == n_items).all() and not parts_dir(out).exists()
 
 
+@pytest.mark.slow
 def test_users_file_header_makes_no_phantom_user(files, capsys, caplog):
     """A plain users list may start with a ``user_id`` header line; it is not a user."""
     (files / "with_header.txt").write_text("user_id\n1\n2\n", encoding="utf-8")
@@ -109,6 +113,7 @@ def test_users_file_header_makes_no_phantom_user(files, capsys, caplog):
     assert "latin1.txt: line 3, byte 4: not UTF-8" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_restart_discards_the_parts_of_another_run(files, capsys):
     """A crashed run's parts block a changed re-run with an error that says how to go on."""
     out = files / "restart.parquet"
@@ -138,6 +143,7 @@ class _Counting:
         return self.ranker.recommend(users, k)
 
 
+@pytest.mark.slow
 def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
     from xrec.ranking.cf import fit_als
     from xrec.ranking.content import item_vectors, load_items
@@ -175,6 +181,7 @@ def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
     assert not parts_dir(out).exists()
 
 
+@pytest.mark.slow
 def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     ml, ids, ratings = _sample(data_dir, n_items=80, n_cold=10, max_user=30)
     movies = ml.movies.filter(pl.col("item_id").is_in(ids.implode()))
@@ -210,6 +217,7 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     assert report["protocol"]["test_rows_already_rated_in_training"] == 30
 
 
+@pytest.mark.slow
 def test_cli_bench_recommend_synthetic_sample(tmp_path, capsys):
     """``xrec bench recommend`` on a small synthetic scale: both sides timed on the sampled users."""
     out = tmp_path / "bench.json"

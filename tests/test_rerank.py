@@ -123,6 +123,7 @@ def test_upstream_score_as_a_feature(ml, als_candidates):
     assert 0 < (blended["item_id"] != plain["item_id"]).mean() < 1
 
 
+@pytest.mark.slow
 def test_explanations_across_languages(bx_ranker, bx_sample):
     items, ratings, _ = bx_sample
     users = bx_ranker.users.ids.head(30)
@@ -164,6 +165,7 @@ def test_rerank_to_parquet_resumes_and_cli(ml, als_candidates, tmp_path, data_di
     np.testing.assert_allclose(got["score"].to_numpy(), want["score"].to_numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_rerank_cli(ml, als_candidates, tmp_path, capsys, caplog):
     from xrec.cli.main import main
 
@@ -214,6 +216,7 @@ def test_rerank_als_scorer_keeps_to_the_candidates(ml):
     assert np.isneginf(scorer.score_items(rows[:1], outside[None])).all()
 
 
+@pytest.mark.slow
 def test_language_filters(bx_ranker, bx_sample):
     items, ratings, _ = bx_sample
     lang = dict(zip(items["item_id"], items["lang"]))
@@ -247,6 +250,7 @@ def test_language_filters(bx_ranker, bx_sample):
     assert set(names) >= {main_lang, rare}
 
 
+@pytest.mark.slow
 def test_diversity_spreads_lists_at_a_cost_in_score(bx_ranker):
     rows = np.arange(min(60, len(bx_ranker.users)))
     plain = bx_ranker.recommend_rows(rows, 10, components=False)

@@ -23,6 +23,8 @@ from xrec.serve.server import ServerThread
 
 from serve_helpers import build_catalogue, request
 
+pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
+
 
 @pytest.fixture(scope="module")
 def catalogue(tmp_path_factory, data_dir, encoder):

@@ -36,6 +36,7 @@ def space(items, encoder):
                      encoder=encoder)
 
 
+@pytest.mark.slow
 def test_similar_items_other_languages_finds_translations(items, space):
     frame, _ = items
     result = similar_items([0, 1, 2], k=4, other_languages=True, space=space)
@@ -50,6 +51,7 @@ def test_similar_items_other_languages_finds_translations(items, space):
     assert translations >= 2  # the nearest other-language item is usually the translation
 
 
+@pytest.mark.slow
 def test_similar_text_with_language_filter(items, space):
     frame, _ = items
     lang = frame["lang"][20]
@@ -67,6 +69,7 @@ def test_similar_text_with_language_filter(items, space):
         similar_items(["abc"], space=space)
 
 
+@pytest.mark.slow
 def test_language_filter_naming_no_item_warns(items, space, caplog):
     frame, _ = items
     langs = sorted(frame["lang"].unique().to_list())
@@ -80,6 +83,7 @@ def test_language_filter_naming_no_item_warns(items, space, caplog):
     assert "no item" not in caplog.text
 
 
+@pytest.mark.slow
 def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     frame, path = items
     assert main(["similar", "--items", str(path), "--ids", "0", "--k", "3", "--other-languages",
@@ -96,6 +100,7 @@ def test_cli_similar_items_then_saved_index(items, tmp_path, capsys):
     assert "not in the index" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_similar_by_topic(items, tmp_path, capsys):
     """``--only-topics`` with ``--tags`` (the sentences' real SIB-200 categories) keeps only those topics."""
     frame, path = items
@@ -114,6 +119,7 @@ def test_cli_similar_by_topic(items, tmp_path, capsys):
     assert "topics: ['nope']" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_similar_unbounded_k(items, tmp_path, capsys):
     """--k 10**12 lists every other item once instead of allocating k results per query."""
     frame, path = items

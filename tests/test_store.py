@@ -75,6 +75,7 @@ class _WriterDuringEncode(CountingEncoder):
         return super().encode(texts, kind, batch_size=batch_size, progress=progress)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing(encoder, items, tmp_path):
     store = tmp_path / "shared.parquet"
     ids, texts = items["item_id"].to_list(), items["text"].to_list()
@@ -89,6 +90,7 @@ def test_concurrent_writers_lose_nothing(encoder, items, tmp_path):
     assert counting.calls == [] and again.shape == (12, encoder.dim)
 
 
+@pytest.mark.slow
 def test_writer_processes_share_one_store_under_its_lock(encoder, items, tmp_path):
     """Four processes merging rows into one store, many times each: every row survives."""
     import multiprocessing
@@ -185,6 +187,7 @@ def test_empty_strings_are_embedded_not_dropped(encoder):
     assert vectors.shape == (2, encoder.dim) and np.isfinite(vectors).all()
 
 
+@pytest.mark.slow
 def test_embed_cli_writes_input_order(items, tmp_path, capsys):
     src = tmp_path / "items.jsonl"
     items.write_ndjson(src)

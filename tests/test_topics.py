@@ -85,6 +85,7 @@ def per_language_accuracy(clf, test):
     return {lang: float(np.mean(pred[langs == lang] == test.y[langs == lang])) for lang in set(test.langs)}
 
 
+@pytest.mark.slow
 def test_default_method_transfers_to_other_languages(classifier, vectors, frames, source):
     acc = per_language_accuracy(classifier, vectors["test"])
     assert acc[source] > 0.7, acc
@@ -92,6 +93,7 @@ def test_default_method_transfers_to_other_languages(classifier, vectors, frames
         assert acc[lang] > 0.5, (lang, acc)  # 7 classes: chance is about 0.25 (majority class)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", [m for m in METHODS if m != DEFAULT_METHOD])
 def test_every_method_beats_chance(method, vectors, sib, encoder):
     clf = fit(vectors, sib[1], encoder, method)
@@ -100,6 +102,7 @@ def test_every_method_beats_chance(method, vectors, sib, encoder):
     assert clf.method == method and (clf.centering.enabled == (method != "linear"))
 
 
+@pytest.mark.slow
 def test_probabilities_are_calibrated_and_abstain(classifier, vectors):
     test = vectors["test"]
     proba = classifier.predict_proba(test.vectors, test.langs)
@@ -122,6 +125,7 @@ def test_probabilities_are_calibrated_and_abstain(classifier, vectors):
     assert UNKNOWN not in classifier.predict(test.vectors, test.langs).topics
 
 
+@pytest.mark.slow
 def test_language_identification_without_lang(classifier, vectors, frames):
     test = vectors["test"]
     langs = np.asarray(test.langs)
@@ -132,6 +136,7 @@ def test_language_identification_without_lang(classifier, vectors, frames):
     assert np.mean(without == test.y) > 0.5
 
 
+@pytest.mark.slow
 def test_save_load_roundtrip_and_encoder_check(classifier, vectors, tmp_path, encoder):
     path = classifier.save(tmp_path / "model")
     loaded = TopicClassifier.load(path, encoder_fingerprint=encoder.fingerprint)
@@ -191,6 +196,7 @@ def test_shared_languages_rule():
     assert shared_languages(["a"] * 5 + ["b"] * 5) == ["a", "b"]
 
 
+@pytest.mark.slow
 def test_few_target_labels_teach_their_own_language(vectors, sib, frames, source, encoder, tmp_path):
     labels, train_split = sib[1], sib[2]
     target = frames["targets"][0]
@@ -214,6 +220,7 @@ def test_few_target_labels_teach_their_own_language(vectors, sib, frames, source
                                atol=1e-5)
 
 
+@pytest.mark.slow
 def test_topic_support_flags_a_topic_held_out_of_training(vectors, sib, encoder, classifier):
     from sklearn.metrics import roc_auc_score
 
@@ -246,6 +253,7 @@ def test_topic_support_flags_a_topic_held_out_of_training(vectors, sib, encoder,
     assert r.support.max() < np.median(in_dist), (r.support, r.scores)
 
 
+@pytest.mark.slow
 def test_default_kernel_stores_labelled_and_unlabelled_rows(classifier, vectors):
     kernel, linear = classifier.heads
     assert isinstance(kernel, KernelHead) and kernel.tau > 0
@@ -256,6 +264,7 @@ def test_default_kernel_stores_labelled_and_unlabelled_rows(classifier, vectors)
     assert classifier.weights[0] > classifier.weights[1] and sum(classifier.weights) == pytest.approx(1)
 
 
+@pytest.mark.slow
 def test_linear_model_roundtrips_and_an_old_manifest_is_refused(vectors, sib, encoder, tmp_path):
     from xrec.errors import ArtifactError
 
@@ -272,6 +281,7 @@ def test_linear_model_roundtrips_and_an_old_manifest_is_refused(vectors, sib, en
         TopicClassifier.load(path)
 
 
+@pytest.mark.slow
 def test_tag_items_text_api(classifier, encoder, frames, tmp_path):
     items = every(frames["test"], 20).select("lang", "text").with_row_index("item_id")
     tagged = tag_items(classifier, encoder, items)
@@ -289,6 +299,7 @@ def test_tag_items_text_api(classifier, encoder, frames, tmp_path):
         item_topics(classifier, encoder, items.drop("item_id"))
 
 
+@pytest.mark.slow
 def test_model_of_another_encoder_is_refused(classifier, encoder, frames, tmp_path):
     path = classifier.save(tmp_path / "model")
     manifest = json.loads((path / "manifest.json").read_text())
@@ -330,6 +341,7 @@ def test_empty_texts_are_refused(sib, encoder):
         train_topics(encoder, frame, sib[1], source="t.csv")
 
 
+@pytest.mark.slow
 def test_items_without_text_are_refused(classifier, encoder):
     with pytest.raises(DataError, match=r"items.csv: missing column\(s\) \['text'\]"):
         tag_items(classifier, encoder, pl.DataFrame({"item_id": [1], "title": ["x"]}), source="items.csv")
@@ -374,6 +386,7 @@ def load_split_from(frames, name):
                             ).select("lang", "index_id", "category", "text")
 
 
+@pytest.mark.slow
 def test_evaluate_topics_schema(tiny_sib, sib, encoder, frames, source, tmp_path):
     (tiny_sib / "labels.txt").write_text("\n".join(sib[1]) + "\n")
     result = evaluate_topics(encoder, tiny_sib, source, unlabelled_per_lang=20,
@@ -410,6 +423,7 @@ def test_few_shot_split_protocol(sib, source):
                             .select("lang", "index_id", "text"))
 
 
+@pytest.mark.slow
 def test_evaluate_few_shot_several_sources_held_out_topic(sib, frames, source, encoder, tmp_path):
     _, labels, train, dev, test = sib
     first, second = frames["targets"][:2]

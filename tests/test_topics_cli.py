@@ -55,6 +55,7 @@ def model_dir(tiny_sib, tmp_path_factory, encoder):
     return out
 
 
+@pytest.mark.slow
 def test_train_shows_its_phases(tiny_sib, tmp_path, encoder, monkeypatch, caplog):
     """Training logs its phases (here at once: the default waits two seconds before showing)."""
     import xrec.encoders
@@ -70,6 +71,7 @@ def test_train_shows_its_phases(tiny_sib, tmp_path, encoder, monkeypatch, caplog
     assert re.search(r"encode: \d+ batches done in", caplog.text)
 
 
+@pytest.mark.slow
 def test_train_writes_a_model(model_dir, tiny_sib):
     manifest = json.loads((model_dir / "manifest.json").read_text())
     assert manifest["kind"] == "xrec.topic_classifier" and manifest["method"] == DEFAULT_METHOD
@@ -77,6 +79,7 @@ def test_train_writes_a_model(model_dir, tiny_sib):
     assert "heads.safetensors" in manifest["files"]
 
 
+@pytest.mark.slow
 def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     root, langs = tiny_sib
     items = every(load_split(root, "test"), 5).select("lang", "text", "category")
@@ -96,6 +99,7 @@ def test_tag_adds_topic_and_score(model_dir, tiny_sib, tmp_path):
     assert set(again["topic"]) <= set(load_labels(root)) | {"unknown"}
 
 
+@pytest.mark.slow
 def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
     root, langs = tiny_sib
     out = tmp_path / "topics.json"
@@ -118,6 +122,7 @@ def test_evaluate_topics_writes_json_and_plots(tiny_sib, tmp_path, capsys):
     assert "under 0.70" in printed and "topic_support AUROC" in printed
 
 
+@pytest.mark.slow
 def test_tag_refuses_items_without_text(model_dir, tmp_path, capsys):
     pl.DataFrame({"item_id": [1], "title": ["x"]}).write_csv(tmp_path / "bad.csv")
     assert main(["tag", "--items", str(tmp_path / "bad.csv"), "--topic-model", str(model_dir),
@@ -144,6 +149,7 @@ def test_train_refuses_unknown_label_and_one_class(tmp_path, capsys):
     assert "one class only" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     import shutil
 
@@ -158,6 +164,7 @@ def test_tag_refuses_model_of_another_encoder(model_dir, tmp_path, capsys):
     assert "made with encoder sha256:some-other-encoder" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_old_topic_model_is_refused_saying_how_to_rebuild(model_dir, tmp_path, capsys):
     """A topic model of an earlier format version is refused, naming the command that retrains it."""
     import shutil

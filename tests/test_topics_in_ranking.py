@@ -20,6 +20,8 @@ from xrec.ranking.interactions import Interactions
 
 from samples import SMALL, small_cf
 
+pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
+
 
 @pytest.fixture(scope="module")
 def tags(bx_sample, encoder, data_dir):

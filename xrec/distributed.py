@@ -12,12 +12,17 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from xrec.encoders.base import Encoder, TextKind, check_texts
 from xrec.errors import XrecError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from xrec.ranking import HybridRanker
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> Any:
@@ -42,11 +47,11 @@ def cluster_gpus() -> int:
 class _EmbedActor:
     """Ray Data actor: loads the encoder once, embeds each batch of texts."""
 
-    def __init__(self, model: str, precision: str, batch_size: int, kind: str) -> None:
+    def __init__(self, model: str, precision: str, batch_size: int, kind: TextKind) -> None:
         from xrec.encoders import load_encoder
 
         self.encoder = load_encoder(model, precision=precision, batch_size=batch_size)
-        self.kind = kind
+        self.kind: TextKind = kind
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         vectors = self.encoder.encode(list(batch["text"]), kind=self.kind, progress=False)
@@ -106,7 +111,7 @@ def ray_map_batches(actor_class: Callable[..., Any], columns: dict[str, np.ndarr
     out: dict[str, list[np.ndarray]] = {}
     for batch in mapped.iter_batches(batch_size=None, batch_format="numpy"):
         for name, values in batch.items():
-            out.setdefault(name, []).append(values)
+            out.setdefault(str(name), []).append(np.asarray(values))
     merged = {name: np.concatenate(parts) for name, parts in out.items()}
     order = np.argsort(merged["row"], kind="stable")
     return {name: values[order] for name, values in merged.items()}
@@ -118,7 +123,7 @@ class _RecommendActor:
     def __init__(self, ranker_ref: list[Any], k: int) -> None:
         import ray
 
-        self.ranker = ray.get(ranker_ref[0])
+        self.ranker: HybridRanker = ray.get(ranker_ref[0])
         self.k = k
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -129,7 +134,7 @@ class _RecommendActor:
         return columns
 
 
-def ray_recommend_to_parquet(ranker: Any, user_ids: Sequence[Any], k: int, out: str | os.PathLike[str], *,
+def ray_recommend_to_parquet(ranker: Any, user_ids: Sequence[Any] | pl.Series, k: int, out: str | os.PathLike[str], *,
                              batch_size: int = 256, actors: int | None = None) -> Path:
     """Top-``k`` of ``ranker.recommend`` for every user, computed by Ray actors, written atomically.
 

@@ -17,6 +17,7 @@ import functools
 import logging
 import re
 from collections.abc import Iterable, Sequence
+from typing import overload
 
 import polars as pl
 
@@ -45,7 +46,7 @@ def _normalise(code: str) -> str | None:
             return UNKNOWN
         if not language.is_valid():
             language = None
-    except (langcodes.LanguageTagError, ValueError):
+    except ValueError:  # langcodes' LanguageTagError is a ValueError
         language = None
     if language is None:  # a name: "German", "Deutsch", "Chinese (Traditional)"
         if len(text) < 4:  # too short to be a name ("xx"): fuzzy name matching would find one
@@ -55,6 +56,8 @@ def _normalise(code: str) -> str | None:
         except LookupError:
             return None
         language = langcodes.Language.get(langcodes.standardize_tag(str(language), macro=True))
+    if not language.language:
+        return UNKNOWN
     script = language.maximize().script if language.script or language.territory else None
     usual = _usual_script(language.language)
     keep = script and usual and _PART_OF.get(script, script) != usual
@@ -86,6 +89,10 @@ def normalise(code: str, where: str = "language") -> str:
     return found
 
 
+@overload
+def normalise_all(codes: None, where: str = ...) -> None: ...
+@overload
+def normalise_all(codes: Iterable[str] | str, where: str = ...) -> list[str]: ...
 def normalise_all(codes: Iterable[str] | str | None, where: str = "languages") -> list[str] | None:
     """:func:`normalise` of each code (a single string counts as one code), order kept, repeats
     dropped; None stays None."""
@@ -102,6 +109,10 @@ def display_name(code: str) -> str:
     return "unknown" if code == UNKNOWN else langcodes.Language.get(code).display_name()
 
 
+@overload
+def item_codes(languages: None, where: str = ...) -> None: ...
+@overload
+def item_codes(languages: Iterable[str | None], where: str = ...) -> list[str | None]: ...
 def item_codes(languages: Iterable[str | None] | None, where: str = "languages") -> list[str | None] | None:
     """Per-item codes for the APIs that take one language per item (None, ``""`` and ``und``:
     unknown, as None); a code no registry knows is a :class:`DataError` naming its row."""
@@ -119,6 +130,10 @@ def item_codes(languages: Iterable[str | None] | None, where: str = "languages")
     return out
 
 
+@overload
+def filter_codes(languages: None, where: str) -> None: ...
+@overload
+def filter_codes(languages: Iterable[str] | str, where: str) -> list[str]: ...
 def filter_codes(languages: Iterable[str] | str | None, where: str) -> list[str] | None:
     """The codes of a language filter (``languages``, ``exclude_languages``, ``--lang``...),
     normalised; ``und`` stands for the items of unknown language."""

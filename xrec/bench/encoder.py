@@ -93,6 +93,9 @@ def run_encoder_bench(json_path: str | os.PathLike[str], *, data: str | os.PathL
     data_dir = Path(data) if data is not None else default_data_dir()
     by_lang = sib_sentences(data_dir)
     ref = load_encoder("bundled", device="cpu", precision="fp32", threads=threads)
+    from xrec.encoders.transformers_encoder import TransformersEncoder
+
+    assert isinstance(ref, TransformersEncoder)  # fp32 on the CPU: the reference path, which tokenises
 
     def tokens(text: str) -> int:
         return len(ref.token_ids([text], "query")[0]) + 2

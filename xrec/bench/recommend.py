@@ -85,6 +85,7 @@ def compare(inter: Interactions, vectors: np.ndarray, k: int, threads: int, *, l
 
     implicit_s = hybrid_s = float("inf")
     out = np.empty((n_users, k), dtype=np.int64)
+    ids = np.empty((0, k), dtype=np.int64)  # implicit's lists (repeats >= 1 fills them)
     for _ in range(repeats):  # interleaved; the best of each counts (the machine may be shared)
         t0 = time.perf_counter()
         ids, _ = model.recommend(users, matrix[users], N=k, filter_already_liked_items=True)

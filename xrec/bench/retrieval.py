@@ -135,7 +135,7 @@ def measure_kind(kind: str, corpus: np.ndarray, queries: np.ndarray, truth: np.n
                  n_single: int, **knobs: int) -> tuple[list[Result], VectorIndex]:
     ids = np.arange(len(corpus))
     start = time.perf_counter()
-    index = VectorIndex.build(corpus, ids, kind=kind, device="cpu", normalize=False, **knobs)
+    index = VectorIndex.build(corpus, ids, kind=kind, device="cpu", normalize=False, **knobs)  # pyright: ignore[reportArgumentType]  (index knobs)
     build = time.perf_counter() - start
     memory = index_mb(index)
     if kind == "hnsw" or (kind not in DEFAULT_KINDS and "HNSW" in kind):
@@ -281,7 +281,7 @@ def plot(results: list[Result], path: str | os.PathLike[str], title: str) -> Non
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    colours = plt.get_cmap("tab10").colors
+    colours = plt.get_cmap("tab10").colors  # pyright: ignore[reportAttributeAccessIssue]  (a ListedColormap)
     for j, family in enumerate(dict.fromkeys(r.family for r in results)):  # one colour per family
         pts = sorted((r.p50_ms, r.recall_at_10) for r in results if r.family == family)
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=family, color=colours[j % 10])
@@ -318,6 +318,7 @@ def run_retrieval_bench(corpus: np.ndarray | None = None, queries: np.ndarray | 
     if (corpus is None) != (queries is None):
         raise DataError("give both corpus and query vectors, or neither")
     if corpus is not None:
+        assert queries is not None  # both or neither, checked above
         corpus, queries = unit_matrix(corpus, "corpus vectors"), unit_matrix(queries, "query vectors")
         if corpus.shape[1] != queries.shape[1]:
             raise DataError(f"corpus dimension {corpus.shape[1]} != query dimension {queries.shape[1]}")

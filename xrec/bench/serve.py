@@ -21,6 +21,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -251,8 +252,8 @@ def index_peer(index: Any, vectors: np.ndarray, k: int = 10) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- driver
 def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLike[str] | None = None,
-                    n: int = 100_000, n_queries: int = 1000, rates: list[float] = (10, 25, 50, 100, 200, 300),
-                    concurrencies: list[int] = (1, 4, 16, 64), seconds: float = 8.0,
+                    n: int = 100_000, n_queries: int = 1000, rates: Sequence[float] = (10, 25, 50, 100, 200, 300),
+                    concurrencies: Sequence[int] = (1, 4, 16, 64), seconds: float = 8.0,
                     cache: str | os.PathLike[str] | None = None, kind: str = "hnsw",
                     service_args: dict[str, Any] | None = None, k: int = 10,
                     out: TextIO | None = None) -> dict[str, Any]:
@@ -308,6 +309,7 @@ def run_serve_bench(json_path: str | os.PathLike[str], *, data: str | os.PathLik
         if args.get(key) is not None:
             cmd += [flag, str(args[key])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:

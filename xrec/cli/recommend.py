@@ -199,6 +199,7 @@ def _fit_ranker(args: argparse.Namespace):
         log.info(f"ranker: loaded {saved} ({len(ranker.users)} users, {len(ranker.items)} items; fusion: "
                  f"{ranker.fusion.summary()})")
         return ranker, items, inter, encoder, None
+    assert items is not None and inter is not None  # checked above: both are given when fitting
     vectors = item_vectors(encoder, items, store=args.store)
     from xrec.progress import phase
 
@@ -223,6 +224,8 @@ def run_fit(args: argparse.Namespace) -> int:
     log.info(f"wrote {path} ({len(ranker.users)} users, {len(ranker.items)} items)")
     if args.index:
         from xrec.index import VectorIndex
+
+        assert items is not None and vectors is not None  # xrec fit fits: it reads and embeds the items
 
         langs = items["lang"].to_list() if "lang" in items.columns else None
         index = VectorIndex.build(vectors, items["item_id"].to_list(), langs, kind="auto",

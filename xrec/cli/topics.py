@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -141,7 +142,7 @@ class _ExtendCodes(argparse.Action):
     """Collects the codes of every value (each a list from :func:`_codes`) into one flat list."""
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: list[list[str]], option_string: str | None = None) -> None:
+                 values: Any, option_string: str | None = None) -> None:
         codes = list(getattr(namespace, self.dest) or [])
         setattr(namespace, self.dest, codes + [code for value in values for code in value])
 

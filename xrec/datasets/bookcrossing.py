@@ -48,17 +48,22 @@ def load_bookcrossing(directory: str | os.PathLike[str]) -> BookCrossing:
     if not root.is_dir():
         raise DataError(f"{root}: not a directory")
     paths = {stem: find_table(root, stem) for stem in ("books", "ratings", "users")}
-    for stem in ("books", "ratings"):
-        if paths[stem] is None:
+
+    def required(stem: str) -> Path:
+        found = paths[stem]
+        if found is None:
             raise DataError(f"{root}: no {stem}.csv.gz, {stem}.csv or {stem}.parquet (Book-Crossing layout)")
-    books = read_table(paths["books"], required=["item_id", "title"], string_columns=["item_id"])
+        return found
+
+    books_path, ratings_path = required("books"), required("ratings")
+    books = read_table(books_path, required=["item_id", "title"], string_columns=["item_id"])
     for column in ("author", "publisher", "year", "lang"):
         if column not in books.columns:
             books = books.with_columns(pl.lit(None, dtype=pl.String).alias(column))
     books = books.select(pl.col("item_id").cast(pl.String), pl.col("title").cast(pl.String),
                          pl.col("author").cast(pl.String), pl.col("year").cast(pl.String),
                          pl.col("publisher").cast(pl.String), pl.col("lang").cast(pl.String))
-    ratings = read_table(paths["ratings"], required=["user_id", "item_id"], string_columns=["item_id"])
+    ratings = read_table(ratings_path, required=["user_id", "item_id"], string_columns=["item_id"])
     rating = pl.col("rating").cast(pl.Float64) if "rating" in ratings.columns else pl.lit(None, pl.Float64)
     ratings = ratings.select(pl.col("user_id"), pl.col("item_id").cast(pl.String),
                              pl.lit(1.0).alias("weight"), rating.alias("rating"))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import polars as pl
 
@@ -36,6 +37,10 @@ class MovieLens:
         return item_texts(self.movies, self.tags if tags is None else tags).with_columns(lang=pl.lit("en"))
 
 
+@overload
+def _find(directory: Path, stem: str, required: Literal[True] = ...) -> Path: ...
+@overload
+def _find(directory: Path, stem: str, required: bool) -> Path | None: ...
 def _find(directory: Path, stem: str, required: bool = True) -> Path | None:
     for name in (f"{stem}.csv.gz", f"{stem}.csv", f"{stem}.parquet"):
         if (directory / name).is_file():

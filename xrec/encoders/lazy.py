@@ -42,13 +42,14 @@ class LazyEncoder(Encoder):
     def loaded(self) -> Encoder:
         """The real encoder (loaded on the first call)."""
         with self._lock:
-            if self._inner is None:
+            inner = self._inner
+            if inner is None:
                 inner = self._load()
                 if inner.fingerprint != self.fingerprint:  # pragma: no cover - the cache key covers it
                     raise ModelError(f"{self.name}: model fingerprint {inner.fingerprint} differs from the "
                                      f"cached {self.fingerprint}; delete the cache folder's encoders/")
                 object.__setattr__(self, "_inner", inner)
-        return self._inner
+        return inner
 
     def encode(self, texts: Sequence[str], kind: TextKind = "passage", *,
                batch_size: int | None = None, progress: bool | None = None) -> np.ndarray:

@@ -77,6 +77,7 @@ def load_encoder(model: str | os.PathLike[str] = "bundled", *, device: str | Non
 
     if not Path(model).expanduser().is_dir():
         return runtime(precision)(model, **settings, precision=precision)  # a hub id (or an error naming it)
+    hashes: dict[str, str] = {}
     if precision == "auto" and on_cpu:
         from xrec.encoders.transformers_encoder import model_file_hashes
 

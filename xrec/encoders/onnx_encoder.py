@@ -118,7 +118,7 @@ def onnxruntime_runner(graph: Path, threads: int) -> Runner:
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
     def run(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return np.asarray(session.run(None, {"input_ids": ids, "attention_mask": mask})[0])
     return run
 
 

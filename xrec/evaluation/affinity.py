@@ -39,6 +39,7 @@ def compare_affinity(split: Split, vectors: np.ndarray, topics: pl.DataFrame, *,
                                                                          diversity_by="topics")}
     pos, slices = positives(split), SliceMap(split)
     codes, names = plain.content.topic_codes, plain.content.topic_names
+    assert codes is not None  # fitted with topics=
     all_pos = np.concatenate(pos.items) if pos.items else np.zeros(0, np.int64)
     results, per_user = {}, {}
     for name, scorer in track(variants.items(), "topic variants", "models"):

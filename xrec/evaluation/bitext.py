@@ -48,7 +48,7 @@ def top1_accuracy(queries: np.ndarray, targets: np.ndarray, kind: str = "exact")
 def evaluate_bitext(encoder: Encoder, pairs: pl.DataFrame, *, kind: TextKind = "query",
                     cache: str | os.PathLike[str] | None = None, batch_size: int | None = None,
                     progress: bool | None = None, languages: Sequence[str] | None = None,
-                    on_language: Callable[[dict], None] | None = None) -> dict:
+                    on_language: Callable[[dict], object] | None = None) -> dict:
     """Per-language top-1 accuracy both ways; the JSON of ``xrec evaluate bitext``.
 
     ``pairs``: columns ``lang, pair_id, text, eng`` (see :mod:`xrec.datasets.tatoeba`).

@@ -69,7 +69,8 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
         pick = lambda values: None if values is None else [v for v, m in zip(values, mask) if m]  # noqa: E731
         inter = Interactions.build(train, items["item_id"].filter(pl.Series(mask)))
         return HybridRanker.fit(inter, vectors[mask], texts=pick(texts), languages=pick(langs),
-                                metadata={f: pick(v) for f, v in meta.items()}, config=config, cf_fit=cf_fit)
+                                metadata={f: [x for x, m in zip(v, mask) if m] for f, v in meta.items()},
+                                config=config, cf_fit=cf_fit)
 
     t0 = time.perf_counter()
     refit = fit(np.ones(len(new), dtype=bool))
@@ -80,7 +81,7 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
     pick_new = lambda values: None if values is None else [v for v, m in zip(values, new) if m]  # noqa: E731
     t0 = time.perf_counter()
     grown.add_items(items["item_id"].filter(pl.Series(new)), vectors[new], texts=pick_new(texts),
-                    languages=pick_new(langs), metadata={f: pick_new(v) for f, v in meta.items()})
+                    languages=pick_new(langs), metadata={f: [x for x, m in zip(v, new) if m] for f, v in meta.items()})
     t_add = time.perf_counter() - t0
     auc_refit, users = cold_item_auc(refit, test)
     auc_add, _ = cold_item_auc(grown, test)
@@ -88,4 +89,4 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
             "users": users, "cold_items": int(refit.cold.sum()),
             "cold_auc_refit": auc_refit, "cold_auc_add_items": auc_add,
             "seconds_refit": t_refit, "seconds_fit_without_batch": t_before, "seconds_add_items": t_add,
-            "protocol": __doc__.split("\n\n")[1].replace("\n", " ")}
+            "protocol": (__doc__ or "").split("\n\n")[1].replace("\n", " ")}

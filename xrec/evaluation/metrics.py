@@ -171,6 +171,7 @@ def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch
     users, pos = positives.users, positives.items
     for start in range(0, len(users), batch):
         rows = users[start:start + batch]
+        s: np.ndarray | None = None  # the candidates' scores (with candidates)
         if cand is None:
             top = scorer.topk(rows, 20)
         else:
@@ -187,7 +188,7 @@ def evaluate_scorer(scorer: Scorer, split: Split, positives: Positives, *, batch
             shown.append(top[j, :10])
             for name, sp_ in slices.slices(row, p).items():
                 by_slice.setdefault(name, _Accumulator()).add(top[j], sp_)
-            if cand is not None:
+            if cand is not None and s is not None:
                 auc = _auc(s[j], np.isin(cand, p))
                 if auc is not None:
                     cand_auc.append(auc)

@@ -166,7 +166,9 @@ def build_models(split: Split, vectors: np.ndarray, names: Sequence[str] = MODEL
                                                       languages=_languages(split), metadata=split.metadata,
                                                       content=content))
         elif name == "rerank_als":
-            out[name] = RerankScorer(out["hybrid"].ranker, out["als"])
+            hybrid = out["hybrid"]
+            assert isinstance(hybrid, RankerScorer)  # fitted before it (the models' order)
+            out[name] = RerankScorer(hybrid.ranker, out["als"])
         seconds = time.perf_counter() - t0
         log.info("fitted %s in %.1fs", name, seconds)
         if fit_seconds is not None:
@@ -214,8 +216,9 @@ def evaluate_recs(split: Split, vectors: np.ndarray, names: Sequence[str] | None
             report["variants"][variant] = entry
     for name, result in report["models"].items():
         result["fit_seconds"] = fit_seconds[name]
-    if isinstance(models.get("hybrid"), RankerScorer):  # what the fit chose, and why
-        fusion = models["hybrid"].ranker.fusion
+    hybrid = models.get("hybrid")
+    if isinstance(hybrid, RankerScorer):  # what the fit chose, and why
+        fusion = hybrid.ranker.fusion
         report["models"]["hybrid"]["fusion"] = {"kind": fusion.kind, "decision": fusion.decision}
     report.update(hybrid_ratios(report["models"], main_per_user))
     if per_user is not None and main_per_user is not None:
@@ -243,7 +246,7 @@ def hybrid_ratios(models: dict, per_user: dict[str, dict[str, np.ndarray]] | Non
         mine = get(models["hybrid"])
         if not values or mine is None or not np.isfinite(mine):
             return None
-        best = max(values, key=values.get)
+        best = max(values, key=lambda n: values[n])
         if values[best] <= 0:
             return None
         entry = {"ratio": mine / values[best], "best_other": best, "hybrid": mine, "best_other_ndcg@10": values[best]}

@@ -195,14 +195,17 @@ def _read_layout(root: Path, layout: str, template: str | None):
         items = bx.items(template or DEFAULT_TEMPLATE).join(bx.books.drop("lang"), on="item_id", how="left",
                                                             maintain_order="left")
         return items, bx.ratings, reader
-    items_path = find_table(root, "items")
+    items_path, interactions_path = find_table(root, "items"), find_table(root, "interactions")
+    if items_path is None or interactions_path is None:
+        raise DataError(f"{root}: no {'items' if items_path is None else 'interactions'} table "
+                        "(.csv, .csv.gz or .parquet)")
     items = read_table(items_path, required=["item_id"])
     if template is not None:
         items = items.with_columns(render_template(items, template, str(items_path)))
     elif "text" not in items.columns:
         raise DataError(f"{items_path}: no 'text' column; give a text template over its fields "
                         f"(--template '{{title}}. {{author}}'), columns: {items.columns}")
-    return items, read_interactions(find_table(root, "interactions")), read_interactions
+    return items, read_interactions(interactions_path), read_interactions
 
 
 def load_bookcrossing_ratings(path: str | os.PathLike[str]) -> pl.DataFrame:

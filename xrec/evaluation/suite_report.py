@@ -71,7 +71,7 @@ def _auc(entry: dict) -> str:
     values = {n: v for n, v in values.items() if v is not None and np.isfinite(v)}
     if "hybrid" not in values:
         return "-"
-    best = max(values, key=values.get)
+    best = max(values, key=lambda n: values[n])
     label = "" if key == "auc" else "cold "
     return f"{label}{values['hybrid']:.2f} ({best} {values[best]:.2f})"
 
@@ -80,7 +80,8 @@ def colours(names: list[str]) -> dict[str, tuple]:
     """One distinct colour per model (tab10, then tab20), fixed by :data:`MODEL_ORDER`."""
     import matplotlib
 
-    palette = list(matplotlib.colormaps["tab10"].colors) + list(matplotlib.colormaps["tab20"].colors[1::2])
+    tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]  # ListedColormaps
+    palette = list(tab10.colors) + list(tab20.colors[1::2])  # pyright: ignore[reportAttributeAccessIssue]
     known = {n: palette[i] for i, n in enumerate(MODEL_ORDER)}
     spare = iter(palette[len(MODEL_ORDER):])
     return {n: known[n] if n in known else next(spare) for n in names}

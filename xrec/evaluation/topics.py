@@ -73,7 +73,7 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
         known = {} if old is None else {(i, h): r for r, (i, h) in enumerate(zip(old.ids, old.text_hashes))}
         for row in np.flatnonzero(langs == lang):
             hit = known.get((ids[row], hashes[row]))
-            if hit is None:
+            if hit is None or old is None:
                 todo.append(int(row))
             else:
                 out[row] = old.vectors[hit]
@@ -86,12 +86,14 @@ def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[
         new = {ids[r]: r for r in rows}
         old = stored[lang]
         keep = [] if old is None else [r for r, i in enumerate(old.ids) if i not in new]
-        write_embeddings(root / f"{name}_{lang}.parquet",
-                         [old.ids[r] for r in keep] + [ids[r] for r in rows],
-                         np.concatenate([old.vectors[keep] if keep else np.zeros((0, encoder.dim), np.float32),
-                                         out[rows]]),
-                         encoder.fingerprint,
-                         [old.text_hashes[r] for r in keep] + [hashes[r] for r in rows], encoder_path_of(encoder))
+        kept_ids: list = []  # ids of one type (the split's), as the store keeps them
+        kept_vectors, kept_hashes = np.zeros((0, encoder.dim), np.float32), []
+        if old is not None and keep:
+            kept_ids, kept_vectors = [old.ids[r] for r in keep], old.vectors[keep]
+            kept_hashes = [old.text_hashes[r] for r in keep]
+        write_embeddings(root / f"{name}_{lang}.parquet", kept_ids + [ids[r] for r in rows],
+                         np.concatenate([kept_vectors, out[rows]]), encoder.fingerprint,
+                         kept_hashes + [hashes[r] for r in rows], encoder_path_of(encoder))
     return out
 
 

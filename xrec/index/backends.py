@@ -34,7 +34,7 @@ def faiss_search(index: faiss.Index, q: np.ndarray, k: int, params: Any) -> tupl
     """``index.search`` without the wrapper's re-checks (``q`` is checked float32 C-order)."""
     scores = np.empty((len(q), k), dtype=np.float32)
     labels = np.empty((len(q), k), dtype=np.int64)
-    index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)
+    index.search_c(len(q), faiss.swig_ptr(q), k, faiss.swig_ptr(scores), faiss.swig_ptr(labels), params)  # pyright: ignore[reportAttributeAccessIssue]
     return scores, labels
 
 
@@ -44,8 +44,8 @@ def reconstruct(index: faiss.Index, slots: np.ndarray, dim: int) -> np.ndarray:
         return np.empty((0, dim), dtype=np.float32)
     if kinds.supports_native_ids(index):
         ivf = faiss.extract_index_ivf(index)
-        if ivf.direct_map.type != faiss.DirectMap.Hashtable:
-            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        if ivf.direct_map.type != faiss.DirectMap.Hashtable:  # pyright: ignore[reportAttributeAccessIssue]
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # pyright: ignore[reportAttributeAccessIssue]
     return index.reconstruct_batch(np.ascontiguousarray(slots, dtype=np.int64))
 
 
@@ -124,11 +124,13 @@ class FaissCpu(SearchBackend):
     def _flat_view(self) -> tuple[np.ndarray, np.ndarray]:
         """Zero-copy ``(vectors, slots)`` of an exact index, in FAISS storage order."""
         if self._flat is None:
-            flat = faiss.downcast_index(self.index.index)
+            flat = faiss.downcast_index(self.index.index)  # pyright: ignore[reportAttributeAccessIssue]
             n = flat.ntotal
-            vectors = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim) \
-                if n else np.empty((0, self.dim), np.float32)
-            self._flat = (vectors, faiss.vector_to_array(self.index.id_map).astype(np.int64))
+            vectors = np.empty((0, self.dim), np.float32)
+            if n:
+                xb = flat.get_xb()  # pyright: ignore[reportAttributeAccessIssue]
+                vectors = faiss.rev_swig_ptr(xb, n * self.dim).reshape(n, self.dim)
+            self._flat = (vectors, faiss.vector_to_array(self.index.id_map).astype(np.int64))  # pyright: ignore[reportAttributeAccessIssue]
         return self._flat
 
 

@@ -78,7 +78,7 @@ def to_faiss_gpu(index: faiss.Index) -> faiss.Index | None:
     try:
         resources = faiss.StandardGpuResources()
         clone = faiss.index_cpu_to_gpu(resources, 0, index)
-        clone.xrec_resources = resources  # the clone must not outlive its resources
+        clone.xrec_resources = resources  # pyright: ignore[reportAttributeAccessIssue]  (kept alive with the clone)
         return clone
     except (RuntimeError, AttributeError) as exc:
         log.info("index stays on the CPU: FAISS cannot move it to the GPU (%s)", exc)

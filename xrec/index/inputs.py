@@ -105,7 +105,7 @@ def as_lang_list(languages: Any, n: int) -> list[str | None]:
     return out
 
 
-def as_langs(languages: Any, what: str) -> list[str]:
+def as_langs(languages: Iterable[str] | str, what: str) -> list[str]:
     """A language filter, normalised (:func:`xrec.languages.filter_codes`; ``und``: unknown)."""
     from xrec.languages import filter_codes
 

@@ -120,7 +120,7 @@ def _find(index: faiss.Index, cls: type) -> Any:
         index = faiss.downcast_index(index)
         if isinstance(index, cls):
             return index
-        index = getattr(index, "index", None) or getattr(index, "base_index", None)
+        index = getattr(index, "index", None) or getattr(index, "base_index", None)  # pyright: ignore[reportAssignmentType]
         seen += 1
     return None
 
@@ -147,7 +147,7 @@ def search_params(shape: tuple[str, bool], selector: faiss.IDSelector | None,
     """
     base, refined = shape
     if base == "hnsw":
-        params = faiss.SearchParametersHNSW()
+        params = faiss.SearchParametersHNSW()  # pyright: ignore[reportAttributeAccessIssue]
         params.efSearch = knobs.get("ef_search", DEFAULT_QUERY_KNOBS["ef_search"])
     elif base == "ivf":
         params = faiss.SearchParametersIVF()
@@ -160,9 +160,9 @@ def search_params(shape: tuple[str, bool], selector: faiss.IDSelector | None,
         params.sel = selector
     if not refined:
         return params, [params, selector]
-    outer = faiss.IndexRefineSearchParameters(
-        k_factor=float(knobs.get("k_factor", DEFAULT_QUERY_KNOBS["k_factor"])),
-        base_index_params=params)
+    outer = faiss.IndexRefineSearchParameters(  # pyright: ignore[reportCallIssue]
+        k_factor=float(knobs.get("k_factor", DEFAULT_QUERY_KNOBS["k_factor"])),  # pyright: ignore[reportCallIssue]
+        base_index_params=params)  # pyright: ignore[reportCallIssue]
     if selector is not None:
         outer.sel = selector
     return outer, [outer, params, selector]

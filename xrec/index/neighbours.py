@@ -61,7 +61,7 @@ def cross_language_neighbours(index: VectorIndex, ids: Sequence[Any] | None = No
     if not keep:
         return empty
     # one language after another (sorted), as the table lists them
-    keep.sort(key=lambda row: langs[row])
+    keep.sort(key=lambda row: str(langs[row]))
     kept_ids = [ids[row] for row in keep]
     kept_langs = [langs[row] for row in keep]
     found, scores = search_by_language(index, index.vectors_of(kept_ids), kept_langs, k, batch=batch)

@@ -48,6 +48,7 @@ class ItemSpace:
         from xrec.store import embed_items
         from xrec.tables import read_table, validate_items
 
+        assert items is not None  # exactly one of index_dir and items, checked above
         frame = validate_items(read_table(items, required=["item_id", "text"]), str(items))
         encoder = load_encoder(model)
         ids = frame["item_id"].to_list()
@@ -232,7 +233,7 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
     languages = space.check_languages(languages)
     on = space.on_topic(tags, topics)
     vectors = space.encoder.encode(list(texts), kind="query")
-    excl = [query_lang] if other_languages else None
+    excl = [query_lang] if other_languages and query_lang else None
     return {"k": k, "queries": [
         {"text": text, "lang": query_lang,
          "neighbours": space.neighbours(vector, k, languages=languages, exclude_languages=excl, only_ids=on)}

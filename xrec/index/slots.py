@@ -75,7 +75,7 @@ class Slots:
 
     def all_languages(self) -> list[str | None]:
         """Language of every slot, dead ones included."""
-        return [self.lang_name(c) for c in self.lang]
+        return [self.lang_name(int(c)) for c in self.lang]
 
     def slots_of(self, ids: list[Any]) -> np.ndarray:
         """Slots of ``ids``; :class:`DataError` naming ids not in the index."""

@@ -80,7 +80,7 @@ class VectorIndex:
 
     # ------------------------------------------------------------------ building
     @classmethod
-    def build(cls, vectors: np.ndarray, ids: Sequence[int | str],
+    def build(cls, vectors: np.ndarray, ids: Sequence[int | str] | np.ndarray,
               languages: Sequence[str | None] | None = None, kind: str = "auto", *,
               fingerprint: str | None = None, device: str | None = None,
               normalize: bool = True, texts: Sequence[str | None] | None = None,
@@ -155,7 +155,7 @@ class VectorIndex:
         if not len(slots):
             return 0
         try:
-            self._index.remove_ids(slots)
+            self._index.remove_ids(slots)  # pyright: ignore[reportArgumentType]  (the wrapper takes ids)
         except RuntimeError:
             self._dead += len(slots)  # kind without remove_ids: tombstones
         self._backend.changed()

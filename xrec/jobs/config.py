@@ -134,7 +134,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             config.setdefault(name, {})[key] = item
             origin[name, key] = str(file)
     base = (file.resolve().parent / config.get("root", ".")).resolve()
-    bases: dict[tuple[str, str], Path] = dict.fromkeys(origin, base)
+    bases: dict[tuple[str, str], Path] = {key: base for key in origin}
     if not path:  # the default job writes into the working directory (./out), wherever xrec is installed
         bases["output", "dir"] = Path.cwd()
     for item in overrides or []:
@@ -231,7 +231,7 @@ def _check(spec: Key, value: Any, name: str, base: Path | None = None, default_f
             raise DataError(f"{name} must be a list of names, got {value!r}")
         allowed = spec.allowed()
         for item in value if allowed is not None else ():
-            if item not in allowed:
+            if allowed is not None and item not in allowed:
                 raise DataError(f"{name}: {item!r} is not one of {', '.join(allowed)}")
         return value
     if spec.optional and value == "":

@@ -174,6 +174,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
         def build(tmp: Path) -> dict[str, Any]:
             from xrec.jobs.stages import evaluation_stage
 
+            assert held is not None  # the stage is planned only with a held-out split
             train, test, how = held
             split = split_of(items, train, test, how, source=catalogue.files[1].parent,
                              new_language=protocol_language, metadata=catalogue.metadata)
@@ -191,6 +192,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def build_topics(tmp: Path) -> dict[str, Any]:
         from xrec.jobs.stages import topics_stage
 
+        assert sib_dir is not None and sib_test is not None  # the stage runs only with SIB-200
         return topics_stage(encoder, tmp, sib_dir, train_lang, sib_test, store_dir / "topics", sib_vectors,
                             text_kind=TOPIC_KIND)
 

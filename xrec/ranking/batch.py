@@ -38,7 +38,7 @@ def parts_dir(out: str | os.PathLike[str]) -> Path:
     return out.with_name(out.name + ".parts")
 
 
-def _job(ranker, user_ids: pl.Series, k: int, batch_size: int) -> dict:
+def _job(ranker, user_ids: pl.Series, k: int | None, batch_size: int) -> dict:
     digest = hashlib.sha256()
     digest.update(str(user_ids.dtype).encode())
     for chunk in user_ids.cast(pl.String).to_list():

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from xrec.errors import DataError
 from xrec.ranking.cf import FactorModel
+from xrec.ranking.graphs import zeros
 from xrec.ranking.interactions import IdMap, Interactions
 
 if TYPE_CHECKING:
@@ -76,7 +77,7 @@ def grown(make_ranker: RankerFactory[R], ranker: FittedRanker, ids: Sequence | p
     all_vectors = np.vstack([ranker.item_vectors, vectors])
     content = ranker.content.extend(all_vectors, n_new, texts=texts, languages=languages, metadata=metadata,
                                     topics=new_topics, topic_scores=new_scores)
-    matrix = sp.hstack([ranker.interactions.matrix, sp.csr_matrix((len(ranker.users), n_new), dtype=np.float32)]
+    matrix = sp.hstack([ranker.interactions.matrix, zeros(len(ranker.users), n_new)]
                        ).tocsr()
     inter = Interactions(frame=ranker.interactions.frame, users=ranker.users, items=items, matrix=matrix,
                          report=ranker.interactions.report)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -148,7 +149,7 @@ def confidence(matrix: sp.csr_matrix, weighting: str = "bm25", alpha: float = 1.
 
 def fit_als(matrix: sp.csr_matrix, *, factors: int = 32, regularization: float = 5.0,
             alpha: float = 1.0, iterations: int = 15, weighting: str = "binary", threads: int = 2,
-            seed: int = 0, use_gpu: bool | None = None) -> tuple[FactorModel, object]:
+            seed: int = 0, use_gpu: bool | None = None) -> tuple[FactorModel, Any]:
     """Fit implicit's ALS on a user x item matrix; returns ``(FactorModel, implicit model)``."""
     import implicit.als
     import implicit.gpu
@@ -167,7 +168,7 @@ def fit_als(matrix: sp.csr_matrix, *, factors: int = 32, regularization: float =
 
 def fit_bpr(matrix: sp.csr_matrix, *, factors: int = 32, learning_rate: float = 0.01,
             regularization: float = 0.01, iterations: int = 100, threads: int = 2, seed: int = 0,
-            use_gpu: bool | None = None) -> tuple[FactorModel, object]:
+            use_gpu: bool | None = None) -> tuple[FactorModel, Any]:
     """Fit implicit's BPR (binary feedback); returns ``(FactorModel, implicit model)``."""
     import implicit.bpr
     import implicit.gpu

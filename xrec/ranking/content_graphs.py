@@ -178,6 +178,6 @@ class ContentGraphs:
 
     def neighbours(self) -> sp.csr_matrix:
         """Row-normalised sum of the content graphs (each item's content neighbourhood)."""
-        total = sum((g.row_normalised(x) for x in self.graphs.values()), sp.csr_matrix(
-            (len(self.language_codes),) * 2, dtype=np.float32))
+        n = len(self.language_codes)
+        total = sum((g.row_normalised(x) for x in self.graphs.values()), g.zeros(n, n))
         return g.row_normalised(total.tocsr())

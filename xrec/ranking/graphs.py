@@ -20,6 +20,12 @@ import numpy as np
 import scipy.sparse as sp
 
 
+def zeros(n_rows: int, n_cols: int) -> sp.csr_matrix:
+    """An all-zero float32 ``[n_rows, n_cols]`` CSR matrix."""
+    # scipy-stubs types the shape-only constructor as float64 only
+    return sp.csr_matrix((n_rows, n_cols), dtype=np.float32)  # pyright: ignore[reportCallIssue, reportArgumentType]
+
+
 def symmetric(graph: sp.csr_matrix) -> sp.csr_matrix:
     """``max(graph, graph.T)``: an edge in either direction counts for both."""
     return graph.maximum(graph.T).tocsr()
@@ -47,7 +53,7 @@ def vector_knn(vectors: np.ndarray, k: int = 50, *, batch: int = 4096,
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = x.shape[0]
     if n < 2:
-        return sp.csr_matrix((n, n), dtype=np.float32)
+        return zeros(n, n)
     if n <= exact_max:
         index = faiss.IndexFlatIP(x.shape[1])
     else:
@@ -62,7 +68,7 @@ def vector_knn(vectors: np.ndarray, k: int = 50, *, batch: int = 4096,
         rows.append(np.repeat(np.arange(start, start + len(found)), kk))
         cols.append(found.reshape(-1))
         vals.append(scores.reshape(-1))
-    empty = ~x.any(axis=1)
+    empty = ~np.asarray(x.any(axis=1), dtype=bool)
     graph = _from_topk(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n)
     if empty.any():
         graph = (sp.diags((~empty).astype(np.float32)) @ graph).tocsr()
@@ -86,7 +92,7 @@ def sparse_knn(x: sp.csr_matrix, k: int = 50, *, batch: int = 2000) -> sp.csr_ma
         cols.append(part.reshape(-1))
         vals.append(np.take_along_axis(block, part, 1).reshape(-1))
     if not rows:
-        return sp.csr_matrix((n, n), dtype=np.float32)
+        return zeros(n, n)
     return symmetric(_from_topk(np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), n))
 
 
@@ -105,7 +111,7 @@ def group_graph(keys: Sequence[str | None], *, max_group: int = 200) -> sp.csr_m
     norm = np.array([normalise_key(k) for k in keys], dtype=object)
     n = len(norm)
     if not n:
-        return sp.csr_matrix((0, 0), dtype=np.float32)
+        return zeros(0, 0)
     uniq, inverse = np.unique(norm, return_inverse=True)
     member = sp.csr_matrix((np.ones(n, np.float32), (np.arange(n), inverse)), shape=(n, len(uniq)))
     sizes = np.asarray(member.sum(axis=0)).ravel()
@@ -129,7 +135,7 @@ def cf_knn(history: sp.csr_matrix, k: int = 100, *, threads: int = 0) -> sp.csr_
     with warnings.catch_warnings():  # implicit converts its own BM25-weighted copy and warns about it
         warnings.simplefilter("ignore")
         model.fit(binary, show_progress=False)
-    graph = sp.csr_matrix(model.similarity, dtype=np.float32)
+    graph = sp.csr_matrix(model.similarity, dtype=np.float32)  # pyright: ignore[reportCallIssue, reportArgumentType]
     graph.setdiag(0.0)
     graph.eliminate_zeros()
     return graph

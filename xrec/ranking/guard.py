@@ -100,7 +100,7 @@ def ndcg_at_k(scores: np.ndarray, truth: sp.csr_matrix, k: int = K) -> np.ndarra
     k = min(k, scores.shape[1])
     top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     order = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable"), 1)
-    hits = np.asarray(truth[np.arange(truth.shape[0])[:, None], order].todense()) > 0
+    hits = np.asarray(truth[np.arange(truth.shape[0])[:, None], order].todense()) > 0  # pyright: ignore[reportAttributeAccessIssue]
     discount = 1.0 / np.log2(np.arange(2, k + 2))
     dcg = (hits * discount).sum(axis=1)
     n_pos = np.minimum(np.diff(truth.indptr), k)

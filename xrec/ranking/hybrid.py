@@ -149,6 +149,7 @@ class HybridRanker:
                 fusion = learn_fusion(cls, interactions, item_vectors, content, cf_fit, config)
         with phase("hybrid: final CF fit"):
             if cf is None:
+                assert cf_fit is not None  # the default when neither is given
                 cf = cf_fit(interactions.matrix)
             return cls(interactions, item_vectors, cf, content, fusion, config)
 

@@ -25,6 +25,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -94,7 +95,7 @@ def read_interactions(path: str | os.PathLike[str]) -> pl.DataFrame:
 
 
 def validate_interactions(frame: pl.DataFrame, source: str = "interactions", *,
-                          item_ids: Sequence | pl.Series | None = None,
+                          item_ids: Sequence | pl.Series | np.ndarray | None = None,
                           user_ids: Sequence | pl.Series | None = None,
                           drop_unknown: bool = False, duplicates: str = "sum",
                           ) -> tuple[pl.DataFrame, InteractionReport]:
@@ -196,7 +197,7 @@ def unix_seconds(values: pl.Series, source: str = "interactions") -> pl.Series:
         raise refuse(values.is_not_null(), f"a {values.dtype} column; expected integer Unix seconds "
                                            "or ISO-8601 date-times")
     values = values.cast(pl.Int64)
-    median = values.median()
+    median = cast("float | None", values.median())  # of an Int64 column
     if median is not None and abs(median) > 1e11:  # after the year 5138 in seconds: milliseconds?
         log.warning("%s: column 'timestamp' values look like milliseconds (median %d is year %d in seconds); "
                     "xrec reads Unix seconds: divide by 1000", source, median,
@@ -274,7 +275,7 @@ class Interactions:
     report: InteractionReport
 
     @classmethod
-    def build(cls, frame: pl.DataFrame, item_ids: Sequence | pl.Series, *, source: str = "interactions",
+    def build(cls, frame: pl.DataFrame, item_ids: Sequence | pl.Series | np.ndarray, *, source: str = "interactions",
               user_ids: Sequence | pl.Series | None = None, drop_unknown: bool = False,
               duplicates: str = "sum") -> Interactions:
         """Validate ``frame`` against the catalogue ``item_ids`` and build the matrix."""

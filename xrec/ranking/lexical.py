@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from xrec.ranking.graphs import zeros
+
 
 def char_tfidf(texts: Sequence[str], *, ngrams: tuple[int, int] = (3, 5), min_df: int = 2,
                max_df: float = 1.0) -> sp.csr_matrix:
@@ -25,11 +27,12 @@ def char_tfidf(texts: Sequence[str], *, ngrams: tuple[int, int] = (3, 5), min_df
 
     texts = list(texts)
     vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=ngrams, sublinear_tf=True, lowercase=True,
-                                 min_df=min(min_df, max(len(texts), 1)), max_df=max_df, dtype=np.float32)
+                                 min_df=min(min_df, max(len(texts), 1)), max_df=max_df,
+                                 dtype=np.float32)  # pyright: ignore[reportArgumentType]  (sklearn's stub: float64)
     try:
-        return vectorizer.fit_transform(texts).tocsr()
+        return vectorizer.fit_transform(texts).tocsr()  # pyright: ignore[reportAttributeAccessIssue, reportReturnType]
     except ValueError:  # every n-gram pruned (tiny or empty catalogue): no lexical evidence
-        return sp.csr_matrix((len(texts), 1), dtype=np.float32)
+        return zeros(len(texts), 1)
 
 
 def sparse_profiles(weights: sp.csr_matrix, terms: sp.csr_matrix) -> sp.csr_matrix:

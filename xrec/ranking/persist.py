@@ -71,6 +71,7 @@ def save_ranker(ranker: FittedRanker, path: str | os.PathLike[str], *, encoder_f
         if content.terms is not None:
             _save_csr(graphs, "lexical_terms", content.terms)
         if content.topic_codes is not None:
+            assert content.topic_scores is not None  # set with the codes
             np.save(tmp / "topic_codes.npy", content.topic_codes, allow_pickle=False)
             np.save(tmp / "topic_scores.npy", content.topic_scores, allow_pickle=False)
         kept = {}  # the content graphs' inputs, so that items can be added to a loaded ranker

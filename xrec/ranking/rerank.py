@@ -84,7 +84,7 @@ class Candidates:
     upstream: np.ndarray | None  #: ``[b, c]`` upstream scores (NaN = padding), None without ``score``
 
 
-def as_frame(user_ids: Sequence | pl.Series | None, candidates) -> pl.DataFrame:
+def as_frame(user_ids: Sequence | np.ndarray | pl.Series | None, candidates) -> pl.DataFrame:
     """The candidates as a frame: a frame as is; ragged item-id lists (one per user of
     ``user_ids``) as ``user_id, item_id`` rows."""
     if isinstance(candidates, pl.DataFrame):
@@ -108,8 +108,8 @@ def _first(frame: pl.DataFrame, mask: pl.Series) -> str:
     return f"candidates row {row} ({shown})"
 
 
-def prepare_candidates(ranker, user_ids: Sequence | pl.Series | None, candidates, *, on_unknown: str = "drop",
-                       exclude_seen: bool = True) -> tuple[Candidates, RerankReport]:
+def prepare_candidates(ranker, user_ids: Sequence | np.ndarray | pl.Series | None, candidates, *,
+                       on_unknown: str = "drop", exclude_seen: bool = True) -> tuple[Candidates, RerankReport]:
     """Check ``candidates`` against ``ranker`` (module docstring) and pad them per user.
 
     ``user_ids`` (None: every user of the frame, in order of first appearance) selects and orders
@@ -139,17 +139,17 @@ def prepare_candidates(ranker, user_ids: Sequence | pl.Series | None, candidates
     dup = ~frame.select(pl.struct("user_id", "item_id").is_first_distinct()).to_series()
     if dup.any():
         raise DataError(f"{_first(frame, dup)}: duplicate candidate (the same user and item twice)")
-    if user_ids is not None:
-        order = pl.Series("user_id", user_ids)
-        if order.is_duplicated().any():
-            raise DataError(f"user_ids: duplicate user_id {order.filter(order.is_duplicated())[0]!r}")
-        position = IdIndex(order)
+    given = None if user_ids is None else pl.Series("user_id", user_ids)
+    if given is not None:
+        if given.is_duplicated().any():
+            raise DataError(f"user_ids: duplicate user_id {given.filter(given.is_duplicated())[0]!r}")
+        position = IdIndex(given)
         pos = position.index(frame["user_id"])
         frame = frame.filter(pl.Series(pos >= 0))
         report.rows_in = frame.height
     rows = ranker.users.index(frame["user_id"])
-    if user_ids is None:  # the known users of the frame (unknown ones are counted as such)
-        order = frame["user_id"].filter(pl.Series(rows >= 0)).unique(maintain_order=True)
+    # without user_ids: the known users of the frame (unknown ones are counted as such)
+    order = given if given is not None else frame["user_id"].filter(pl.Series(rows >= 0)).unique(maintain_order=True)
     cols = ranker.items.index(frame["item_id"])
     for what, idx in (("users", rows), ("items", cols)):
         bad = idx < 0

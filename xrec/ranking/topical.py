@@ -116,7 +116,7 @@ def topic_mask(content: ContentGraphs, topics: Sequence[str] | None) -> np.ndarr
     if topics is None:
         return None
     topics = [topics] if isinstance(topics, str) else list(topics)
-    if not content.has_topics:
+    if not content.has_topics or content.topic_codes is None:
         raise DataError("topics: this ranker has no item topics (fit it, or add items, with topics=)")
     unknown = [t for t in topics if t not in content.topic_names]
     if unknown:

@@ -112,7 +112,7 @@ class FeatureViews:
         self.cold = counts == 0
         cold = self.cold.astype(np.float32)
         popularity = np.log1p(counts).astype(np.float32)
-        warm_neighbours = g.row_normalised(content.neighbours() @ sp.diags(1.0 - cold))
+        warm_neighbours = g.row_normalised((content.neighbours() @ sp.diags(1.0 - cold)).tocsr())
         warm_only, cold_only = sp.diags(1.0 - cold), sp.diags(cold)
         graphs = {}
         for name, graph in content.split().items():  # cold items get their own weights (module doc)
@@ -158,7 +158,7 @@ class FeatureViews:
             majority = np.bincount(codes[codes >= 0]).argmax()
             user["minority"] = (1.0 - user["language_share"][:, [majority]]) * has[:, None]
             user["other_read"] = _other_languages_read(user["language_share"])
-        if content.has_topics:
+        if content.has_topics and content.topic_codes is not None and content.topic_scores is not None:
             from xrec.ranking.topical import affinity_views
 
             user["topic_affinity"], item["topic"], item["cold_topic"] = affinity_views(
@@ -169,13 +169,13 @@ class FeatureViews:
                 if "minority" in user:
                     user[f"{view}_minority"] = user[view] * user["minority"]
         timed = timestamps is not None and timestamps.nnz > 0
-        if timed:
+        if timed and timestamps is not None:
             time_user, time_item = _time_views(timestamps, self.cold, warm_neighbours)
             user.update(time_user)
             item.update(time_item)
         if item_vectors is not None:
             _ridge_views(item, np.asarray(item_vectors, np.float32), self.cold, popularity)
-        if timed and item_vectors is not None:
+        if timed and timestamps is not None and item_vectors is not None:
             recent = _recent_items(timestamps, RECENT_ITEMS)
             pcs = unit_rows(item_vectors @ principal_basis(item_vectors, RECENT_DIMS))
             user["recent"] = unit_rows(_sum_rows(pcs, recent))
@@ -219,7 +219,7 @@ class FeatureViews:
         n_users, n_items = self.history.shape
         if not queries:
             queries, keys = [np.zeros((n_users, 1), np.float32)], [np.zeros((n_items, 1), np.float32)]
-        graph = sp.csr_matrix((n_items, n_items), dtype=np.float32)
+        graph = g.zeros(n_items, n_items)
         for name, w in weights.items():
             if name in self.graphs and w != 0:
                 graph = graph + np.float32(w) * self.graphs[name]

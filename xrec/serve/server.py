@@ -85,7 +85,7 @@ def create_app(service: Service, guard: Guard | None = None, host: str = "127.0.
               Route("/recommend", endpoint(service.submit_recommend), methods=["POST"]),
               Route("/embed", endpoint(service.submit_embed), methods=["POST"]),
               Route("/reload", reload, methods=["POST"])]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed},
+    app = Starlette(routes=routes, exception_handlers={HTTPException: not_found, Exception: crashed},  # pyright: ignore[reportArgumentType]
                     middleware=[Middleware(_Checked, hosts=guard.hosts(host))])
     app.state.service = service
     return app

@@ -13,6 +13,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -148,10 +149,12 @@ class Service:
 
             return self.batcher.submit([], "query", answer)
         text = f.text("text", self.limits.max_text_chars)
+        if text is None:
+            raise RequestError(422, "text must be a string, got null", "text")
         lang = f.language_text("lang")
         if other and (not lang or lang == UNKNOWN):
             raise RequestError(422, "other_languages with a text needs lang (the text's language)", "lang")
-        excl = sorted(set(excluded or []) | ({lang} if other else set())) or None
+        excl = sorted(set(excluded or []) | ({lang} if other and lang else set())) or None
 
         def answer_text(vectors: np.ndarray) -> dict:
             entry = {"text": text, "lang": lang, "neighbours": state.space.neighbours(
@@ -192,13 +195,15 @@ class Service:
         user = f.id_value(body["user_id"], "user_id", state.ranker.users.ids.dtype.is_integer())
         if not ranking.knows_user(state.ranker, user):
             raise RequestError(404, f"unknown user_id {user!r}", "user_id")
-        keep = None
+        keep: Callable[[Any], bool] | None = None
         if languages is not None or excluded is not None:
             allowed, dropped = set(languages or state.languages), set(excluded or ())
 
-            def keep(item: Any) -> bool:  # unknown language: kept only when "und" is named
+            def in_languages(item: Any) -> bool:  # unknown language: kept only when "und" is named
                 lang = (index.language_of([item])[0] if item in index else None) or UNKNOWN
                 return lang in allowed and lang not in dropped
+
+            keep = in_languages
 
         def by_user(_: np.ndarray) -> dict:
             items = ranking.recommend_user(state.ranker, user, k, keep, catalogue=len(index))

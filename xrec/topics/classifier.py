@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.encoders.base import TextKind
 from xrec.errors import ArtifactError, DataError
 from xrec.topics.centering import LanguageCentering
 from xrec.topics.head import HeadConfig, KernelHead, TopicHead, build_head, single_thread
@@ -67,7 +68,7 @@ class TopicClassifier:
 
     def __init__(self, labels: Sequence[str], heads: Sequence[TopicHead | KernelHead], *,
                  centering: LanguageCentering, encoder_fingerprint: str, encoder_name: str = "",
-                 text_kind: str = "query", temperature: float = 1.0, threshold: float = 0.5,
+                 text_kind: TextKind = "query", temperature: float = 1.0, threshold: float = 0.5,
                  method: str = "", configs: Sequence[HeadConfig] = (),
                  weights: Sequence[float] = (), support: Support | None = None,
                  support_threshold: float = DEFAULT_SUPPORT_THRESHOLD) -> None:
@@ -83,7 +84,7 @@ class TopicClassifier:
         self.centering = centering
         self.encoder_fingerprint = encoder_fingerprint
         self.encoder_name = encoder_name
-        self.text_kind = text_kind
+        self.text_kind: TextKind = text_kind
         self.temperature = float(temperature)
         self.threshold = float(threshold)
         self.support = support
@@ -118,7 +119,7 @@ class TopicClassifier:
     def _logits(self, x: np.ndarray, langs: Sequence[str] | None) -> np.ndarray:
         with torch.no_grad(), single_thread():
             t = torch.as_tensor(x)
-            return sum(w * h(t, langs) for w, h in zip(self.weights, self.heads)).numpy()
+            return sum((w * h(t, langs) for w, h in zip(self.weights, self.heads)), torch.zeros(())).numpy()
 
     def _proba(self, x: np.ndarray, langs: Sequence[str] | None) -> np.ndarray:
         z = self._logits(x, langs) / self.temperature

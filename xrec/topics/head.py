@@ -68,6 +68,9 @@ class KernelHead(nn.Module):
 
     hidden = 0
     chunk = 1024  # rows per block: a block holds [chunk, n_memory] floats
+    memory: torch.Tensor  #: ``[n_memory, dim]`` unit vectors (a buffer)
+    targets: torch.Tensor  #: ``[n_memory, n_classes]`` class weights (a buffer)
+    memory_lang: torch.Tensor  #: ``[n_memory]`` index in ``private_languages``, -1: every text (a buffer)
 
     def __init__(self, dim: int, n_classes: int, n_memory: int, tau: float,
                  private_languages: Sequence[str] = ()) -> None:
@@ -121,6 +124,7 @@ class KernelHead(nn.Module):
         for texts of their language (without ``langs`` they vote for none)."""
         x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-12)
         private = bool(self.private_languages) and bool((self.memory_lang >= 0).any())
+        codes = None
         if private:
             codes = self._codes(langs) if langs is not None else torch.full((len(x),), -2)
             if len(codes) != len(x):
@@ -128,7 +132,7 @@ class KernelHead(nn.Module):
         parts = []
         for start in range(0, len(x), self.chunk):  # bounded memory for large batches
             z = (x[start:start + self.chunk] @ self.memory.T - 1.0) / self.tau  # cosine - 1 <= 0
-            if private:
+            if codes is not None:  # private rows
                 mine = codes[start:start + self.chunk, None] == self.memory_lang[None, :]
                 z = z.masked_fill(~(mine | (self.memory_lang < 0)[None, :]), float("-inf"))
             top = z.max(dim=1, keepdim=True).values

@@ -36,6 +36,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from xrec.encoders.base import TextKind
 from xrec.errors import DataError
 from xrec.topics.centering import LanguageCentering
 from xrec.topics.classifier import TopicClassifier
@@ -91,7 +92,7 @@ def _logits(heads: Sequence[TopicHead | KernelHead], x: np.ndarray,
     weights = [1.0] * len(heads) if weights is None else weights
     with torch.no_grad(), single_thread():
         t = torch.as_tensor(np.ascontiguousarray(x, dtype=np.float32))
-        return (sum(w * h(t, langs) for w, h in zip(weights, heads)) / sum(weights)).numpy()
+        return (sum((w * h(t, langs) for w, h in zip(weights, heads)), torch.zeros(())) / sum(weights)).numpy()
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -113,6 +114,7 @@ def _select(x: np.ndarray, y: np.ndarray, n_classes: int, dev: tuple[np.ndarray,
         log.info("l2=%g: dev accuracy %.4f", l2, acc)
         if best is None or acc >= best[0]:
             best = (acc, head, config)
+    assert best is not None  # L2_GRID is not empty
     return best[1], best[2]
 
 
@@ -130,16 +132,16 @@ def _kernel(x: np.ndarray, y: np.ndarray, langs: Sequence[str], private: Sequenc
     their own language only) and, when given, the centred unlabelled vectors (voting for every
     language) with their (down-weighted) pseudo-label distributions from the labelled-only kernel."""
     keep = _subset(len(y), KERNEL_MAX_MEMORY, seed)
-    x, langs = x[keep], [langs[i] for i in keep]
+    x, kept_langs = x[keep], [langs[int(i)] for i in keep]
     targets = np.eye(n_classes, dtype=np.float32)[np.asarray(y, dtype=np.int64)[keep]]
-    head = KernelHead.from_targets(x, targets, KERNEL_TAU, langs, private)
+    head = KernelHead.from_targets(x, targets, KERNEL_TAU, kept_langs, private)
     if unlabelled is None or len(unlabelled[1]) == 0 or len(keep) >= KERNEL_MAX_MEMORY:
         return head
     rows = _subset(len(unlabelled[1]), KERNEL_MAX_MEMORY - len(keep), seed + 1)
     x_unl, unl_langs = unlabelled[0][rows], [unlabelled[1][i] for i in rows]
     soft = _softmax(_logits([head], x_unl, langs=unl_langs)) * KERNEL_UNLABELLED_WEIGHT
     return KernelHead.from_targets(np.concatenate([x, x_unl]), np.concatenate([targets, soft]),
-                                   KERNEL_TAU, langs + [None] * len(unl_langs), private)
+                                   KERNEL_TAU, [*kept_langs, *[None] * len(unl_langs)], private)
 
 
 def shared_languages(langs: Sequence[str]) -> list[str]:
@@ -161,7 +163,7 @@ def _pseudo_label(heads: Sequence[TopicHead | KernelHead], x_unl: np.ndarray,
 
 def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: TopicVectors | None = None,
                          unlabelled: TopicVectors | None = None, method: str = DEFAULT_METHOD,
-                         encoder_fingerprint: str, encoder_name: str = "", text_kind: str = "query",
+                         encoder_fingerprint: str, encoder_name: str = "", text_kind: TextKind = "query",
                          threshold: float = 0.5, support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
                          self_training: SelfTraining = SelfTraining(), seed: int = 0) -> TopicClassifier:
     """Train a topic classifier on labelled vectors of one or more languages with one of :data:`METHODS`.
@@ -207,7 +209,7 @@ def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: Top
     linear, linear_config = _select(x, y, n_classes, dev_xy, base)
     heads, configs, mix = [linear], [linear_config], []  # mix: head weights, [] = equal
     if method == "kernel":
-        pool = None if x_unl is None else (x_unl, list(unlabelled.langs))
+        pool = None if x_unl is None or unlabelled is None else (x_unl, list(unlabelled.langs))
         heads = [_kernel(x_all, train.y, list(train.langs), private, pool, n_classes, seed), linear]
         configs = [HeadConfig(kernel_tau=KERNEL_TAU, private_languages=tuple(heads[0].private_languages)),
                    linear_config]
@@ -230,7 +232,7 @@ def fit_topic_classifier(labels: Sequence[str], train: TopicVectors, *, dev: Top
             heads, configs = heads + student, configs + [linear_config]
     temperature = 1.0
     support = None
-    if dev_xy is not None:
+    if dev_xy is not None and dev is not None:
         dev_logits = _logits(heads, dev_xy[0], mix or None, list(dev.langs))
         temperature = fit_temperature(dev_logits, dev_xy[1])
         support = Support.fit(x_all, x_unl, _softmax(dev_logits / temperature), dev_xy[0], seed=seed)
