@@ -347,11 +347,107 @@ def test_a_ranker_with_nan_factors_is_refused_even_with_a_rewritten_manifest(ran
     factors = np.load(forged / "cf_item_factors.npy")
     factors[3, 1] = np.nan
     np.save(forged / "cf_item_factors.npy", factors, allow_pickle=False)
-    manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
-    fields = {k: v for k, v in manifest.items() if k not in ("kind", "format_version", "files")}
-    write_manifest(forged, manifest["kind"], manifest["format_version"], fields)  # checksums match again
+    _rehash(forged)
     with pytest.raises(ArtifactError, match=r"cf_item_factors.npy: 1 value\(s\) are NaN"):
         HybridRanker.load(forged)
+
+
+def _rehash(directory: Path) -> None:
+    """Rewrite ``directory``'s manifest so that its checksums match the forged files again."""
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    fields = {k: v for k, v in manifest.items() if k not in ("kind", "format_version", "files")}
+    write_manifest(directory, manifest["kind"], manifest["format_version"], fields)
+
+
+@pytest.fixture(scope="module")
+def topic_table(tmp_path_factory, data_dir) -> Path:
+    """Six labelled SIB-200 train sentences per label in one language (the smallest real input)."""
+    from xrec.datasets.sib200 import load_split
+
+    train = load_split(data_dir / "sib200", "train")
+    lang = sorted(set(train["lang"]))[0]
+    table = train.filter(pl.col("lang") == lang).group_by("category", maintain_order=True).head(6)
+    path = tmp_path_factory.mktemp("topics") / "labelled.csv"
+    table.select("text", "category", "lang").write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def topic_model(topic_table, tmp_path_factory) -> Path:
+    """A topic model trained by ``xrec topics train`` on :func:`topic_table` (tests copy it)."""
+    model = tmp_path_factory.mktemp("topics") / "topics"
+    assert main(["topics", "train", "--data", str(topic_table), "--out", str(model)]) == 0
+    return model
+
+
+def test_a_topic_model_with_nan_weights_is_refused_even_with_a_rewritten_manifest(topic_model, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from xrec.topics.classifier import WEIGHTS, TopicClassifier
+
+    for name, forge in (("tensor", "head0"), ("tensor", "centering.means"), ("manifest", "temperature")):
+        forged = tmp_path / f"{forge}"
+        shutil.copytree(topic_model, forged)
+        if name == "tensor":
+            tensors = load_file(str(forged / WEIGHTS))
+            key = next(k for k, v in sorted(tensors.items()) if k.startswith(forge) and v.is_floating_point())
+            tensors[key].view(-1)[1] = float("inf") if forge == "head0" else float("nan")
+            save_file(tensors, str(forged / WEIGHTS))
+            expected = rf"{WEIGHTS}: tensor '{key}': 1 value\(s\) are NaN or infinite"
+        else:
+            manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
+            (forged / "manifest.json").write_text(json.dumps({**manifest, "temperature": float("nan")}))
+            expected = r"manifest.json: temperature, threshold, head_weights: 1 value\(s\) are NaN"
+        _rehash(forged)
+        with pytest.raises(ArtifactError, match=expected):
+            TopicClassifier.load(forged)
+
+
+def _forge_nan(index, slot: int) -> None:
+    """Set one component of ``slot``'s stored vector to NaN in ``index``'s own storage (float32
+    rows of an exact index or an IVF list, float16 codes of ``hnsw``)."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    if isinstance(inner, faiss.IndexIVF):
+        lists = inner.invlists
+        for number in range(inner.nlist):
+            size = lists.list_size(number)
+            found = np.flatnonzero(faiss.rev_swig_ptr(lists.get_ids(number), size) == slot) if size else []
+            if len(found):
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
+                codes.view(np.float32)[found[0] * index.d + 1] = np.nan
+        return
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    codes = faiss.vector_to_array(inner.codes)
+    codes.view(np.float32 if isinstance(inner, faiss.IndexFlat) else np.float16)[slot * index.d + 1] = np.nan
+    faiss.copy_array_to_vector(codes, inner.codes)
+
+
+@pytest.mark.parametrize(("kind", "forged"), [("exact", "vector"), ("hnsw", "vector"), ("ivf", "vector"),
+                                               ("ivf", "centroid")])
+def test_an_index_with_nan_vectors_is_refused_even_with_a_rewritten_manifest(kind, forged, tmp_path):
+    import faiss
+    from xrec.index import VectorIndex
+
+    vectors = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    path = tmp_path / "index"
+    VectorIndex.build(vectors, [f"i{n}" for n in range(300)], None, kind=kind, fingerprint="fp").save(path)
+    assert len(VectorIndex.load(path)) == 300
+    index = faiss.read_index(str(path / "index.faiss"))
+    if forged == "vector":
+        _forge_nan(index, 7)
+        expected = r"index.faiss: 1 stored vector\(s\) hold NaN or infinite values \(first: item 'i7'\)"
+    else:
+        centroids = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        faiss.rev_swig_ptr(centroids.get_xb(), centroids.ntotal * index.d)[3] = np.inf
+        expected = r"index.faiss: 1 IVF centroid\(s\) hold NaN or infinite values"
+    faiss.write_index(index, str(path / "index.faiss"))
+    _rehash(path)
+    with pytest.raises(ArtifactError, match=expected):
+        VectorIndex.load(path)
 
 
 def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
