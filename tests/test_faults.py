@@ -23,6 +23,7 @@ import pytest
 from xrec.artifacts import check_writable, write_manifest
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError, WriteError
+from xrec.ranking.batch import parts_dir
 from xrec.store import read_embeddings, write_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,8 +177,7 @@ def test_a_full_disk_under_faiss_is_a_write_error_and_keeps_the_old_index(tmp_pa
 
 # ---------------------------------------------------------------------- SIGKILL mid-write
 KILLED_WRITER = textwrap.dedent("""
-    import os, signal, sys
-    import xrec.index.persist as persist
+    import importlib, os, signal, sys
     where = sys.argv[1]
     kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
     if where.startswith("replace:"):  # a file: killed when complete, before its rename
@@ -187,12 +187,13 @@ KILLED_WRITER = textwrap.dedent("""
                 kill()
             return real_replace(src, dst, *a, **k)
         os.replace = replace
-    else:  # an artifact directory: killed once its manifest is written, before it is swapped in
-        real_manifest = persist.write_manifest
+    else:  # "manifest:MODULE": the artifact directory MODULE writes, killed once its manifest
+        module = importlib.import_module(where[9:])  # is written, before it is swapped in
+        real_manifest = module.write_manifest
         def write_manifest(*a, **k):
             real_manifest(*a, **k)
             kill()
-        persist.write_manifest = write_manifest
+        module.write_manifest = write_manifest
     from xrec.cli.main import main
     sys.exit(main(sys.argv[2:]))
 """)
@@ -216,7 +217,8 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
     grown.write_text(items_csv.read_text(encoding="utf-8") + "5,Il cane dorme.,it\n", encoding="utf-8")
     for target, where, argv in (
             (store, "replace:e.parquet", ["embed", str(grown), "--out", str(store)]),
-            (index, "manifest", ["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index)])):
+            (index, "manifest:xrec.index.persist",
+             ["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index)])):
         done = _killed(where, argv)
         assert done.returncode == -9, done.stderr[-2000:]
         assert digest(target) == before[target], f"{target} changed by a killed writer"
@@ -225,6 +227,84 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
     assert main(["embed", str(grown), "--out", str(store)]) == 0
     assert read_embeddings(store).ids == [1, 2, 3, 4, 5]
     assert main(["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index), "--format", "json"]) == 0
+
+
+SHOP = REPO / "data" / "catalogues" / "shop"
+SHOP_ARGS = ["--items", str(SHOP / "items.csv"), "--interactions", str(SHOP / "interactions.csv"),
+             "--template", "{title}. {description}"]
+
+
+def _kill_then_rerun(target: Path, where: str, argv: list[str], load) -> None:
+    """SIGKILL ``xrec argv`` at ``where``: ``target`` (an earlier good output) keeps its bytes and
+    loads (``load(target)``); then the same command, not killed, completes."""
+    before = digest(target)
+    done = _killed(where, argv)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert digest(target) == before, f"{target} changed by a killed writer"
+    load(target)
+    assert main(argv) == 0, f"the re-run of {argv[0]} after a killed one failed"
+    load(target)
+
+
+@pytest.mark.slow
+def test_sigkill_during_fit_keeps_the_earlier_ranker(tmp_path):
+    from xrec.ranking.hybrid import HybridRanker
+
+    ranker, store = tmp_path / "ranker", tmp_path / "e.parquet"
+    assert main(["fit", *SHOP_ARGS, "--out", str(ranker), "--store", str(store)]) == 0
+    first = digest(ranker)
+    # another ranker (brand links items) over the earlier one: killed once complete, before its swap
+    _kill_then_rerun(ranker, "manifest:xrec.ranking.persist",
+                     ["fit", *SHOP_ARGS, "--metadata", "brand", "--out", str(ranker), "--store", str(store)],
+                     HybridRanker.load)
+    assert digest(ranker) != first  # the re-run replaced it
+    assert json.loads((ranker / "ranker.json").read_text(encoding="utf-8"))["metadata_fields"] == ["brand"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_topics_train_and_tag_keeps_the_earlier_outputs(tmp_path, topic_table, topic_model):
+    import shutil
+
+    from xrec.topics.classifier import TopicClassifier
+
+    model, tagged = tmp_path / "topics", tmp_path / "tagged.parquet"
+    shutil.copytree(topic_model, model)
+    items = tmp_path / "items.csv"
+    pl.read_csv(topic_table).with_row_index("item_id").head(10).write_csv(items)
+    assert main(["tag", "--items", str(items), "--topic-model", str(model), "--out", str(tagged)]) == 0
+    _kill_then_rerun(model, "manifest:xrec.topics.classifier",
+                     ["topics", "train", "--data", str(topic_table), "--threshold", "0.3", "--out", str(model)],
+                     TopicClassifier.load)
+    assert TopicClassifier.load(model).threshold == 0.3  # the re-run's model replaced the earlier one
+    # a tagged table over the earlier one (every item now, with --abstain): killed before its rename
+    pl.read_csv(topic_table).with_row_index("item_id").write_csv(items)
+    _kill_then_rerun(tagged, "replace:tagged.parquet",
+                     ["tag", "--items", str(items), "--topic-model", str(model), "--out", str(tagged), "--abstain"],
+                     pl.read_parquet)
+    assert pl.read_parquet(tagged).height == pl.read_csv(items).height
+
+
+@pytest.mark.slow
+def test_sigkill_during_recommend_resumes_to_the_uninterrupted_bytes(tmp_path):
+    ranker, recs = tmp_path / "ranker", tmp_path / "recs.parquet"
+    assert main(["fit", *SHOP_ARGS, "--out", str(ranker), "--store", str(tmp_path / "e.parquet")]) == 0
+    run = ["recommend", "--ranker", str(ranker), "--batch-size", "8"]
+    assert main([*run, "--k", "3", "--out", str(recs)]) == 0
+    earlier = pl.read_parquet(recs)
+    argv = [*run, "--k", "5", "--out", str(recs)]
+    # killed before the rename of its third batch (two finished), then once every batch is done and
+    # the output complete but not yet renamed: the earlier output is untouched both times
+    before, finished = digest(recs), []
+    for where in ("replace:part-000002.parquet", "replace:recs.parquet"):
+        done = _killed(where, argv)
+        assert done.returncode == -9, done.stderr[-2000:]
+        assert digest(recs) == before and pl.read_parquet(recs).equals(earlier)
+        finished.append(len(list(parts_dir(recs).glob("part-*.parquet"))))
+    assert finished == [2, 5]  # 34 users in batches of 8
+    assert main(argv) == 0 and not parts_dir(recs).exists()
+    whole = tmp_path / "whole.parquet"
+    assert main([*run, "--k", "5", "--out", str(whole)]) == 0
+    assert recs.read_bytes() == whole.read_bytes()  # resumed twice: byte for byte the uninterrupted run
 
 
 # ---------------------------------------------------------------------- one id rule, one store
@@ -380,6 +460,7 @@ def topic_model(topic_table, tmp_path_factory) -> Path:
     return model
 
 
+@pytest.mark.slow  # trains a topic model (about 6 s)
 def test_a_topic_model_with_nan_weights_is_refused_even_with_a_rewritten_manifest(topic_model, tmp_path):
     import shutil
 
@@ -460,7 +541,7 @@ def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
 
 
 def test_a_run_failing_in_its_first_batch_does_not_block_the_corrected_run(ranker_dir, tmp_path):
-    from xrec.ranking.batch import parts_dir, recommend_to_parquet
+    from xrec.ranking.batch import recommend_to_parquet
     from xrec.ranking.hybrid import HybridRanker
 
     ranker = HybridRanker.load(ranker_dir)
