@@ -382,6 +382,15 @@ def test_one_non_numeric_interaction_id_is_the_only_unknown(tmp_path):
     assert built.report.dropped == 1 and built.matrix.nnz == 100
 
 
+def test_integer_ids_beyond_64_bits_are_refused_or_unknown():
+    from xrec.ids import as_type_of, id_value
+
+    with pytest.raises(ValueError, match="beyond the 64-bit range"):
+        id_value(10**30, True)  # a request's id: an error naming it
+    assert id_value(-(2**63), True) == -(2**63) and id_value(10**30, False) == str(10**30)
+    assert as_type_of(pl.Series([10**30, 5, -(10**30)]), pl.Int64).to_list() == [None, 5, None]  # a table's: unknown
+
+
 def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
     index = tmp_path / "index"
     assert main(["similar", "--items", str(items_csv), "--ids", "1", "--k", "2", "--save-index", str(index)]) == 0
