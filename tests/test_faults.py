@@ -23,6 +23,7 @@ import pytest
 from xrec.artifacts import check_writable, write_manifest
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError, WriteError
+from xrec.ranking.batch import parts_dir
 from xrec.store import read_embeddings, write_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -176,8 +177,7 @@ def test_a_full_disk_under_faiss_is_a_write_error_and_keeps_the_old_index(tmp_pa
 
 # ---------------------------------------------------------------------- SIGKILL mid-write
 KILLED_WRITER = textwrap.dedent("""
-    import os, signal, sys
-    import xrec.index.persist as persist
+    import importlib, os, signal, sys
     where = sys.argv[1]
     kill = lambda: os.kill(os.getpid(), signal.SIGKILL)
     if where.startswith("replace:"):  # a file: killed when complete, before its rename
@@ -187,12 +187,13 @@ KILLED_WRITER = textwrap.dedent("""
                 kill()
             return real_replace(src, dst, *a, **k)
         os.replace = replace
-    else:  # an artifact directory: killed once its manifest is written, before it is swapped in
-        real_manifest = persist.write_manifest
+    else:  # "manifest:MODULE": the artifact directory MODULE writes, killed once its manifest
+        module = importlib.import_module(where[9:])  # is written, before it is swapped in
+        real_manifest = module.write_manifest
         def write_manifest(*a, **k):
             real_manifest(*a, **k)
             kill()
-        persist.write_manifest = write_manifest
+        module.write_manifest = write_manifest
     from xrec.cli.main import main
     sys.exit(main(sys.argv[2:]))
 """)
@@ -216,7 +217,8 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
     grown.write_text(items_csv.read_text(encoding="utf-8") + "5,Il cane dorme.,it\n", encoding="utf-8")
     for target, where, argv in (
             (store, "replace:e.parquet", ["embed", str(grown), "--out", str(store)]),
-            (index, "manifest", ["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index)])):
+            (index, "manifest:xrec.index.persist",
+             ["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index)])):
         done = _killed(where, argv)
         assert done.returncode == -9, done.stderr[-2000:]
         assert digest(target) == before[target], f"{target} changed by a killed writer"
@@ -225,6 +227,84 @@ def test_sigkill_during_embed_and_save_index_changes_nothing(tmp_path, items_csv
     assert main(["embed", str(grown), "--out", str(store)]) == 0
     assert read_embeddings(store).ids == [1, 2, 3, 4, 5]
     assert main(["similar", "--items", str(grown), "--ids", "5", "--save-index", str(index), "--format", "json"]) == 0
+
+
+SHOP = REPO / "data" / "catalogues" / "shop"
+SHOP_ARGS = ["--items", str(SHOP / "items.csv"), "--interactions", str(SHOP / "interactions.csv"),
+             "--template", "{title}. {description}"]
+
+
+def _kill_then_rerun(target: Path, where: str, argv: list[str], load) -> None:
+    """SIGKILL ``xrec argv`` at ``where``: ``target`` (an earlier good output) keeps its bytes and
+    loads (``load(target)``); then the same command, not killed, completes."""
+    before = digest(target)
+    done = _killed(where, argv)
+    assert done.returncode == -9, done.stderr[-2000:]
+    assert digest(target) == before, f"{target} changed by a killed writer"
+    load(target)
+    assert main(argv) == 0, f"the re-run of {argv[0]} after a killed one failed"
+    load(target)
+
+
+@pytest.mark.slow
+def test_sigkill_during_fit_keeps_the_earlier_ranker(tmp_path):
+    from xrec.ranking.hybrid import HybridRanker
+
+    ranker, store = tmp_path / "ranker", tmp_path / "e.parquet"
+    assert main(["fit", *SHOP_ARGS, "--out", str(ranker), "--store", str(store)]) == 0
+    first = digest(ranker)
+    # another ranker (brand links items) over the earlier one: killed once complete, before its swap
+    _kill_then_rerun(ranker, "manifest:xrec.ranking.persist",
+                     ["fit", *SHOP_ARGS, "--metadata", "brand", "--out", str(ranker), "--store", str(store)],
+                     HybridRanker.load)
+    assert digest(ranker) != first  # the re-run replaced it
+    assert json.loads((ranker / "ranker.json").read_text(encoding="utf-8"))["metadata_fields"] == ["brand"]
+
+
+@pytest.mark.slow
+def test_sigkill_during_topics_train_and_tag_keeps_the_earlier_outputs(tmp_path, topic_table, topic_model):
+    import shutil
+
+    from xrec.topics.classifier import TopicClassifier
+
+    model, tagged = tmp_path / "topics", tmp_path / "tagged.parquet"
+    shutil.copytree(topic_model, model)
+    items = tmp_path / "items.csv"
+    pl.read_csv(topic_table).with_row_index("item_id").head(10).write_csv(items)
+    assert main(["tag", "--items", str(items), "--topic-model", str(model), "--out", str(tagged)]) == 0
+    _kill_then_rerun(model, "manifest:xrec.topics.classifier",
+                     ["topics", "train", "--data", str(topic_table), "--threshold", "0.3", "--out", str(model)],
+                     TopicClassifier.load)
+    assert TopicClassifier.load(model).threshold == 0.3  # the re-run's model replaced the earlier one
+    # a tagged table over the earlier one (every item now, with --abstain): killed before its rename
+    pl.read_csv(topic_table).with_row_index("item_id").write_csv(items)
+    _kill_then_rerun(tagged, "replace:tagged.parquet",
+                     ["tag", "--items", str(items), "--topic-model", str(model), "--out", str(tagged), "--abstain"],
+                     pl.read_parquet)
+    assert pl.read_parquet(tagged).height == pl.read_csv(items).height
+
+
+@pytest.mark.slow
+def test_sigkill_during_recommend_resumes_to_the_uninterrupted_bytes(tmp_path):
+    ranker, recs = tmp_path / "ranker", tmp_path / "recs.parquet"
+    assert main(["fit", *SHOP_ARGS, "--out", str(ranker), "--store", str(tmp_path / "e.parquet")]) == 0
+    run = ["recommend", "--ranker", str(ranker), "--batch-size", "8"]
+    assert main([*run, "--k", "3", "--out", str(recs)]) == 0
+    earlier = pl.read_parquet(recs)
+    argv = [*run, "--k", "5", "--out", str(recs)]
+    # killed before the rename of its third batch (two finished), then once every batch is done and
+    # the output complete but not yet renamed: the earlier output is untouched both times
+    before, finished = digest(recs), []
+    for where in ("replace:part-000002.parquet", "replace:recs.parquet"):
+        done = _killed(where, argv)
+        assert done.returncode == -9, done.stderr[-2000:]
+        assert digest(recs) == before and pl.read_parquet(recs).equals(earlier)
+        finished.append(len(list(parts_dir(recs).glob("part-*.parquet"))))
+    assert finished == [2, 5]  # 34 users in batches of 8
+    assert main(argv) == 0 and not parts_dir(recs).exists()
+    whole = tmp_path / "whole.parquet"
+    assert main([*run, "--k", "5", "--out", str(whole)]) == 0
+    assert recs.read_bytes() == whole.read_bytes()  # resumed twice: byte for byte the uninterrupted run
 
 
 # ---------------------------------------------------------------------- one id rule, one store
@@ -304,6 +384,15 @@ def test_one_non_numeric_interaction_id_is_the_only_unknown(tmp_path):
     assert built.report.dropped == 1 and built.matrix.nnz == 100
 
 
+def test_integer_ids_beyond_64_bits_are_refused_or_unknown():
+    from xrec.ids import as_type_of, id_value
+
+    with pytest.raises(ValueError, match="beyond the 64-bit range"):
+        id_value(10**30, True)  # a request's id: an error naming it
+    assert id_value(-(2**63), True) == -(2**63) and id_value(10**30, False) == str(10**30)
+    assert as_type_of(pl.Series([10**30, 5, -(10**30)]), pl.Int64).to_list() == [None, 5, None]  # a table's: unknown
+
+
 @pytest.mark.slow
 def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
     index = tmp_path / "index"
@@ -351,11 +440,108 @@ def test_a_ranker_with_nan_factors_is_refused_even_with_a_rewritten_manifest(ran
     factors = np.load(forged / "cf_item_factors.npy")
     factors[3, 1] = np.nan
     np.save(forged / "cf_item_factors.npy", factors, allow_pickle=False)
-    manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
-    fields = {k: v for k, v in manifest.items() if k not in ("kind", "format_version", "files")}
-    write_manifest(forged, manifest["kind"], manifest["format_version"], fields)  # checksums match again
+    _rehash(forged)
     with pytest.raises(ArtifactError, match=r"cf_item_factors.npy: 1 value\(s\) are NaN"):
         HybridRanker.load(forged)
+
+
+def _rehash(directory: Path) -> None:
+    """Rewrite ``directory``'s manifest so that its checksums match the forged files again."""
+    manifest = json.loads((directory / "manifest.json").read_text(encoding="utf-8"))
+    fields = {k: v for k, v in manifest.items() if k not in ("kind", "format_version", "files")}
+    write_manifest(directory, manifest["kind"], manifest["format_version"], fields)
+
+
+@pytest.fixture(scope="module")
+def topic_table(tmp_path_factory, data_dir) -> Path:
+    """Six labelled SIB-200 train sentences per label in one language (the smallest real input)."""
+    from xrec.datasets.sib200 import load_split
+
+    train = load_split(data_dir / "sib200", "train")
+    lang = sorted(set(train["lang"]))[0]
+    table = train.filter(pl.col("lang") == lang).group_by("category", maintain_order=True).head(6)
+    path = tmp_path_factory.mktemp("topics") / "labelled.csv"
+    table.select("text", "category", "lang").write_csv(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def topic_model(topic_table, tmp_path_factory) -> Path:
+    """A topic model trained by ``xrec topics train`` on :func:`topic_table` (tests copy it)."""
+    model = tmp_path_factory.mktemp("topics") / "topics"
+    assert main(["topics", "train", "--data", str(topic_table), "--out", str(model)]) == 0
+    return model
+
+
+@pytest.mark.slow  # trains a topic model (about 6 s)
+def test_a_topic_model_with_nan_weights_is_refused_even_with_a_rewritten_manifest(topic_model, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from xrec.topics.classifier import WEIGHTS, TopicClassifier
+
+    for name, forge in (("tensor", "head0"), ("tensor", "centering.means"), ("manifest", "temperature")):
+        forged = tmp_path / f"{forge}"
+        shutil.copytree(topic_model, forged)
+        if name == "tensor":
+            tensors = load_file(str(forged / WEIGHTS))
+            key = next(k for k, v in sorted(tensors.items()) if k.startswith(forge) and v.is_floating_point())
+            tensors[key].view(-1)[1] = float("inf") if forge == "head0" else float("nan")
+            save_file(tensors, str(forged / WEIGHTS))
+            expected = rf"{WEIGHTS}: tensor '{key}': 1 value\(s\) are NaN or infinite"
+        else:
+            manifest = json.loads((forged / "manifest.json").read_text(encoding="utf-8"))
+            (forged / "manifest.json").write_text(json.dumps({**manifest, "temperature": float("nan")}))
+            expected = r"manifest.json: temperature, threshold, head_weights: 1 value\(s\) are NaN"
+        _rehash(forged)
+        with pytest.raises(ArtifactError, match=expected):
+            TopicClassifier.load(forged)
+
+
+def _forge_nan(index, slot: int) -> None:
+    """Set one component of ``slot``'s stored vector to NaN in ``index``'s own storage (float32
+    rows of an exact index or an IVF list, float16 codes of ``hnsw``)."""
+    import faiss
+
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else index
+    if isinstance(inner, faiss.IndexIVF):
+        lists = inner.invlists
+        for number in range(inner.nlist):
+            size = lists.list_size(number)
+            found = np.flatnonzero(faiss.rev_swig_ptr(lists.get_ids(number), size) == slot) if size else []
+            if len(found):
+                codes = faiss.rev_swig_ptr(lists.get_codes(number), size * lists.code_size)
+                codes.view(np.float32)[found[0] * index.d + 1] = np.nan
+        return
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    codes = faiss.vector_to_array(inner.codes)
+    codes.view(np.float32 if isinstance(inner, faiss.IndexFlat) else np.float16)[slot * index.d + 1] = np.nan
+    faiss.copy_array_to_vector(codes, inner.codes)
+
+
+@pytest.mark.parametrize(("kind", "forged"), [("exact", "vector"), ("hnsw", "vector"), ("ivf", "vector"),
+                                               ("ivf", "centroid")])
+def test_an_index_with_nan_vectors_is_refused_even_with_a_rewritten_manifest(kind, forged, tmp_path):
+    import faiss
+    from xrec.index import VectorIndex
+
+    vectors = np.random.default_rng(0).standard_normal((300, 16)).astype(np.float32)
+    path = tmp_path / "index"
+    VectorIndex.build(vectors, [f"i{n}" for n in range(300)], None, kind=kind, fingerprint="fp").save(path)
+    assert len(VectorIndex.load(path)) == 300
+    index = faiss.read_index(str(path / "index.faiss"))
+    if forged == "vector":
+        _forge_nan(index, 7)
+        expected = r"index.faiss: 1 stored vector\(s\) hold NaN or infinite values \(first: item 'i7'\)"
+    else:
+        centroids = faiss.downcast_index(faiss.extract_index_ivf(index).quantizer)
+        faiss.rev_swig_ptr(centroids.get_xb(), centroids.ntotal * index.d)[3] = np.inf
+        expected = r"index.faiss: 1 IVF centroid\(s\) hold NaN or infinite values"
+    faiss.write_index(index, str(path / "index.faiss"))
+    _rehash(path)
+    with pytest.raises(ArtifactError, match=expected):
+        VectorIndex.load(path)
 
 
 def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
@@ -369,7 +555,7 @@ def test_a_store_with_nan_vectors_is_not_trusted(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_failing_in_its_first_batch_does_not_block_the_corrected_run(ranker_dir, tmp_path):
-    from xrec.ranking.batch import parts_dir, recommend_to_parquet
+    from xrec.ranking.batch import recommend_to_parquet
     from xrec.ranking.hybrid import HybridRanker
 
     ranker = HybridRanker.load(ranker_dir)

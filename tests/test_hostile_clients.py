@@ -130,6 +130,57 @@ def test_odd_bodies_never_get_a_500(server, catalogue):
     assert all(400 <= status < 500 for _, _, status in statuses), [s for s in statuses if s[2] >= 500]
 
 
+def _wrong_bodies(film: int, user: int) -> list[tuple[str, object]]:
+    """``(path, body)`` pairs a client may send by mistake: wrong types in every field, k out of
+    range, ids no 64-bit integer holds, unknown fields, lists too long, bodies that are not objects."""
+    huge = 10**30
+    cases: list[tuple[str, object]] = [(path, body) for path in ("/similar", "/recommend", "/embed")
+                                       for body in ([], ["text"], "text", 7, None, True, {}, {"": 1})]
+    for k in (-1, 0, 10**6, huge, 2.5, "3", True, None, [3]):
+        cases += [("/similar", {"text": "x", "k": k}), ("/similar", {"ids": [film], "k": k}),
+                  ("/recommend", {"user_id": user, "k": k}), ("/recommend", {"history": [film], "k": k})]
+    for ids in ([huge], [-huge], [str(huge)], [film, huge], [film] * 1000, [], "1", {"1": 1}, [None], 5):
+        cases += [("/similar", {"ids": ids}), ("/recommend", {"history": ids})]
+    for who in (huge, -huge, str(huge), "x", [user], {"id": user}, 2.0, ""):
+        cases.append(("/recommend", {"user_id": who}))
+    for field in ("languages", "exclude_languages"):
+        for value in ("en", ["en", 5], [["en"]], [], [""], ["no-such-language-code"], ["x" * 100_000],
+                      {"en": 1}, [None]):
+            cases += [("/similar", {"text": "x", field: value}), ("/recommend", {"user_id": user, field: value})]
+    cases += [("/similar", {"text": text}) for text in (5, ["x"], {"t": "x"}, "x" * 100_000)]
+    cases += [("/similar", {"text": "x", "lang": lang}) for lang in (5, ["en"], "", "no-such-language-code")]
+    cases += [("/similar", {"text": "x", "other_languages": v}) for v in ("yes", 1, None, [True])]
+    cases += [("/similar", {"text": "x", "other_languages": True}),  # without lang
+              ("/similar", {"ids": [film], "lang": "en"}), ("/similar", {"text": "x", "ids": [film]}),
+              ("/recommend", {"user_id": user, "history": [film]}), ("/similar", {"text": "x", "extra": None}),
+              ("/recommend", {"user_id": user, "text": "x"})]
+    for texts in ([], "abc", [5], [["a"]], ["a"] * 1000, ["x" * 100_000], None, {"a": "b"}):
+        cases.append(("/embed", {"texts": texts}))
+    cases += [("/embed", {"texts": ["a"], "kind": kind})
+              for kind in ("document", None, ["query"] * 10_000, {"k": 1}, 1)]
+    cases += [("/embed", {"texts": ["a"], "k": 3})]
+    return cases
+
+
+def test_wrong_types_and_ranges_are_a_4xx_with_a_short_message_naming_the_field(server, catalogue):
+    """Every mistaken body is refused (4xx) with a short JSON message; one naming a field says which."""
+    url = server[0]
+    film = catalogue["films"]["item_id"][0]
+    user = catalogue["ratings"]["user_id"][0]
+    refused = []
+    for path, body in _wrong_bodies(film, user):
+        status, answer, _ = request(url, "POST", path, raw=json.dumps(body).encode())
+        refused.append((path, body, status, answer))
+    wrong = [(p, str(b)[:80], s, a) for p, b, s, a in refused if not 400 <= s < 500]
+    assert not wrong, wrong
+    for path, body, status, answer in refused:
+        assert isinstance(answer, dict) and answer["error"] and len(answer["error"]) < 400, (path, str(body)[:80],
+                                                                                              answer)
+        if status == 422 and isinstance(body, dict) and len(body) == 1 and "" not in body:
+            assert answer.get("field", "").split("[")[0] in (*body, "k", "texts"), (path, body, answer)
+    assert request(url, "POST", "/similar", {"text": "x", "k": 3})[0] == 200  # still serving
+
+
 def test_ids_follow_one_rule_in_requests(server, catalogue):
     url = server[0]
     film = catalogue["films"]["item_id"][0]

@@ -1,5 +1,13 @@
 """Exceptions raised by xrec. Every message names the file, row, column or field at fault."""
 
+from typing import Any
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to about ``limit`` characters: what a message echoes of given input."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
 
 class XrecError(Exception):
     """Base class of every error xrec raises on purpose."""

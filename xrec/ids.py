@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from xrec.errors import DataError
+from xrec.errors import DataError, shown
 
 #: A plain integer as text: what becomes an integer id.
 INTEGER = r"^(0|-?[1-9][0-9]{0,17})$"
@@ -80,7 +80,7 @@ def as_type_of(ids: pl.Series, reference: pl.Series | pl.DataType) -> pl.Series:
     if not dtype.is_integer():
         return ids.cast(pl.String)
     if ids.dtype.is_integer():
-        return ids.cast(dtype)
+        return ids.cast(dtype, strict=False)  # beyond its range (Int128, UInt64): unknown
     text = ids.cast(pl.String)
     plain = text.str.contains(INTEGER).fill_null(False)
     return pl.select(pl.when(plain).then(text).otherwise(None).cast(dtype, strict=False)).to_series().alias(ids.name)
@@ -90,16 +90,18 @@ def id_value(value: Any, integer: bool) -> int | str:
     """One id given as a value (command line, JSON request) in a catalogue's type (``integer``);
     raises ``ValueError`` saying why the rule refuses it."""
     if isinstance(value, bool) or isinstance(value, float) or not isinstance(value, int | str):
-        shown = "NaN" if isinstance(value, float) and math.isnan(value) else repr(value)
-        raise ValueError(f"{shown} is not an id; ids are integers or strings")
+        what = "NaN" if isinstance(value, float) and math.isnan(value) else shown(value)
+        raise ValueError(f"{what} is not an id; ids are integers or strings")
     if isinstance(value, str):
         if value != value.strip() or not value:
-            raise ValueError(f"{value!r} is {'empty' if not value else 'padded with whitespace'}")
+            raise ValueError(f"{shown(value)} is {'empty' if not value else 'padded with whitespace'}")
         if _FLOAT.match(value):
-            raise ValueError(f"{value!r} reads as a float; ids are integers or strings")
+            raise ValueError(f"{shown(value)} reads as a float; ids are integers or strings")
         if integer:
             if not _INTEGER.match(value):
-                raise ValueError(f"{value!r} is not an integer; this catalogue has integer ids")
+                raise ValueError(f"{shown(value)} is not an integer; this catalogue has integer ids")
             return int(value)
         return value
+    if integer and not -(1 << 63) <= value < 1 << 63:
+        raise ValueError(f"{shown(value)} is beyond the 64-bit range of integer ids")
     return value if integer else str(value)

@@ -8,10 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import faiss
+import numpy as np
 import polars as pl
 
 from xrec.artifacts import atomic_dir, read_manifest, write_manifest
 from xrec.errors import ArtifactError, WriteError
+from xrec.index import kinds
+from xrec.index.backends import reconstruct
 from xrec.index.slots import Slots
 
 ARTIFACT_KIND = "xrec.vector_index"
@@ -77,4 +80,58 @@ def read_index_dir(path: str | os.PathLike[str], expect_fingerprint: str | None 
     if int(index.ntotal) < slots.live:
         raise ArtifactError(f"{root}: FAISS index holds {index.ntotal} vectors, fewer than "
                             f"the {slots.live} live items")
+    check_vectors(index, slots, root / INDEX_FILE)
     return index, slots, manifest
+
+
+def check_vectors(index: faiss.Index, slots: Slots, file: Path, chunk: int = 16384) -> None:
+    """Refuse an index whose stored vectors (decoded as searches see them, ``chunk`` at a time;
+    IVF centroids too) hold NaN or infinity: a checksum does not catch vectors that were saved
+    so, nor a rewritten manifest. :class:`ArtifactError` naming ``file`` and the first item."""
+    dim = index.d
+    if kinds.supports_native_ids(index):
+        quantizer = faiss.extract_index_ivf(index).quantizer
+        centroids = quantizer.reconstruct_n(0, quantizer.ntotal) if quantizer.ntotal else np.zeros((0, dim))
+        if not np.isfinite(centroids).all():
+            raise ArtifactError(f"{file}: {int((~np.isfinite(centroids).all(axis=1)).sum())} IVF centroid(s) "
+                                "hold NaN or infinite values; refusing to use it (rebuild the index)")
+        held = np.flatnonzero(slots.alive)  # IVF kinds remove in place: FAISS holds the live slots
+    else:
+        id_map = getattr(index, "id_map", None)  # IndexIDMap2: dead slots (tombstones) too
+        held = np.flatnonzero(slots.alive) if id_map is None else faiss.vector_to_array(id_map).astype(np.int64)
+    bad = []
+    raw = _raw_floats(index)
+    for start in range(0, len(held), chunk):
+        part = held[start:start + chunk]
+        if raw is not None:  # rows in id_map order
+            rows, exponent = raw
+            block = rows[start:start + chunk]
+            finite = (np.isfinite(block) if exponent is None else (block & exponent) != exponent).all(axis=1)
+        else:
+            try:
+                finite = np.isfinite(reconstruct(index, part, dim)).all(axis=1)
+            except RuntimeError:  # a factory string whose codes FAISS cannot decode: nothing to check
+                return
+        bad.extend(part[~finite].tolist())
+    if bad:
+        raise ArtifactError(f"{file}: {len(bad)} stored vector(s) hold NaN or infinite values (first: item "
+                            f"{slots.ids[bad[:1]].tolist()[0]!r}); refusing to use it (rebuild the index)")
+
+
+def _raw_floats(index: faiss.Index) -> tuple[np.ndarray, int | None] | None:
+    """``(rows, exponent)``: a zero-copy view ``[ntotal, d]`` of the stored rows of an
+    IndexIDMap2-wrapped index, float32 (exact; ``exponent`` None) or float16 (``hnsw``) as
+    uint16 bits (NaN and infinity have every ``exponent`` bit set: numpy's float16 is slow), else None."""
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else None
+    if isinstance(inner, faiss.IndexHNSW):
+        inner = faiss.downcast_index(inner.storage)
+    if isinstance(inner, faiss.IndexFlat):
+        dtype, exponent = np.float32, None
+    elif isinstance(inner, faiss.IndexScalarQuantizer) and inner.sq.qtype == faiss.ScalarQuantizer.QT_fp16:
+        dtype, exponent = np.uint16, 0x7C00
+    else:
+        return None
+    if inner.ntotal == 0:
+        return np.zeros((0, index.d), dtype=dtype), exponent
+    codes = faiss.rev_swig_ptr(inner.codes.data(), inner.ntotal * inner.code_size)
+    return codes.view(dtype).reshape(inner.ntotal, index.d), exponent

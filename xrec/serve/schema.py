@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from xrec.errors import shown
 from xrec.ids import id_value
 
 #: Largest request body accepted (bytes).
@@ -115,15 +116,15 @@ class Fields:
     def integer(self, name: str, default: int, low: int, high: int) -> int:
         value = self.body.get(name, default)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise RequestError(422, f"{name} must be an integer, got {value!r}", name)
+            raise RequestError(422, f"{name} must be an integer, got {shown(value)}", name)
         if not low <= value <= high:
-            raise RequestError(422, f"{name}={value} is out of range [{low}, {high}]", name)
+            raise RequestError(422, f"{name}={shown(value)} is out of range [{low}, {high}]", name)
         return value
 
     def boolean(self, name: str, default: bool = False) -> bool:
         value = self.body.get(name, default)
         if not isinstance(value, bool):
-            raise RequestError(422, f"{name} must be true or false, got {value!r}", name)
+            raise RequestError(422, f"{name} must be true or false, got {shown(value)}", name)
         return value
 
     def text(self, name: str, limit: int, *, default: str | None = None) -> str | None:
@@ -152,8 +153,8 @@ class Fields:
             return None
         values = self._list(name, 10_000)
         for i, value in enumerate(values):
-            if not isinstance(value, str) or not value:
-                raise RequestError(422, f"{name}[{i}] must be a language code, got {value!r}",
+            if not isinstance(value, str) or not value or len(value) > 64:
+                raise RequestError(422, f"{name}[{i}] must be a language code, got {shown(value)}",
                                    f"{name}[{i}]")
         return list(dict.fromkeys(self.language(value, f"{name}[{i}]") for i, value in enumerate(values)))
 
@@ -188,7 +189,7 @@ class Fields:
     def choice(self, name: str, options: tuple[str, ...], default: str) -> str:
         value = self.body.get(name, default)
         if value not in options:
-            raise RequestError(422, f"{name} must be one of {', '.join(options)}, got {value!r}", name)
+            raise RequestError(422, f"{name} must be one of {', '.join(options)}, got {shown(value)}", name)
         return value
 
     def _list(self, name: str, max_items: int) -> list[Any]:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from xrec.artifacts import atomic_dir, read_manifest, write_manifest
+from xrec.artifacts import atomic_dir, check_finite, read_manifest, write_manifest
 from xrec.encoders.base import TextKind
 from xrec.errors import ArtifactError, DataError
 from xrec.topics.centering import LanguageCentering
@@ -189,6 +189,11 @@ class TopicClassifier:
                 f"({expect}); retrain it with this encoder")
         try:
             tensors = load_file(str(root / WEIGHTS))
+            for name, tensor in tensors.items():  # weights, memories, means: NaN or inf is never meant
+                if tensor.is_floating_point():
+                    check_finite(tensor.float().numpy(), f"{root / WEIGHTS}: tensor {name!r}")
+            check_finite(np.array([manifest["temperature"], manifest["threshold"], *manifest["head_weights"]],
+                                  dtype=np.float64), f"{root / 'manifest.json'}: temperature, threshold, head_weights")
             configs = [HeadConfig(**c) for c in manifest["heads"]]
             heads = []
             for i, config in enumerate(configs):
