@@ -19,7 +19,7 @@ import numpy as np
 import polars as pl
 
 from xrec.datasets.sib200 import load_labels, load_split
-from xrec.encoders.base import Encoder
+from xrec.encoders.base import Encoder, TextKind
 from xrec.errors import DataError
 from xrec.store import StoredEmbeddings, encoder_path_of, read_trusted, text_hash, write_embeddings
 from xrec.topics.classifier import TopicClassifier
@@ -46,7 +46,7 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
 
 
 def embed_split(encoder: Encoder, frame: pl.DataFrame, cache: str | os.PathLike[str] | None,
-                split: str, progress: bool | None = None, kind: str = TEXT_KIND) -> np.ndarray:
+                split: str, progress: bool | None = None, kind: TextKind = TEXT_KIND) -> np.ndarray:
     """Vectors of ``frame['text']`` (rows of one SIB-200 split) embedded as ``kind``, in row order.
 
     With ``cache``, each language's vectors live in ``{split}_{lang}.parquet`` there

@@ -122,7 +122,7 @@ def _raw_floats(index: faiss.Index) -> tuple[np.ndarray, int | None] | None:
     """``(rows, exponent)``: a zero-copy view ``[ntotal, d]`` of the stored rows of an
     IndexIDMap2-wrapped index, float32 (exact; ``exponent`` None) or float16 (``hnsw``) as
     uint16 bits (NaN and infinity have every ``exponent`` bit set: numpy's float16 is slow), else None."""
-    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else None
+    inner = faiss.downcast_index(index.index) if hasattr(index, "id_map") else None  # pyright: ignore[reportAttributeAccessIssue]
     if isinstance(inner, faiss.IndexHNSW):
         inner = faiss.downcast_index(inner.storage)
     if isinstance(inner, faiss.IndexFlat):

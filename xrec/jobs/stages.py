@@ -4,12 +4,15 @@ it is given and returns a small JSON-able summary for the report."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
 from xrec.artifacts import write_json
+
+if TYPE_CHECKING:
+    from xrec.encoders.base import TextKind
 
 
 def evaluation_stage(out: Path, split: Any, vectors: np.ndarray, models: list[str] | None,
@@ -54,7 +57,7 @@ def latency_stage(out: Path, vectors: np.ndarray, kinds: list[str], n_queries: i
 
 
 def topics_stage(encoder: Any, out: Path, sib_dir: Path, train_lang: str, items: pl.DataFrame,
-                 cache: Path, vectors: np.ndarray | None = None, text_kind: str = "query") -> dict[str, Any]:
+                 cache: Path, vectors: np.ndarray | None = None, text_kind: TextKind = "query") -> dict[str, Any]:
     """Train a topic head on ``train_lang`` labels only (texts embedded as ``text_kind``), tag
     ``items`` of every language, and measure per-language accuracy on the test split ->
     ``tags.parquet``, ``topics.json``, ``accuracy_by_language.png`` and the saved model in

@@ -116,6 +116,7 @@ class ContentGraphs:
                         "new items: no lexical edges (the ranker keeps no texts, or none were given)")
                     graphs[name] = g.extend_knn(graph, np.zeros((n_new, n), np.float32), self.k)
                     continue
+                assert terms is not None  # the texts were given and kept
                 x = without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1))))
                 sims = (x[n_old:] @ x.T).toarray() if n_new else np.zeros((0, n), np.float32)
                 graphs[name] = g.extend_knn(graph, sims, self.k)
@@ -142,7 +143,7 @@ class ContentGraphs:
             f: v + [None if x is None else str(x) for x in (metadata or {}).get(f, [None] * n_new)]
             for f, v in self.metadata.items()}
         if terms is None and self.terms is not None:  # new items without texts: no lexical evidence
-            terms = sp.vstack([self.terms, sp.csr_matrix((n_new, self.terms.shape[1]), dtype=np.float32)]).tocsr()
+            terms = sp.vstack([self.terms, g.zeros(n_new, self.terms.shape[1])]).tocsr()
         out = ContentGraphs(graphs, np.asarray(codes, dtype=np.int64), names, texts_all, meta_all, self.k,
                             terms=terms)
         if self.topic_codes is None and topics is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -271,5 +272,5 @@ def gathered_dot(users: np.ndarray | sp.csr_matrix, item_view: np.ndarray | sp.c
     unique, inverse = np.unique(items, return_inverse=True)
     dense = users @ item_view[unique].T
     if sp.issparse(dense):
-        dense = dense.toarray()
+        dense = cast(sp.csr_matrix, dense).toarray()
     return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from xrec.encoders.base import Encoder
+from xrec.encoders.base import Encoder, TextKind
 from xrec.errors import ArtifactError, DataError
 from xrec.tables import require_columns
 from xrec.topics.classifier import TopicClassifier, TopicPredictions
@@ -18,7 +18,7 @@ from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD
 from xrec.topics.transfer import DEFAULT_METHOD, SelfTraining, TopicVectors, fit_topic_classifier
 
 #: Prefix kind used to embed texts for classification (multilingual-e5's ``query: ``).
-TEXT_KIND = "query"
+TEXT_KIND: TextKind = "query"
 
 
 def train_topics(encoder: Encoder, train: pl.DataFrame, labels: Sequence[str], *,
@@ -26,7 +26,7 @@ def train_topics(encoder: Encoder, train: pl.DataFrame, labels: Sequence[str], *
                  method: str = DEFAULT_METHOD, threshold: float = 0.5,
                  support_threshold: float = DEFAULT_SUPPORT_THRESHOLD,
                  self_training: SelfTraining = SelfTraining(), source: str = "training data",
-                 progress: bool | None = None, text_kind: str = TEXT_KIND) -> TopicClassifier:
+                 progress: bool | None = None, text_kind: TextKind = TEXT_KIND) -> TopicClassifier:
     """Embed and train: ``train``/``dev`` hold ``text``, ``category`` (and optionally ``lang``);
     ``unlabelled`` holds ``text`` (and ``lang``) of the languages to transfer to (no labels used).
     ``text_kind``: the prefix kind the texts are embedded with (``passage``: the head then tags
