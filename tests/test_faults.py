@@ -443,6 +443,16 @@ def test_a_ranker_with_nan_factors_is_refused_even_with_a_rewritten_manifest(ran
     _rehash(forged)
     with pytest.raises(ArtifactError, match=r"cf_item_factors.npy: 1 value\(s\) are NaN"):
         HybridRanker.load(forged)
+    # the graphs, the lexical terms and every other saved float array too
+    shutil.rmtree(forged)
+    shutil.copytree(ranker_dir, forged)
+    graph = next((forged / "graphs").glob("content.*.data.npy"))
+    data = np.load(graph)
+    data[0] = np.inf
+    np.save(graph, data, allow_pickle=False)
+    _rehash(forged)
+    with pytest.raises(ArtifactError, match=rf"{graph.name}: 1 value\(s\) are NaN or infinite"):
+        HybridRanker.load(forged)
 
 
 def _rehash(directory: Path) -> None:

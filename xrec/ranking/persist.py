@@ -129,7 +129,8 @@ def load_ranker(make_ranker: RankerFactory[R], path: str | os.PathLike[str], *,
     if meta["cf"] is not None:
         cf = FactorModel(_finite(root / "cf_user_factors.npy"), _finite(root / "cf_item_factors.npy"),
                          name=meta["cf"]["name"], regularization=meta["cf"]["regularization"])
-    graphs = {name: _load_csr(root / "graphs", f"content.{name}", n_items) for name in meta["content_graphs"]}
+    graphs = {name: _finite_csr(root / "graphs", f"content.{name}", n_items, n_items)
+              for name in meta["content_graphs"]}
     texts, metadata = None, None
     if (root / "item_content.parquet").is_file():  # absent when built without texts and metadata
         kept = pl.read_parquet(root / "item_content.parquet")
@@ -143,7 +144,7 @@ def load_ranker(make_ranker: RankerFactory[R], path: str | os.PathLike[str], *,
         content = _with_topics(root, content, meta["topics"], manifest["tagged"], n_items)
     ranker = make_ranker(inter, _finite(root / "item_vectors.npy"), cf, content,
                  Fusion.from_dict(meta["fusion"]), HybridConfig(**config),
-                 cf_graph=_load_csr(root / "graphs", "cf_knn", n_items))
+                 cf_graph=_finite_csr(root / "graphs", "cf_knn", n_items, n_items))
     ranker.encoder_fingerprint = manifest.get("encoder_fingerprint")
     retired = np.load(root / "retired.npy", allow_pickle=False)
     if retired.shape != (n_items,) or retired.dtype != bool or int(retired.sum()) != manifest["retired"]:
