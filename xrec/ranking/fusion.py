@@ -54,7 +54,7 @@ class Fusion:
         twin = prior_twins(names)
         has_twin = twin >= 0
         ratio = np.where(has_twin, scale / scale[np.maximum(twin, 0)], 0.0)  # equal raw weights
-        x = (features / scale.astype(np.float32)).astype(np.float32)
+        x = np.divide(features, scale.astype(np.float32), dtype=np.float32)  # the one scaled copy
         pos = positives.astype(np.float32)
         pos /= np.maximum(pos.sum(axis=1, keepdims=True), 1.0)
         offset = np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None]).astype(np.float32)

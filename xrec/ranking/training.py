@@ -114,7 +114,8 @@ class FusionFit:
         """The fusion fitted on validation users ``users`` (all: None)."""
         config, w = self.config, self.warm
         r = w.rows(users)
-        x, pos, seen = w.x[r], w.pos[r], w.seen[r]
+        # the fit sample is the memory peak: no copy of it where every user is fitted
+        x, pos, seen = (w.x, w.pos, w.seen) if users is None else (w.x[r], w.pos[r], w.seen[r])
         index = {n: j for j, n in enumerate(self.names)}
         warm = Fusion.learn(self.warm_names, x[..., [index[n] for n in self.warm_names]], pos & ~self.cold_col[None],
                             seen | self.cold_col[None], log_weight=w.log_weight, l2=config.l2)
