@@ -51,9 +51,9 @@ class ContentGraphs:
 
         n = item_vectors.shape[0]
         raw = {"embedding": g.vector_knn(item_vectors, k)}
-        terms = None
+        terms, texts = None, None if texts is None else [str(t) for t in texts]
         if texts is not None:
-            terms = char_tfidf([str(t) for t in texts])
+            terms = char_tfidf(texts)
             # n-grams in more than 1% of the items (at least 50) say little and cost most of the time
             raw["lexical"] = g.sparse_knn(without_frequent(terms, min(1.0, max(0.01, 50 / max(n, 1)))), k)
         for field, keys in (metadata or {}).items():
@@ -64,7 +64,7 @@ class ContentGraphs:
             names, inverse = np.unique(langs, return_inverse=True)
             codes = np.where(langs == "", -1, inverse).astype(np.int64)
             names = names.tolist()
-        out = cls(raw, codes, names, None if texts is None else [str(t) for t in texts],
+        out = cls(raw, codes, names, texts,
                   None if metadata is None else {f: [None if x is None else str(x) for x in v]
                                                  for f, v in metadata.items()}, k, terms=terms)
         return out.with_topics(topics, topic_scores) if topics is not None else out

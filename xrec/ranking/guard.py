@@ -185,4 +185,3 @@ def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen
     log.info("fusion: %s chosen on %d validation users (NDCG@10 %.4f; %s)", best.name, len(users),
              figures[best.name], shown)
     return chosen
-

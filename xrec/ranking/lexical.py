@@ -38,9 +38,7 @@ def char_tfidf(texts: Sequence[str], *, ngrams: tuple[int, int] = (3, 5), min_df
 def sparse_profiles(weights: sp.csr_matrix, terms: sp.csr_matrix) -> sp.csr_matrix:
     """L2-normalised weighted means of the items' ``terms`` rows, one sparse row per user (the
     lexical twin of :func:`~xrec.ranking.profiles.user_profiles`)."""
-    prof = (weights @ terms).tocsr().astype(np.float32)
-    norms = np.sqrt(np.asarray(prof.multiply(prof).sum(axis=1)).ravel())
-    return (sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)) @ prof).tocsr()
+    return _unit_rows((weights @ terms).tocsr().astype(np.float32))
 
 
 def without_frequent(terms: sp.csr_matrix, max_df: float) -> sp.csr_matrix:
@@ -49,6 +47,10 @@ def without_frequent(terms: sp.csr_matrix, max_df: float) -> sp.csr_matrix:
     depend on the others), without a second pass over the texts."""
     terms = terms.tocsr()
     df = np.bincount(terms.indices, minlength=terms.shape[1])
-    kept = terms[:, np.flatnonzero(df <= max_df * terms.shape[0])].tocsr()
-    norms = np.sqrt(np.asarray(kept.multiply(kept).sum(axis=1)).ravel())
-    return (sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)) @ kept).tocsr()
+    return _unit_rows(terms[:, np.flatnonzero(df <= max_df * terms.shape[0])].tocsr())
+
+
+def _unit_rows(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Sparse rows scaled to unit length (empty rows stay empty), float32."""
+    norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=1)).ravel())
+    return (sp.diags(np.where(norms > 0, 1.0 / np.maximum(norms, 1e-30), 0.0).astype(np.float32)) @ x).tocsr()

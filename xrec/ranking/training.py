@@ -157,14 +157,20 @@ MAX_COLD_BLOCK = 0.3
 MIN_COLD_BLOCK = 20
 
 
-def unread_catalogue(items: IdMap, frame: pl.DataFrame, language_codes: np.ndarray) -> int:
-    """Items of the languages (of at least :data:`MIN_COLD_BLOCK` items) nobody in ``frame`` has read."""
-    read_items = np.zeros(len(items), bool)
-    read_items[items.index(frame["item_id"])] = True
+def unread_catalogue(read_items: np.ndarray, language_codes: np.ndarray) -> int:
+    """Items of the languages (of at least :data:`MIN_COLD_BLOCK` items) none of whose items is
+    among ``read_items`` (a mask)."""
     known = language_codes >= 0
     everything = np.bincount(language_codes[known], minlength=int(language_codes.max()) + 1)
     read = np.bincount(language_codes[read_items & known], minlength=len(everything))
     return int(everything[(everything >= MIN_COLD_BLOCK) & (read == 0)].sum())
+
+
+def _read_mask(items: IdMap, frame: pl.DataFrame) -> np.ndarray:
+    """``[len(items)]`` True where ``frame`` holds an interaction with the item."""
+    read = np.zeros(len(items), bool)
+    read[items.index(frame["item_id"])] = True
+    return read
 
 
 def validation_slice(interactions: Interactions, config: HybridConfig, language_codes: np.ndarray | None = None
@@ -196,13 +202,11 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
         counts = np.bincount(read[read >= 0], minlength=int(language_codes.max()) + 1)
         if (counts > 0).sum() > 1:
             simulated |= language_codes == int(np.argsort(-counts, kind="stable")[1])
-        elif unread := unread_catalogue(items, frame, language_codes):
+        elif unread := unread_catalogue(read_items := _read_mask(items, frame), language_codes):
             # readers of one language and a language nobody has read yet (a new catalogue): no
             # language can stand for it, so a random block of read items as large is made cold,
             # and the cold fit learns how a block added at once is found (the time cut alone
             # teaches it about new releases, which a new catalogue is not)
-            read_items = np.zeros(len(items), bool)
-            read_items[items.index(frame["item_id"])] = True
             share = min(unread / max(int(read_items.sum()), 1), MAX_COLD_BLOCK)
             simulated |= read_items & (np.random.default_rng(config.seed + 2).random(len(items)) < share)
     if simulated.any():

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -251,8 +252,14 @@ class Folded:
         if self.graph.nnz:
             out += np.asarray((self.history_norm[rows] @ self.graph).todense(), dtype=np.float32)
         if self.term_keys is not None and self.term_query is not None:
-            out += (self.term_query[rows] @ self.term_keys.T).toarray()
+            out += (self.term_query[rows] @ self._term_keys_t).toarray()
         return out
+
+    @cached_property
+    def _term_keys_t(self) -> sp.csr_matrix:
+        """``term_keys.T`` as CSR, made once (a product with the CSC view converts it every call)."""
+        assert self.term_keys is not None
+        return self.term_keys.T.tocsr()
 
     def score_items(self, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
         """Fused scores of ``items`` ``[len(rows), c]``."""
