@@ -69,14 +69,16 @@ def queries(n: int) -> list[str]:
     return real_sentences(REPO / "data", n, 200)[2]
 
 
-def start_server(index: Path, max_connections: int, pythonpath: str | None) -> tuple[subprocess.Popen, str]:
+def start_server(index: Path, max_connections: int, pythonpath: str | None,
+                 cpus: set[int] | None = None) -> tuple[subprocess.Popen, str]:
     cmd = [sys.executable, "-m", "xrec.cli.main", "serve", "--index", str(index), "--port", "0",
            "--threads", "1", "--max-queue", "256"]
     if pythonpath is None:  # this tree's server: its guard's settings for the run
         cmd += ["--max-connections", str(max_connections), "--header-timeout", "2", "--body-timeout", "5"]
     env = {**os.environ, "PYTHONPATH": pythonpath or str(REPO), "PYTHONUNBUFFERED": "1"}
+    pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            cwd=pythonpath or REPO)  # python -m imports from the working directory first
+                            cwd=pythonpath or REPO, preexec_fn=pin)  # python -m imports from the working directory first
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
@@ -222,13 +224,23 @@ def main() -> int:
     parser.add_argument("--max-connections", type=int, default=400, help="the server's connection cap")
     parser.add_argument("--seconds", type=float, default=120, help="hard bound of the hostile phase")
     parser.add_argument("--pythonpath", help="run another tree's server (e.g. main) without the new options")
+    parser.add_argument("--pin", action="store_true",
+                        help="the server on CPU 0, the client and attackers on the others (separates the "
+                             "server's own slowdown from the attackers' CPU use on a small machine)")
     args = parser.parse_args()
+    server_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least two CPUs")
+        server_cpus = {cpus[0]}
+        os.sched_setaffinity(0, set(cpus[1:]))
 
     from xrec.encoders.bundled import cache_dir
 
     index = build_index(cache_dir() / "hostile-mix", args.items)
     texts = queries(args.items)
-    proc, url = start_server(index, args.max_connections, args.pythonpath)
+    proc, url = start_server(index, args.max_connections, args.pythonpath, server_cpus)
     try:
         conn = connect(url)
         normal_requests(conn, texts[:50])  # warm-up
@@ -269,7 +281,7 @@ def main() -> int:
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "server": "this tree" if args.pythonpath is None else args.pythonpath,
         "items": args.items, "max_connections": args.max_connections, "slow_connections": args.slow,
-        "burst": args.burst,
+        "burst": args.burst, "pinned": args.pin,
         "idle_rss_mib": round(idle / 2**20, 1), "peak_rss_mib": round(peak / 2**20, 1),
         "quiet_peak_rss_mib": None if quiet_peak is None else round(quiet_peak / 2**20, 1),
         "peak_from": "VmHWM (kernel peak, reset before the phase)" if exact else "VmRSS sampled every 5 ms",
