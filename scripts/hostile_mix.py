@@ -6,7 +6,8 @@ once, cached under ``$XREC_CACHE_DIR/hostile-mix``), then
 1. idle: the server's resident memory (``VmRSS``) after a warm-up of normal requests;
 2. quiet: ``--n`` normal requests (free-text ``POST /similar`` on one kept-alive connection, one
    at a time), their p50/p99;
-3. hostile: the same normal requests while, for as long as they take, attackers send oversized
+3. hostile: the same normal requests while, for as long as they take, attackers (a process of
+   their own) send oversized
    chunked bodies (64 MiB offered each), JSON nested 100,000 deep, hold ``--slow`` connections
    that never finish their headers (reopened when the server closes them), and burst
    ``--burst`` connections at once, above the server's connection cap; the server's peak memory
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import platform
 import socket
@@ -30,6 +32,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +81,8 @@ def start_server(index: Path, max_connections: int, pythonpath: str | None,
     env = {**os.environ, "PYTHONPATH": pythonpath or str(REPO), "PYTHONUNBUFFERED": "1"}
     pin = None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
-                            cwd=pythonpath or REPO, preexec_fn=pin)  # python -m imports from the working directory first
+                            cwd=pythonpath or REPO,  # python -m imports from the working directory first
+                            preexec_fn=pin)
     line = proc.stdout.readline()
     if "listening on" not in line:
         proc.kill()
@@ -197,6 +201,13 @@ class Attack:
             thread.join(timeout=30)
 
 
+def attack_process(url: str, slow: int, burst: int, seconds: float, stop: Any, results: Any) -> None:
+    """Run :class:`Attack` until ``stop`` is set (or ``seconds`` pass); put its counts on ``results``."""
+    with Attack(url, slow, burst, time.monotonic() + seconds) as attack:
+        stop.wait(seconds)
+    results.put(attack.counts)
+
+
 def _closed(sock: socket.socket) -> bool:
     sock.setblocking(False)
     try:
@@ -265,9 +276,18 @@ def main() -> int:
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        with Attack(url, args.slow, args.burst, time.monotonic() + args.seconds) as attack:
-            time.sleep(1.0)  # the attack under way before the normal requests start
-            hostile = normal_requests(conn, texts[:args.n])
+        # the attackers in a process of their own: threads beside the client would make the client
+        # wait for the GIL, which a real server's clients never do
+        context = multiprocessing.get_context("fork")
+        stop, results = context.Event(), context.Queue()
+        attacker = context.Process(target=attack_process,
+                                   args=(url, args.slow, args.burst, args.seconds, stop, results))
+        attacker.start()
+        time.sleep(1.0)  # the attack under way before the normal requests start
+        hostile = normal_requests(conn, texts[:args.n])
+        stop.set()
+        counts = results.get(timeout=120)
+        attacker.join(timeout=30)
         conn.close()
         done.set()
         sampler.join()
@@ -287,7 +307,7 @@ def main() -> int:
         "peak_from": "VmHWM (kernel peak, reset before the phase)" if exact else "VmRSS sampled every 5 ms",
         "peak_over_idle": round(peak / idle, 3), "quiet": percentiles(quiet), "hostile": percentiles(hostile),
         "p99_hostile_over_quiet": round(float(np.percentile(hostile, 99) / np.percentile(quiet, 99)), 3),
-        "attack": attack.counts, "server_alive_after": alive,
+        "attack": counts, "server_alive_after": alive,
     }
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

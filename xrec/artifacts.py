@@ -13,7 +13,9 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -75,14 +77,58 @@ def writing(target: Path) -> Iterator[None]:
                          f"{'' if exc.filename in (None, str(target)) else f': {exc.filename}'})") from exc
 
 
+#: This host in temporary names (letters, digits, ``-``), so that leftovers are judged only by their host.
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+
+
+def _tmp_prefix(target: Path) -> str:
+    """``.NAME.HOST-PID.``: the start of a temporary name beside ``target`` (see :func:`sweep_leftovers`)."""
+    return f".{target.name}.{_HOST}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # not ours to signal: it runs
+        return True
+    return True
+
+
+def sweep_leftovers(target: Path) -> list[Path]:
+    """Remove the temporary files and directories that writers of ``target`` on this host left
+    beside it when they were killed mid-write (their process is gone); returns what was removed.
+    A live writer's, another host's and anything not named by :func:`_tmp_prefix` are left alone."""
+    pattern = re.compile(rf"\.{re.escape(target.name)}\.{re.escape(_HOST)}-(\d+)\..*\.tmp")
+    removed = []
+    try:
+        entries = [e for e in os.scandir(target.parent) if e.name.startswith(f".{target.name}.")]
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        path = Path(entry.path)
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-    An OS error (read-only directory, disk full) is a :class:`WriteError` naming ``path``."""
+    What a killed earlier writer of ``path`` left is removed first (:func:`sweep_leftovers`). An OS
+    error (read-only directory, disk full) is a :class:`WriteError` naming ``path``."""
     target = Path(path)
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        sweep_leftovers(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent)
         os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -125,7 +171,8 @@ def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     with writing(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        sweep_leftovers(target)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         with writing(target):
             yield tmp
