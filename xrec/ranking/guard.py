@@ -45,6 +45,8 @@ PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "cf": (lambda n: n == "cf",),
     "popularity": (lambda n: n == "popularity",),
 }
+#: The content and lexical parts together, each at unit spread (a candidate, not one of the ranker's parts).
+TEXT = "content+lexical"
 #: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
 SHRINK = (1.0, 4.0)
 #: The parts a fusion is shrunk toward (the evidence that carries a small catalogue).
@@ -219,6 +221,10 @@ def guard_fusion(runs: Sequence[GuardRun], *, seed: int = 0) -> Fusion:
     averaged over the runs that validated them."""
     fusion = runs[0].fusion
     parts = part_weights(fusion.names)
+    if "content" in parts and "lexical" in parts:  # the text alone: meaning and surface, at equal spread
+        spread = runs[0].spread
+        parts[TEXT] = {**{n: w / max(spread(parts["content"]), 1e-12) for n, w in parts["content"].items()},
+                       **{n: w / max(spread(parts["lexical"]), 1e-12) for n, w in parts["lexical"].items()}}
     if not parts or not any(run.truth.nnz for run in runs):
         return fusion
     rng = np.random.default_rng(seed)
