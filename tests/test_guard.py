@@ -105,7 +105,7 @@ def test_hybrid_is_not_worse_than_its_parts_on_a_tiny_catalogue(headlines):
     assert decision is not None and decision["cross_fitted"]
     assert decision["validation_slices"] == MAX_SLICES  # 20 readers, no timestamps: pooled slices
     figures = decision["validation"]
-    assert {"learned", "content", "lexical", "cf", "popularity"} <= set(figures)
+    assert {"learned", "content", "lexical", "cf", "popularity", "content+lexical"} <= set(figures)
     assert figures[decision["chosen"]] >= figures["learned"]
 
 

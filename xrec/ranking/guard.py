@@ -6,7 +6,7 @@ negative content weight on a catalogue whose readers follow topics). So before a
 
 * the fusion itself (``learned``, or the ``default`` weights),
 * each simple part alone (:data:`PARTS`: content similarity to the history, lexical similarity,
-  CF, popularity), and
+  CF, popularity), and the text alone (content and lexical together, :data:`TEXT`),
 * the fusion shrunk toward content or lexical evidence (``learned+content x4``: the part's score, scaled to the
   fusion's spread, added ``gamma`` times),
 
