@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from xrec.ranking.fusion import Fusion
-from xrec.ranking.guard import Candidate, candidates, ndcg_at_k, part_weights, recipe
+from xrec.ranking.guard import Candidate, _simplest_equal, candidates, ndcg_at_k, part_weights, per_user_mean, recipe
+from xrec.ranking.training import MAX_SLICES, guard_slices
 
 
 def test_ndcg_at_k_by_hand():
@@ -42,6 +43,39 @@ def test_parts_and_recipes():
         "lexical_terms": 1.0, "cold_lexical_terms": 1.0}
 
 
+def test_few_validation_users_are_validated_on_several_slices():
+    assert guard_slices(20) == MAX_SLICES == 5 and guard_slices(0) == MAX_SLICES
+    assert guard_slices(100) == 2 and guard_slices(150) == 2
+    assert guard_slices(200) == 1 and guard_slices(5000) == 1
+
+
+def test_each_users_figures_are_averaged_over_the_slices_that_validated_them():
+    runs = [(np.array([3, 1]), {"a": np.array([0.2, 1.0])}, True),
+            (np.array([1, 7]), {"a": np.array([0.0, 0.5])}, True)]
+    np.testing.assert_allclose(per_user_mean(runs)["a"], [0.5, 0.2, 0.5])  # users 1, 3, 7
+
+
+def test_a_blend_validation_cannot_tell_from_a_part_gives_way_to_the_part():
+    options = candidates(["content", "lexical"], "learned")
+    by_name = {c.name: c for c in options}
+    rng = np.random.default_rng(0)
+    content = rng.random(40)
+    per_user = {c.name: content * 0.5 for c in options}  # the fusion: clearly worse
+    per_user["content"] = content
+    per_user["learned+content x4"] = content + np.tile([0.06, -0.05], 20)  # not told apart from content
+    figures = {n: float(v.mean()) for n, v in per_user.items()}
+    blend, learned = by_name["learned+content x4"], by_name["learned"]
+    assert _simplest_equal(blend, learned, options, figures, per_user).name == "content"
+    per_user["learned+content x4"] = content + 0.2  # clearly better than the part too: the blend stands
+    figures = {n: float(v.mean()) for n, v in per_user.items()}
+    assert _simplest_equal(blend, learned, options, figures, per_user).name == "learned+content x4"
+    # where the fusion validates at least as well as every part, a blend that beat it stands
+    per_user["learned"] = content + 0.1
+    per_user["learned+content x4"] = content + 0.12 + rng.normal(0, 0.01, 40)
+    figures = {n: float(v.mean()) for n, v in per_user.items()}
+    assert _simplest_equal(blend, learned, options, figures, per_user).name == "learned+content x4"
+
+
 @pytest.fixture(scope="module")
 def headlines(data_dir, encoder):
     """The 42-headline catalogue (data/catalogues/headlines): split, vectors and fitted models."""
@@ -69,8 +103,9 @@ def test_hybrid_is_not_worse_than_its_parts_on_a_tiny_catalogue(headlines):
 
     decision = models["hybrid"].ranker.fusion.decision
     assert decision is not None and decision["cross_fitted"]
+    assert decision["validation_slices"] == MAX_SLICES  # 20 readers, no timestamps: pooled slices
     figures = decision["validation"]
-    assert {"learned", "content", "lexical", "cf", "popularity"} <= set(figures)
+    assert {"learned", "content", "lexical", "cf", "popularity", "content+lexical"} <= set(figures)
     assert figures[decision["chosen"]] >= figures["learned"]
 
 

@@ -6,17 +6,20 @@ negative content weight on a catalogue whose readers follow topics). So before a
 
 * the fusion itself (``learned``, or the ``default`` weights),
 * each simple part alone (:data:`PARTS`: content similarity to the history, lexical similarity,
-  CF, popularity), and
+  CF, popularity), and the text alone (content and lexical together, :data:`TEXT`),
 * the fusion shrunk toward content or lexical evidence (``learned+content x4``: the part's score, scaled to the
   fusion's spread, added ``gamma`` times),
 
 and ships the one of best validation NDCG@10 where it beats the fusion by more than
 :data:`MARGIN` standard errors of the paired per-user difference (small catalogues validate on a
-few dozen users: a switch on noise would cost as often as it pays). A learned fusion is judged on users it was not
-fitted on (two folds of the validation users, each scored by the fusion fitted on the other), so
-a fit that only memorised its slice loses to the parts it should have beaten. The decision and
-every candidate's figure go into :attr:`Fusion.decision` (saved with the ranker, logged, shown by
-``xrec recommend`` and ``xrec fit``).
+few dozen users: a switch on noise would cost as often as it pays). Of a blend and a part alone
+that validation cannot tell apart, the part ships (:func:`_simplest_equal`). A learned fusion is
+judged on users it was not fitted on (two folds of the validation users, each scored by the fusion
+fitted on the other), so a fit that only memorised its slice loses to the parts it should have
+beaten. A catalogue with few validation users is validated on several random slices
+(:func:`~xrec.ranking.training.guard_slices`), each user's figures averaged over them. The
+decision and every candidate's figure go into :attr:`Fusion.decision` (saved with the ranker,
+logged, shown by ``xrec recommend`` and ``xrec fit``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ PARTS: dict[str, tuple[Callable[[str], bool], ...]] = {
     "cf": (lambda n: n == "cf",),
     "popularity": (lambda n: n == "popularity",),
 }
+#: The content and lexical parts together, each at unit spread (a candidate, not one of the ranker's parts).
+TEXT = "content+lexical"
 #: How much of a part's (spread-matched) score is added to the fusion in a shrunk candidate.
 SHRINK = (1.0, 4.0)
 #: The parts a fusion is shrunk toward (the evidence that carries a small catalogue).
@@ -138,50 +143,111 @@ def candidate_ndcg(views: FeatureViews, base: Fusion, options: Sequence[Candidat
     return {name: np.concatenate(v) if v else np.zeros(0) for name, v in out.items()}
 
 
-def guard_fusion(views: FeatureViews, fusion: Fusion, truth: sp.csr_matrix, seen: sp.csr_matrix,
-                 spread: Callable[[Mapping[str, float]], float], *,
-                 refit: Callable[[np.ndarray], Fusion] | None = None, seed: int = 0,
-                 unknowable: np.ndarray | None = None) -> Fusion:
-    """``fusion``, or the candidate (module docstring) of best validation NDCG@10, with the decision.
+@dataclass
+class GuardRun:
+    """One validation slice's evidence for the guard.
 
     ``views`` are the validation ranker's features, ``truth`` its held-out positives, ``seen`` its
-    training interactions. ``refit(users)`` fits the fusion on validation users ``users`` only; with
-    it the fusion's candidates are scored by cross-fitting (two folds), without it (fixed default
-    weights) on every validation user. ``unknowable`` items (no interaction anywhere in the training
-    data: validation can say nothing about them) are left out of the rankings."""
-    parts = part_weights(fusion.names)
-    users = np.flatnonzero(np.diff(truth.indptr) > 0)
-    if not parts or not len(users):
-        return fusion
-    rng = np.random.default_rng(seed)
+    training interactions (rows: the catalogue's users, the same in every run). ``refit(users)``
+    fits the fusion on validation users ``users`` only; with it the fusion's candidates are scored
+    by cross-fitting (two folds), without it (fixed default weights) on every validation user.
+    ``unknowable`` items (no interaction anywhere in the training data: validation can say nothing
+    about them) are left out of the rankings."""
+
+    views: FeatureViews
+    fusion: Fusion
+    truth: sp.csr_matrix
+    seen: sp.csr_matrix
+    spread: Callable[[Mapping[str, float]], float]
+    refit: Callable[[np.ndarray], Fusion] | None = None
+    unknowable: np.ndarray | None = None
+
+
+def _run_ndcg(run: GuardRun, options: Sequence[Candidate], parts: Mapping[str, Mapping[str, float]],
+              rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray], bool]:
+    """``(users, per-user NDCG@10 of each candidate, cross-fitted)`` of one validation run."""
+    users = np.flatnonzero(np.diff(run.truth.indptr) > 0)
     if len(users) > 2 * MAX_GUARD_USERS:
         users = np.sort(rng.choice(users, 2 * MAX_GUARD_USERS, replace=False))
-    options = candidates(list(parts), fusion.kind)
-    if refit is not None and len(users) >= 4:
+    if run.refit is not None and len(users) >= 4:
         fold = rng.permutation(len(users)) % 2
-        bases = [(users[fold == f], refit(np.setdiff1d(users, users[fold == f]))) for f in (0, 1)]
+        bases = [(users[fold == f], run.refit(np.setdiff1d(users, users[fold == f]))) for f in (0, 1)]
     else:
-        bases = [(users, fusion)]
-    scored = [candidate_ndcg(views, base, options, parts, spread, eval_users, truth, seen,
-                             unknowable=unknowable if unknowable is not None and unknowable.any() else None)
-              for eval_users, base in bases]
-    per_user = {c.name: np.concatenate([fold[c.name] for fold in scored]) for c in options}
+        bases = [(users, run.fusion)]
+    unknowable = run.unknowable if run.unknowable is not None and run.unknowable.any() else None
+    scored = [candidate_ndcg(run.views, base, options, parts, run.spread, eval_users, run.truth, run.seen,
+                             unknowable=unknowable) for eval_users, base in bases]
+    order = np.concatenate([eval_users for eval_users, _ in bases])
+    return order, {c.name: np.concatenate([fold[c.name] for fold in scored]) for c in options}, len(bases) == 2
+
+
+def per_user_mean(runs: Sequence[tuple[np.ndarray, dict[str, np.ndarray], bool]]) -> dict[str, np.ndarray]:
+    """Each candidate's NDCG@10 per user, averaged over the runs that validated the user."""
+    users = np.unique(np.concatenate([r[0] for r in runs]))
+    names = list(runs[0][1])
+    total = {n: np.zeros(len(users)) for n in names}
+    count = np.zeros(len(users))
+    for order, figures, _ in runs:
+        at = np.searchsorted(users, order)
+        np.add.at(count, at, 1.0)
+        for n in names:
+            np.add.at(total[n], at, figures[n])
+    return {n: total[n] / count for n in names}
+
+
+def _clearly_better(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether per-user figures ``a`` beat ``b`` by more than :data:`MARGIN` paired standard errors."""
+    diff = a - b
+    return bool(diff.mean() > MARGIN * diff.std(ddof=1) / np.sqrt(max(len(diff), 1)))
+
+
+def _simplest_equal(best: Candidate, reference: Candidate, options: Sequence[Candidate],
+                    figures: Mapping[str, float], per_user: Mapping[str, np.ndarray]) -> Candidate:
+    """A blend (the fusion shrunk toward a part) that beat the fusion, where a part alone validates
+    better than the fusion too, ships only if it also beats that part clearly; else the part does
+    (of two candidates validation cannot tell apart, the simpler)."""
+    if best.part is None or np.isinf(best.gamma):
+        return best
+    simple = max((c for c in options if np.isinf(c.gamma)), key=lambda c: figures[c.name])
+    if figures[simple.name] > figures[reference.name] and not _clearly_better(per_user[best.name],
+                                                                              per_user[simple.name]):
+        return simple
+    return best
+
+
+def guard_fusion(runs: Sequence[GuardRun], *, seed: int = 0) -> Fusion:
+    """The first run's fusion, or the candidate (module docstring) of best validation NDCG@10, with
+    the decision. Several runs (validation slices of one catalogue) are pooled: each user's NDCG is
+    averaged over the runs that validated them."""
+    fusion = runs[0].fusion
+    parts = part_weights(fusion.names)
+    if "content" in parts and "lexical" in parts:  # the text alone: meaning and surface, at equal spread
+        spread = runs[0].spread
+        parts[TEXT] = {**{n: w / max(spread(parts["content"]), 1e-12) for n, w in parts["content"].items()},
+                       **{n: w / max(spread(parts["lexical"]), 1e-12) for n, w in parts["lexical"].items()}}
+    if not parts or not any(run.truth.nnz for run in runs):
+        return fusion
+    rng = np.random.default_rng(seed)
+    options = candidates(list(parts), fusion.kind)
+    scored = [_run_ndcg(run, options, parts, rng) for run in runs if run.truth.nnz]
+    per_user = per_user_mean(scored)
+    users = len(per_user[options[0].name])
     figures = {name: float(v.mean()) for name, v in per_user.items()}
     # what stands unless beaten clearly: a fitted fusion; default weights (fitted on another
     # catalogue, no evidence from this one) only stand where no part validates better
-    crossed = refit is not None and len(bases) == 2
+    crossed = all(r[2] for r in scored)
     reference = options[0] if crossed else max(
         [options[0], *(c for c in options if np.isinf(c.gamma))], key=lambda c: figures[c.name])
     best = max(options, key=lambda c: figures[c.name])  # ties: the first, the fusion itself
-    diff = per_user[best.name] - per_user[reference.name]
-    if diff.mean() <= MARGIN * diff.std(ddof=1) / np.sqrt(max(len(diff), 1)):
+    if not _clearly_better(per_user[best.name], per_user[reference.name]):
         best = reference
-    chosen = Fusion.from_raw(fusion.names, recipe(fusion, best, parts, spread), fusion.scale,
+    best = _simplest_equal(best, reference, options, figures, per_user)
+    chosen = Fusion.from_raw(fusion.names, recipe(fusion, best, parts, runs[0].spread), fusion.scale,
                              kind=fusion.kind if best.part is None else best.name)
-    chosen.decision = {"chosen": best.name, "validation_users": int(len(users)),
+    chosen.decision = {"chosen": best.name, "validation_users": users, "validation_slices": len(scored),
                        "cross_fitted": crossed, "metric": "ndcg@10",
                        "validation": {k: round(v, 5) for k, v in figures.items()}}
     shown = ", ".join(f"{n} {figures[n]:.4f}" for n in [fusion.kind, *parts])
-    log.info("fusion: %s chosen on %d validation users (NDCG@10 %.4f; %s)", best.name, len(users),
-             figures[best.name], shown)
+    log.info("fusion: %s chosen on %d validation users, %d slice%s (NDCG@10 %.4f; %s)", best.name, users,
+             len(scored), "" if len(scored) == 1 else "s", figures[best.name], shown)
     return chosen

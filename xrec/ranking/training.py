@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -44,31 +45,55 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
     default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
     fusion only where it validates at least as well as each of the ranker's own parts."""
-    from xrec.ranking.guard import guard_fusion
+    from xrec.ranking.guard import GuardRun, guard_fusion
 
-    slice_ = validation_slice(interactions, config, content.language_codes)
-    if slice_ is None:
-        return None
-    sub, truth, simulated = slice_
-    ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
-                         config)
     # items nobody has interacted with can never be a validation positive: as negatives they would
     # only teach the fit that cold evidence never pays (a new catalogue added before the fit)
     known = np.diff(interactions.matrix.tocsc().indptr) > 0
-    fit = FusionFit(ranker, truth, simulated, config, known)
-    if truth.nnz < config.min_validation_positives:
-        log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
-                    truth.nnz, config.min_validation_positives)
-        fusion, refit = default_fusion(ranker.views, config), None
-    else:
-        fusion, refit = fit.fusion(), fit.fusion
-    if not config.guard:
-        return fusion
-    # judged on the plain held-out interactions: the simulated-cold items are a training device
-    plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
-    plain.eliminate_zeros()
-    return guard_fusion(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                        refit=refit, seed=config.seed, unknowable=~known)
+    runs: list[GuardRun] = []
+    slices = 1
+    while len(runs) < slices:
+        slice_ = validation_slice(interactions, replace(config, seed=config.seed + SLICE_SEED_STRIDE * len(runs)),
+                                  content.language_codes)
+        if slice_ is None:
+            break
+        sub, truth, simulated = slice_
+        ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
+                             config)
+        fit = FusionFit(ranker, truth, simulated, config, known)
+        if not runs and truth.nnz < config.min_validation_positives:
+            log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
+                        truth.nnz, config.min_validation_positives)
+        if truth.nnz < config.min_validation_positives if not runs else runs[0].refit is None:
+            fusion, refit = default_fusion(ranker.views, config), None
+        else:
+            fusion, refit = fit.fusion(), fit.fusion
+        if not config.guard:
+            return fusion
+        # judged on the plain held-out interactions: the simulated-cold items are a training device
+        plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
+        plain.eliminate_zeros()
+        runs.append(GuardRun(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
+                             refit, ~known))
+        if len(runs) == 1 and not interactions.has_timestamps:
+            slices = guard_slices(int((np.diff(runs[0].truth.indptr) > 0).sum()))
+    if not runs:
+        return None
+    return guard_fusion(runs, seed=config.seed)
+
+
+#: Validation users the guard aims for: a catalogue with fewer is validated on several random slices.
+GUARD_USERS = 200
+#: The most validation slices the guard pools (small catalogues; one where interactions are timed).
+MAX_SLICES = 5
+#: Seeds of successive validation slices: ``config.seed + SLICE_SEED_STRIDE * k``.
+SLICE_SEED_STRIDE = 1000
+
+
+def guard_slices(validation_users: int) -> int:
+    """How many random validation slices the guard pools for ``validation_users`` users per slice:
+    a decision between the fusion and its parts on a few dozen users is a coin toss."""
+    return int(np.clip(-(-GUARD_USERS // max(validation_users, 1)), 1, MAX_SLICES))
 
 
 class _Sample:
