@@ -8,11 +8,11 @@ import copy
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import Interactions
 from xrec.errors import ArtifactError, DataError
-from xrec.evaluation.catalogue import add_items_protocol, cold_item_auc
+from xrec.evaluation.add_items import add_items_protocol, cold_item_auc
 from xrec.index import VectorIndex
 from xrec.ranking.hybrid import HybridRanker
-from xrec.ranking.interactions import Interactions
 
 from samples import SMALL
 

@@ -12,11 +12,11 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import Interactions
 from xrec.datasets.sib200 import load_labels
 from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.metrics import topic_exposure
 from xrec.ranking.hybrid import HybridRanker
-from xrec.ranking.interactions import Interactions
 
 from samples import SMALL, small_cf
 

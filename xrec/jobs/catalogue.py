@@ -54,8 +54,8 @@ class Catalogue:
 
 def load_catalogue(config: dict[str, Any]) -> Catalogue:
     """Read and check the ``[items]`` and ``[interactions]`` tables of a checked job config."""
-    from xrec.ranking.content import prepare_items
-    from xrec.ranking.interactions import validate_interactions
+    from xrec.catalogue.interactions import validate_interactions
+    from xrec.catalogue.items import prepare_items
 
     item_cfg, inter_cfg = config["items"], config["interactions"]
     items_path, inter_path = Path(item_cfg["path"]), Path(inter_cfg["path"])
@@ -113,7 +113,7 @@ def load_catalogue(config: dict[str, Any]) -> Catalogue:
 
 
 def _read(path: Path, required: list[str]) -> pl.DataFrame:
-    from xrec.tables import read_table
+    from xrec.catalogue.tables import read_table
 
     return read_table(path, required=required)
 
@@ -121,7 +121,7 @@ def _read(path: Path, required: list[str]) -> pl.DataFrame:
 def _text(frame: pl.DataFrame, template: str, path: Path) -> pl.Series:
     """The item texts: the template rendered, or the ``text`` column when there is no template."""
     if template:
-        from xrec.datasets.templates import render_template
+        from xrec.catalogue.templates import render_template
 
         return render_template(frame, template, str(path))
     if "text" not in frame.columns:
@@ -182,7 +182,7 @@ def config_stages() -> tuple[str, ...]:
 def _new_language(value: str, catalogue: Catalogue, test: pl.DataFrame | None, skip) -> str | None:
     """The configured new language: a code, ``"auto"`` (the catalogue's second most common language)
     or ``""`` (none); a code no item has is an error, a language without held-out interactions a skip."""
-    from xrec.languages import normalise
+    from xrec.catalogue.languages import normalise
 
     languages = catalogue.languages
     if value and value != "auto":

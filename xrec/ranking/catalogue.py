@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap, Interactions
 from xrec.errors import DataError
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.graphs import zeros
-from xrec.ranking.interactions import IdMap, Interactions
 
 if TYPE_CHECKING:
     from xrec.ranking.fitted import FittedRanker, R, RankerFactory
@@ -49,7 +49,7 @@ def grown(make_ranker: RankerFactory[R], ranker: FittedRanker, ids: Sequence | p
     known = ranker.encoder_fingerprint
     if expect_fingerprint is not None and known is not None and expect_fingerprint != known:
         raise DataError(f"add_items: vectors from encoder {expect_fingerprint}, the ranker's is {known}")
-    from xrec.languages import item_codes
+    from xrec.catalogue.languages import item_codes
 
     languages = item_codes(languages)
     for what, values in (("texts", texts), ("languages", languages),

@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap, Interactions
 from xrec.errors import DataError
 from xrec.index.topk import TopK
 from xrec.ranking.cf import FactorModel, align_cf, fit_als
@@ -59,7 +60,6 @@ from xrec.ranking.config import COMPONENTS, HybridConfig
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
-from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.languages import boost_change, lifted
 from xrec.ranking.results import popular, to_frame
 from xrec.ranking.training import default_fusion, learn_fusion
@@ -120,13 +120,13 @@ class HybridRanker:
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
         a normalised value, e.g. ``{"author": authors}``). Languages are normalised
-        (:func:`xrec.languages.normalise`: ``deu_Latn`` is ``de``); None or ``und``: unknown.
+        (:func:`xrec.catalogue.languages.normalise`: ``deu_Latn`` is ``de``); None or ``und``: unknown.
         ``content`` reuses graphs built before.
         ``topics``, a table ``item_id, topic[, topic_score]`` (:func:`~xrec.topics.tagging.tag_items`),
         tags items for the ``topics=`` filter, ``diversity_by="topics"`` and the ``topic`` and
         ``cold_topic`` features (off unless named in ``HybridConfig.features``;
         :mod:`~xrec.ranking.topical`)."""
-        from xrec.languages import item_codes
+        from xrec.catalogue.languages import item_codes
         from xrec.progress import phase
         from xrec.ranking.topical import aligned_topics
 
@@ -239,7 +239,7 @@ class HybridRanker:
                       exclude_languages: Sequence[str] | None = None,
                       language_policy: str = "any") -> np.ndarray | None:
         """Items a call may return, by language (None: all): ``languages`` keeps only those,
-        ``exclude_languages`` drops those (any spelling :func:`xrec.languages.normalise` knows; a
+        ``exclude_languages`` drops those (any spelling :func:`xrec.catalogue.languages.normalise` knows; a
         code no registry knows, or one the catalogue lacks, is a :class:`DataError`);
         ``language_policy="history"`` keeps, per user row, the languages of the user's history
         (``[len(rows), n_items]``; users without history keep all). Every filter drops items of

@@ -52,8 +52,8 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
     """The module's protocol on a catalogue ``items`` (``item_id, text[, lang]``), its ``ratings``
     (``user_id, item_id[, weight][, timestamp]``), item ``vectors`` and ``metadata`` fields
     (catalogue order, as in :meth:`~xrec.ranking.hybrid.HybridRanker.fit`)."""
+    from xrec.catalogue.interactions import Interactions
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     rng = np.random.default_rng(seed)
     read = ratings["item_id"].unique().sort()

@@ -4,7 +4,7 @@ A template is a Python format string over column names, e.g. ``"{title}. {author
 render as empty strings, and the literal text just before an empty field is dropped with it
 (``"{title}. {author}"`` with no author gives ``"Title"``, not ``"Title. "``). Items whose text is
 empty after templating stay in the catalogue with an empty text:
-:func:`xrec.ranking.content.prepare_items` logs them and they get zero content vectors (they are
+:func:`xrec.catalogue.items.prepare_items` logs them and they get zero content vectors (they are
 reached through CF only).
 """
 
