@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from xrec.catalogue.templates import render_template, template_fields
+from xrec.catalogue.templates import item_texts, render_template, template_fields
 from xrec.errors import DataError
 
 
@@ -17,3 +17,11 @@ def test_template_errors_and_empty_fields():
         template_fields("just text")
     with pytest.raises(DataError, match="plain column name"):
         template_fields("{title.upper}")
+
+
+def test_item_texts_render_the_template_or_take_the_text_column():
+    frame = pl.DataFrame({"item_id": [1, 2], "title": ["A", "B"], "author": ["X", None]})
+    assert item_texts(frame, "{title}. {author}", "items.csv").to_list() == ["A. X", "B"]
+    assert item_texts(frame.with_columns(text=pl.Series(["a", "b"])), None).to_list() == ["a", "b"]
+    with pytest.raises(DataError, match=r"items\.csv: no 'text' column and no \[items\] template or --template"):
+        item_texts(frame, "", "items.csv")

@@ -36,6 +36,17 @@ def template_fields(template: str) -> list[str]:
     return fields
 
 
+def item_texts(frame: pl.DataFrame, template: str | None, source: str = "items") -> pl.Series:
+    """The item texts of an items table: ``template`` rendered (:func:`render_template`), or the
+    table's ``text`` column when there is no template (None or ``""``); a String series named ``text``."""
+    if template:
+        return render_template(frame, template, source)
+    if "text" not in frame.columns:
+        raise DataError(f"{source}: no 'text' column and no [items] template or --template; give one over the "
+                        f"table's fields (e.g. --template '{{{frame.columns[-1]}}}'); columns: {frame.columns}")
+    return frame["text"].cast(pl.String).alias("text")
+
+
 def render_template(frame: pl.DataFrame, template: str, source: str = "items") -> pl.Series:
     """The template rendered for every row of ``frame`` as a String series named ``text``."""
     fields = template_fields(template)

@@ -177,7 +177,7 @@ def sample_users(ratings: pl.DataFrame, fraction: float, seed: int = 0) -> pl.Da
 def _read_layout(root: Path, layout: str, template: str | None):
     """Items (item_id, text[, lang]), interactions, and the reader of a test file of the layout."""
     from xrec.catalogue.tables import read_table
-    from xrec.catalogue.templates import render_template
+    from xrec.catalogue.templates import item_texts
 
     if layout == "movielens":
         from xrec.datasets.movielens import load_movielens, read_ratings
@@ -200,11 +200,7 @@ def _read_layout(root: Path, layout: str, template: str | None):
         raise DataError(f"{root}: no {'items' if items_path is None else 'interactions'} table "
                         "(.csv, .csv.gz or .parquet)")
     items = read_table(items_path, required=["item_id"])
-    if template is not None:
-        items = items.with_columns(render_template(items, template, str(items_path)))
-    elif "text" not in items.columns:
-        raise DataError(f"{items_path}: no 'text' column; give a text template over its fields "
-                        f"(--template '{{title}}. {{author}}'), columns: {items.columns}")
+    items = items.with_columns(item_texts(items, template, str(items_path)))
     return items, read_interactions(interactions_path), read_interactions
 
 
