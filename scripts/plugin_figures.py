@@ -5,7 +5,7 @@
   full hybrid;
 * throughput of ``rerank`` (100 candidates per user) against ``recommend`` (top-100), same ranker,
   timed alternately, best of 3;
-* ``add_items`` against a refit (:mod:`xrec.evaluation.catalogue`).
+* ``add_items`` against a refit (:mod:`xrec.evaluation.add_items`).
 
 Usage: python scripts/plugin_figures.py --json benchmarks/figures/plugin.json [--data data/movielens data/bookcrossing]
 """
@@ -30,7 +30,7 @@ def main() -> None:
     args = parser.parse_args()
     from xrec.artifacts import write_json
     from xrec.encoders import load_encoder
-    from xrec.evaluation.catalogue import add_items_protocol
+    from xrec.evaluation.add_items import add_items_protocol
     from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives
     from xrec.evaluation.recs import RerankScorer, build_models
     from xrec.evaluation.splits import load_split

@@ -96,8 +96,9 @@ def bx_sample(data_dir, encoder):
     one of them read, which are cold; item_id, text, lang, author), interactions (no timestamps)
     and the items' real encoder vectors."""
     import polars as pl
+    from xrec.catalogue.items import prepare_items
     from xrec.datasets.bookcrossing import load_bookcrossing
-    from xrec.ranking.content import item_vectors, prepare_items
+    from xrec.ranking.content import item_vectors
 
     bx = load_bookcrossing(data_dir / "bookcrossing")
     users = bx.ratings["user_id"].unique().sort().head(300)
@@ -123,8 +124,8 @@ def ml_sample(data_dir, encoder):
 @pytest.fixture(scope="session")
 def ml_ranker(ml_sample):
     """A HybridRanker fitted on :func:`ml_sample` (learned fusion, timestamps); tests only read it."""
+    from xrec.catalogue.interactions import Interactions
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     from samples import SMALL, small_cf
 
@@ -136,8 +137,8 @@ def ml_ranker(ml_sample):
 @pytest.fixture(scope="session")
 def bx_ranker(bx_sample):
     """A HybridRanker fitted on :func:`bx_sample` (languages, authors, no timestamps); tests only read it."""
+    from xrec.catalogue.interactions import Interactions
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     from samples import SMALL
 

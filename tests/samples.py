@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import polars as pl
+from xrec.catalogue.items import prepare_items
 from xrec.ranking.cf import fit_als
-from xrec.ranking.content import prepare_items
 from xrec.ranking.hybrid import HybridConfig
 
 #: A HybridRanker config small enough for the test samples.

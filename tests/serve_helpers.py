@@ -28,11 +28,11 @@ def sib_items(data_dir: Path, n_langs: int = 4, per_lang: int = 30) -> pl.DataFr
 
 def build_catalogue(root: Path, data_dir: Path, encoder) -> dict[str, Any]:
     """Save an index (films + sentences), an items table and a fitted ranker under ``root``."""
+    from xrec.catalogue.interactions import Interactions
     from xrec.index import VectorIndex
     from xrec.ranking.cf import fit_als
     from xrec.ranking.content import item_vectors
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     from samples import movielens_sample
 

@@ -1,16 +1,12 @@
-"""Book-Crossing layout, item-text templates, id handling and language codes on the bundled real slice."""
+"""The Book-Crossing layout on the bundled real slice: ids, item texts from its template, clean titles."""
 
 from __future__ import annotations
 
-import gzip
-
 import polars as pl
 import pytest
+from xrec.catalogue.templates import template_fields
 from xrec.datasets.bookcrossing import DEFAULT_TEMPLATE, is_bookcrossing, load_bookcrossing
-from xrec.datasets.templates import render_template, template_fields
 from xrec.errors import DataError
-from xrec.languages import normalise_codes
-from xrec.tables import read_table
 
 
 @pytest.fixture(scope="module")
@@ -34,33 +30,6 @@ def test_item_text_from_template(bx):
     assert items["text"][0] == f"{row['title']}. {row['author']}"
     assert bx.items("{title} ({publisher}, {year})")["text"][0].startswith(row["title"])
     assert template_fields(DEFAULT_TEMPLATE) == ["title", "author"]
-
-
-def test_template_errors_and_empty_fields():
-    frame = pl.DataFrame({"title": ["A", None, ""], "author": ["X", "Y", None]})
-    assert render_template(frame, "{title}. {author}").to_list() == ["A. X", "Y", ""]
-    with pytest.raises(DataError, match=r"missing column\(s\) \['publisher'\]"):
-        render_template(frame, "{title} {publisher}", "books.csv")
-    with pytest.raises(DataError, match="names no field"):
-        template_fields("just text")
-    with pytest.raises(DataError, match="plain column name"):
-        template_fields("{title.upper}")
-
-
-def test_ids_keep_leading_zeros_only_when_they_have_them(tmp_path):
-    isbn = tmp_path / "items.csv.gz"
-    with gzip.open(isbn, "wt") as f:
-        f.write("item_id,text\n0002005018,a\n3257061269,b\n")
-    assert read_table(isbn)["item_id"].to_list() == ["0002005018", "3257061269"]
-    plain = tmp_path / "plain.csv"
-    plain.write_text("user_id,item_id\n1,10\n2,20\n")
-    frame = read_table(plain)
-    assert frame["item_id"].dtype == pl.Int64 and frame["user_id"].to_list() == [1, 2]
-
-
-def test_mixed_language_code_systems_become_one():
-    frame = pl.DataFrame({"lang": ["de", "en", "und", "pt-BR", "deu_Latn"], "text": ["a"] * 5})
-    assert normalise_codes(frame, "items.csv")["lang"].to_list() == ["de", "en", "und", "pt", "de"]
 
 
 def test_missing_tables_are_named(tmp_path):

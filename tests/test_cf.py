@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 import scipy.sparse as sp
+from xrec.catalogue.interactions import IdMap, Interactions
 from xrec.errors import DataError, ModelError
 from xrec.ranking.cf import FactorModel, fit_als, fit_bpr, fit_lightfm, from_implicit, from_lightfm
-from xrec.ranking.interactions import IdMap, Interactions
 
 
 @pytest.fixture(scope="module")

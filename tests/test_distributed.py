@@ -44,10 +44,11 @@ def test_ray_encoder_equals_local_encoder(local_ray, encoder, sentences):
 def small_ranker(data_dir, encoder):
     """A hybrid ranker fitted on 40 real MovieLens users and their 300 most-rated movies."""
     import polars as pl
+    from xrec.catalogue.interactions import Interactions
+    from xrec.catalogue.items import prepare_items
     from xrec.datasets.movielens import load_movielens
-    from xrec.ranking.content import item_vectors, prepare_items
+    from xrec.ranking.content import item_vectors
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     ml = load_movielens(data_dir / "movielens")
     ratings = ml.ratings.filter(pl.col("user_id") <= 40)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import Interactions, random_split
 from xrec.errors import DataError
 from xrec.evaluation.metrics import SliceMap, evaluate_scorer, positives, ratio_interval
 from xrec.evaluation.recs import DenseScorer
 from xrec.evaluation.splits import Split, detect_layout, load_split
-from xrec.ranking.interactions import Interactions, random_split
 
 
 @pytest.fixture(scope="module")

@@ -183,8 +183,8 @@ def test_an_unread_language_catalogue_is_stood_for_by_a_block_of_read_items(data
     items cold (up to 30% of them), whose readers teach the cold fit how a block added at once is
     found. Once both languages are read, the less read one is made cold instead, and no block."""
     import polars as pl
+    from xrec.catalogue.interactions import Interactions
     from xrec.ranking.config import HybridConfig
-    from xrec.ranking.interactions import Interactions
     from xrec.ranking.training import validation_slice
 
     folder = data_dir / "catalogues" / "news"

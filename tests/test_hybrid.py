@@ -7,13 +7,14 @@ import logging
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import IdMap, Interactions
+from xrec.catalogue.items import prepare_items
 from xrec.errors import ArtifactError, DataError
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.config import BOOST_FEATURE, COMPONENTS, HybridConfig
-from xrec.ranking.content import item_vectors, prepare_items
+from xrec.ranking.content import item_vectors
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.hybrid import HybridRanker
-from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.views import is_cold_feature
 
 from samples import SMALL, small_cf

@@ -145,10 +145,11 @@ class _Counting:
 
 @pytest.mark.slow
 def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
+    from xrec.catalogue.interactions import Interactions
+    from xrec.catalogue.items import load_items
     from xrec.ranking.cf import fit_als
-    from xrec.ranking.content import item_vectors, load_items
+    from xrec.ranking.content import item_vectors
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     items = load_items(files / "items.parquet")
     inter = Interactions.build(pl.read_csv(files / "inter.csv"), items["item_id"])

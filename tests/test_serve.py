@@ -14,10 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from xrec.catalogue.languages import display_name, normalise
 from xrec.errors import DataError
 from xrec.index import VectorIndex
 from xrec.index.persist import INDEX_FILE
-from xrec.languages import display_name, normalise
 from xrec.serve import Guard, Limits, Service
 from xrec.serve.server import ServerThread
 

@@ -8,10 +8,11 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.items import validate_items
+from xrec.catalogue.tables import read_table
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError
 from xrec.store import embed_items, read_embeddings, write_embeddings
-from xrec.tables import read_table, validate_items
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +166,7 @@ def test_bad_items_name_row_and_column(encoder, tmp_path):
 
 def test_item_errors_name_the_files_own_lines(tmp_path):
     """Errors count lines as an editor does (header included), and name the line of bad bytes."""
-    from xrec.ranking.content import load_items
+    from xrec.catalogue.items import load_items
 
     csv = tmp_path / "items.csv"
     csv.write_text('item_id,text\n1,"a headline\nover two lines"\n2,b\n2,c\n', encoding="utf-8")

@@ -12,11 +12,11 @@ from dataclasses import replace
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import Interactions
 from xrec.datasets.sib200 import load_labels
 from xrec.errors import ArtifactError, DataError
 from xrec.evaluation.metrics import topic_exposure
 from xrec.ranking.hybrid import HybridRanker
-from xrec.ranking.interactions import Interactions
 
 from samples import SMALL, small_cf
 
@@ -134,15 +134,10 @@ def test_persistence_round_trip_and_manifest_check(ranker, tags, tmp_path):
 def test_added_items_carry_their_topics(ranker, bx_sample):
     items, _, vectors = bx_sample
 
-    def copy() -> HybridRanker:
-        return HybridRanker(ranker.interactions, ranker.item_vectors, ranker.cf, ranker.content, ranker.fusion,
-                            ranker.config, cf_graph=ranker.cf_graph)
-
-    untagged, tagged = copy(), copy()
-    untagged.add_items(["new-1", "new-2"], vectors[:2], texts=items["text"].head(2).to_list())
+    untagged = ranker.add_items(["new-1", "new-2"], vectors[:2], texts=items["text"].head(2).to_list())
     assert (untagged.content.topic_codes[-2:] == -1).all()
-    tagged.add_items(["new-1", "new-2"], vectors[:2], texts=items["text"].head(2).to_list(),
-                     topics=pl.DataFrame({"item_id": ["new-1", "new-2"], "topic": ["a new topic", None]}))
+    tagged = ranker.add_items(["new-1", "new-2"], vectors[:2], texts=items["text"].head(2).to_list(),
+                              topics=pl.DataFrame({"item_id": ["new-1", "new-2"], "topic": ["a new topic", None]}))
     assert tagged.content.topic_names[-1] == "a new topic"
     assert tagged.content.topic_codes[-2] == len(tagged.content.topic_names) - 1
     assert tagged.content.topic_codes[-1] == -1

@@ -13,7 +13,7 @@ writers (processes or threads) lose nothing. A store made by another encoder, or
 never trusted: it is discarded, with a warning saying why. So is a store whose vectors another
 encoder path computed (``torch-fp32``, ``int8/onnx-v3``, ...: :func:`xrec.encoders.auto.path`), or
 that does not say which (format 1): the vectors of two paths are never mixed. A store keeps one id
-type (the id rule, :mod:`xrec.ids`): items whose ids are of the other type are refused before any
+type (the id rule, :mod:`xrec.catalogue.ids`): items whose ids are of the other type are refused before any
 encoding (:class:`~xrec.errors.DataError`), never merged by dropping the rows it holds.
 """
 

@@ -19,10 +19,10 @@ import time
 import numpy as np
 import polars as pl
 
+from xrec.catalogue.interactions import Interactions
 from xrec.ranking.cf import fit_als, from_implicit
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.hybrid import HybridConfig, HybridRanker
-from xrec.ranking.interactions import Interactions
 
 
 def make_synthetic(n_users: int, n_items: int, *, dim: int = 384, per_user: int = 20, clusters: int = 256,
@@ -121,9 +121,10 @@ def run_recommend_bench(data: str | None = "data/movielens", synthetic: str | No
     results: dict = {"hardware": {"cpu": platform.processor() or platform.machine(),
                                   "cores": os.cpu_count(), "threads": threads}, "runs": {}}
     if data:
+        from xrec.catalogue.items import prepare_items
         from xrec.datasets.movielens import load_movielens
         from xrec.encoders import load_encoder
-        from xrec.ranking.content import item_vectors, prepare_items
+        from xrec.ranking.content import item_vectors
 
         ml = load_movielens(data)
         items = prepare_items(ml.items(), "movies")

@@ -6,10 +6,11 @@ import argparse
 import sys
 
 from xrec.artifacts import check_writable
+from xrec.catalogue.items import validate_items
+from xrec.catalogue.tables import read_table
 from xrec.cli import add_encoder_options
 from xrec.encoders import load_encoder
 from xrec.store import embed_items
-from xrec.tables import read_table, validate_items
 
 
 def register(commands: argparse._SubParsersAction, evaluate: argparse._SubParsersAction,

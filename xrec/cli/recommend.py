@@ -173,11 +173,12 @@ def _fit_ranker(args: argparse.Namespace):
     """``(ranker, items, interactions, encoder, vectors)``: the hybrid ranker of ``--items`` and
     ``--interactions``, fitted, or ``--ranker`` loaded (then the tables, when given, are validated
     and ``items``, ``interactions`` and ``vectors`` may be None)."""
+    from xrec.catalogue.interactions import Interactions, read_interactions
+    from xrec.catalogue.items import load_items
     from xrec.encoders import load_encoder
     from xrec.errors import DataError
-    from xrec.ranking.content import item_vectors, load_items
+    from xrec.ranking.content import item_vectors
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions, read_interactions
 
     saved = getattr(args, "ranker", None)
     if (args.items is None or args.interactions is None) and not saved:
@@ -206,7 +207,7 @@ def _fit_ranker(args: argparse.Namespace):
     fields = [f.strip() for f in (args.metadata or "").split(",") if f.strip()]
     tags = None
     if getattr(args, "tags", None):
-        from xrec.tables import read_table
+        from xrec.catalogue.tables import read_table
 
         tags = read_table(args.tags, required=["item_id", "topic"])
     with phase("fitting the hybrid ranker (ALS, content graphs, validation slice, fusion)"):
@@ -237,7 +238,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _language_filters(args: argparse.Namespace) -> None:
     """Normalise the language options in place (a code no registry knows names its option)."""
-    from xrec.languages import filter_codes
+    from xrec.catalogue.languages import filter_codes
 
     args.languages = filter_codes(args.languages, "--languages")
     args.exclude_languages = filter_codes(args.exclude_languages, "--exclude-languages")
@@ -245,7 +246,7 @@ def _language_filters(args: argparse.Namespace) -> None:
 
 def _unknown_note(args: argparse.Namespace, ranker) -> None:
     """Say how many items of unknown language the language options leave out."""
-    from xrec.languages import UNKNOWN
+    from xrec.catalogue.languages import UNKNOWN
 
     if args.languages is None and args.exclude_languages is None and args.language_policy == "any":
         return
@@ -282,10 +283,10 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 
 def run_rerank(args: argparse.Namespace) -> int:
+    from xrec.catalogue.tables import read_table
     from xrec.errors import DataError
     from xrec.ranking.batch import rerank_to_parquet
     from xrec.ranking.rerank import prepare_candidates
-    from xrec.tables import read_table
 
     if args.k is not None and args.k < 1:
         raise DataError(f"--k {args.k}: must be at least 1")

@@ -162,7 +162,7 @@ def _write_table(frame: pl.DataFrame, path: str) -> None:
 
 def _training_tables(args: argparse.Namespace) -> tuple[pl.DataFrame, pl.DataFrame | None,
                                                         pl.DataFrame | None, list[str]]:
-    from xrec.tables import read_table
+    from xrec.catalogue.tables import read_table
     from xrec.topics.data import sample_per_language, select_languages, topic_tables
 
     data = Path(args.data)
@@ -219,8 +219,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_tag(args: argparse.Namespace) -> int:
     """Tag an items table with a saved topic model."""
+    from xrec.catalogue.tables import read_table
     from xrec.encoders import load_encoder
-    from xrec.tables import read_table
     from xrec.topics.classifier import TopicClassifier
     from xrec.topics.tagging import tag_items
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import polars as pl
 
-from xrec.datasets.templates import render_template
+from xrec.catalogue.tables import find_table, read_table
+from xrec.catalogue.templates import render_template
 from xrec.errors import DataError
-from xrec.tables import find_table, read_table
 
 #: The default item text (chosen on Book-Crossing; see the README's figures).
 DEFAULT_TEMPLATE = "{title}. {author}"

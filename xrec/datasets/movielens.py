@@ -17,8 +17,8 @@ from typing import Literal, overload
 
 import polars as pl
 
+from xrec.catalogue.tables import read_table
 from xrec.errors import DataError
-from xrec.tables import read_table
 
 NO_GENRES = "(no genres listed)"
 

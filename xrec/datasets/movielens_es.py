@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from xrec.catalogue.tables import find_table, read_table
 from xrec.errors import DataError
-from xrec.tables import find_table, read_table
 
 #: MovieLens genres in Spanish ("(no genres listed)" gives no genre part).
 GENRES_ES = {"Action": "Acción", "Adventure": "Aventura", "Animation": "Animación", "Children": "Infantil",

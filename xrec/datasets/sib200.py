@@ -13,9 +13,9 @@ from pathlib import Path
 
 import polars as pl
 
+from xrec.catalogue.languages import filter_codes, normalise_codes
+from xrec.catalogue.tables import read_table
 from xrec.errors import DataError
-from xrec.languages import filter_codes, normalise_codes
-from xrec.tables import read_table
 
 COLUMNS = ("lang", "index_id", "category", "text")
 SPLITS = ("train", "dev", "test")
@@ -34,7 +34,7 @@ def split_path(directory: str | os.PathLike[str], split: str) -> Path:
 
 def load_file(path: str | os.PathLike[str], languages: list[str] | None = None) -> pl.DataFrame:
     """Read one SIB-200 JSONL file as ``lang, index_id, category, text``, optionally some languages.
-    Flores codes become xrec's (:func:`xrec.languages.normalise`: ``deu_Latn`` -> ``de``)."""
+    Flores codes become xrec's (:func:`xrec.catalogue.languages.normalise`: ``deu_Latn`` -> ``de``)."""
     frame = read_table(path, required=COLUMNS).select(
         pl.col("lang").cast(pl.String), pl.col("index_id").cast(pl.Int64),
         pl.col("category").cast(pl.String), pl.col("text").cast(pl.String))

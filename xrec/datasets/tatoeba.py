@@ -12,9 +12,9 @@ import os
 
 import polars as pl
 
+from xrec.catalogue.languages import filter_codes, normalise_codes
+from xrec.catalogue.tables import read_table
 from xrec.errors import DataError
-from xrec.languages import filter_codes, normalise_codes
-from xrec.tables import read_table
 
 COLUMNS = ("lang", "pair_id", "text", "eng")
 

@@ -43,7 +43,7 @@ def evaluate_parallel(encoder: Encoder, frame: pl.DataFrame, *, pivot: str = "en
 def parallel_scores(vectors: np.ndarray, langs: list[str], index_ids: np.ndarray, *,
                     pivot: str, k_bias: int = 10) -> dict:
     """Accuracy against ``pivot`` per language, and the language-bias figure, from vectors."""
-    from xrec.languages import normalise
+    from xrec.catalogue.languages import normalise
 
     pivot = normalise(pivot, "pivot")
     langs_arr = np.asarray(langs, dtype=object)

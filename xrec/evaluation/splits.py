@@ -5,7 +5,7 @@
 * with ``test_file``, those rows are the test set and every interaction in the folder trains;
 * else, with timestamps on every interaction, the last ``fraction`` of each user's interactions
   by time (ceil, at least one); without timestamps a seeded random ``fraction`` of each user's
-  interactions (ceil, at least one, :func:`~xrec.ranking.interactions.random_split`).
+  interactions (ceil, at least one, :func:`~xrec.catalogue.interactions.random_split`).
 
 ``new_language=L`` gives the new-language protocol: every training interaction with an item of
 language ``L`` is removed (no one has interacted with that catalogue yet), the test set is the
@@ -24,15 +24,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from xrec.errors import DataError
-from xrec.ranking.interactions import (
+from xrec.catalogue.interactions import (
     Interactions,
     random_split,
     read_interactions,
     temporal_split,
     validate_interactions,
 )
-from xrec.tables import find_table
+from xrec.catalogue.tables import find_table
+from xrec.errors import DataError
 
 LAYOUTS = ("movielens", "bookcrossing", "generic")
 
@@ -129,8 +129,8 @@ def split_of(items: pl.DataFrame, train: pl.DataFrame, test: pl.DataFrame, how: 
     """The :class:`Split` of a catalogue (``item_id, text[, lang]``; prepared or not) and its held-out
     interactions (:func:`hold_out`), with the new-catalogue protocol for ``new_language`` or
     ``new_items``; ``users`` (the share of users kept, if sampled) goes into the protocol."""
-    from xrec.languages import normalise
-    from xrec.ranking.content import prepare_items
+    from xrec.catalogue.items import prepare_items
+    from xrec.catalogue.languages import normalise
 
     root = Path(source)
     items = items.select([c for c in ("item_id", "text", "lang", "has_text") if c in items.columns])
@@ -176,8 +176,8 @@ def sample_users(ratings: pl.DataFrame, fraction: float, seed: int = 0) -> pl.Da
 
 def _read_layout(root: Path, layout: str, template: str | None):
     """Items (item_id, text[, lang]), interactions, and the reader of a test file of the layout."""
-    from xrec.datasets.templates import render_template
-    from xrec.tables import read_table
+    from xrec.catalogue.tables import read_table
+    from xrec.catalogue.templates import item_texts
 
     if layout == "movielens":
         from xrec.datasets.movielens import load_movielens, read_ratings
@@ -200,17 +200,13 @@ def _read_layout(root: Path, layout: str, template: str | None):
         raise DataError(f"{root}: no {'items' if items_path is None else 'interactions'} table "
                         "(.csv, .csv.gz or .parquet)")
     items = read_table(items_path, required=["item_id"])
-    if template is not None:
-        items = items.with_columns(render_template(items, template, str(items_path)))
-    elif "text" not in items.columns:
-        raise DataError(f"{items_path}: no 'text' column; give a text template over its fields "
-                        f"(--template '{{title}}. {{author}}'), columns: {items.columns}")
+    items = items.with_columns(item_texts(items, template, str(items_path)))
     return items, read_interactions(interactions_path), read_interactions
 
 
 def load_bookcrossing_ratings(path: str | os.PathLike[str]) -> pl.DataFrame:
     """A Book-Crossing ratings file (``user_id, item_id[, rating]``) as interactions of weight 1."""
-    from xrec.tables import read_table
+    from xrec.catalogue.tables import read_table
 
     frame = read_table(path, required=["user_id", "item_id"], string_columns=["item_id"])
     return frame.select("user_id", pl.col("item_id").cast(pl.String), pl.lit(1.0).alias("weight"))
@@ -245,7 +241,7 @@ def _language_mask(items: pl.DataFrame, language: str, root: Path) -> np.ndarray
 
 def _listed_mask(items: pl.DataFrame, new_items, root: Path) -> tuple[np.ndarray, str]:
     """Catalogue mask of the listed items (ids, or a table file with ``item_id``) and its name."""
-    from xrec.tables import read_table
+    from xrec.catalogue.tables import read_table
 
     if isinstance(new_items, (str, os.PathLike)):
         source = str(new_items)

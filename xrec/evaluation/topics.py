@@ -205,7 +205,7 @@ def evaluate_classifier(classifier: TopicClassifier, encoder: Encoder, data_dir:
     languages not in ``train_lang`` (see :func:`evaluate_topics`, whose result this is, less the
     training settings). Test texts of labels the classifier lacks (``hold_out``; default: every
     such label of the folder) measure ``topic_support`` as an out-of-distribution signal."""
-    from xrec.languages import filter_codes
+    from xrec.catalogue.languages import filter_codes
 
     sources = filter_codes(train_lang, "train_lang")
     labels = list(classifier.labels)
@@ -255,7 +255,7 @@ def bitext_by_language(bitext: dict, languages: Mapping[str, object]) -> dict[st
     """``xx2en`` bitext accuracy by language, for the ``languages`` a bitext result names (by its
     ``flores_code``, else its own code; both compared normalised, so results of older runs coded
     ``deu_Latn`` or ``deu`` still match ``de``)."""
-    from xrec.languages import item_codes
+    from xrec.catalogue.languages import item_codes
 
     if "languages" not in bitext:
         raise DataError("the bitext result has no 'languages' (not a result of xrec evaluate bitext?)")

@@ -92,8 +92,8 @@ def object_array(items: list[Any]) -> np.ndarray:
 
 
 def as_lang_list(languages: Any, n: int) -> list[str | None]:
-    """One normalised code per vector (:func:`xrec.languages.item_codes`; None: unknown)."""
-    from xrec.languages import item_codes
+    """One normalised code per vector (:func:`xrec.catalogue.languages.item_codes`; None: unknown)."""
+    from xrec.catalogue.languages import item_codes
 
     if languages is None:
         return [None] * n
@@ -106,8 +106,8 @@ def as_lang_list(languages: Any, n: int) -> list[str | None]:
 
 
 def as_langs(languages: Iterable[str] | str, what: str) -> list[str]:
-    """A language filter, normalised (:func:`xrec.languages.filter_codes`; ``und``: unknown)."""
-    from xrec.languages import filter_codes
+    """A language filter, normalised (:func:`xrec.catalogue.languages.filter_codes`; ``und``: unknown)."""
+    from xrec.catalogue.languages import filter_codes
 
     return filter_codes(languages, what)
 

@@ -18,7 +18,7 @@ from xrec.index.backends import reconstruct
 from xrec.index.slots import Slots
 
 ARTIFACT_KIND = "xrec.vector_index"
-FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.languages)
+FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.catalogue.languages)
 INDEX_FILE = "index.faiss"
 ITEMS_FILE = "items.parquet"
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from xrec.catalogue.ids import id_value
 from xrec.errors import DataError
-from xrec.ids import id_value
 from xrec.index.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,10 @@ class ItemSpace:
             raise DataError("give exactly one of an index directory or an items table")
         if index_dir is not None:
             return cls(VectorIndex.load(index_dir), model=model)
+        from xrec.catalogue.items import validate_items
+        from xrec.catalogue.tables import read_table
         from xrec.encoders import load_encoder
         from xrec.store import embed_items
-        from xrec.tables import read_table, validate_items
 
         assert items is not None  # exactly one of index_dir and items, checked above
         frame = validate_items(read_table(items, required=["item_id", "text"]), str(items))
@@ -79,9 +80,9 @@ class ItemSpace:
         return self.index.text_of([item])[0] if self.index.has_texts else None
 
     def check_languages(self, languages: Sequence[str] | None) -> list[str] | None:
-        """``languages`` normalised (:func:`xrec.languages.filter_codes`); warns about each that no
+        """``languages`` normalised (:func:`xrec.catalogue.languages.filter_codes`); warns about each that no
         item in the index has (it matches nothing)."""
-        from xrec.languages import UNKNOWN, filter_codes
+        from xrec.catalogue.languages import UNKNOWN, filter_codes
 
         languages = filter_codes(languages, "languages")
         have = self.index.language_set
@@ -125,7 +126,7 @@ class ItemSpace:
             return None
         import polars as pl
 
-        from xrec.tables import read_table
+        from xrec.catalogue.tables import read_table
 
         if tags is None:
             raise DataError("topics: give the items' tags (item_id, topic) to filter by topic")
@@ -221,7 +222,7 @@ def similar_texts(texts: Sequence[str], k: int = 10, *, index_dir: Any = None, i
     ``other_languages`` needs ``query_lang`` (the language of the texts); ``topics`` and
     ``tags`` as in :func:`similar_items`.
     """
-    from xrec.languages import UNKNOWN, normalise
+    from xrec.catalogue.languages import UNKNOWN, normalise
 
     if other_languages and not query_lang:
         raise DataError("--other-languages with --text needs --lang (the language of the text)")

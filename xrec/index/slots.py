@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from xrec.catalogue.languages import UNKNOWN
 from xrec.errors import DataError
 from xrec.index.inputs import (
     PAD_INT,
@@ -23,7 +24,6 @@ from xrec.index.inputs import (
     object_array,
     plain_ids,
 )
-from xrec.languages import UNKNOWN
 
 #: The padding id of string-id results.
 PAD_STR = None

@@ -54,14 +54,16 @@ class Catalogue:
 
 def load_catalogue(config: dict[str, Any]) -> Catalogue:
     """Read and check the ``[items]`` and ``[interactions]`` tables of a checked job config."""
-    from xrec.ranking.content import prepare_items
-    from xrec.ranking.interactions import validate_interactions
+    from xrec.catalogue.interactions import validate_interactions
+    from xrec.catalogue.items import prepare_items
+    from xrec.catalogue.tables import read_table
+    from xrec.catalogue.templates import item_texts
 
     item_cfg, inter_cfg = config["items"], config["interactions"]
     items_path, inter_path = Path(item_cfg["path"]), Path(inter_cfg["path"])
     notes: list[str] = []
-    raw = _read(items_path, [item_cfg["id"]])
-    text = _text(raw, item_cfg["template"], items_path)
+    raw = read_table(items_path, required=[item_cfg["id"]])
+    text = item_texts(raw, item_cfg["template"], str(items_path))
     lang = _optional(raw, item_cfg["lang"], ("items", "lang"), items_path)
     fields = list(item_cfg["metadata"])
     missing = [f for f in fields if f not in raw.columns]
@@ -93,7 +95,7 @@ def load_catalogue(config: dict[str, Any]) -> Catalogue:
                      "cross-language neighbours")
     metadata = {f: raw[f].cast(pl.String).to_list() for f in fields}
 
-    frame = _read(inter_path, [inter_cfg["user"], inter_cfg["item"]])
+    frame = read_table(inter_path, required=[inter_cfg["user"], inter_cfg["item"]])
     weight = _optional(frame, inter_cfg["weight"], ("interactions", "weight"), inter_path)
     timestamp = _optional(frame, inter_cfg["timestamp"], ("interactions", "timestamp"), inter_path)
     columns = {inter_cfg["user"]: "user_id", inter_cfg["item"]: "item_id"}
@@ -110,24 +112,6 @@ def load_catalogue(config: dict[str, Any]) -> Catalogue:
                      "interactions")
     return Catalogue(items, interactions, metadata, [items_path, inter_path], bool(weight), bool(timestamp),
                      notes)
-
-
-def _read(path: Path, required: list[str]) -> pl.DataFrame:
-    from xrec.tables import read_table
-
-    return read_table(path, required=required)
-
-
-def _text(frame: pl.DataFrame, template: str, path: Path) -> pl.Series:
-    """The item texts: the template rendered, or the ``text`` column when there is no template."""
-    if template:
-        from xrec.datasets.templates import render_template
-
-        return render_template(frame, template, str(path))
-    if "text" not in frame.columns:
-        raise DataError(f"{path}: no 'text' column and no [items] template; give one over the table's fields "
-                        f"(e.g. --template '{{{frame.columns[-1]}}}'); columns: {frame.columns}")
-    return frame["text"].cast(pl.String)
 
 
 def _optional(frame: pl.DataFrame, name: str, key: tuple[str, str], path: Path) -> str:
@@ -182,7 +166,7 @@ def config_stages() -> tuple[str, ...]:
 def _new_language(value: str, catalogue: Catalogue, test: pl.DataFrame | None, skip) -> str | None:
     """The configured new language: a code, ``"auto"`` (the catalogue's second most common language)
     or ``""`` (none); a code no item has is an error, a language without held-out interactions a skip."""
-    from xrec.languages import normalise
+    from xrec.catalogue.languages import normalise
 
     languages = catalogue.languages
     if value and value != "auto":

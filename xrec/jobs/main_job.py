@@ -54,10 +54,10 @@ def _digests(directory: Path, pattern: str = "*") -> dict[str, str]:
 def run(config: dict[str, Any], *, engine: str = "local", address: str | None = None) -> Path:
     """Run the whole job described by ``config``; returns the output folder."""
     from xrec.artifacts import check_writable
+    from xrec.catalogue.interactions import Interactions
     from xrec.datasets.sib200 import load_labels, load_split
     from xrec.evaluation.splits import hold_out, split_of
     from xrec.jobs.catalogue import load_catalogue, plan_stages
-    from xrec.ranking.interactions import Interactions
 
     started = time.perf_counter()
     config = validate_config(config)  # every key typed and in range before any work
@@ -129,7 +129,7 @@ def run(config: dict[str, Any], *, engine: str = "local", address: str | None = 
     def content_graphs(langs: list[str | None] | None) -> Any:
         """The hybrid's content graphs of the catalogue, built once a run for the three stages that
         fit it (the same vectors, texts and metadata; ``langs`` as the stage passes them)."""
-        from xrec.languages import item_codes
+        from xrec.catalogue.languages import item_codes
         from xrec.progress import phase
         from xrec.ranking.config import HybridConfig
         from xrec.ranking.views import ContentGraphs

@@ -191,14 +191,15 @@ def read_users(path: str | os.PathLike[str]) -> pl.Series:
     """User ids from a table with a ``user_id`` column (parquet, CSV, JSONL) or a plain text list
     (``.txt``: one id per line, optionally after a ``user_id`` header line; blank lines skipped).
     Ids that all read as integers become integers."""
-    from xrec.tables import locate, read_lines, read_table
+    from xrec.catalogue.tables import locate, read_lines, read_table
 
     file = Path(path)
     if file.suffix.lower() == ".txt":
         lines = read_lines(file)
         if lines and lines[0].lower() == "user_id":
             lines = lines[1:]
-        from xrec.ids import check_id_column, integer_ids
+        from xrec.catalogue.ids import integer_ids
+        from xrec.catalogue.tables import check_id_column
 
         frame = pl.DataFrame({"user_id": pl.Series(lines, dtype=pl.String)})
         check_id_column(frame, "user_id", str(file))

@@ -1,9 +1,13 @@
 """A fitted ranker's catalogue changed without refitting: items added (cold items reached through
-their content) and items removed (never served again). :meth:`HybridRanker.add_items` and
-:meth:`HybridRanker.remove_items` document the rules."""
+their content) and items removed (never served again). Each change builds a new ranker and leaves
+the given one as it was, so whoever still holds the old one (a request in flight) sees its
+catalogue whole. :meth:`HybridRanker.add_items` and :meth:`HybridRanker.remove_items` document the
+rules."""
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -11,13 +15,15 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap, Interactions
 from xrec.errors import DataError
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.graphs import zeros
-from xrec.ranking.interactions import IdMap, Interactions
 
 if TYPE_CHECKING:
     from xrec.ranking.fitted import FittedRanker, R, RankerFactory
+
+log = logging.getLogger(__name__)
 
 
 def catalogue_ids(ranker: FittedRanker, ids: Sequence | pl.Series, what: str) -> pl.Series:
@@ -49,7 +55,7 @@ def grown(make_ranker: RankerFactory[R], ranker: FittedRanker, ids: Sequence | p
     known = ranker.encoder_fingerprint
     if expect_fingerprint is not None and known is not None and expect_fingerprint != known:
         raise DataError(f"add_items: vectors from encoder {expect_fingerprint}, the ranker's is {known}")
-    from xrec.languages import item_codes
+    from xrec.catalogue.languages import item_codes
 
     languages = item_codes(languages)
     for what, values in (("texts", texts), ("languages", languages),
@@ -94,13 +100,20 @@ def grown(make_ranker: RankerFactory[R], ranker: FittedRanker, ids: Sequence | p
     return grown
 
 
-def retire(ranker: FittedRanker, ids: Sequence | pl.Series) -> int:
-    """Mark items removed (:meth:`HybridRanker.remove_items`); how many were not before."""
+def retire(ranker: R, ids: Sequence | pl.Series) -> R:
+    """A copy of ``ranker`` with the items ``ids`` marked removed (:meth:`HybridRanker.remove_items`).
+
+    The copy shares every array with ``ranker`` (none is ever changed in place) except its own
+    ``retired`` mask."""
     ids = catalogue_ids(ranker, ids, "remove_items")
     where = ranker.items.index(ids)
     if (where < 0).any():
         missing = ids.filter(pl.Series(where < 0))
         raise DataError(f"remove_items: id {missing[0]!r} is not in the catalogue ({len(missing)} of {len(ids)})")
-    before = int(ranker.retired.sum())
-    ranker.retired[where] = True
-    return int(ranker.retired.sum()) - before
+    retired = ranker.retired.copy()
+    retired[where] = True
+    smaller = copy.copy(ranker)
+    smaller.retired = retired
+    log.info("remove_items: %d item(s) removed, %d of %d now out of the catalogue",
+             int(retired.sum() - ranker.retired.sum()), int(retired.sum()), len(retired))
+    return smaller

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap
 from xrec.errors import DataError, ModelError
-from xrec.ranking.interactions import IdMap
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
-"""Item catalogue loading and item vectors in the shared content space.
+"""Item vectors in the shared content space, for a catalogue read by :mod:`xrec.catalogue.items`.
 
-Items without text (null or blank ``text``) stay in the catalogue: they are counted, logged, and
-get a zero vector, so content scores them 0 and they are reached through CF only.
+Items without text (``has_text`` False) get a zero vector, so content scores them 0 and they are
+reached through CF only.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,42 +14,6 @@ import numpy as np
 import polars as pl
 
 from xrec.encoders.base import Encoder
-from xrec.errors import DataError
-from xrec.tables import read_table, validate_items
-
-log = logging.getLogger(__name__)
-
-
-def load_items(path: str | os.PathLike[str], text_column: str = "text", *,
-               template: str | None = None) -> pl.DataFrame:
-    """Read and check an items table (``item_id``, ``text``, optional ``lang``); see module doc.
-
-    ``template`` (e.g. ``"{title}. {author}"``) renders ``text`` from other columns first."""
-    if template is None:
-        return prepare_items(read_table(path, required=["item_id", text_column]), str(path), text_column)
-    from xrec.datasets.templates import render_template
-
-    frame = read_table(path, required=["item_id"])
-    frame = frame.with_columns(render_template(frame, template, str(path)).alias(text_column))
-    return prepare_items(frame, str(path), text_column)
-
-
-def prepare_items(frame: pl.DataFrame, source: str = "items", text_column: str = "text") -> pl.DataFrame:
-    """Validate ids, add ``has_text``; null or blank texts become ``""`` with ``has_text`` False;
-    ``lang`` normalised or detected, with ``lang_source`` (:func:`xrec.tables.validate_items`)."""
-    if frame.height == 0:
-        raise DataError(f"{source}: the catalogue is empty")
-    if text_column in frame.columns and frame[text_column].dtype == pl.Null:
-        frame = frame.with_columns(pl.col(text_column).cast(pl.String))
-    has_text = frame[text_column].is_not_null() & (frame[text_column].str.strip_chars() != "")
-    frame = frame.with_columns(pl.col(text_column).fill_null(""), has_text.alias("has_text"))
-    frame = validate_items(frame, source, text_column)
-    missing = int((~frame["has_text"]).sum())
-    if missing:
-        log.warning("%s: %d of %d items have no text (e.g. %s); they get zero content vectors",
-                    source, missing, frame.height,
-                    frame.filter(~pl.col("has_text"))["item_id"].head(3).to_list())
-    return frame
 
 
 def item_vectors(encoder: Encoder, items: pl.DataFrame, *, store: str | os.PathLike[str] | None = None,

@@ -17,11 +17,11 @@ if TYPE_CHECKING:
     import polars as pl
     import scipy.sparse as sp
 
+    from xrec.catalogue.interactions import IdMap, Interactions
     from xrec.ranking.cf import FactorModel
     from xrec.ranking.config import HybridConfig
     from xrec.ranking.content_graphs import ContentGraphs
     from xrec.ranking.fusion import Fusion
-    from xrec.ranking.interactions import IdMap, Interactions
     from xrec.ranking.views import FeatureViews, Folded
 
 

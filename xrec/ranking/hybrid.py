@@ -52,6 +52,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap, Interactions
 from xrec.errors import DataError
 from xrec.index.topk import TopK
 from xrec.ranking.cf import FactorModel, align_cf, fit_als
@@ -59,7 +60,6 @@ from xrec.ranking.config import COMPONENTS, HybridConfig
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
 from xrec.ranking.graphs import cf_knn
-from xrec.ranking.interactions import IdMap, Interactions
 from xrec.ranking.languages import boost_change, lifted
 from xrec.ranking.results import popular, to_frame
 from xrec.ranking.training import default_fusion, learn_fusion
@@ -105,7 +105,8 @@ class HybridRanker:
         self.fusion = fusion or default_fusion(self.views, self.config)
         self.folded = self.views.fold(self.fusion.raw)
         self.encoder_fingerprint: str | None = None  #: set by :meth:`load` (and :meth:`save`)
-        #: items taken out of the catalogue (:meth:`remove_items`): never recommended or re-ranked
+        #: items taken out of the catalogue (:meth:`remove_items`): never recommended or re-ranked.
+        #: No method changes a ranker's arrays: catalogue changes return a new ranker.
         self.retired = np.zeros(n_items, dtype=bool)
 
     # ------------------------------------------------------------------ construction
@@ -120,13 +121,13 @@ class HybridRanker:
         ``texts`` (item texts, catalogue order) add the lexical graph, ``languages`` the language
         features and the same/cross-language split, ``metadata`` a graph per field (items sharing
         a normalised value, e.g. ``{"author": authors}``). Languages are normalised
-        (:func:`xrec.languages.normalise`: ``deu_Latn`` is ``de``); None or ``und``: unknown.
+        (:func:`xrec.catalogue.languages.normalise`: ``deu_Latn`` is ``de``); None or ``und``: unknown.
         ``content`` reuses graphs built before.
         ``topics``, a table ``item_id, topic[, topic_score]`` (:func:`~xrec.topics.tagging.tag_items`),
         tags items for the ``topics=`` filter, ``diversity_by="topics"`` and the ``topic`` and
         ``cold_topic`` features (off unless named in ``HybridConfig.features``;
         :mod:`~xrec.ranking.topical`)."""
-        from xrec.languages import item_codes
+        from xrec.catalogue.languages import item_codes
         from xrec.progress import phase
         from xrec.ranking.topical import aligned_topics
 
@@ -239,7 +240,7 @@ class HybridRanker:
                       exclude_languages: Sequence[str] | None = None,
                       language_policy: str = "any") -> np.ndarray | None:
         """Items a call may return, by language (None: all): ``languages`` keeps only those,
-        ``exclude_languages`` drops those (any spelling :func:`xrec.languages.normalise` knows; a
+        ``exclude_languages`` drops those (any spelling :func:`xrec.catalogue.languages.normalise` knows; a
         code no registry knows, or one the catalogue lacks, is a :class:`DataError`);
         ``language_policy="history"`` keeps, per user row, the languages of the user's history
         (``[len(rows), n_items]``; users without history keep all). Every filter drops items of
@@ -308,13 +309,15 @@ class HybridRanker:
     def add_items(self, ids: Sequence | pl.Series, vectors: np.ndarray, *, texts: Sequence[str] | None = None,
                   languages: Sequence[str | None] | None = None,
                   metadata: Mapping[str, Sequence[str | None]] | None = None,
-                  encoder_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> None:
-        """Add items to the fitted ranker without refitting anything learned: they are cold items
-        (no interactions), reached through content (the embedding, lexical and metadata graphs
+                  encoder_fingerprint: str | None = None, topics: pl.DataFrame | None = None) -> HybridRanker:
+        """A new ranker: this one with items added, without refitting anything learned
+        (``ranker = ranker.add_items(...)``; this ranker is left as it was, so a request still
+        holding it sees the old catalogue whole, never half of the new one). The new items are cold
+        items (no interactions), reached through content (the embedding, lexical and metadata graphs
         grown as if built with them, :meth:`ContentGraphs.extend`) and the cold-item features
         (CF factors, popularity and age carried over from their warm content neighbours, or
-        predicted from their vectors), under the fusion already learned. They are recommendable
-        from the next call and saved with the ranker.
+        predicted from their vectors), under the fusion already learned; they are saved with the
+        new ranker.
 
         ``vectors`` ``[len(ids), dim]`` from the ranker's encoder (``encoder_fingerprint``, the
         fingerprint of the encoder that made them, is checked against the one the ranker was saved
@@ -325,15 +328,15 @@ class HybridRanker:
         list of the wrong length is a :class:`DataError`."""
         from xrec.ranking.catalogue import grown
 
-        bigger = grown(type(self), self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
-                       topics=topics, expect_fingerprint=encoder_fingerprint)
-        self.__dict__.update(bigger.__dict__)
+        return grown(type(self), self, ids, vectors, texts=texts, languages=languages, metadata=metadata,
+                     topics=topics, expect_fingerprint=encoder_fingerprint)
 
-    def remove_items(self, ids: Sequence | pl.Series) -> int:
-        """Take items out of the catalogue: they are no longer recommended, and re-ranking drops
-        them (counted in ``RerankReport.retired``), from the next call on and once saved. The
+    def remove_items(self, ids: Sequence | pl.Series) -> HybridRanker:
+        """A new ranker: this one with items taken out of the catalogue (``ranker =
+        ranker.remove_items(...)``; this ranker is left as it was). The new one never recommends
+        them, and re-ranking drops them (counted in ``RerankReport.retired``), also once saved. The
         interactions with them stay in the users' histories as evidence of taste, and nothing
-        learned is refitted. Returns how many were not removed before; an id outside the
+        learned is refitted. Removing an item already removed changes nothing; an id outside the
         catalogue is a :class:`DataError`."""
         from xrec.ranking.catalogue import retire
 

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xrec.catalogue.languages import UNKNOWN, filter_codes
 from xrec.errors import DataError
-from xrec.languages import UNKNOWN, filter_codes
 from xrec.ranking.config import BOOST_FEATURE
 
 if TYPE_CHECKING:

@@ -19,12 +19,12 @@ import polars as pl
 import scipy.sparse as sp
 
 from xrec.artifacts import atomic_dir, check_finite, read_manifest, write_manifest
+from xrec.catalogue.interactions import Interactions
 from xrec.errors import ArtifactError
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.config import HybridConfig
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
-from xrec.ranking.interactions import Interactions
 
 if TYPE_CHECKING:
     from xrec.ranking.fitted import FittedRanker, R, RankerFactory

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from xrec.catalogue.interactions import IdMap
 from xrec.index.topk import TopK
 from xrec.ranking.config import COMPONENTS
-from xrec.ranking.interactions import IdMap
 
 
 def padded(recs: TopK, k: int) -> TopK:

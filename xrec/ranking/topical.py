@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from xrec.errors import DataError
 
 if TYPE_CHECKING:
+    from xrec.catalogue.interactions import IdMap
     from xrec.ranking.content_graphs import ContentGraphs
-    from xrec.ranking.interactions import IdMap
 
 #: Pseudo-interactions of the global topic shares added to each user's history.
 AFFINITY_PRIOR = 5.0

@@ -18,11 +18,11 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.interactions import IdMap, Interactions, random_split, temporal_split
 from xrec.ranking.cf import FactorModel
 from xrec.ranking.config import BOOST_FEATURE, DEFAULT_WEIGHTS, OFF_BY_DEFAULT, HybridConfig
 from xrec.ranking.content_graphs import ContentGraphs
 from xrec.ranking.fusion import Fusion
-from xrec.ranking.interactions import IdMap, Interactions, random_split, temporal_split
 from xrec.ranking.views import is_cold_feature
 
 if TYPE_CHECKING:

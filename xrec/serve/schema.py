@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from xrec.catalogue.ids import id_value
 from xrec.errors import shown
-from xrec.ids import id_value
 
 #: Largest request body accepted (bytes).
 MAX_BODY = 1 << 20
@@ -165,9 +165,9 @@ class Fields:
 
     @staticmethod
     def language(value: str, field: str) -> str:
-        """``value`` normalised (:func:`xrec.languages.normalise`); 422 naming ``field`` if unknown."""
+        """``value`` normalised (:func:`xrec.catalogue.languages.normalise`); 422 naming ``field`` if unknown."""
+        from xrec.catalogue.languages import normalise
         from xrec.errors import DataError
-        from xrec.languages import normalise
 
         try:
             return normalise(value, field)
@@ -180,7 +180,7 @@ class Fields:
 
     @staticmethod
     def id_value(value: Any, field: str, integer: bool) -> int | str:
-        """One id by the id rule (:mod:`xrec.ids`) in the catalogue's type; 422 naming the field."""
+        """One id by the id rule (:mod:`xrec.catalogue.ids`) in the catalogue's type; 422 naming the field."""
         try:
             return id_value(value, integer)
         except ValueError as exc:

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from xrec.catalogue.languages import UNKNOWN
 from xrec.index.similar import ItemSpace
 from xrec.index.vector_index import VectorIndex
-from xrec.languages import UNKNOWN
 from xrec.serve import ranking
 from xrec.serve.batcher import MicroBatcher
 from xrec.serve.schema import Fields, Limits, RequestError
@@ -96,7 +96,8 @@ class Service:
         index = VectorIndex.load(self.paths["index"], encoder_fingerprint=fp, device="cpu")
         texts: dict[Any, str] = {}
         if self.paths["items"] is not None:
-            from xrec.tables import read_table, validate_items
+            from xrec.catalogue.items import validate_items
+            from xrec.catalogue.tables import read_table
 
             frame = validate_items(read_table(self.paths["items"], required=["item_id", "text"]),
                                    str(self.paths["items"]))

@@ -29,7 +29,7 @@ from xrec.topics.head import HeadConfig, KernelHead, TopicHead, build_head, sing
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD, Support
 
 KIND = "xrec.topic_classifier"
-FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.languages)
+FORMAT_VERSION = 2  #: 2: language codes normalised (xrec.catalogue.languages)
 #: How to replace a classifier this xrec cannot read (another format version or encoder).
 REBUILD = "retrain it with `xrec topics train` (xrec run retrains the job's topic model)"
 WEIGHTS = "heads.safetensors"
@@ -104,7 +104,7 @@ class TopicClassifier:
     def _centred(self, vectors: np.ndarray,
                  langs: Sequence[str] | None) -> tuple[np.ndarray, Sequence[str] | None]:
         """Centred vectors and the language of each (normalised; identified where None or ``und``)."""
-        from xrec.languages import UNKNOWN, item_codes
+        from xrec.catalogue.languages import UNKNOWN, item_codes
 
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.dim:

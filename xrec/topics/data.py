@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from xrec.catalogue.tables import require_columns
 from xrec.errors import DataError
-from xrec.tables import require_columns
 
 #: Language code given to rows of a table without a ``lang`` column.
 DEFAULT_LANG = "und"
@@ -33,12 +33,12 @@ def check_texts_column(frame: pl.DataFrame, source: str, column: str = "text") -
 
 
 def languages_of(frame: pl.DataFrame, column: str = "lang", source: str = "table") -> list[str]:
-    """The ``lang`` column normalised (:func:`xrec.languages.item_languages`: a null or blank
+    """The ``lang`` column normalised (:func:`xrec.catalogue.languages.item_languages`: a null or blank
     code is detected from ``text``, :data:`DEFAULT_LANG` where that fails), or
     :data:`DEFAULT_LANG` for every row of a table without one."""
     if column not in frame.columns:
         return [DEFAULT_LANG] * frame.height
-    from xrec.languages import item_languages
+    from xrec.catalogue.languages import item_languages
 
     return item_languages(frame, source, column=column)[column].fill_null(DEFAULT_LANG).to_list()
 
@@ -48,7 +48,7 @@ def select_languages(frame: pl.DataFrame, languages: Sequence[str] | None, sourc
     Codes on both sides are compared normalised (``eng_Latn`` is ``en``)."""
     if not languages:
         return frame
-    from xrec.languages import filter_codes, normalise_codes
+    from xrec.catalogue.languages import filter_codes, normalise_codes
 
     require_columns(frame, ["lang"], source)
     languages = filter_codes(languages, "--train-lang")
@@ -147,7 +147,7 @@ def topic_tables(data_dir: str | os.PathLike[str], train_langs: str | Sequence[s
     if train_langs is None:
         sources = list(dict.fromkeys(every["lang"].to_list()))
     else:
-        from xrec.languages import filter_codes
+        from xrec.catalogue.languages import filter_codes
 
         sources = filter_codes(train_langs, "train_lang")
         select_languages(every, sources, f"{data_dir}/train")  # every source must have rows

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from xrec.catalogue.tables import require_columns
 from xrec.encoders.base import Encoder, TextKind
 from xrec.errors import ArtifactError, DataError
-from xrec.tables import require_columns
 from xrec.topics.classifier import TopicClassifier, TopicPredictions
 from xrec.topics.data import check_texts_column, labelled, languages_of
 from xrec.topics.support import DEFAULT_SUPPORT_THRESHOLD

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import IdMap, Interactions, temporal_split, validate_interactions
 from xrec.errors import DataError
-from xrec.ranking.interactions import IdMap, Interactions, temporal_split, validate_interactions
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def _write(path, text):
 
 
 def test_iso_8601_and_datetime_timestamps_are_converted(tmp_path):
-    from xrec.ranking.interactions import read_interactions
+    from xrec.catalogue.interactions import read_interactions
 
     seconds = _write(tmp_path / "s.csv", "user_id,item_id,timestamp\n1,10,1577872800\n2,10,1577959200\n")
     iso = _write(tmp_path / "iso.csv", "user_id,item_id,timestamp\n1,10,2020-01-01T10:00:00Z\n"
@@ -132,7 +132,7 @@ def test_iso_8601_and_datetime_timestamps_are_converted(tmp_path):
 @pytest.mark.parametrize("value, why", [("yesterday", "ISO-8601"), ("1577872800.5", "whole seconds"),
                                         ("true", "Unix seconds")])
 def test_other_timestamps_are_refused_naming_file_line_and_column(tmp_path, value, why):
-    from xrec.ranking.interactions import read_interactions
+    from xrec.catalogue.interactions import read_interactions
 
     path = _write(tmp_path / "inter.csv", f"user_id,item_id,timestamp\n1,10,1577872800\n2,10,{value}\n")
     with pytest.raises(DataError, match=rf"inter\.csv: line 3: column 'timestamp'.*{why}"):
@@ -151,7 +151,7 @@ def test_millisecond_timestamps_warn(caplog):
 
 
 def test_an_empty_interactions_table_is_a_clear_error(tmp_path):
-    from xrec.ranking.interactions import read_interactions
+    from xrec.catalogue.interactions import read_interactions
 
     path = _write(tmp_path / "empty.csv", "user_id,item_id,timestamp\n")
     with pytest.raises(DataError, match=r"empty\.csv: no interactions"):
@@ -159,7 +159,7 @@ def test_an_empty_interactions_table_is_a_clear_error(tmp_path):
 
 
 def test_errors_give_the_files_own_line_numbers(tmp_path):
-    from xrec.ranking.interactions import read_interactions
+    from xrec.catalogue.interactions import read_interactions
 
     # line 1: the header; lines 3-4: one row with a quoted line break
     path = _write(tmp_path / "inter.csv", 'user_id,item_id,weight,note\n1,10,1,a\n2,10,1,"two\nlines"\n'

@@ -4,7 +4,7 @@ A template is a Python format string over column names, e.g. ``"{title}. {author
 render as empty strings, and the literal text just before an empty field is dropped with it
 (``"{title}. {author}"`` with no author gives ``"Title"``, not ``"Title. "``). Items whose text is
 empty after templating stay in the catalogue with an empty text:
-:func:`xrec.ranking.content.prepare_items` logs them and they get zero content vectors (they are
+:func:`xrec.catalogue.items.prepare_items` logs them and they get zero content vectors (they are
 reached through CF only).
 """
 
@@ -34,6 +34,17 @@ def template_fields(template: str) -> list[str]:
         if not re.fullmatch(r"\w+", name):
             raise DataError(f"text template {template!r}: field {{{name}}} must be a plain column name")
     return fields
+
+
+def item_texts(frame: pl.DataFrame, template: str | None, source: str = "items") -> pl.Series:
+    """The item texts of an items table: ``template`` rendered (:func:`render_template`), or the
+    table's ``text`` column when there is no template (None or ``""``); a String series named ``text``."""
+    if template:
+        return render_template(frame, template, source)
+    if "text" not in frame.columns:
+        raise DataError(f"{source}: no 'text' column and no [items] template or --template; give one over the "
+                        f"table's fields (e.g. --template '{{{frame.columns[-1]}}}'); columns: {frame.columns}")
+    return frame["text"].cast(pl.String).alias("text")
 
 
 def render_template(frame: pl.DataFrame, template: str, source: str = "items") -> pl.Series:

@@ -52,8 +52,8 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
     """The module's protocol on a catalogue ``items`` (``item_id, text[, lang]``), its ``ratings``
     (``user_id, item_id[, weight][, timestamp]``), item ``vectors`` and ``metadata`` fields
     (catalogue order, as in :meth:`~xrec.ranking.hybrid.HybridRanker.fit`)."""
+    from xrec.catalogue.interactions import Interactions
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     rng = np.random.default_rng(seed)
     read = ratings["item_id"].unique().sort()
@@ -80,7 +80,7 @@ def add_items_protocol(items: pl.DataFrame, ratings: pl.DataFrame, vectors: np.n
     t_before = time.perf_counter() - t0
     pick_new = lambda values: None if values is None else [v for v, m in zip(values, new) if m]  # noqa: E731
     t0 = time.perf_counter()
-    grown.add_items(items["item_id"].filter(pl.Series(new)), vectors[new], texts=pick_new(texts),
+    grown = grown.add_items(items["item_id"].filter(pl.Series(new)), vectors[new], texts=pick_new(texts),
                     languages=pick_new(langs), metadata={f: [x for x, m in zip(v, new) if m] for f, v in meta.items()})
     t_add = time.perf_counter() - t0
     auc_refit, users = cold_item_auc(refit, test)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
+from xrec.catalogue.ids import bad_id_row, integer_ids
 from xrec.errors import DataError
-from xrec.ids import check_id_column, integer_ids
 
 SUFFIXES = (".parquet", ".csv", ".csv.gz", ".jsonl", ".jsonl.gz", ".ndjson")
 _CSV = (".csv", ".csv.gz")
@@ -44,7 +44,7 @@ def read_table(path: str | os.PathLike[str], required: Sequence[str] = (),
     In CSV files, ``string_columns`` are read as text; the id columns (:data:`ID_COLUMNS`) are
     read as text and become integers only when every value is a plain integer without a leading
     zero, so ``0002005018`` stays ``"0002005018"`` while MovieLens-style ids stay integers. Id
-    columns follow the id rule (:mod:`xrec.ids`): a float, empty or padded id is an error naming
+    columns follow the id rule (:mod:`xrec.catalogue.ids`): a float, empty or padded id is an error naming
     its line.
     """
     file = Path(path)
@@ -209,29 +209,9 @@ def first_row_where(frame: pl.DataFrame, mask: pl.Series) -> int:
     return int(mask.arg_true()[0])
 
 
-def validate_items(frame: pl.DataFrame, source: str, text_column: str = "text") -> pl.DataFrame:
-    """Check an items table: unique non-null ``item_id``, string ``text`` without nulls.
-
-    Returns the table with ``item_id`` as given (int64 or string), ``lang`` normalised to one code
-    system or detected from the text where missing, and ``lang_source``
-    (:func:`xrec.languages.item_languages`).
-    """
-    require_columns(frame, ["item_id", text_column], source)
-    ids = frame["item_id"]
-    if ids.null_count():
-        raise DataError(f"{source}: {locate(source, first_row_where(frame, ids.is_null()))}: item_id is null")
-    repeat = ~ids.is_first_distinct()
-    if repeat.any():
-        row = first_row_where(frame, repeat)  # the first repeat: the first occurrence is not at fault
-        first = int((ids == ids[row]).arg_true()[0])
-        raise DataError(f"{source}: {locate(source, row)}: duplicate item_id {ids[row]!r} "
-                        f"(first at {locate(source, first)})")
-    texts = frame[text_column]
-    if texts.dtype not in (pl.String, pl.Null):
-        raise DataError(f"{source}: column {text_column!r} must hold strings, found {texts.dtype}")
-    if texts.null_count():
-        row = first_row_where(frame, texts.is_null())
-        raise DataError(f"{source}: {locate(source, row)} (item_id {ids[row]!r}): {text_column} is null")
-    from xrec.languages import item_languages
-
-    return item_languages(frame, source, text_column)
+def check_id_column(frame: pl.DataFrame, column: str, source: str) -> None:
+    """Raise :class:`DataError` naming ``source`` and the line of the first id the rule refuses."""
+    bad = bad_id_row(frame[column])
+    if bad is not None:
+        row, why = bad
+        raise DataError(f"{source}: {locate(source, row)}: {column} {why}")

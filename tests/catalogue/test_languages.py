@@ -9,12 +9,13 @@ import json
 import numpy as np
 import polars as pl
 import pytest
+from xrec.catalogue.interactions import Interactions
+from xrec.catalogue.items import load_items
+from xrec.catalogue.languages import DETECTED, GIVEN, NOT_FOUND, detect, item_codes, normalise, normalise_codes
 from xrec.cli.main import main
 from xrec.errors import ArtifactError, DataError
 from xrec.index import VectorIndex
 from xrec.index.neighbours import search_by_language
-from xrec.languages import DETECTED, GIVEN, NOT_FOUND, detect, item_codes, normalise
-from xrec.ranking.content import load_items
 
 GERMAN = "Die Regierung hat am Montag neue Regeln für den öffentlichen Verkehr in der Stadt beschlossen."
 ENGLISH = "The government approved new rules for public transport in the city on Monday."
@@ -159,7 +160,6 @@ def test_topic_tables_detect_missing_codes(tmp_path):
 def test_ranker_filters_take_any_spelling_and_leave_out_unknown_languages():
     from xrec.ranking.cf import fit_als
     from xrec.ranking.hybrid import HybridRanker
-    from xrec.ranking.interactions import Interactions
 
     rng = np.random.default_rng(0)
     langs = ["de", "deu", "German", "fr", "fra_Latn", "French", None, "und", "en", "eng_Latn", "en", "de"]
@@ -181,3 +181,8 @@ def test_ranker_filters_take_any_spelling_and_leave_out_unknown_languages():
     assert not history[:, 6:8].any()  # unknown languages are no user's language
     with pytest.raises(DataError, match="languages: 'xx-Klingon' is not a language code"):
         ranker.recommend([0], languages=["xx-Klingon"])
+
+
+def test_mixed_language_code_systems_become_one():
+    frame = pl.DataFrame({"lang": ["de", "en", "und", "pt-BR", "deu_Latn"], "text": ["a"] * 5})
+    assert normalise_codes(frame, "items.csv")["lang"].to_list() == ["de", "en", "und", "pt", "de"]

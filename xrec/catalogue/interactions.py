@@ -31,9 +31,9 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from xrec.catalogue.ids import as_type_of
+from xrec.catalogue.tables import first_row_where, locate, read_table, require_columns
 from xrec.errors import DataError
-from xrec.ids import as_type_of
-from xrec.tables import first_row_where, locate, read_table, require_columns
 
 log = logging.getLogger(__name__)
 

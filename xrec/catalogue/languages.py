@@ -21,6 +21,7 @@ from typing import overload
 
 import polars as pl
 
+from xrec.catalogue.tables import first_row_where, locate
 from xrec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -193,8 +194,6 @@ def normalise_codes(frame: pl.DataFrame, source: str, column: str = "lang") -> p
     """``frame`` with the codes of ``column`` normalised (nulls and blanks: null; a data set's own codes,
     e.g. SIB-200's ``deu_Latn``, become ``de``); a code no registry knows is a :class:`DataError`
     naming the file and line."""
-    from xrec.tables import first_row_where, locate
-
     codes = frame[column].cast(pl.String).str.strip_chars()
     codes = codes.set((codes == "").fill_null(False), None)
     mapping = {}

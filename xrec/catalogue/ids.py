@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from xrec.errors import DataError, shown
+from xrec.errors import shown
 
 #: A plain integer as text: what becomes an integer id.
 INTEGER = r"^(0|-?[1-9][0-9]{0,17})$"
@@ -59,16 +59,6 @@ def bad_id_row(ids: pl.Series) -> tuple[int, str] | None:
         return None
     row, why = min(found)
     return row, f"{ids[row]!r} {why}"
-
-
-def check_id_column(frame: pl.DataFrame, column: str, source: str) -> None:
-    """Raise :class:`DataError` naming ``source`` and the line of the first id the rule refuses."""
-    from xrec.tables import locate
-
-    bad = bad_id_row(frame[column])
-    if bad is not None:
-        row, why = bad
-        raise DataError(f"{source}: {locate(source, row)}: {column} {why}")
 
 
 def as_type_of(ids: pl.Series, reference: pl.Series | pl.DataType) -> pl.Series:
