@@ -98,3 +98,16 @@ def test_calibrate_cold_gives_cold_items_their_share_of_the_softmax(sample):
     assert share == pytest.approx(target, rel=1e-4)
     assert {n: calibrated.raw[n] for n in names if n != "cold"} == pytest.approx(
         {n: fusion.raw[n] for n in names if n != "cold"})
+
+
+def test_gathered_dot_of_one_item_row_for_every_user_equals_the_general_case():
+    """A fit sample scores the same items for every user (a broadcast row): a shortcut, same numbers."""
+    import scipy.sparse as sp
+    from xrec.ranking.views import gathered_dot
+
+    rng = np.random.default_rng(3)
+    users, item_view = rng.normal(size=(5, 8)).astype(np.float32), rng.normal(size=(30, 8)).astype(np.float32)
+    items = rng.choice(30, 12, replace=False)
+    shared = np.broadcast_to(items, (5, 12))
+    for u, v in ((users, item_view), (sp.csr_matrix(users * (users > 0)), sp.csr_matrix(item_view * (item_view > 0)))):
+        np.testing.assert_allclose(gathered_dot(u, v, shared), gathered_dot(u, v, shared.copy()), rtol=1e-5, atol=1e-6)

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-#: Newton's method stops where its predicted further decrease of the objective is below this (nats).
-NEWTON_TOL = 1e-10
+#: Newton's method stops after a step whose predicted decrease of the objective is below this (nats).
+NEWTON_TOL = 1e-7
 
 
 @dataclass
@@ -67,13 +67,13 @@ class Fusion:
             value, grad, hessian = objective(w, derivatives=True)
             step = -np.linalg.solve(hessian, grad)
             decrement = float(-grad @ step)  # twice the predicted decrease of the objective
-            if decrement / 2 <= NEWTON_TOL:
-                break
             t = 1.0
             if decrement > 1e-3:  # far from the minimum: damped (near it the full step is safe)
                 while t > 1e-6 and objective(w + t * step) > value - 0.25 * t * decrement:
                     t /= 2
             w = w + t * step
+            if decrement / 2 <= NEWTON_TOL:  # a full step this close leaves about the square of it
+                break
         return cls(tuple(names), w.astype(np.float32), scale.astype(np.float32), "learned")
 
     @classmethod
@@ -161,7 +161,7 @@ class _Softmax:
         grad = (self.xf.T @ (p - self.pos).reshape(-1)).astype(np.float64) + 2 * self.l2 * (self.a.T @ gap)
         # Hessian: sum over users of X_u' diag(p_u) X_u - (X_u' p_u)(X_u' p_u)', a chunk of rows at a time
         hessian = 2 * self.l2 * (self.a.T @ self.a)
-        pf, chunk = p.reshape(-1), 1 << 16
+        pf, chunk = p.reshape(-1), 4096  # rows that stay in cache
         for start in range(0, len(pf), chunk):
             xc = self.xf[start:start + chunk]
             hessian += (xc * pf[start:start + chunk, None]).T @ xc
