@@ -55,16 +55,16 @@ def test_the_fit_ends_at_the_minimum_of_its_objective(sample):
     scaled = (x / fit.scale).astype(np.float32)
     objective = _Softmax(scaled, positives, excluded, log_weight, 1e-2, penalty_matrix(names, fit.scale))
     w = fit.weights.astype(np.float64)
-    _, grad, hessian = objective(w, derivatives=True)
+    _, grad, hessian = objective.derivatives(w)
     assert np.abs(grad).max() < 1e-5
     rng = np.random.default_rng(2)
     w = rng.normal(size=4)
-    _, grad, hessian = objective(w, derivatives=True)
+    _, grad, hessian = objective.derivatives(w)
     eps = 1e-3
     for j in range(4):
         d = np.eye(4)[j] * eps
-        assert (objective(w + d) - objective(w - d)) / (2 * eps) == pytest.approx(grad[j], abs=2e-3)
-        np.testing.assert_allclose((objective(w + d, True)[1] - objective(w - d, True)[1]) / (2 * eps),
+        assert (objective.value(w + d) - objective.value(w - d)) / (2 * eps) == pytest.approx(grad[j], abs=2e-3)
+        np.testing.assert_allclose((objective.derivatives(w + d)[1] - objective.derivatives(w - d)[1]) / (2 * eps),
                                    hessian[j], atol=2e-3)
 
 

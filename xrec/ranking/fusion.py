@@ -64,12 +64,12 @@ class Fusion:
         objective = _Softmax(x, positives, excluded, log_weight, l2, penalty_matrix(names, scale))
         w = np.zeros(x.shape[-1]) if start is None else np.asarray(start, np.float64)
         for _ in range(max_iter):
-            value, grad, hessian = objective(w, derivatives=True)
+            value, grad, hessian = objective.derivatives(w)
             step = -np.linalg.solve(hessian, grad)
             decrement = float(-grad @ step)  # twice the predicted decrease of the objective
             t = 1.0
             if decrement > 1e-3:  # far from the minimum: damped (near it the full step is safe)
-                while t > 1e-6 and objective(w + t * step) > value - 0.25 * t * decrement:
+                while t > 1e-6 and objective.value(w + t * step) > value - 0.25 * t * decrement:
                     t /= 2
             w = w + t * step
             if decrement / 2 <= NEWTON_TOL:  # a full step this close leaves about the square of it
@@ -145,7 +145,17 @@ class _Softmax:
         self.offset = np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None]).astype(np.float32)
         self.l2, self.a = l2, a
 
-    def __call__(self, w: np.ndarray, derivatives: bool = False):
+    def value(self, w: np.ndarray) -> float:
+        """The objective at standardised weights ``w``."""
+        return self._evaluate(w, False)[0]
+
+    def derivatives(self, w: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """The objective, its gradient and its Hessian at ``w``."""
+        value, grad, hessian = self._evaluate(w, True)
+        assert grad is not None and hessian is not None
+        return value, grad, hessian
+
+    def _evaluate(self, w: np.ndarray, derivatives: bool) -> tuple[float, np.ndarray | None, np.ndarray | None]:
         u, n, f = self.x.shape
         s = (self.xf @ w.astype(np.float32)).reshape(u, n) + self.offset
         top = s.max(axis=1, keepdims=True)
@@ -155,7 +165,7 @@ class _Softmax:
         gap = self.a @ w
         value = float(nll.sum(dtype=np.float64)) + self.l2 * float(gap @ gap)
         if not derivatives:
-            return value
+            return value, None, None
         p = e / z
         p *= self.user_weight[:, None]  # each user's softmax, weighted as the user counts in the mean
         grad = (self.xf.T @ (p - self.pos).reshape(-1)).astype(np.float64) + 2 * self.l2 * (self.a.T @ gap)
@@ -182,11 +192,11 @@ def _selected(features: np.ndarray, rows: np.ndarray | None, columns: Sequence[i
               chunk: int = 64) -> np.ndarray:
     """A float32 copy of ``features[rows][..., columns]`` (None: all), gathered a few rows at a time
     (one copy of the sample, never two)."""
-    rows = np.arange(features.shape[0]) if rows is None else np.asarray(rows)
-    columns = np.arange(features.shape[-1]) if columns is None else np.asarray(columns)
-    out = np.empty((len(rows), features.shape[1], len(columns)), np.float32)
-    for s in range(0, len(rows), chunk):
-        out[s:s + chunk] = features[rows[s:s + chunk]][..., columns]
+    picked = np.arange(features.shape[0]) if rows is None else np.asarray(rows)
+    kept = np.arange(features.shape[-1]) if columns is None else np.asarray(columns)
+    out = np.empty((len(picked), features.shape[1], len(kept)), np.float32)
+    for s in range(0, len(picked), chunk):
+        out[s:s + chunk] = features[picked[s:s + chunk]][..., kept]
     return out
 
 
