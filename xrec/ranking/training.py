@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+from scipy.special import expit
 
 from xrec.catalogue.interactions import IdMap, Interactions, random_split, temporal_split
 from xrec.ranking.cf import FactorModel
@@ -103,10 +104,11 @@ class _Sample:
                  config: HybridConfig):
         users, items, self.log_weight = _fit_sample(truth[:, columns], config)
         self.users, self.items = users, columns[items]
-        self.x = np.concatenate([ranker.views.features(b, np.broadcast_to(self.items, (len(b), len(self.items))),
-                                                       names)
-                                 for b in np.array_split(users, max(1, -(-len(users) // 256)))]) \
-            if len(users) else np.zeros((0, len(self.items), len(names)), np.float32)
+        self.x = np.empty((len(users), len(self.items), len(names)), np.float32)  # filled in place: no 2nd copy
+        batches = np.array_split(np.arange(len(users)), -(-len(users) // 256)) if len(users) else []
+        for b in batches:
+            self.x[b[0]:b[-1] + 1] = ranker.views.features(
+                users[b], np.broadcast_to(self.items, (len(b), len(self.items))), names)
         self.pos = truth[users][:, self.items].toarray() > 0
         self.seen = ranker.history[users][:, self.items].toarray() != 0
 
@@ -134,23 +136,32 @@ class FusionFit:
         self.cold = None
         if "cold" in self.names and ranker.cold.any() and self.cold_names:
             self.cold = _Sample(ranker, truth, np.flatnonzero(ranker.cold & known), self.cold_names, config)
+        self._starts: dict[str, np.ndarray] = {}  #: the all-user fit's weights (warm, cold): later fits start there
 
     def fusion(self, users: np.ndarray | None = None) -> Fusion:
-        """The fusion fitted on validation users ``users`` (all: None)."""
+        """The fusion fitted on validation users ``users`` (all: None).
+
+        A fit on some users starts from the weights of the first fit on all of them (the guard's
+        cross-fit): the fits are strictly convex, so the start changes how long the search takes,
+        not where it ends."""
         config, w = self.config, self.warm
-        r = w.rows(users)
-        # the fit sample is the memory peak: no copy of it where every user is fitted
-        x, pos, seen = (w.x, w.pos, w.seen) if users is None else (w.x[r], w.pos[r], w.seen[r])
+        r = None if users is None else w.rows(users)
+        pos, seen = (w.pos, w.seen) if r is None else (w.pos[r], w.seen[r])
         index = {n: j for j, n in enumerate(self.names)}
-        warm = Fusion.learn(self.warm_names, x[..., [index[n] for n in self.warm_names]], pos & ~self.cold_col[None],
-                            seen | self.cold_col[None], log_weight=w.log_weight, l2=config.l2)
+        # the fit sample is the memory peak: Fusion.learn gathers its rows and columns once
+        warm = Fusion.learn(self.warm_names, w.x, pos & ~self.cold_col[None], seen | self.cold_col[None],
+                            rows=r, columns=[index[n] for n in self.warm_names], log_weight=w.log_weight,
+                            l2=config.l2, start=self._starts.get("warm"))
         parts = [warm]
         if self.cold is not None:
             c = self.cold
             rc = c.rows(users)
             if c.pos[rc].any():
-                parts.append(Fusion.learn(self.cold_names, c.x[rc], c.pos[rc], c.seen[rc],
-                                          log_weight=c.log_weight, l2=config.cold_l2))
+                parts.append(Fusion.learn(self.cold_names, c.x, c.pos[rc], c.seen[rc], rows=rc,
+                                          log_weight=c.log_weight, l2=config.cold_l2,
+                                          start=self._starts.get("cold")))
+        if users is None:
+            self._starts.update(zip(("warm", "cold"), (part.weights for part in parts)))
         learned = {n: (wt, sc) for part in parts for n, wt, sc in zip(part.names, part.weights, part.scale)}
         if "cold" in self.names:
             learned["cold"] = (0.0, 1.0)  # set by calibrate_cold
@@ -160,8 +171,7 @@ class FusionFit:
         fusion = Fusion(kept, np.array([learned[n][0] for n in kept], np.float32),
                         np.array([learned[n][1] for n in kept], np.float32))
         if "cold" in fusion.names:
-            keep = [index[n] for n in fusion.names]
-            fusion = calibrate_cold(fusion, x[..., keep], pos, seen, w.log_weight, self.cold_col)
+            fusion = calibrate_cold(fusion, w.x, self.names, pos, seen, w.log_weight, self.cold_col, rows=r)
         if BOOST_FEATURE in fusion.names:
             fusion = fusion.with_raw_weight(BOOST_FEATURE, config.language_boost)
         return fusion
@@ -250,25 +260,30 @@ def validation_slice(interactions: Interactions, config: HybridConfig, language_
     return sub, truth, simulated
 
 
-def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, excluded: np.ndarray,
-                   log_weight: np.ndarray | None, cold: np.ndarray) -> Fusion:
+def calibrate_cold(fusion: Fusion, x: np.ndarray, names: Sequence[str], positives: np.ndarray,
+                   excluded: np.ndarray, log_weight: np.ndarray | None, cold: np.ndarray, *,
+                   rows: np.ndarray | None = None) -> Fusion:
     """Shift the ``cold`` weight so that the fused softmax puts on (naturally) cold items the share
     of the validation positives they hold: cold items then enter lists as often as they are read.
 
-    The arrays are the fit sample without the simulated-cold items (``x`` holds the fusion's
-    features in its order); ``cold`` marks the items of the sample that are cold in the fit."""
-    names = list(fusion.names)
-    w = fusion.weights / fusion.scale
-    base = x @ w + np.where(excluded, -np.inf, 0.0 if log_weight is None else log_weight[None])
-    n_pos = positives.sum()
-    target = max(float(positives[:, cold].sum()), 0.5) / max(float(n_pos), 1.0)
+    The arrays are the fit sample without the simulated-cold items: ``x[rows]`` (all: None) holds
+    features ``names`` (a superset of the fusion's), ``positives`` and ``excluded`` its rows;
+    ``cold`` marks the items of the sample that are cold in the fit."""
+    raw = fusion.raw
+    w = np.array([raw.get(n, 0.0) for n in names], np.float32)
     users = positives.any(axis=1)
+    picked = np.flatnonzero(users) if rows is None else np.asarray(rows)[users]
+    base = np.concatenate([x[picked[s:s + 256]] @ w for s in range(0, len(picked), 256)]) \
+        if len(picked) else np.zeros((0, x.shape[1]), np.float32)
+    base += np.where(excluded[users], -np.inf, 0.0 if log_weight is None else log_weight[None])
+    target = max(float(positives[:, cold].sum()), 0.5) / max(float(positives.sum()), 1.0)
+    # the bias moves the cold items' logits only: a user's cold share of the softmax is
+    # sigmoid(bias + logsumexp(cold logits) - logsumexp(warm logits)), so one pass over the sample
+    # makes each step of the search below cost one value per user
+    gap = _logsumexp(base[:, cold]) - _logsumexp(base[:, ~cold])
 
     def share(bias: float) -> float:
-        s = base[users] + bias * cold[None]
-        s = s - s.max(axis=1, keepdims=True)
-        e = np.exp(s)
-        return float((e[:, cold].sum(axis=1) / e.sum(axis=1)).mean())
+        return float(expit(bias + gap).mean())
 
     finite = base[np.isfinite(base)]
     spread = float(finite.max() - finite.min()) + 50.0 if finite.size else 50.0
@@ -276,11 +291,19 @@ def calibrate_cold(fusion: Fusion, x: np.ndarray, positives: np.ndarray, exclude
     for _ in range(80):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if share(mid) < target else (lo, mid)
-    j = names.index("cold")
+    j = fusion.names.index("cold")
     weights = fusion.weights.copy()
     weights[j] += (lo + hi) / 2 * fusion.scale[j]
     log.info("cold items: calibrated to %.4f of the softmax mass (their share of validation positives)", target)
     return Fusion(fusion.names, weights, fusion.scale, fusion.kind, fusion.decision)
+
+
+def _logsumexp(s: np.ndarray) -> np.ndarray:
+    """Per-row log-sum-exp in float64 (-inf for a row with no finite entry)."""
+    top = s.max(axis=1, initial=-np.inf)
+    safe = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(s - safe[:, None].astype(s.dtype), dtype=np.float64).sum(axis=1)) + safe
 
 
 def _fit_sample(truth: sp.csr_matrix, config: HybridConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

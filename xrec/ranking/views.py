@@ -197,7 +197,7 @@ class FeatureViews:
         """Feature ``name`` of ``items`` ``[len(rows), c]`` for user ``rows``: ``[len(rows), c]``."""
         if name in self.graphs:
             dense = np.asarray((self.history_norm[rows] @ self.graphs[name]).todense(), dtype=np.float32)
-            return np.take_along_axis(dense, items, 1)
+            return dense[:, items[0]] if shared_row(items) else np.take_along_axis(dense, items, 1)
         if name in SPARSE_FACTORISED:
             user_view, item_view = SPARSE_FACTORISED[name]
             return gathered_dot(self.sparse_user_views[user_view][rows], self.sparse_item_views[item_view], items)
@@ -276,8 +276,18 @@ def gathered_dot(users: np.ndarray | sp.csr_matrix, item_view: np.ndarray | sp.c
                  items: np.ndarray) -> np.ndarray:
     """``users[b] @ item_view[items[b, c]]`` for every ``b, c``, as one matrix product over the
     distinct items (never materialising ``[b, c, d]``); dense or sparse views."""
+    if shared_row(items):  # the same items for every row (a fit sample): no search for distinct ones
+        dense = users @ item_view[items[0]].T
+        if sp.issparse(dense):
+            dense = cast(sp.csr_matrix, dense).toarray()
+        return np.asarray(dense).astype(np.float32, copy=False)
     unique, inverse = np.unique(items, return_inverse=True)
     dense = users @ item_view[unique].T
     if sp.issparse(dense):
         dense = cast(sp.csr_matrix, dense).toarray()
     return np.take_along_axis(dense, inverse.reshape(items.shape), 1).astype(np.float32, copy=False)
+
+
+def shared_row(items: np.ndarray) -> bool:
+    """True where ``items`` ``[b, c]`` is one row of items broadcast to every row (``np.broadcast_to``)."""
+    return items.ndim == 2 and len(items) > 0 and items.strides[0] == 0
