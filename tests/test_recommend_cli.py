@@ -193,8 +193,9 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     with gzip.open(tmp_path / "ratings.csv.gz", "wt") as f:
         f.write(r.write_csv())
     out = tmp_path / "recs.json"
+    store = ["--store", str(tmp_path / "store.parquet")]  # the second run below embeds nothing again
     rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out),
-               "--models", "popularity,als,content,hybrid"])
+               "--models", "popularity,als,content,hybrid", *store])
     assert rc == 0
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"popularity", "als", "content", "hybrid"}
@@ -212,7 +213,7 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     test = r.head(30).with_columns(pl.col("timestamp") + 10**9)
     test.write_csv(tmp_path / "test.csv")
     rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out), "--test",
-               str(tmp_path / "test.csv"), "--models", "popularity,als"])
+               str(tmp_path / "test.csv"), "--models", "popularity,als", *store])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["protocol"]["train_ratings"] == ratings.height
