@@ -7,6 +7,7 @@ sees what an earlier test or run left in the cache.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -146,3 +147,57 @@ def bx_ranker(bx_sample):
     inter = Interactions.build(ratings, items["item_id"])
     return HybridRanker.fit(inter, vectors, texts=items["text"].to_list(), languages=items["lang"].to_list(),
                             metadata={"author": items["author"].to_list()}, config=SMALL)
+
+
+def tree_digest(path: Path) -> str:
+    """SHA-256 of a file, or of every file under a directory (names and bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        h.update(str(file.relative_to(path.parent)).encode() + b"\0" + file.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def serve_catalogue(tmp_path_factory, data_dir, encoder):
+    """:func:`serve_helpers.build_catalogue` once for the session (index, items table, fitted ranker),
+    shared read-only by the serve, hostile-client, page and fault tests: a test that writes works on a
+    copy, and the session fails if any file of it changed."""
+    from serve_helpers import build_catalogue
+
+    catalogue = build_catalogue(tmp_path_factory.mktemp("serve-catalogue"), data_dir, encoder)
+    catalogue["vectors"].setflags(write=False)
+    files = ("index", "items", "ranker")
+    before = {name: tree_digest(catalogue[name]) for name in files}
+    yield catalogue
+    assert {name: tree_digest(catalogue[name]) for name in files} == before, "a test changed the shared catalogue"
+
+
+@pytest.fixture(scope="session")
+def topic_table(tmp_path_factory, data_dir) -> Path:
+    """Six labelled SIB-200 train sentences per label in one language (the smallest real input),
+    and beside it (``dev.csv``) three dev sentences per label in the same language."""
+    import polars as pl
+    from xrec.datasets.sib200 import load_split
+
+    train = load_split(data_dir / "sib200", "train")
+    lang = sorted(set(train["lang"]))[0]
+    root = tmp_path_factory.mktemp("topics")
+    for split, n, name in ((train, 6, "labelled.csv"), (load_split(data_dir / "sib200", "dev"), 3, "dev.csv")):
+        table = split.filter(pl.col("lang") == lang).group_by("category", maintain_order=True).head(n)
+        table.select("text", "category", "lang").write_csv(root / name)
+    return root / "labelled.csv"
+
+
+@pytest.fixture(scope="session")
+def topic_model(topic_table, tmp_path_factory):
+    """A topic model trained by ``xrec topics train`` on :func:`topic_table` (calibrated on its dev
+    table), shared read-only (a test that writes copies it; the session fails if any file of it changed)."""
+    from xrec.cli.main import main
+
+    model = tmp_path_factory.mktemp("topics") / "topics"
+    assert main(["topics", "train", "--data", str(topic_table), "--dev", str(topic_table.with_name("dev.csv")),
+                 "--out", str(model)]) == 0
+    before = tree_digest(model)
+    yield model
+    assert tree_digest(model) == before, "a test changed the shared topic model"

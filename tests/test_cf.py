@@ -11,17 +11,22 @@ from xrec.errors import DataError, ModelError
 from xrec.ranking.cf import FactorModel, fit_als, fit_bpr, fit_lightfm, from_implicit, from_lightfm
 
 
-@pytest.fixture(scope="module")
-def sample(data_dir):
-    """Ratings of 30 real MovieLens users over their items plus 60 never-rated (cold) items."""
+def _sample(data_dir, users: int):
+    """Ratings of the first ``users`` real MovieLens users over their items plus 60 never-rated (cold) items."""
     from xrec.datasets.movielens import load_movielens
 
     ml = load_movielens(data_dir / "movielens")
-    ratings = ml.ratings.filter(pl.col("user_id") <= 30)
+    ratings = ml.ratings.filter(pl.col("user_id") <= users)
     rated = ratings["item_id"].unique().sort()
     cold = ml.movies.filter(~pl.col("item_id").is_in(rated.implode()))["item_id"].head(60)
     items = ml.items().filter(pl.col("item_id").is_in(pl.concat([rated, cold]).implode()))
     return items, Interactions.build(ratings, items["item_id"])
+
+
+@pytest.fixture(scope="module")
+def sample(data_dir):
+    """Ratings of 30 real MovieLens users over their items (about 2,000) plus 60 cold items."""
+    return _sample(data_dir, 30)
 
 
 def _train_rank(model: FactorModel, inter: Interactions) -> float:
@@ -93,8 +98,8 @@ def test_lightfm_matches_its_own_predict(sample):
 
 
 @pytest.mark.slow
-def test_lightfm_content_scores_cold_items(sample, encoder):
-    items, inter = sample
+def test_lightfm_content_scores_cold_items(data_dir, encoder):
+    items, inter = _sample(data_dir, 10)  # about 840 items to embed, not 2,100
     vectors = encoder.encode(items["text"].to_list(), kind="passage")
     model, raw, features = fit_lightfm(inter.matrix, components=8, epochs=5, item_vectors=vectors)
     assert sp.issparse(features) and features.shape == (len(items), len(items) + 32)

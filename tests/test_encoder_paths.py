@@ -92,6 +92,8 @@ def test_measure_chooses_the_fastest_faithful_path():
 
 
 def test_lookups_bypass_a_full_text_queue(encoder):
+    # the model loaded first: the timeouts below bound the queue, not a (lazy) model load on a busy machine
+    encoder.encode(TEXTS[:1], "query", progress=False)
     gate = threading.Event()
 
     def slow_encode(texts, kind):

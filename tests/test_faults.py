@@ -353,10 +353,8 @@ def test_similar_ids_follow_the_rule(tmp_path, items_csv, capsys, encoder):
 
 # ---------------------------------------------------------------------- forged artifacts, partial outputs
 @pytest.fixture(scope="module")
-def ranker_dir(tmp_path_factory, data_dir, encoder):
-    from serve_helpers import build_catalogue
-
-    return build_catalogue(tmp_path_factory.mktemp("faults"), data_dir, encoder)["ranker"]
+def ranker_dir(serve_catalogue):
+    return serve_catalogue["ranker"]  # read-only: the tests below copy it before forging
 
 
 @pytest.mark.slow
@@ -392,28 +390,7 @@ def _rehash(directory: Path) -> None:
     write_manifest(directory, manifest["kind"], manifest["format_version"], fields)
 
 
-@pytest.fixture(scope="module")
-def topic_table(tmp_path_factory, data_dir) -> Path:
-    """Six labelled SIB-200 train sentences per label in one language (the smallest real input)."""
-    from xrec.datasets.sib200 import load_split
-
-    train = load_split(data_dir / "sib200", "train")
-    lang = sorted(set(train["lang"]))[0]
-    table = train.filter(pl.col("lang") == lang).group_by("category", maintain_order=True).head(6)
-    path = tmp_path_factory.mktemp("topics") / "labelled.csv"
-    table.select("text", "category", "lang").write_csv(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def topic_model(topic_table, tmp_path_factory) -> Path:
-    """A topic model trained by ``xrec topics train`` on :func:`topic_table` (tests copy it)."""
-    model = tmp_path_factory.mktemp("topics") / "topics"
-    assert main(["topics", "train", "--data", str(topic_table), "--out", str(model)]) == 0
-    return model
-
-
-@pytest.mark.slow  # trains a topic model (about 6 s)
+@pytest.mark.slow  # needs a trained topic model (conftest's, about 6 s)
 def test_a_topic_model_with_nan_weights_is_refused_even_with_a_rewritten_manifest(topic_model, tmp_path):
     import shutil
 

@@ -15,7 +15,7 @@ import pytest
 from xrec.serve import Guard, Service
 from xrec.serve.server import ServerThread
 
-from serve_helpers import build_catalogue, request
+from serve_helpers import request
 
 pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
 
@@ -23,8 +23,8 @@ TOKEN = "t0ken-for-tests"
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory, data_dir, encoder):
-    return build_catalogue(tmp_path_factory.mktemp("hostile"), data_dir, encoder)
+def catalogue(serve_catalogue):
+    return serve_catalogue
 
 
 @pytest.fixture(scope="module")

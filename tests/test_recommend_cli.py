@@ -27,12 +27,20 @@ def _sample(data_dir, n_items=200, n_cold=30, max_user=60):
 
 
 @pytest.fixture(scope="module")
-def files(data_dir, tmp_path_factory, encoder):
+def files(data_dir, tmp_path_factory):
+    """The sample's items and interactions, their embedding store and the ranker ``xrec fit`` makes of
+    them (``ranker/``): one fit for the module; the tests below only read these files (checked)."""
+    from conftest import tree_digest
+
     ml, ids, ratings = _sample(data_dir)
     root = tmp_path_factory.mktemp("rec")
     ml.items().filter(pl.col("item_id").is_in(ids.implode())).write_parquet(root / "items.parquet")
     ratings.write_csv(root / "inter.csv")
-    return root
+    assert main(["fit", "--items", str(root / "items.parquet"), "--interactions", str(root / "inter.csv"),
+                 "--store", str(root / "store.parquet"), "--out", str(root / "ranker")]) == 0
+    before = tree_digest(root)
+    yield root
+    assert tree_digest(root) == before, "a test changed the module's shared files"
 
 
 @pytest.fixture(autouse=True)
@@ -42,8 +50,9 @@ def _status_log(caplog):
 
 
 @pytest.mark.slow
-def test_recommend_cli_writes_k_unseen_per_user(files, caplog):
-    out = files / "recs.parquet"
+def test_recommend_cli_writes_k_unseen_per_user(files, tmp_path, caplog):
+    """The whole path: the items embedded (from the store) and the ranker fitted by ``recommend`` itself."""
+    out = tmp_path / "recs.parquet"
     rc = main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
                str(files / "inter.csv"), "--users", "all", "--k", "7", "--out", str(out),
                "--batch-size", "16", "--store", str(files / "store.parquet")])
@@ -56,23 +65,28 @@ def test_recommend_cli_writes_k_unseen_per_user(files, caplog):
     assert recs.join(inter, on=["user_id", "item_id"], how="inner").height == 0
     assert not parts_dir(out).exists()
     assert "fusion: learned" in caplog.text  # status goes to the log (stderr), data to files
+    assert "0 embedded" in caplog.text  # the store the fit wrote was reused
+
+
+def _saved(files) -> list[str]:
+    """``recommend`` with the module's fitted ranker (no fit); the tables are then only validated."""
+    return ["recommend", "--ranker", str(files / "ranker"), "--items", str(files / "items.parquet")]
 
 
 @pytest.mark.slow
-def test_recommend_cli_users_file_unknown_items_and_k(files, capsys, caplog):
+def test_recommend_cli_users_file_unknown_items_and_k(files, tmp_path, capsys, caplog):
     inter = pl.read_csv(files / "inter.csv")
     bad = pl.concat([inter, inter.head(2).with_columns(pl.lit(-1, dtype=pl.Int64).alias("item_id"))])
-    bad.write_csv(files / "bad.csv")
-    (files / "users.txt").write_text("1\n2\n777777\n")
-    args = ["recommend", "--items", str(files / "items.parquet"), "--interactions", str(files / "bad.csv"),
-            "--users", str(files / "users.txt"), "--k", "1000", "--out", str(files / "u.parquet"),
-            "--store", str(files / "store.parquet")]
+    bad.write_csv(tmp_path / "bad.csv")
+    (tmp_path / "users.txt").write_text("1\n2\n777777\n")
+    args = [*_saved(files), "--interactions", str(tmp_path / "bad.csv"),
+            "--users", str(tmp_path / "users.txt"), "--k", "1000", "--out", str(tmp_path / "u.parquet")]
     assert main(args) == 2
     assert "2 row(s) name items not in the catalogue" in capsys.readouterr().err
     assert main(args + ["--drop-unknown"]) == 0
     text = caplog.text
     assert "2 naming unknown items" in text and "exceeds the catalogue" in text and "1 of 3 users" in text
-    recs = pl.read_parquet(files / "u.parquet")
+    recs = pl.read_parquet(tmp_path / "u.parquet")
     n_items = pl.read_parquet(files / "items.parquet").height
     seen_1 = inter.filter(pl.col("user_id") == 1).height
     assert recs.filter(pl.col("user_id") == 1).height == n_items - seen_1
@@ -80,12 +94,10 @@ def test_recommend_cli_users_file_unknown_items_and_k(files, capsys, caplog):
 
 
 @pytest.mark.slow
-def test_recommend_cli_unbounded_k(files, capsys, caplog):
+def test_recommend_cli_unbounded_k(files, tmp_path, capsys, caplog):
     """--k 10**12: every user gets every unseen item; no MemoryError, no parts left behind."""
-    out = files / "all.parquet"
-    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
-                 str(files / "inter.csv"), "--k", str(10**12), "--out", str(out),
-                 "--store", str(files / "store.parquet")]) == 0
+    out = tmp_path / "all.parquet"
+    assert main([*_saved(files), "--k", str(10**12), "--out", str(out)]) == 0
     assert "exceeds the catalogue" in caplog.text
     recs = pl.read_parquet(out)
     seen = pl.read_csv(files / "inter.csv").group_by("user_id").len()
@@ -95,33 +107,29 @@ def test_recommend_cli_unbounded_k(files, capsys, caplog):
 
 
 @pytest.mark.slow
-def test_users_file_header_makes_no_phantom_user(files, capsys, caplog):
+def test_users_file_header_makes_no_phantom_user(files, tmp_path, capsys, caplog):
     """A plain users list may start with a ``user_id`` header line; it is not a user."""
-    (files / "with_header.txt").write_text("user_id\n1\n2\n", encoding="utf-8")
-    out = files / "h.parquet"
-    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
-                 str(files / "inter.csv"), "--users", str(files / "with_header.txt"), "--k", "3",
-                 "--out", str(out), "--store", str(files / "store.parquet")]) == 0
+    (tmp_path / "with_header.txt").write_text("user_id\n1\n2\n", encoding="utf-8")
+    out = tmp_path / "h.parquet"
+    assert main([*_saved(files), "--users", str(tmp_path / "with_header.txt"), "--k", "3", "--out", str(out)]) == 0
     assert "no interactions" not in caplog.text  # both users are known
     recs = pl.read_parquet(out)
     assert recs["user_id"].unique().sort().to_list() == [1, 2] and recs["user_id"].dtype == pl.Int64
     seen = pl.read_csv(files / "inter.csv").filter(pl.col("user_id").is_in([1, 2]))
     assert recs.join(seen, on=["user_id", "item_id"]).height == 0  # personal: seen items left out
-    (files / "latin1.txt").write_bytes("1\n2\nJos\u00e9\n".encode("latin-1"))
-    assert main(["recommend", "--items", str(files / "items.parquet"), "--interactions",
-                 str(files / "inter.csv"), "--users", str(files / "latin1.txt"), "--out", str(out)]) == 2
+    (tmp_path / "latin1.txt").write_bytes("1\n2\nJos\u00e9\n".encode("latin-1"))
+    assert main([*_saved(files), "--users", str(tmp_path / "latin1.txt"), "--out", str(out)]) == 2
     assert "latin1.txt: line 3, byte 4: not UTF-8" in capsys.readouterr().err
 
 
 @pytest.mark.slow
-def test_restart_discards_the_parts_of_another_run(files, capsys):
+def test_restart_discards_the_parts_of_another_run(files, tmp_path, capsys):
     """A crashed run's parts block a changed re-run with an error that says how to go on."""
-    out = files / "restart.parquet"
+    out = tmp_path / "restart.parquet"
     parts_dir(out).mkdir()
     (parts_dir(out) / "job.json").write_text('{"k": 10, "users": 3}', encoding="utf-8")
     (parts_dir(out) / "part-000000.parquet").write_bytes(b"from the crashed run")
-    args = ["recommend", "--items", str(files / "items.parquet"), "--interactions", str(files / "inter.csv"),
-            "--k", "4", "--out", str(out), "--store", str(files / "store.parquet")]
+    args = [*_saved(files), "--k", "4", "--out", str(out)]
     assert main(args) == 2
     assert "rerun with --restart" in capsys.readouterr().err
     assert main(args + ["--restart"]) == 0
@@ -144,18 +152,11 @@ class _Counting:
 
 
 @pytest.mark.slow
-def test_batch_output_resumes_without_redoing_batches(files, encoder, tmp_path):
-    from xrec.catalogue.interactions import Interactions
-    from xrec.catalogue.items import load_items
-    from xrec.ranking.cf import fit_als
-    from xrec.ranking.content import item_vectors
+def test_batch_output_resumes_without_redoing_batches(files, tmp_path):
     from xrec.ranking.hybrid import HybridRanker
 
-    items = load_items(files / "items.parquet")
-    inter = Interactions.build(pl.read_csv(files / "inter.csv"), items["item_id"])
-    ranker = HybridRanker.fit(inter, item_vectors(encoder, items, store=files / "store.parquet"),
-                              cf_fit=lambda m: fit_als(m, factors=8)[0])
-    users = inter.users.ids
+    ranker = HybridRanker.load(files / "ranker")
+    users = ranker.users.ids
     out = tmp_path / "recs.parquet"
     first = _Counting(ranker)
     assert recommend_to_parquet(first, users, 5, out, batch_size=10, stop_after=2) is None  # "killed"
@@ -192,8 +193,9 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     with gzip.open(tmp_path / "ratings.csv.gz", "wt") as f:
         f.write(r.write_csv())
     out = tmp_path / "recs.json"
+    store = ["--store", str(tmp_path / "store.parquet")]  # the second run below embeds nothing again
     rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out),
-               "--models", "popularity,als,content,hybrid"])
+               "--models", "popularity,als,content,hybrid", *store])
     assert rc == 0
     report = json.loads(out.read_text())
     assert set(report["models"]) == {"popularity", "als", "content", "hybrid"}
@@ -211,7 +213,7 @@ def test_evaluate_recs_cli(data_dir, tmp_path, capsys, encoder):
     test = r.head(30).with_columns(pl.col("timestamp") + 10**9)
     test.write_csv(tmp_path / "test.csv")
     rc = main(["evaluate", "recs", "--data", str(tmp_path), "--json", str(out), "--test",
-               str(tmp_path / "test.csv"), "--models", "popularity,als"])
+               str(tmp_path / "test.csv"), "--models", "popularity,als", *store])
     assert rc == 0
     report = json.loads(out.read_text())
     assert report["protocol"]["train_ratings"] == ratings.height

@@ -166,10 +166,10 @@ def test_rerank_to_parquet_resumes_and_cli(ml, als_candidates, tmp_path, data_di
 
 
 @pytest.mark.slow
-def test_rerank_cli(ml, als_candidates, tmp_path, capsys, caplog):
+def test_rerank_cli(ml, als_candidates, encoder, tmp_path, capsys, caplog):
     from xrec.cli.main import main
 
-    items, ratings, _ = ml
+    items, ratings, ranker = ml
     items.drop("has_text").write_parquet(tmp_path / "items.parquet")
     ratings.write_csv(tmp_path / "inter.csv")
     bad = pl.concat([als_candidates, pl.DataFrame({"user_id": [1], "item_id": [-3], "score": [0.5]},
@@ -184,11 +184,14 @@ def test_rerank_cli(ml, als_candidates, tmp_path, capsys, caplog):
     out = pl.read_parquet(tmp_path / "out.parquet")
     assert out.group_by("user_id").len()["len"].unique().to_list() == [5]
     assert {"because_item_id", "because_similarity", "cf_score"} <= set(out.columns)
-    assert main(args[:-2] + ["--on-unknown", "error", "--out", str(tmp_path / "o2.parquet")]) == 2
+    # the refusals below need a ranker, not its fit: the session's, fitted on the same sample, saved
+    saved = ["--ranker", str(ranker.save(tmp_path / "ranker", encoder_fingerprint=encoder.fingerprint))]
+    args = [*args[:3], *saved, *args[7:-2]]  # no --items/--interactions (then no fit), no --explain
+    assert main(args + ["--on-unknown", "error", "--out", str(tmp_path / "o2.parquet")]) == 2
     assert "not known to the ranker" in capsys.readouterr().err
     assert not (tmp_path / "o2.parquet").exists() and not parts_dir(tmp_path / "o2.parquet").exists()
     # language filters reach the ranker (this catalogue has no languages: a clear error)
-    assert main(args[:-2] + ["--languages", "fi", "--out", str(tmp_path / "o3.parquet")]) == 2
+    assert main(args + ["--languages", "fi", "--out", str(tmp_path / "o3.parquet")]) == 2
     assert "not among the catalogue's languages" in capsys.readouterr().err
 
 

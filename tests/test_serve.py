@@ -21,14 +21,14 @@ from xrec.index.persist import INDEX_FILE
 from xrec.serve import Guard, Limits, Service
 from xrec.serve.server import ServerThread
 
-from serve_helpers import build_catalogue, request
+from serve_helpers import request
 
 pytestmark = pytest.mark.slow  # end to end: each test needs a fitted model, an encoded catalogue or a server
 
 
 @pytest.fixture(scope="module")
-def catalogue(tmp_path_factory, data_dir, encoder):
-    return build_catalogue(tmp_path_factory.mktemp("serve"), data_dir, encoder)
+def catalogue(serve_catalogue):
+    return serve_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -361,19 +361,11 @@ def test_cli_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path, catalogue, 
             proc.wait()
 
 
-def test_similar_text_gets_a_topic_with_score_and_support(catalogue, data_dir, encoder, tmp_path):
-    import polars as pl
-    from xrec.datasets.sib200 import load_labels, load_split
-    from xrec.topics.data import sample_per_language
-    from xrec.topics.tagging import train_topics
+def test_similar_text_gets_a_topic_with_score_and_support(catalogue, topic_model, encoder):
+    from xrec.topics.classifier import TopicClassifier
 
-    sib = data_dir / "sib200"
-    train = load_split(sib, "train")
-    model = train_topics(encoder, train.filter(pl.col("lang") == "en"), load_labels(sib),
-                         dev=load_split(sib, "dev", ["eng_Latn"]),
-                         unlabelled=sample_per_language(train.filter(pl.col("lang") != "en"), 20))
-    model.save(tmp_path / "topics")
-    svc = Service(catalogue["index"], items=catalogue["items"], topics=tmp_path / "topics", encoder=encoder)
+    model = TopicClassifier.load(topic_model)
+    svc = Service(catalogue["index"], items=catalogue["items"], topics=topic_model, encoder=encoder)
     try:
         query = catalogue["sib"].row(0, named=True)
         body, _ = svc.submit_similar({"text": query["text"], "lang": query["lang"], "k": 2}).result(timeout=60)

@@ -13,8 +13,6 @@ import pytest
 from xrec.serve import Service
 from xrec.serve.server import ServerThread
 
-from serve_helpers import build_catalogue
-
 CHROMIUM = os.environ.get("XREC_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (apt-get install chromium)")]
@@ -25,8 +23,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 
 
 @pytest.fixture(scope="module")
-def page_url(tmp_path_factory, data_dir, encoder):
-    catalogue = build_catalogue(tmp_path_factory.mktemp("page"), data_dir, encoder)
+def page_url(serve_catalogue, encoder):
+    catalogue = serve_catalogue
     service = Service(catalogue["index"], items=catalogue["items"], ranker=catalogue["ranker"],
                       encoder=encoder)
     try:

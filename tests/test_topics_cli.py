@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -43,32 +44,51 @@ def tiny_sib(tmp_path_factory, data_dir):
 
 
 @pytest.fixture(scope="module")
-def model_dir(tiny_sib, tmp_path_factory, encoder):
-    import xrec.encoders
+def trained(tiny_sib, tmp_path_factory, encoder) -> tuple[Path, str]:
+    """``xrec topics train`` run once for the module: the model directory and the lines it logged
+    (progress shown at once: the default waits two seconds before showing)."""
+    import logging
 
-    root, langs = tiny_sib
-    out = tmp_path_factory.mktemp("model") / "topics"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(xrec.encoders, "load_encoder", lambda *a, **k: encoder)
-        assert main(["topics", "train", "--data", str(root), "--train-lang", langs[0],
-                     "--out", str(out)]) == 0
-    return out
-
-
-@pytest.mark.slow
-def test_train_shows_its_phases(tiny_sib, tmp_path, encoder, monkeypatch, caplog):
-    """Training logs its phases (here at once: the default waits two seconds before showing)."""
     import xrec.encoders
     from xrec import progress
 
-    monkeypatch.setattr(progress, "DELAY_S", 0.0)
-    monkeypatch.setattr(xrec.encoders, "load_encoder", lambda *a, **k: encoder)
     root, langs = tiny_sib
-    with caplog.at_level("INFO", logger="xrec"):
-        assert main(["topics", "train", "--data", str(root), "--train-lang", langs[0],
-                     "--out", str(tmp_path / "m")]) == 0
-    assert "training the topic classifier on" in caplog.text and "labelled texts: done in" in caplog.text
-    assert re.search(r"encode: \d+ batches done in", caplog.text)
+    out = tmp_path_factory.mktemp("model") / "topics"
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Lines(logging.INFO)
+    logger = logging.getLogger("xrec")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(xrec.encoders, "load_encoder", lambda *a, **k: encoder)
+            mp.setattr(progress, "DELAY_S", 0.0)
+            assert main(["topics", "train", "--data", str(root), "--train-lang", langs[0],
+                         "--out", str(out)]) == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return out, "\n".join(lines)
+
+
+@pytest.fixture(scope="module")
+def model_dir(trained) -> Path:
+    """The topic model :func:`trained` wrote (tests only read it)."""
+    return trained[0]
+
+
+@pytest.mark.slow
+def test_train_shows_its_phases(trained):
+    """Training logs its phases."""
+    _, log = trained
+    assert "training the topic classifier on" in log and "labelled texts: done in" in log
+    assert re.search(r"encode: \d+ batches done in", log)
 
 
 @pytest.mark.slow
