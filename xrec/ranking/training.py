@@ -45,41 +45,42 @@ def learn_fusion(make_ranker: RankerFactory[FittedRanker], interactions: Interac
     items (most of them made cold on purpose, :func:`validation_slice`); the cold-item bias
     is then set by :func:`calibrate_cold`. With fewer than ``min_validation_positives`` the
     default weights stand in for the fit. Then :func:`~xrec.ranking.guard.guard_fusion` ships the
-    fusion only where it validates at least as well as each of the ranker's own parts."""
+    fusion only where it validates at least as well as each of the ranker's own parts (a small
+    catalogue without timestamps on several slices, :func:`guard_slices`)."""
     from xrec.ranking.guard import GuardRun, guard_fusion
 
     # items nobody has interacted with can never be a validation positive: as negatives they would
     # only teach the fit that cold evidence never pays (a new catalogue added before the fit)
     known = np.diff(interactions.matrix.tocsc().indptr) > 0
-    runs: list[GuardRun] = []
-    slices = 1
-    while len(runs) < slices:
-        slice_ = validation_slice(interactions, replace(config, seed=config.seed + SLICE_SEED_STRIDE * len(runs)),
+
+    def run(k: int, default: bool | None) -> GuardRun | None:
+        """Validation slice ``k``'s evidence; ``default``: use the default weights (None: decide by
+        the slice's positives)."""
+        slice_ = validation_slice(interactions, replace(config, seed=config.seed + SLICE_SEED_STRIDE * k),
                                   content.language_codes)
         if slice_ is None:
-            break
+            return None
         sub, truth, simulated = slice_
         ranker = make_ranker(sub, item_vectors, cf_fit(sub.matrix), content, Fusion((), np.zeros(0), np.zeros(0)),
                              config)
         fit = FusionFit(ranker, truth, simulated, config, known)
-        if not runs and truth.nnz < config.min_validation_positives:
+        if default is None and truth.nnz < config.min_validation_positives:
             log.warning("%d validation positives (< %d): default fusion weights, checked against the parts",
                         truth.nnz, config.min_validation_positives)
-        if truth.nnz < config.min_validation_positives if not runs else runs[0].refit is None:
-            fusion, refit = default_fusion(ranker.views, config), None
-        else:
-            fusion, refit = fit.fusion(), fit.fusion
-        if not config.guard:
-            return fusion
+            default = True
+        fusion, refit = (default_fusion(ranker.views, config), None) if default else (fit.fusion(), fit.fusion)
         # judged on the plain held-out interactions: the simulated-cold items are a training device
         plain = (truth @ sp.diags((~simulated).astype(np.float32))).tocsr()
         plain.eliminate_zeros()
-        runs.append(GuardRun(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread,
-                             refit, ~known))
-        if len(runs) == 1 and not interactions.has_timestamps:
-            slices = guard_slices(int((np.diff(runs[0].truth.indptr) > 0).sum()))
-    if not runs:
-        return None
+        return GuardRun(ranker.views, fusion, plain if plain.nnz else truth, ranker.history, fit.spread, refit, ~known)
+
+    first = run(0, None)
+    if first is None or not config.guard:
+        return None if first is None else first.fusion
+    runs = [first]
+    slices = 1 if interactions.has_timestamps else guard_slices(int((np.diff(first.truth.indptr) > 0).sum()))
+    while len(runs) < slices and (more := run(len(runs), first.refit is None)) is not None:
+        runs.append(more)
     return guard_fusion(runs, seed=config.seed)
 
 
